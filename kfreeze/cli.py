@@ -1,0 +1,23 @@
+"""The ``kfreeze`` command: the pipeline stages as subcommands, plus node discovery."""
+
+from __future__ import annotations
+
+import typer
+
+from kfreeze import commands
+
+app = typer.Typer(
+    help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. The stages "
+         "(convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
+    app.command(fn.__name__)(fn)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The pipeline stages as commands: parse arguments, call the library, write outputs.
+
+``kfreeze <stage>`` and ``python stages/<stage>.py`` run these same functions.
+TensorFlow is imported inside each command, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from kfreeze import params
+from kfreeze.errors import KfreezeError
+
+Name = typer.Argument(..., help="Model name: an entry under 'models:' in params.yaml.")
+ParamsOpt = typer.Option(params.PARAMS_FILE, "--params", help="The params file.")
+BuildOpt = typer.Option(Path("build"), "--build", help="Where the artifacts go: BUILD/<name>/.")
+MetricsOpt = typer.Option(Path("metrics"), "--metrics", help="Where verify writes <name>.json.")
+DebugOpt = typer.Option(False, "--debug", help="Show the Python traceback on errors.")
+
+
+def cli_errors(fn):
+    """One line on stderr and a non-zero exit for any failure; the traceback only with --debug."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug") or os.environ.get("KFREEZE_DEBUG")
+        if debug:
+            os.environ["KFREEZE_DEBUG"] = "1"
+        try:
+            return fn(*args, **kwargs)
+        except KfreezeError as e:
+            if debug:
+                traceback.print_exc()
+            print(f"error: {e.line()}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug or an input kfreeze does not recognise yet
+            if debug:
+                traceback.print_exc()
+            reason = " ".join(str(e).split())[:300]
+            print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
+                  "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _dirs(build: Path, name: str) -> Path:
+    return Path(build) / name
+
+
+def _where(params_file: str, name: str, key: str) -> str:
+    return f"{params_file}: models.{name}.{key}"
+
+
+@cli_errors
+def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
+    from kfreeze import atomic, keras_io
+
+    spec = params.model_spec(name, params_file)
+    model = keras_io.load_model(spec.source)
+    with atomic.directory(_dirs(build, name) / "model") as tmp:
+        keras_io.save_canonical(model, tmp / "model.keras")
+    typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "
+               f"inputs {[t.name for t in model.inputs]})")
+
+
+@cli_errors
+def export(name: str = Name, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
+    from kfreeze import export as export_lib
+    from kfreeze import keras_io
+
+    out = _dirs(build, name)
+    model = keras_io.load_model(out / "model" / "model.keras")
+    exported = export_lib.export_model(model)
+    export_lib.write_export(exported, out)
+    sig = exported.signature
+    typer.echo(f"{name}: exported {sig['variables']} variables; inputs "
+               f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
+
+
+def resolve_names(spec: params.ModelSpec, signature: dict, params_file: str) -> tuple[list[str], list[str]]:
+    """The configured node names, or the Keras input and output names when empty."""
+    inputs = spec.inputs or [i["name"] for i in signature["inputs"]]
+    outputs = spec.outputs or [o["name"] for o in signature["outputs"]]
+    return inputs, outputs
+
+
+def resolve_shapes(spec: params.ModelSpec, inputs: list[str], params_file: str) -> list[Optional[tuple]]:
+    """input_shape: null, one shape for a single input, a list of shapes, or {input: shape}."""
+    raw = spec.input_shape
+    where = _where(params_file, spec.name, "input_shape")
+    if raw is None:
+        return [None] * len(inputs)
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - set(inputs))
+        if unknown:
+            raise KfreezeError(where, f"names {unknown} are not inputs", f"inputs are {inputs}")
+        shapes = [raw.get(i) for i in inputs]
+    elif raw and all(isinstance(d, (int, type(None))) for d in raw):
+        if len(inputs) != 1:
+            raise KfreezeError(where, f"one shape given for {len(inputs)} inputs",
+                               "give a list of shapes in input order, or a mapping {input: shape}")
+        shapes = [raw]
+    elif all(isinstance(s, list) for s in raw) and len(raw) == len(inputs):
+        shapes = raw
+    else:
+        raise KfreezeError(where, f"cannot read {raw!r} as shapes for inputs {inputs}",
+                           "e.g. [1, 20, 20, 1], or [[1, 16, 16, 3], [1, 8]] for two inputs")
+    for shape in shapes:
+        if shape is not None and not all(isinstance(d, int) and (d > 0 or d == -1) or d is None for d in shape):
+            raise KfreezeError(where, f"{shape!r} is not a shape", "use positive integers, -1 or null for dynamic")
+    return [tuple(s) if s is not None else None for s in shapes]
+
+
+@cli_errors
+def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Freeze graph.pbtxt + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
+    from kfreeze import freeze as freeze_lib
+    from kfreeze import graphio, nodes
+
+    spec = params.model_spec(name, params_file)
+    out = _dirs(build, name)
+    signature = graphio.read_json(out / "signature.json")
+    inputs, outputs = resolve_names(spec, signature, params_file)
+    graph = graphio.read_graph(out / "graph.pbtxt")
+    nodes.require(graph, inputs, "input", _where(params_file, name, "inputs"))
+    nodes.require(graph, outputs, "output", _where(params_file, name, "outputs"))
+    frozen = freeze_lib.freeze(graph, freeze_lib.resolve_checkpoint(out / "ckpt"), outputs, str(out / "graph.pbtxt"))
+    graphio.write_graph(frozen.graph, out / "frozen.pb")
+    typer.echo(f"{name}: Converted {frozen.converted} variables to const ops; "
+               f"{len(frozen.graph.node)} ops for outputs {outputs}")
+
+
+@cli_errors
+def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Fold constants and batch norms, strip training-only nodes, fix input shapes: BUILD/<name>/optimized.pb."""
+    from kfreeze import graphio, nodes
+    from kfreeze import optimize as opt
+
+    spec = params.model_spec(name, params_file)
+    out = _dirs(build, name)
+    signature = graphio.read_json(out / "signature.json")
+    inputs, outputs = resolve_names(spec, signature, params_file)
+    shapes = resolve_shapes(spec, inputs, params_file)
+    frozen = graphio.read_graph(out / "frozen.pb")
+    nodes.require(frozen, inputs, "input", _where(params_file, name, "inputs"))
+    ctx = opt.Context(tuple(opt.InputSpec(i, None, s) for i, s in zip(inputs, shapes)), tuple(outputs))
+    try:
+        graph, stats = opt.optimize(frozen, ctx)
+    except KfreezeError as e:
+        raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
+    graphio.write_graph(graph, out / "optimized.pb")
+    graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
+    typer.echo(f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
+               f"({', '.join(f'{s.name} -{s.ops_before - s.ops_after}' for s in stats if s.ops_before != s.ops_after)})")
+
+
+@cli_errors
+def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
+           metrics: Path = MetricsOpt, debug: bool = DebugOpt):
+    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json."""
+    from kfreeze import graphio
+    from kfreeze import verify as verify_lib
+
+    spec = params.model_spec(name, params_file)
+    vspec = params.verify_spec(params_file)
+    out = _dirs(build, name)
+    result = verify_lib.verify_model(spec, vspec, out, params_file)
+    graphio.write_json(Path(metrics) / f"{name}.json", result)
+    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
+           else f"OpenCV failed: {result['opencv_error']}")
+    typer.echo(f"{name}: max_abs_diff {result['max_abs_diff']:.3g} (atol {vspec.atol:g}), top1_agree "
+               f"{result['top1_agree']}, ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
+    if result["max_abs_diff"] > vspec.atol:
+        raise KfreezeError(out / "optimized.pb", f"outputs differ from the source model by {result['max_abs_diff']:.3g}, "
+                           f"more than verify.atol={vspec.atol:g}", f"see metrics/{name}.json; report the model")
+
+
+@cli_errors
+def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."),
+          limit: int = typer.Option(10, help="How many candidates of each kind to list."),
+          debug: bool = DebugOpt):
+    """List the likely input and output nodes of a graph, most likely first."""
+    from kfreeze import graphio
+    from kfreeze import nodes as nodes_lib
+
+    g = graphio.read_graph(graph)
+    inputs, outputs = nodes_lib.discover(g)
+    for title, cands in (("inputs", inputs), ("outputs", outputs)):
+        typer.echo(f"{title}:")
+        if not cands:
+            typer.echo("  (none found)")
+        for c in cands[:limit]:
+            typer.echo(f"  {c.name:<40} {c.op:<18} {c.dtype:<10} {c.shape}")

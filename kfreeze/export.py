@@ -1,0 +1,228 @@
+"""Keras model -> TF1-style inference graph + checkpoint, as the seed's tools expect.
+
+Keras 3 traces to resource variables inside a tf.function, which TensorFlow's
+``freeze_graph`` cannot restore from a checkpoint. So the traced graph is
+frozen with ``convert_variables_to_constants_v2`` and each weight constant is
+turned back into a classic ``VariableV2`` named by its Keras path
+(``conv1/kernel``), with a ``save/`` Saver and a V2 checkpoint keyed by the
+same names. The result is what TF1 users have always fed to ``freeze_graph``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kfreeze import atomic, graphio
+from kfreeze.errors import KfreezeError
+from kfreeze.keras_io import keras
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+CKPT_NAME = "model.ckpt"
+_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.\-/]")
+_COUNTER = re.compile(r"^(.+)_(\d+)$")
+
+
+@dataclass
+class Exported:
+    graph: graph_pb2.GraphDef          # VariableV2 graph with a save/ Saver
+    values: dict[str, np.ndarray]      # variable name -> value
+    signature: dict                    # inputs/outputs: name, dtype, shape
+
+
+def tf_name(name: str) -> str:
+    name = _BAD_CHARS.sub("_", name)
+    return name if name[:1].isalnum() or name[:1] == "." else f"x{name}"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}_{k}")
+    return out
+
+
+def _layer_names(model) -> set[str]:
+    names = {model.name}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        names.add(layer.name)
+    return names
+
+
+def output_layer_names(model) -> list[str]:
+    names = []
+    for tensor in tf.nest.flatten(model.output):
+        history = getattr(tensor, "_keras_history", None)
+        names.append(history.operation.name if history else tensor.name)
+    return _unique([tf_name(n) for n in names])
+
+
+def input_names(model) -> list[str]:
+    return _unique([tf_name(t.name) for t in tf.nest.flatten(model.input)])
+
+
+def trace(model):
+    """A concrete inference function with placeholders named after the Keras inputs."""
+    names = input_names(model)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(tf.nest.flatten(model.input), names)]
+
+    def call(*args):
+        inputs = tf.nest.pack_sequence_as(model.input, list(args))
+        return tf.nest.flatten(model(inputs, training=False))
+
+    return tf.function(call).get_concrete_function(*specs)
+
+
+def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:
+    """Rename nodes and every reference to them (data and control inputs)."""
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph)
+    for node in out.node:
+        node.name = mapping.get(node.name, node.name)
+        for i, inp in enumerate(node.input):
+            ctrl = inp.startswith("^")
+            base, sep, port = inp.lstrip("^").partition(":")
+            node.input[i] = ("^" if ctrl else "") + mapping.get(base, base) + sep + port
+    return out
+
+
+def strip_name_counters(graph: graph_pb2.GraphDef, scopes: set[str]) -> dict[str, str]:
+    """Map 'digits_1/conv1_1/Conv2D' to 'digits/conv1/Conv2D'.
+
+    Keras uniquifies name scopes with process-global counters, so the same model
+    traced in two processes can get different node names. Dropping a counter
+    suffix from a scope that names a layer gives stable, readable names; if that
+    would make two names collide (a shared layer called twice), nothing is renamed.
+    """
+    def clean(part: str) -> str:
+        m = _COUNTER.match(part)
+        return m.group(1) if m and m.group(1) in scopes and part not in scopes else part
+
+    mapping = {n.name: "/".join(clean(p) for p in n.name.split("/")) for n in graph.node}
+    if len(set(mapping.values())) != len(mapping):
+        return {}
+    return {k: v for k, v in mapping.items() if k != v}
+
+
+def export_model(model) -> Exported:
+    concrete = trace(model)
+    handle_to_path = {id(v.value.handle): v.path for v in model.variables}
+    placeholder_to_var = {}
+    for external, internal in concrete.graph.captures:
+        if id(external) in handle_to_path:
+            placeholder_to_var[internal.op.name] = handle_to_path[id(external)]
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph = frozen.graph.as_graph_def()
+
+    in_names = input_names(model)
+    out_names = output_layer_names(model)
+    out_ops = [t.op.name for t in frozen.outputs]
+
+    # Drop the function's NoOp and the control edges that pin variable reads to it.
+    kept = graph_pb2.GraphDef()
+    kept.versions.CopyFrom(graph.versions)
+    for node in graph.node:
+        if node.op == "NoOp":
+            continue
+        new = kept.node.add()
+        new.CopyFrom(node)
+        new.ClearField("input")
+        new.input.extend(i for i in node.input if not i.startswith("^"))
+        new.ClearField("device")
+
+    mapping = strip_name_counters(kept, _layer_names(model))
+    var_names = dict(zip(sorted(placeholder_to_var), _unique([tf_name(placeholder_to_var[k]) for k in sorted(placeholder_to_var)])))
+    mapping.update(var_names)
+    mapping.update(dict(zip(out_ops, out_names)))
+    taken = set(var_names.values()) | set(out_names) | set(in_names)
+    for old, new in list(mapping.items()):  # an internal node may not steal a public name
+        if new in taken and old not in var_names and old not in out_ops and new not in in_names:
+            mapping[old] = new + "_internal"
+    graph = rename_nodes(kept, mapping)
+
+    values = {}
+    by_name = {n.name: n for n in graph.node}
+    for var in var_names.values():
+        node = by_name[var]
+        value = tf.make_ndarray(node.attr["value"].tensor)
+        values[var] = value
+        dtype = node.attr["dtype"].type
+        node.Clear()
+        node.name, node.op = var, "VariableV2"
+        node.attr["dtype"].type = dtype
+        node.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+        node.attr["container"].s = b""
+        node.attr["shared_name"].s = b""
+
+    graph, values = _add_saver(graph, values)
+    signature = _signature(graph, in_names, out_names, model)
+    return Exported(graph, values, signature)
+
+
+def _add_saver(graph: graph_pb2.GraphDef, values: dict[str, np.ndarray]):
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph, name="")
+        var_list = {k: g.get_tensor_by_name(k + ":0") for k in sorted(values)}
+        tf.compat.v1.train.Saver(var_list=var_list, write_version=tf.compat.v1.train.SaverDef.V2)
+    return g.as_graph_def(), values
+
+
+def _signature(graph, in_names, out_names, model) -> dict:
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph, name="")
+
+    def describe(name):
+        t = g.get_tensor_by_name(name + ":0")
+        shape = None if t.shape.rank is None else [d if d is not None else None for d in t.shape.as_list()]
+        return {"name": name, "dtype": t.dtype.base_dtype.name, "shape": shape}
+
+    return {
+        "model": model.name,
+        "inputs": [describe(n) for n in in_names],
+        "outputs": [describe(n) for n in out_names],
+        "variables": len([n for n in graph.node if n.op == "VariableV2"]),
+    }
+
+
+def write_checkpoint(exported: Exported, ckpt_dir: Path) -> None:
+    """A V2 checkpoint keyed by variable name, restorable by the graph's own Saver."""
+    with atomic.directory(ckpt_dir) as tmp:
+        g = tf.Graph()
+        with g.as_default():
+            tf.graph_util.import_graph_def(exported.graph, name="")
+            assigns = [tf.compat.v1.assign(g.get_tensor_by_name(k + ":0"), v) for k, v in sorted(exported.values.items())]
+            saver_def = tf.compat.v1.train.Saver(
+                var_list={k: g.get_tensor_by_name(k + ":0") for k in sorted(exported.values)},
+                write_version=tf.compat.v1.train.SaverDef.V2)
+            with tf.compat.v1.Session(graph=g) as sess:
+                sess.run(assigns)
+                saver_def.save(sess, str(tmp / CKPT_NAME), write_meta_graph=False, write_state=False)
+        # Written by hand: TF's state file records absolute paths and timestamps.
+        (tmp / "checkpoint").write_text(f'model_checkpoint_path: "{CKPT_NAME}"\n'
+                                        f'all_model_checkpoint_paths: "{CKPT_NAME}"\n')
+
+
+def write_export(exported: Exported, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    write_checkpoint(exported, out_dir / "ckpt")
+    graphio.write_graph(exported.graph, out_dir / "graph.pbtxt")
+    atomic.write_text(out_dir / "op_names.txt", "".join(n.name + "\n" for n in exported.graph.node))
+    graphio.write_json(out_dir / "signature.json", exported.signature)
+
+
+def check_exportable(model, where: str) -> None:
+    if any(t.shape.rank is None for t in tf.nest.flatten(model.input)):
+        raise KfreezeError(where, "an input has unknown rank", "build the model with keras.Input(shape=...)")
+
+
+__all__ = ["export_model", "write_export", "trace", "keras"]

@@ -1,0 +1,76 @@
+"""Graph + checkpoint -> one GraphDef of constants, with TensorFlow's own freeze_graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfreeze.errors import KfreezeError
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.python.tools import freeze_graph as tf_freeze_graph
+
+VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable"}
+LEFTOVER_OPS = VARIABLE_OPS | {"ReadVariableOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2",
+                                "SaveSlices", "RestoreSlice", "VarIsInitializedOp"}
+
+
+@dataclass
+class Frozen:
+    graph: graph_pb2.GraphDef
+    converted: int  # variables turned into constants
+
+
+def resolve_checkpoint(path: str | Path) -> str:
+    """A checkpoint prefix; a directory means its latest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        latest = tf.train.latest_checkpoint(str(path))
+        if latest is None:
+            raise KfreezeError(path, "directory holds no checkpoint (no 'checkpoint' state file or index)",
+                               "point 'checkpoint' at a prefix such as model.ckpt-2000")
+        return latest
+    if not Path(str(path) + ".index").is_file():
+        raise KfreezeError(path, "checkpoint not found (no .index file with this prefix)",
+                           "give the prefix, e.g. model.ckpt-2000 for model.ckpt-2000.index")
+    return str(path)
+
+
+def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where: str) -> Frozen:
+    """Restore every variable the outputs need from ``checkpoint`` and make it a Const."""
+    variables = {n.name for n in graph.node if n.op in VARIABLE_OPS}
+    reader = _reader(checkpoint)
+    stored = reader.get_variable_to_shape_map()
+    needed = _needed_variables(graph, outputs) & variables
+    for name in sorted(needed):
+        if name not in stored:
+            raise KfreezeError(checkpoint, f"checkpoint has no value for variable '{name}' of the graph",
+                               "use the checkpoint written with this graph")
+    try:
+        frozen = tf_freeze_graph.freeze_graph_with_def_protos(
+            input_graph_def=graph, input_saver_def=None, input_checkpoint=checkpoint,
+            output_node_names=",".join(outputs), restore_op_name=None, filename_tensor_name=None,
+            output_graph="", clear_devices=True, initializer_nodes="")
+    except (tf.errors.InvalidArgumentError, ValueError) as e:
+        message = " ".join(str(e).split("\n")[0].split())[:300]
+        raise KfreezeError(where, f"freezing failed ({message})",
+                           "check that the graph and checkpoint belong together") from None
+    left = sorted({n.op for n in frozen.node} & LEFTOVER_OPS)
+    if left:
+        raise KfreezeError(where, f"frozen graph still holds {', '.join(left)} nodes",
+                           "report this graph; it uses a variable type kfreeze cannot freeze")
+    converted = len({n.name for n in frozen.node if n.op == "Const"} & needed)
+    return Frozen(frozen, converted)
+
+
+def _reader(checkpoint: str):
+    try:
+        return tf.compat.v1.train.NewCheckpointReader(checkpoint)
+    except (tf.errors.OpError, ValueError) as e:
+        raise KfreezeError(checkpoint, f"checkpoint cannot be read ({str(e).splitlines()[0][:200]})",
+                           "the .index or .data file is damaged or missing; re-save it") from None
+
+
+def _needed_variables(graph: graph_pb2.GraphDef, outputs: list[str]) -> set[str]:
+    sub = tf.compat.v1.graph_util.extract_sub_graph(graph, [o.split(":")[0] for o in outputs])
+    return {n.name for n in sub.node}

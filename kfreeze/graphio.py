@@ -1,0 +1,85 @@
+"""Read and write GraphDefs with clear errors, deterministically and atomically."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+from kfreeze.tfenv import tf  # noqa: F401  (quiet TF import first)
+from google.protobuf import message, text_format
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from kfreeze import atomic
+from kfreeze.errors import KfreezeError
+
+GRAPH_SUFFIXES = (".pb", ".pbtxt", ".meta")
+
+
+def check_file(path: str | Path, what: str, fix: str = "") -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise KfreezeError(path, f"{what} is a directory, expected a file", fix or "point to the file inside it")
+    if not path.exists():
+        raise KfreezeError(path, f"{what} not found", fix or "check the path in params.yaml")
+    if path.stat().st_size == 0:
+        raise KfreezeError(path, f"{what} is empty", "re-create or re-download the file")
+    return path
+
+
+def read_graph(path: str | Path) -> graph_pb2.GraphDef:
+    """A GraphDef from a binary ``.pb``, a text ``.pbtxt`` or a ``.meta`` MetaGraphDef."""
+    path = check_file(path, "graph file")
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix not in GRAPH_SUFFIXES:
+        raise KfreezeError(path, f"unknown graph file type '{suffix}'", "use a .pb, .pbtxt or .meta file")
+    try:
+        if suffix == ".pbtxt":
+            return text_format.Parse(data.decode("utf-8"), graph_pb2.GraphDef())
+        if suffix == ".meta":
+            meta = meta_graph_pb2.MetaGraphDef()
+            meta.ParseFromString(data)
+            graph = meta.graph_def
+        else:
+            graph = graph_pb2.GraphDef()
+            graph.ParseFromString(data)
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise KfreezeError(path, f"not a text GraphDef ({str(e).splitlines()[0][:120]})",
+                           "fix the syntax, or rename a binary graph to .pb") from None
+    except (message.DecodeError, RuntimeError, ValueError) as e:
+        raise KfreezeError(path, f"not a binary {'MetaGraphDef' if suffix == '.meta' else 'GraphDef'} ({e})",
+                           "the file is damaged or of another type; re-export it") from None
+    if not graph.node:
+        raise KfreezeError(path, "graph has no nodes", "the file is damaged or of another type; re-export it")
+    return graph
+
+
+def graph_bytes(graph: graph_pb2.GraphDef) -> bytes:
+    return graph.SerializeToString(deterministic=True)
+
+
+def write_graph(graph: graph_pb2.GraphDef, path: str | Path) -> None:
+    """Binary for ``.pb``, text for ``.pbtxt``; same graph, same bytes."""
+    path = Path(path)
+    if path.suffix == ".pbtxt":
+        atomic.write_text(path, text_format.MessageToString(graph))
+    else:
+        atomic.write_bytes(path, graph_bytes(graph))
+
+
+def op_histogram(graph: graph_pb2.GraphDef) -> dict[str, int]:
+    return dict(sorted(collections.Counter(n.op for n in graph.node).items()))
+
+
+def write_json(path: str | Path, data) -> None:
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path):
+    path = check_file(path, "JSON file", "run the stage that writes it (dvc repro)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise KfreezeError(path, f"not valid JSON ({e})", "re-run the stage that writes it") from None

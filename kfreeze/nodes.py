@@ -1,0 +1,133 @@
+"""Node names: parse, check with closest-name suggestions, and discover likely inputs/outputs."""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import re
+from dataclasses import dataclass
+
+from kfreeze.tfenv import tf  # noqa: F401  (quiet TF import first)
+from tensorflow.core.framework import graph_pb2, types_pb2
+
+from kfreeze.errors import KfreezeError
+
+TRAINING_SCOPES = re.compile(
+    r"(^|/)(save(_\d+)?|gradients(_\d+)?|train|training|optimizer|Adam|Momentum|RMSProp|"
+    r"summaries|summary|global_step|report_uninitialized|init|loss|metrics?)(/|$)",
+    re.IGNORECASE,
+)
+INPUT_OPS = {"Placeholder": 3, "PlaceholderV2": 3, "IteratorGetNext": 2, "QueueDequeueV2": 1,
+             "QueueDequeueManyV2": 1, "QueueDequeueUpToV2": 1, "QueueDequeue": 1, "QueueDequeueMany": 1}
+OUTPUT_OPS = {"Softmax": 5, "Sigmoid": 4, "ArgMax": 3, "Identity": 3, "BiasAdd": 2, "Add": 1, "AddV2": 1,
+              "MatMul": 1, "Tanh": 1, "Reshape": 1, "Squeeze": 1, "Relu": 0, "Conv2D": 1}
+SKIP_SINK_OPS = {"NoOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2", "Const", "VariableV2",
+                 "VarHandleOp", "ScalarSummary", "HistogramSummary", "MergeSummary", "Print", "Assert",
+                 "PrintV2", "MakeIterator", "IteratorV2", "AnonymousIteratorV3", "VarIsInitializedOp"}
+
+
+def split_tensor(name: str) -> tuple[str, int]:
+    """'node:1' -> ('node', 1); 'node' -> ('node', 0)."""
+    node, _, index = name.partition(":")
+    node = node.lstrip("^")
+    return node, int(index) if index.isdigit() else 0
+
+
+def closest(name: str, names, n: int = 5) -> list[str]:
+    names = list(names)
+    found = difflib.get_close_matches(name, names, n=n, cutoff=0.4)
+    if len(found) < n:  # also offer names that share the last path component
+        tail = name.rsplit("/", 1)[-1].lower()
+        found += [x for x in names if tail and tail in x.lower() and x not in found][: n - len(found)]
+    return found
+
+
+def require(graph: graph_pb2.GraphDef, names: list[str], what: str, where: str) -> None:
+    """Fail with the closest real names when a configured node is not in the graph."""
+    known = {n.name for n in graph.node}
+    for name in names:
+        node, _ = split_tensor(name)
+        if node not in known:
+            near = closest(node, sorted(known))
+            hint = f"closest names: {', '.join(near)}" if near else "run 'kfreeze nodes' on the graph to list candidates"
+            raise KfreezeError(where, f"{what} node '{name}' is not in the graph", hint)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    op: str
+    dtype: str
+    shape: str
+    score: float
+
+
+def _dtype(node) -> str:
+    for key in ("dtype", "T", "output_types", "component_types"):
+        if key in node.attr:
+            attr = node.attr[key]
+            types = list(attr.list.type) if attr.HasField("list") else [attr.type]
+            return ",".join(types_pb2.DataType.Name(t).replace("DT_", "").lower() for t in types)
+    return "?"
+
+
+def _shape(node) -> str:
+    for key in ("shape", "output_shapes", "_output_shapes", "shapes"):
+        if key in node.attr:
+            attr = node.attr[key]
+            protos = list(attr.list.shape) if attr.HasField("list") else [attr.shape]
+            if protos:
+                dims = [("?" if p.unknown_rank else "[" + ",".join("?" if d.size < 0 else str(d.size) for d in p.dim) + "]")
+                        for p in protos]
+                return ",".join(dims)
+    return "?"
+
+
+def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate]]:
+    """Likely inputs and outputs, most likely first.
+
+    Inputs are feedable sources (placeholders, tf.data and queue outputs) that
+    reach an inference sink; outputs are sinks of the inference subgraph, with
+    saver, summary, optimizer and gradient scopes ignored.
+    """
+    consumers = collections.defaultdict(list)
+    for node in graph.node:
+        for inp in node.input:
+            consumers[split_tensor(inp)[0]].append(node.name)
+    by_name = {n.name: n for n in graph.node}
+
+    def training(name: str) -> bool:
+        return bool(TRAINING_SCOPES.search(name))
+
+    outputs = []
+    for node in graph.node:
+        if node.op in SKIP_SINK_OPS or training(node.name) or not node.input:
+            continue
+        live = [c for c in consumers.get(node.name, []) if not training(c) and by_name[c].op not in SKIP_SINK_OPS]
+        if live:
+            continue
+        score = OUTPUT_OPS.get(node.op, 0.5)
+        if node.op == "Identity" and "/" not in node.name:
+            score += 2  # a deliberately named output, e.g. kfreeze's 'probs'
+        if "/" not in node.name:
+            score += 0.5
+        outputs.append(Candidate(node.name, node.op, _dtype(node), _shape(node), score))
+
+    # Inputs must feed the inference outputs found above.
+    reach = set()
+    stack = [c.name for c in outputs]
+    while stack:
+        name = stack.pop()
+        if name in reach or name not in by_name:
+            continue
+        reach.add(name)
+        stack.extend(split_tensor(i)[0] for i in by_name[name].input)
+    inputs = []
+    for node in graph.node:
+        if node.op in INPUT_OPS and node.name in reach and not training(node.name):
+            score = INPUT_OPS[node.op]
+            if node.op.startswith("Placeholder") and _shape(node).count(",") == 0 and _shape(node) in ("[]", "?"):
+                score -= 2  # scalar placeholders are flags (is_training, keep_prob), not data
+            inputs.append(Candidate(node.name, node.op, _dtype(node), _shape(node), score))
+    key = lambda c: (-c.score, c.name)  # noqa: E731
+    return sorted(inputs, key=key), sorted(outputs, key=key)

@@ -1,0 +1,60 @@
+"""Frozen GraphDef -> inference-optimized GraphDef, as an explicit ordered list of passes.
+
+Each pass is a pure ``(GraphDef, Context) -> GraphDef`` function. TensorFlow's
+own machinery (TransformGraph, Grappler) does the heavy folding; the passes in
+``kfreeze.optimize.passes`` cover only what neither does for Keras 3 or TF1 graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kfreeze import graphio
+from kfreeze.optimize import passes
+from kfreeze.optimize.context import Context, InputSpec  # noqa: F401  (public API)
+from tensorflow.core.framework import graph_pb2
+
+Pass = Callable[[graph_pb2.GraphDef, Context], graph_pb2.GraphDef]
+
+PASSES: list[tuple[str, Pass]] = [
+    ("cut_inputs", passes.cut_inputs),                    # named inputs become placeholders
+    ("placeholder_defaults", passes.placeholder_defaults),  # is_training/keep_prob take their defaults
+    ("strip_unused", passes.strip_unused),                # only what the outputs need
+    ("static_reshape", passes.static_reshape),            # Flatten's Shape/Pack -> a constant shape
+    ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms for fused BN
+    ("grappler", passes.grappler),                        # constant folding, BN into conv, identities
+    ("sort_by_execution_order", passes.sort_by_execution_order),
+    ("check_portable", passes.check_portable),            # standard ops only
+]
+
+
+@dataclass
+class PassStat:
+    name: str
+    ops_before: int
+    ops_after: int
+    removed: dict[str, int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"pass": self.name, "ops_before": self.ops_before, "ops_after": self.ops_after,
+                "removed": self.removed, "added": self.added}
+
+
+def _delta(before: dict[str, int], after: dict[str, int]):
+    removed = {k: before[k] - after.get(k, 0) for k in before if before[k] > after.get(k, 0)}
+    added = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
+    return dict(sorted(removed.items())), dict(sorted(added.items()))
+
+
+def optimize(graph: graph_pb2.GraphDef, ctx: Context,
+             pipeline: list[tuple[str, Pass]] | None = None) -> tuple[graph_pb2.GraphDef, list[PassStat]]:
+    stats = []
+    for name, fn in PASSES if pipeline is None else pipeline:
+        before = graphio.op_histogram(graph)
+        graph = fn(graph, ctx)
+        after = graphio.op_histogram(graph)
+        removed, added = _delta(before, after)
+        stats.append(PassStat(name, sum(before.values()), sum(after.values()), removed, added))
+    return graph, stats

@@ -1,0 +1,32 @@
+"""What the passes need to know besides the graph: the cut points and the fetches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str                        # node or node:k where the graph is cut
+    dtype: str | None = None         # None: the tensor's own dtype
+    shape: tuple | None = None       # None: the tensor's own shape; -1/None for a dynamic dim
+
+
+@dataclass(frozen=True)
+class Context:
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def input_nodes(self) -> list[str]:
+        return [placeholder_name(i.name) for i in self.inputs]
+
+    @property
+    def output_nodes(self) -> list[str]:
+        return [o.split(":")[0] for o in self.outputs]
+
+
+def placeholder_name(tensor: str) -> str:
+    """The placeholder that replaces ``node:k``: ``node`` for k=0, else ``node_k``."""
+    node, _, port = tensor.partition(":")
+    return node if port in ("", "0") else f"{node}_{port}"

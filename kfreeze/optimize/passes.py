@@ -1,0 +1,209 @@
+"""The optimization passes: pure ``(GraphDef, Context) -> GraphDef`` functions.
+
+TransformGraph and Grappler do the folding. The hand-written passes do what
+neither does: cutting at a non-placeholder tensor with a chosen dtype,
+resolving ``PlaceholderWithDefault`` flags, and giving Keras 3's dynamic
+Flatten (Shape/StridedSlice/Pack) a constant shape, which also lets OpenCV load it.
+"""
+
+from __future__ import annotations
+
+from kfreeze.errors import KfreezeError
+from kfreeze.nodes import split_tensor
+from kfreeze.optimize.context import Context, placeholder_name
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2, node_def_pb2
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.framework import op_def_registry
+from tensorflow.python.grappler import tf_optimizer
+from tensorflow.python.util import _pywrap_transform_graph
+
+# Grappler optimizers that keep graphs portable: no '_Fused*' ops (remap) and no
+# NCHW rewrites (layout), which TF C++ on CPU and OpenCV cannot run.
+GRAPPLER_OPTIMIZERS = ("constfold", "arithmetic", "dependency", "pruning", "function")
+
+
+def _copy(graph: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph)
+    return out
+
+
+def _import(graph: graph_pb2.GraphDef) -> tf.Graph:
+    g = tf.Graph()
+    with g.as_default():
+        try:
+            tf.graph_util.import_graph_def(graph, name="")
+        except (ValueError, tf.errors.OpError) as e:
+            raise KfreezeError("graph", f"TensorFlow cannot import it ({str(e).splitlines()[0][:200]})",
+                               "check that it was written by a compatible TensorFlow") from None
+    return g
+
+
+def _retarget(graph: graph_pb2.GraphDef, old: str, new: str, skip: str = "") -> None:
+    """Point every data input that reads tensor ``old`` at ``new``, in place."""
+    node, port = split_tensor(old)
+    for n in graph.node:
+        if n.name == skip:
+            continue
+        for i, inp in enumerate(n.input):
+            if not inp.startswith("^") and split_tensor(inp) == (node, port):
+                n.input[i] = new
+
+
+def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Each configured input tensor becomes a Placeholder of the configured dtype and shape.
+
+    For a tf.data or queue input (``IteratorGetNext``) the producing node is
+    replaced; its upstream pipeline then feeds nothing and ``strip_unused``
+    drops it. A dtype other than the tensor's own gets a Cast after the placeholder.
+    """
+    g = _import(graph)
+    out = _copy(graph)
+    for spec in ctx.inputs:
+        node, port = split_tensor(spec.name)
+        tensor = g.get_tensor_by_name(f"{node}:{port}")
+        graph_dtype = tensor.dtype.base_dtype
+        dtype = tf.as_dtype(spec.dtype) if spec.dtype else graph_dtype
+        shape = tf.TensorShape(None if spec.shape is None else [None if d in (None, -1) else d for d in spec.shape]) \
+            if spec.shape is not None else tensor.shape
+        if spec.shape is not None and tensor.shape.rank is not None and not tensor.shape.is_compatible_with(shape):
+            raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} does not fit the graph's "
+                               f"shape {tensor.shape.as_list()}",
+                               f"give a shape of rank {tensor.shape.rank} that matches the known dimensions")
+        name = placeholder_name(spec.name)
+        placeholder = node_def_pb2.NodeDef(name=name, op="Placeholder")
+        placeholder.attr["dtype"].type = dtype.as_datatype_enum
+        placeholder.attr["shape"].shape.CopyFrom(shape.as_proto())
+        feeds = name
+        extra = []
+        if dtype != graph_dtype:
+            cast = node_def_pb2.NodeDef(name=f"{name}/cast", op="Cast", input=[name])
+            cast.attr["SrcT"].type = dtype.as_datatype_enum
+            cast.attr["DstT"].type = graph_dtype.as_datatype_enum
+            cast.attr["Truncate"].b = False
+            extra.append(cast)
+            feeds = cast.name
+        replaced = False
+        for i, n in enumerate(out.node):
+            if n.name == name:  # the cut node keeps its place and name
+                out.node[i].CopyFrom(placeholder)
+                replaced = True
+        if not replaced:
+            out.node.insert(0, placeholder)
+        for n in extra:
+            out.node.append(n)
+        _retarget(out, f"{node}:{port}", feeds, skip=feeds)
+    return out
+
+
+def placeholder_defaults(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """A PlaceholderWithDefault that is not an input takes its default.
+
+    TF1 graphs switch batch norm and dropout with ``is_training`` / ``keep_prob``
+    flags that default to inference values; as Identity of the default they
+    constant-fold, so the training branches vanish.
+    """
+    out = _copy(graph)
+    keep = set(ctx.input_nodes)
+    for node in out.node:
+        if node.op == "PlaceholderWithDefault" and node.name not in keep:
+            dtype = node.attr["dtype"].type
+            node.op = "Identity"
+            node.ClearField("attr")
+            node.attr["T"].type = dtype
+    return out
+
+
+def strip_unused(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Keep only what the outputs need; every input must still feed an output."""
+    names = {n.name for n in graph.node}
+    missing = [o for o in ctx.output_nodes if o not in names]
+    if missing:
+        raise KfreezeError(f"output '{missing[0]}'", "is not in the graph", "check 'outputs' in params.yaml")
+    out = tf.compat.v1.graph_util.extract_sub_graph(graph, ctx.output_nodes)
+    kept = {n.name for n in out.node}
+    for spec, name in zip(ctx.inputs, ctx.input_nodes):
+        if name not in kept:
+            raise KfreezeError(f"input '{spec.name}'", f"does not feed any of the outputs {list(ctx.outputs)} "
+                               "(it is downstream of them or on another branch)",
+                               "choose an input upstream of the outputs ('kfreeze nodes' lists candidates)")
+        node, port = split_tensor(spec.name)
+        if node != name and node in kept:
+            raise KfreezeError(f"input '{spec.name}'", f"the outputs also read other tensors of '{node}', "
+                               "so the graph cannot be cut there", f"add those tensors ({node}:N) to 'inputs'")
+    return out
+
+
+def static_reshape(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Give a Reshape a constant target shape when inference knows all but one dimension.
+
+    Keras 3 Flatten computes its shape at run time (Shape -> StridedSlice -> Pack)
+    because the batch is dynamic; constant folding cannot fold that, and OpenCV
+    cannot import it. ``[-1, 1600]`` is the same reshape as a constant.
+    """
+    g = _import(graph)
+    out = _copy(graph)
+    new_nodes = []
+    for node in out.node:
+        if node.op != "Reshape":
+            continue
+        shape_src = g.get_operation_by_name(split_tensor(node.input[1])[0])
+        if shape_src.type == "Const":
+            continue
+        shape = g.get_operation_by_name(node.name).outputs[0].shape
+        if shape.rank is None or sum(d is None for d in shape.as_list()) > 1:
+            continue
+        const = tf.make_tensor_proto([-1 if d is None else d for d in shape.as_list()],
+                                     dtype=g.get_operation_by_name(node.name).get_attr("Tshape"))
+        new = node_def_pb2.NodeDef(name=f"{node.name}/static_shape", op="Const")
+        new.attr["dtype"].type = const.dtype
+        new.attr["value"].tensor.CopyFrom(const)
+        new_nodes.append(new)
+        node.input[1] = new.name
+    out.node.extend(new_nodes)
+    return tf.compat.v1.graph_util.extract_sub_graph(out, ctx.output_nodes) if new_nodes else out
+
+
+def transform_graph(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """TensorFlow's TransformGraph folds FusedBatchNorm(V3) and the old BN ops into conv weights."""
+    return _transform(graph, ctx, "fold_batch_norms fold_old_batch_norms")
+
+
+def sort_by_execution_order(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """A stable topological order, so equal graphs serialize to equal bytes."""
+    return _transform(graph, ctx, "sort_by_execution_order")
+
+
+def _transform(graph: graph_pb2.GraphDef, ctx: Context, transforms: str) -> graph_pb2.GraphDef:
+    data = _pywrap_transform_graph.TransformGraphWithStringInputs(
+        graph.SerializeToString(deterministic=True), ",".join(ctx.input_nodes).encode(),
+        ",".join(ctx.output_nodes).encode(), transforms.encode())
+    out = graph_pb2.GraphDef()
+    out.ParseFromString(data)
+    return out
+
+
+def grappler(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Offline Grappler: constant folding (batch norm into conv weights), arithmetic
+    simplification, identity and dead-node removal."""
+    g = _import(graph)
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph, graph=g)
+    meta.collection_def["train_op"].node_list.value.extend(ctx.output_nodes)
+    config = config_pb2.ConfigProto()
+    rewrite = config.graph_options.rewrite_options
+    rewrite.optimizers.extend(GRAPPLER_OPTIMIZERS)
+    rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.TWO
+    rewrite.min_graph_nodes = -1
+    out = tf_optimizer.OptimizeGraph(config, meta)
+    del out.library.function[:]  # inlined by the function optimizer; none may remain referenced
+    return out
+
+
+def check_portable(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Only ops registered in stock TensorFlow, and no Grappler-internal '_' ops."""
+    bad = sorted({n.op for n in graph.node if n.op.startswith("_") or op_def_registry.get(n.op) is None})
+    if bad:
+        raise KfreezeError("optimized graph", f"contains non-portable ops {', '.join(bad)}",
+                           "report this model; kfreeze must not emit them")
+    return graph

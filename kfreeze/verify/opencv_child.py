@@ -1,0 +1,43 @@
+"""Run a frozen graph in OpenCV dnn, in its own process.
+
+OpenCV 5.0 segfaults on some TensorFlow graphs; in a child process a crash is a
+recorded result, not a dead stage. Usage: python -m kfreeze.verify.opencv_child
+GRAPH.pb IN.npz OUT.npz INPUT_NAMES OUTPUT_NAMES BATCH (names comma-separated;
+arrays NHWC; BATCH 0 runs all samples at once, N runs N at a time for a fixed-batch graph).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, output_names: str,
+         batch: str = "0") -> int:
+    import cv2
+
+    net = cv2.dnn.readNetFromTensorflow(graph)
+    feeds = dict(np.load(inputs_path))
+    names_in, names_out = input_names.split(","), output_names.split(",")
+    n = len(feeds[names_in[0]])
+    step = int(batch) or n
+    parts = []
+    for start in range(0, n, step):
+        for name in names_in:
+            x = feeds[name][start:start + step]
+            # OpenCV's importer turns NHWC graphs into NCHW layers: feed it NCHW.
+            blob = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+            net.setInput(np.ascontiguousarray(blob), name if len(names_in) > 1 else "")
+        results = net.forward(names_out)
+        parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 else y for y in results])
+    np.savez(outputs_path, **{name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names_out)})
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(*sys.argv[1:7]))
+    except Exception as e:  # reported to the parent as the one-line reason
+        print(" ".join(str(e).split())[:400], file=sys.stderr)
+        sys.exit(2)
