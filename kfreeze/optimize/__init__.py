@@ -24,6 +24,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("static_reshape", passes.static_reshape),            # Flatten's Shape/Pack -> a constant shape
     ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms for fused BN
     ("grappler", passes.grappler),                        # constant folding, BN into conv, identities
+    ("fold_affine", passes.fold_affine),                  # BN after a biased conv/matmul into its weights
     ("sort_by_execution_order", passes.sort_by_execution_order),
     ("check_portable", passes.check_portable),            # standard ops only
 ]

@@ -207,3 +207,145 @@ def check_portable(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
         raise KfreezeError("optimized graph", f"contains non-portable ops {', '.join(bad)}",
                            "report this model; kfreeze must not emit them")
     return graph
+
+
+# -- fold_affine ---------------------------------------------------------------
+
+_LINEAR = {"Conv2D", "MatMul", "DepthwiseConv2dNative", "Conv3D"}
+_ADD = {"Add", "AddV2", "BiasAdd"}
+
+
+def _consts(graph: graph_pb2.GraphDef) -> dict[str, "np.ndarray"]:
+    return {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in graph.node if n.op == "Const"}
+
+
+def _consumers(graph: graph_pb2.GraphDef) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for n in graph.node:
+        for inp in n.input:
+            name = split_tensor(inp)[0]
+            count[name] = count.get(name, 0) + 1
+    return count
+
+
+def _channel_vector(value, channels: int):
+    """A per-output-channel vector from a scalar, [C] or [1, .., 1, C] constant; else None."""
+    import numpy as np
+
+    value = np.asarray(value)
+    if value.size == 1:
+        return np.full([channels], value.reshape(()), dtype=value.dtype)
+    if value.shape[-1] == channels and value.size == channels:
+        return value.reshape([channels])
+    return None
+
+
+def _make_const(name: str, value) -> node_def_pb2.NodeDef:
+    node = node_def_pb2.NodeDef(name=name, op="Const")
+    proto = tf.make_tensor_proto(value)
+    node.attr["dtype"].type = proto.dtype
+    node.attr["value"].tensor.CopyFrom(proto)
+    return node
+
+
+def _out_channels(node: node_def_pb2.NodeDef, weights) -> int | None:
+    if node.op == "MatMul":
+        if node.attr["transpose_a"].b:
+            return None
+        return weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
+    if node.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
+        return None
+    if node.op == "DepthwiseConv2dNative":
+        return weights.shape[2] * weights.shape[3]
+    return weights.shape[-1]
+
+
+def _scale_weights(node: node_def_pb2.NodeDef, weights, scale):
+    if node.op == "MatMul" and node.attr["transpose_b"].b:
+        return weights * scale[:, None]
+    if node.op == "DepthwiseConv2dNative":
+        return weights * scale.reshape(weights.shape[2], weights.shape[3])
+    return weights * scale
+
+
+def fold_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Fold constant per-channel Mul and Add after a conv or matmul into its weights and bias.
+
+    Keras 3 emits a conv bias as BiasAdd and inference batch norm as Mul + AddV2
+    after it; Grappler only folds a Mul that directly follows the conv, so with a
+    bias in between the batch norm stays. Rewrites, repeated to a fixed point:
+      Mul(Linear(x, W), s)          -> Linear(x, W*s)
+      Mul(BiasAdd(y, b), s)         -> BiasAdd(Mul(y, s), b*s)
+      Add(BiasAdd(y, b), c)         -> BiasAdd(y, b+c)
+      Add(Linear(x, W), c)          -> BiasAdd(Linear(x, W), c)
+    each only when the inner node has no other consumer, and for NHWC layouts.
+    """
+    out = _copy(graph)
+    keep = set(ctx.output_nodes)
+    changed = True
+    while changed:
+        changed = False
+        out = tf.compat.v1.graph_util.extract_sub_graph(out, ctx.output_nodes)  # dead nodes are no consumers
+        consts = _consts(out)
+        users = _consumers(out)
+        by_name = {n.name: n for n in out.node}
+        for node in out.node:
+            if node.op not in ({"Mul"} | _ADD) or len(node.input) != 2 or node.input[0].startswith("^"):
+                continue
+            a, b = (split_tensor(i)[0] for i in node.input)
+            if b not in consts and a in consts and node.op != "BiasAdd":
+                a, b = b, a
+            inner = by_name.get(a)
+            if b not in consts or inner is None or users.get(a, 0) != 1 or a in keep or split_tensor(node.input[0])[1]:
+                continue
+            if inner.op in _LINEAR and node.op != "BiasAdd" and split_tensor(inner.input[1])[0] in consts:
+                weights = consts[split_tensor(inner.input[1])[0]]
+                channels = _out_channels(inner, weights)
+                vec = _channel_vector(consts[b], channels) if channels else None
+                if vec is None or vec.dtype != weights.dtype:
+                    continue
+                if node.op == "Mul":
+                    wname = f"{node.name}/folded_weights"
+                    out.node.append(_make_const(wname, _scale_weights(inner, weights, vec)))
+                    new = node_def_pb2.NodeDef()
+                    new.CopyFrom(inner)
+                    new.name = node.name
+                    new.input[1] = wname
+                    node.CopyFrom(new)
+                else:
+                    bname = f"{node.name}/folded_bias"
+                    out.node.append(_make_const(bname, vec))
+                    _to_bias_add(node, a, bname, weights.dtype)
+                changed = True
+                break
+            if inner.op == "BiasAdd" and split_tensor(inner.input[1])[0] in consts:
+                bias = consts[split_tensor(inner.input[1])[0]]
+                vec = _channel_vector(consts[b], bias.shape[0])
+                if vec is None or vec.dtype != bias.dtype:
+                    continue
+                bname = f"{node.name}/folded_bias"
+                if node.op == "Mul":
+                    # Mul(BiasAdd(y, b), s) -> BiasAdd(Mul(y, s), b*s): the Mul then meets the conv.
+                    out.node.append(_make_const(bname, bias * vec))
+                    sname = f"{node.name}/scale"
+                    out.node.append(_make_const(sname, vec))
+                    mul = node_def_pb2.NodeDef(name=f"{node.name}/scaled", op="Mul",
+                                               input=[inner.input[0], sname])
+                    mul.attr["T"].type = node.attr["T"].type
+                    out.node.append(mul)
+                    _to_bias_add(node, mul.name, bname, bias.dtype)
+                else:
+                    out.node.append(_make_const(bname, bias + vec))
+                    _to_bias_add(node, inner.input[0], bname, bias.dtype)
+                changed = True
+                break
+    return tf.compat.v1.graph_util.extract_sub_graph(out, ctx.output_nodes)
+
+
+def _to_bias_add(node: node_def_pb2.NodeDef, value: str, bias: str, dtype) -> None:
+    name = node.name
+    node.Clear()
+    node.name, node.op = name, "BiasAdd"
+    node.input.extend([value, bias])
+    node.attr["T"].type = tf.as_dtype(dtype).as_datatype_enum
+    node.attr["data_format"].s = b"NHWC"

@@ -99,13 +99,32 @@ class OpenCVResult:
     error: str | None
 
 
+def opencv_layer(graph: graph_pb2.GraphDef, output: str) -> str:
+    """The OpenCV layer names that may compute ``output``, as 'a|b|c', best first.
+
+    OpenCV's importer drops Identity nodes and fuses a BiasAdd into the MatMul
+    or Conv2D before it, naming the layer after that op; the child process takes
+    the first candidate its network has.
+    """
+    by_name = {n.name: n for n in graph.node}
+    name = output.split(":")[0]
+    while name in by_name and by_name[name].op == "Identity" and by_name[name].input:
+        name = by_name[name].input[0].split(":")[0]
+    chain = [name]
+    node = by_name.get(name)
+    if node is not None and node.op in ("BiasAdd", "Add", "AddV2") and node.input:
+        chain.append(node.input[0].split(":")[0])
+    return "|".join(chain)
+
+
 def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
                batch: int | None = None, timeout: float = OPENCV_TIMEOUT_S) -> OpenCVResult:
+    """``outputs`` are OpenCV layer candidates (see ``opencv_layer``); results are keyed by them."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(inp, **feeds)
         cmd = [sys.executable, "-m", "kfreeze.verify.opencv_child", str(graph_path), str(inp), str(out),
-               ",".join(feeds), ",".join(o.split(":")[0] for o in outputs), str(batch or 0)]
+               ",".join(feeds), ",".join(outputs), str(batch or 0)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}
         try:
@@ -119,7 +138,7 @@ def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: li
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             return OpenCVResult(None, lines[-1][:400] if lines else f"OpenCV exited with {proc.returncode}")
         data = np.load(out)
-        return OpenCVResult({o: data[o.split(":")[0]] for o in outputs}, None)
+        return OpenCVResult({o: data[o] for o in outputs}, None)
 
 
 def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -192,8 +211,10 @@ def verify_model(spec, vspec, out: Path, params_file: str) -> dict:
 
     got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
     per_output = compare(reference, got)
-    ocv = run_opencv(out / "optimized.pb", feeds, outputs, batch)
-    ocv_cmp = compare(reference, ocv.outputs) if ocv.outputs is not None else None
+    layers = [opencv_layer(optimized, o) for o in outputs]
+    ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
+    ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
+    ocv_cmp = compare(reference, ocv_got) if ocv_got is not None else None
     ocv_error = ocv.error
     if ocv_cmp and any(v.get("error") for v in ocv_cmp.values()):
         ocv_error = "; ".join(f"{k}: {v['error']}" for k, v in ocv_cmp.items() if v.get("error"))
