@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from kfreeze import export, freeze, graphio
+from kfreeze.tfenv import tf
+from tests.conftest import build_tiny, build_two_io
+from tensorflow.python.tools import freeze_graph as tf_freeze_graph
+
+
+def run(graph_def, feeds, fetches):
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="import")
+    with tf.compat.v1.Session(graph=g) as s:
+        return s.run([f"import/{f}:0" for f in fetches], {f"import/{k}:0": v for k, v in feeds.items()})
+
+
+@pytest.fixture(scope="module")
+def exported_tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    model = build_tiny()
+    result = export.export_model(model)
+    export.write_export(result, out)
+    return model, result, out
+
+
+def test_names_are_the_keras_names(exported_tiny):
+    _, result, out = exported_tiny
+    by_name = {n.name: n for n in result.graph.node}
+    assert by_name["image"].op == "Placeholder"
+    assert by_name["probs"].op == "Identity"
+    assert by_name["conv/kernel"].op == "VariableV2"
+    assert result.signature["inputs"] == [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 1]}]
+    assert result.signature["outputs"] == [{"name": "probs", "dtype": "float32", "shape": [None, 3]}]
+    # Keras' process-global name counters are gone: no 'tiny_3/conv_2/...'
+    assert all(not part.rsplit("_", 1)[-1].isdigit() or part.startswith(("Cast", "mul", "add", "stack"))
+               for n in result.graph.node if n.name.startswith("tiny/") for part in n.name.split("/")[:2])
+    assert (out / "op_names.txt").read_text().splitlines() == [n.name for n in result.graph.node]
+
+
+def test_export_is_deterministic_across_loads(exported_tiny, tmp_path):
+    _, first, out = exported_tiny
+    again = export.export_model(build_tiny())  # another model object: Keras counters have moved on
+    export.write_export(again, tmp_path)
+    for name in ("graph.pbtxt", "op_names.txt", "signature.json", "ckpt/model.ckpt.index",
+                 "ckpt/model.ckpt.data-00000-of-00001", "ckpt/checkpoint"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_checkpoint_holds_every_variable(exported_tiny):
+    _, result, out = exported_tiny
+    reader = tf.compat.v1.train.NewCheckpointReader(freeze.resolve_checkpoint(out / "ckpt"))
+    stored = reader.get_variable_to_shape_map()
+    assert set(stored) == set(result.values) >= {"conv/kernel", "conv/bias", "bn/moving_mean", "probs/kernel"}
+    np.testing.assert_array_equal(reader.get_tensor("conv/bias"), result.values["conv/bias"])
+
+
+def test_tensorflow_freeze_graph_accepts_the_export(exported_tiny, tmp_path):
+    """The seed's own tool, with the seed's own arguments, on our files."""
+    model, _, out = exported_tiny
+    frozen_path = tmp_path / "frozen_graph.pb"
+    tf_freeze_graph.freeze_graph(
+        str(out / "graph.pbtxt"), "", False, str(out / "ckpt" / "model.ckpt"), "probs",
+        "save/restore_all", "save/Const:0", str(frozen_path), True, "")
+    frozen = graphio.read_graph(frozen_path)
+    assert not {n.op for n in frozen.node} & freeze.LEFTOVER_OPS
+    x = np.random.default_rng(1).random((5, 8, 8, 1), dtype=np.float32)
+    (y,) = run(frozen, {"image": x}, ["probs"])
+    np.testing.assert_allclose(y, model(x, training=False), atol=1e-6)
+
+
+def test_two_inputs_two_outputs_keep_their_names(tmp_path):
+    model = build_two_io()
+    result = export.export_model(model)
+    assert [i["name"] for i in result.signature["inputs"]] == ["img", "vec"]
+    assert [o["name"] for o in result.signature["outputs"]] == ["cls", "reg"]
+    export.write_export(result, tmp_path)
+    frozen = freeze.freeze(result.graph, freeze.resolve_checkpoint(tmp_path / "ckpt"), ["cls", "reg"], "t")
+    rng = np.random.default_rng(2)
+    img, vec = rng.random((4, 6, 6, 2), dtype=np.float32), rng.random((4, 5), dtype=np.float32)
+    cls, reg = run(frozen.graph, {"img": img, "vec": vec}, ["cls", "reg"])
+    want_cls, want_reg = model([img, vec], training=False)
+    np.testing.assert_allclose(cls, want_cls, atol=1e-6)
+    np.testing.assert_allclose(reg, want_reg, atol=1e-6)
+
+
+def test_strip_name_counters_refuses_collisions():
+    from tensorflow.core.framework import graph_pb2
+    g = graph_pb2.GraphDef()
+    for name in ("m_1/conv_1/x", "m_1/conv_2/x"):  # a shared layer called twice
+        g.node.add(name=name, op="NoOp")
+    assert export.strip_name_counters(g, {"m", "conv"}) == {}
+    g2 = graph_pb2.GraphDef()
+    g2.node.add(name="m_1/conv_1/x", op="NoOp")
+    assert export.strip_name_counters(g2, {"m", "conv"}) == {"m_1/conv_1/x": "m/conv/x"}

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from kfreeze import export, freeze
+from kfreeze.errors import KfreezeError
+from kfreeze.tfenv import tf
+from tests.conftest import build_tiny
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt")
+    result = export.export_model(build_tiny())
+    export.write_export(result, out)
+    return result, out
+
+
+def test_every_variable_becomes_a_constant(exported):
+    result, out = exported
+    frozen = freeze.freeze(result.graph, freeze.resolve_checkpoint(out / "ckpt"), ["probs"], "t")
+    assert frozen.converted == len(result.values) == 8
+    ops = {n.op for n in frozen.graph.node}
+    assert not ops & freeze.LEFTOVER_OPS
+    assert not any(n.name.startswith("save/") for n in frozen.graph.node)
+    consts = {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in frozen.graph.node if n.op == "Const"}
+    np.testing.assert_array_equal(consts["conv/kernel"], result.values["conv/kernel"])
+
+
+def test_directory_means_latest_checkpoint(exported):
+    _, out = exported
+    assert freeze.resolve_checkpoint(out / "ckpt").endswith("model.ckpt")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(KfreezeError, match="no checkpoint"):
+        freeze.resolve_checkpoint(tmp_path)
+    with pytest.raises(KfreezeError, match="no .index file"):
+        freeze.resolve_checkpoint(tmp_path / "model.ckpt-20")
+
+
+def test_checkpoint_lacking_a_variable_names_it(exported, tmp_path):
+    result, _ = exported
+    values = {k: v for k, v in result.values.items() if k != "bn/gamma"}
+    partial = export.Exported(result.graph, values, result.signature)
+    with tf.Graph().as_default() as g:
+        var = {k: tf.compat.v1.Variable(v, name=k) for k, v in values.items()}
+        saver = tf.compat.v1.train.Saver(var_list=var)
+        with tf.compat.v1.Session(graph=g) as s:
+            s.run(tf.compat.v1.global_variables_initializer())
+            saver.save(s, str(tmp_path / "model.ckpt"), write_meta_graph=False)
+    with pytest.raises(KfreezeError, match="no value for variable 'bn/gamma'"):
+        freeze.freeze(partial.graph, str(tmp_path / "model.ckpt"), ["probs"], "t")

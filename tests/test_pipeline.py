@@ -1,0 +1,96 @@
+"""The DVC pipeline end to end in a temporary git repository: build, rerun rules, no-op."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import build_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = """\
+models:
+  alpha:
+    source: models/alpha/model.keras
+    inputs: []
+    outputs: []
+    input_shape: null
+  beta:
+    source: models/beta/model.keras
+    inputs: []
+    outputs: []
+    input_shape: [1, 8, 8, 1]
+verify:
+  samples: 4
+  seed: 0
+  atol: 1.0e-4
+"""
+
+
+def sh(*cmd, cwd):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{cmd}: {result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def repro(cwd) -> list[str]:
+    out = sh("dvc", "repro", cwd=cwd)
+    return sorted(re.findall(r"Running stage '([^']+)'", out))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    for item in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / item, repo / item)
+    for item in ("stages", "kfreeze"):
+        shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, seed in (("alpha", 0), ("beta", 1)):
+        (repo / "models" / name).mkdir(parents=True)
+        build_tiny(seed).save(repo / "models" / name / "model.keras")
+    (repo / "params.yaml").write_text(PARAMS)
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "config", "core.analytics", "false", cwd=repo)
+    return repo
+
+
+STAGES = ("convert", "export", "freeze", "optimize", "verify")
+
+
+def test_first_repro_builds_everything(repo):
+    assert repro(repo) == sorted(f"{s}@{m}" for s in STAGES for m in ("alpha", "beta"))
+    import json
+    for model in ("alpha", "beta"):
+        metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
+        assert metrics["max_abs_diff"] <= 1e-5
+        assert metrics["ops_optimized"] < metrics["ops_frozen"]
+        assert metrics["opencv_error"] is None and metrics["opencv_max_abs_diff"] <= 1e-4
+
+
+def test_second_repro_runs_nothing(repo):
+    assert repro(repo) == []
+
+
+def test_editing_outputs_reruns_only_that_models_freeze_optimize_verify(repo):
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("outputs: []", "outputs: [probs]", 1))
+    assert repro(repo) == ["freeze@alpha", "optimize@alpha", "verify@alpha"]
+
+
+def test_editing_input_shape_reruns_only_optimize_and_verify(repo):
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("input_shape: null", "input_shape: [2, 8, 8, 1]", 1))
+    assert repro(repo) == ["optimize@alpha", "verify@alpha"]
+
+
+def test_replacing_a_source_reruns_its_five_stages(repo):
+    build_tiny(seed=5).save(repo / "models" / "beta" / "model.keras")
+    assert repro(repo) == sorted(f"{s}@beta" for s in STAGES)
+    assert repro(repo) == []
