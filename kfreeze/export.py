@@ -163,6 +163,7 @@ def export_model(model) -> Exported:
         node.attr["shared_name"].s = b""
 
     graph, values = _add_saver(graph, values)
+    graph = graphio.canonical_order(graph)
     signature = _signature(graph, in_names, out_names, model)
     return Exported(graph, values, signature)
 

@@ -83,3 +83,44 @@ def read_json(path: str | Path):
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise KfreezeError(path, f"not valid JSON ({e})", "re-run the stage that writes it") from None
+
+
+def canonical_order(graph: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """The nodes in execution order, ties broken by name.
+
+    TensorFlow's own converters emit nodes in an order that depends on Python's
+    hash seed (set iteration in ``convert_variables_to_constants_v2``), and
+    TransformGraph's ``sort_by_execution_order`` keeps ties in input order, so
+    neither gives the same bytes in every process. Back edges from
+    ``NextIteration`` are ignored so while loops sort too.
+    """
+    import heapq
+
+    nodes = {n.name: n for n in graph.node}
+    deps: dict[str, set[str]] = {}
+    users: dict[str, list[str]] = {name: [] for name in nodes}
+    for node in graph.node:
+        found = set()
+        for inp in node.input:
+            src = inp.lstrip("^").split(":")[0]
+            if src in nodes and nodes[src].op != "NextIteration":
+                found.add(src)
+        deps[node.name] = found
+        for src in found:
+            users[src].append(node.name)
+    ready = [name for name, d in deps.items() if not d]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for user in users[name]:
+            deps[user].discard(name)
+            if not deps[user]:
+                heapq.heappush(ready, user)
+    order += sorted(set(nodes) - set(order))  # a cycle TF would reject anyway: keep, deterministically
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph)
+    del out.node[:]
+    out.node.extend(nodes[name] for name in order)
+    return out

@@ -8,6 +8,7 @@ Flatten (Shape/StridedSlice/Pack) a constant shape, which also lets OpenCV load 
 
 from __future__ import annotations
 
+from kfreeze import graphio
 from kfreeze.errors import KfreezeError
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context, placeholder_name
@@ -171,8 +172,12 @@ def transform_graph(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphD
 
 
 def sort_by_execution_order(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """A stable topological order, so equal graphs serialize to equal bytes."""
-    return _transform(graph, ctx, "sort_by_execution_order")
+    """Execution order with ties broken by name, so equal graphs serialize to equal bytes.
+
+    Not TransformGraph's sort_by_execution_order: it keeps ties in input order,
+    and the input order is not stable across processes (see graphio.canonical_order).
+    """
+    return graphio.canonical_order(graph)
 
 
 def _transform(graph: graph_pb2.GraphDef, ctx: Context, transforms: str) -> graph_pb2.GraphDef:
