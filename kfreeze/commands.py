@@ -55,8 +55,16 @@ def _dirs(build: Path, name: str) -> Path:
     return Path(build) / name
 
 
-def _where(params_file: str, name: str, key: str) -> str:
-    return f"{params_file}: models.{name}.{key}"
+def _where(params_file: str, spec: params.ModelSpec, key: str) -> str:
+    return f"{params_file}: {spec.section}.{spec.name}.{key}"
+
+
+def _keras_spec(name: str, params_file: str) -> params.ModelSpec:
+    spec = params.model_spec(name, params_file)
+    if not spec.is_keras:
+        raise KfreezeError(f"{params_file}: graphs.{name}", "a graph + checkpoint model has no convert or export stage",
+                           f"run 'kfreeze freeze {name}'")
+    return spec
 
 
 @cli_errors
@@ -64,7 +72,7 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import atomic, keras_io
 
-    spec = params.model_spec(name, params_file)
+    spec = _keras_spec(name, params_file)
     model = keras_io.load_model(spec.source)
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
@@ -87,17 +95,33 @@ def export(name: str = Name, build: Path = BuildOpt, debug: bool = DebugOpt):
                f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
 
 
-def resolve_names(spec: params.ModelSpec, signature: dict, params_file: str) -> tuple[list[str], list[str]]:
-    """The configured node names, or the Keras input and output names when empty."""
-    inputs = spec.inputs or [i["name"] for i in signature["inputs"]]
-    outputs = spec.outputs or [o["name"] for o in signature["outputs"]]
+def resolve_names(spec: params.ModelSpec, out: Path, graph, params_file: str) -> tuple[list[str], list[str]]:
+    """The configured node names; when empty, the Keras names or the top discovered candidates."""
+    from kfreeze import graphio
+    from kfreeze import nodes as nodes_lib
+
+    if spec.is_keras:
+        signature = graphio.read_json(out / "signature.json")
+        return (spec.inputs or [i["name"] for i in signature["inputs"]],
+                spec.outputs or [o["name"] for o in signature["outputs"]])
+    inputs, outputs = list(spec.inputs), list(spec.outputs)
+    if not inputs or not outputs:
+        found_in, found_out = nodes_lib.discover(graph)
+        for key, chosen, found in (("inputs", inputs, found_in), ("outputs", outputs, found_out)):
+            if not chosen:
+                if not found:
+                    raise KfreezeError(_where(params_file, spec, key), f"no likely {key} found in {spec.graph}",
+                                       f"set {key} explicitly ('kfreeze nodes {spec.graph}' lists the nodes)")
+                chosen.append(found[0].name)
+                typer.echo(f"{spec.name}: {key} not set; using the top candidate '{found[0].name}' "
+                           f"({found[0].op}); set {key} in params.yaml to choose another", err=True)
     return inputs, outputs
 
 
 def resolve_shapes(spec: params.ModelSpec, inputs: list[str], params_file: str) -> list[Optional[tuple]]:
     """input_shape: null, one shape for a single input, a list of shapes, or {input: shape}."""
     raw = spec.input_shape
-    where = _where(params_file, spec.name, "input_shape")
+    where = _where(params_file, spec, "input_shape")
     if raw is None:
         return [None] * len(inputs)
     if isinstance(raw, dict):
@@ -121,39 +145,71 @@ def resolve_shapes(spec: params.ModelSpec, inputs: list[str], params_file: str) 
     return [tuple(s) if s is not None else None for s in shapes]
 
 
+def resolve_dtypes(spec: params.ModelSpec, inputs: list[str], params_file: str) -> list[Optional[str]]:
+    """input_dtype: null (the tensor's own), one dtype for every input, or one per input."""
+    from kfreeze.tfenv import tf
+
+    raw = spec.input_dtype
+    where = _where(params_file, spec, "input_dtype")
+    dtypes = [raw] * len(inputs) if raw is None or isinstance(raw, str) else list(raw)
+    if len(dtypes) != len(inputs):
+        raise KfreezeError(where, f"{len(dtypes)} dtypes for {len(inputs)} inputs", "give one dtype per input")
+    for dtype in dtypes:
+        if dtype is None:
+            continue
+        try:
+            tf.as_dtype(dtype)
+        except TypeError:
+            raise KfreezeError(where, f"'{dtype}' is not a TensorFlow dtype",
+                               "use e.g. float32, float16, uint8 or int32") from None
+    return dtypes
+
+
+def _graph_and_checkpoint(spec: params.ModelSpec, out: Path):
+    """The unfrozen graph and checkpoint prefix: the export's, or the user's own for 'graphs:' entries."""
+    from kfreeze import freeze as freeze_lib
+    from kfreeze import graphio
+
+    if spec.is_keras:
+        return graphio.read_graph(out / "graph.pbtxt"), freeze_lib.resolve_checkpoint(out / "ckpt"), out / "graph.pbtxt"
+    return graphio.read_graph(spec.graph), freeze_lib.resolve_checkpoint(spec.checkpoint), Path(spec.graph)
+
+
 @cli_errors
 def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Freeze graph.pbtxt + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
+    """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
     from kfreeze import freeze as freeze_lib
     from kfreeze import graphio, nodes
 
     spec = params.model_spec(name, params_file)
     out = _dirs(build, name)
-    signature = graphio.read_json(out / "signature.json")
-    inputs, outputs = resolve_names(spec, signature, params_file)
-    graph = graphio.read_graph(out / "graph.pbtxt")
-    nodes.require(graph, inputs, "input", _where(params_file, name, "inputs"))
-    nodes.require(graph, outputs, "output", _where(params_file, name, "outputs"))
-    frozen = freeze_lib.freeze(graph, freeze_lib.resolve_checkpoint(out / "ckpt"), outputs, str(out / "graph.pbtxt"))
+    graph, checkpoint, graph_path = _graph_and_checkpoint(spec, out)
+    inputs, outputs = resolve_names(spec, out, graph, params_file)
+    nodes.require(graph, inputs, "input", _where(params_file, spec, "inputs"))
+    nodes.require(graph, outputs, "output", _where(params_file, spec, "outputs"))
+    frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     graphio.write_graph(frozen.graph, out / "frozen.pb")
+    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
     typer.echo(f"{name}: Converted {frozen.converted} variables to const ops; "
                f"{len(frozen.graph.node)} ops for outputs {outputs}")
 
 
 @cli_errors
 def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Fold constants and batch norms, strip training-only nodes, fix input shapes: BUILD/<name>/optimized.pb."""
+    """Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes:
+    BUILD/<name>/optimized.pb."""
     from kfreeze import graphio, nodes
     from kfreeze import optimize as opt
 
     spec = params.model_spec(name, params_file)
     out = _dirs(build, name)
-    signature = graphio.read_json(out / "signature.json")
-    inputs, outputs = resolve_names(spec, signature, params_file)
+    names = graphio.read_json(out / "names.json")
+    inputs, outputs = names["inputs"], names["outputs"]
     shapes = resolve_shapes(spec, inputs, params_file)
+    dtypes = resolve_dtypes(spec, inputs, params_file) if not spec.is_keras else [None] * len(inputs)
     frozen = graphio.read_graph(out / "frozen.pb")
-    nodes.require(frozen, inputs, "input", _where(params_file, name, "inputs"))
-    ctx = opt.Context(tuple(opt.InputSpec(i, None, s) for i, s in zip(inputs, shapes)), tuple(outputs))
+    nodes.require(frozen, inputs, "input", _where(params_file, spec, "inputs"))
+    ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs))
     try:
         graph, stats = opt.optimize(frozen, ctx)
     except KfreezeError as e:
@@ -174,7 +230,7 @@ def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
     spec = params.model_spec(name, params_file)
     vspec = params.verify_spec(params_file)
     out = _dirs(build, name)
-    result = verify_lib.verify_model(spec, vspec, out, params_file)
+    result = verify_lib.verify_model(spec, vspec, out)
     graphio.write_json(Path(metrics) / f"{name}.json", result)
     ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
            else f"OpenCV failed: {result['opencv_error']}")

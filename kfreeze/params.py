@@ -19,32 +19,53 @@ from kfreeze.errors import KfreezeError
 PARAMS_FILE = "params.yaml"
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 
-# What each stage reads of models.<name>; dvc.yaml must declare exactly these.
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "convert": ("source",),
-    "export": (),
-    "freeze": ("inputs", "outputs"),
-    "optimize": ("inputs", "outputs", "input_shape"),
-    "verify": ("source", "inputs", "outputs", "input_shape"),
+# Keras models live under 'models:', TF graph + checkpoint models under 'graphs:'.
+# They are two sections because DVC's foreach cannot filter: TF1 models have no
+# convert/export stages, and a section per kind keeps dvc.yaml free of dummy stages.
+KERAS, TF1 = "models", "graphs"
+
+# What each stage reads of <section>.<name>; dvc.yaml must declare exactly these.
+STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
+    KERAS: {
+        "convert": ("source",),
+        "export": (),
+        "freeze": ("inputs", "outputs"),
+        "optimize": ("inputs", "outputs", "input_shape"),
+        "verify": ("source", "inputs", "outputs", "input_shape"),
+    },
+    TF1: {
+        "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs"),
+        "optimize_tf1": ("inputs", "outputs", "input_shape", "input_dtype"),
+        "verify_tf1": ("graph", "checkpoint", "inputs", "outputs", "input_shape", "input_dtype"),
+    },
 }
 VERIFY_KEYS = ("samples", "seed", "atol")
 
-MODEL_KEYS = {
-    "source": (str,),
-    "inputs": (list,),
-    "outputs": (list,),
-    "input_shape": (list, dict, type(None)),
+_SHAPE = (list, dict, type(None))
+SECTION_KEYS: dict[str, dict[str, tuple]] = {
+    KERAS: {"source": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
+    TF1: {"graph": (str,), "checkpoint": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE,
+          "input_dtype": (str, list, type(None))},
 }
+REQUIRED = {KERAS: ("source",), TF1: ("graph", "checkpoint")}
 VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    source: str
+    section: str = KERAS                     # KERAS or TF1
+    source: str | None = None                # Keras file (models:)
+    graph: str | None = None                 # GraphDef file (graphs:)
+    checkpoint: str | None = None            # checkpoint prefix or directory (graphs:)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     input_shape: Any = None
+    input_dtype: Any = None
+
+    @property
+    def is_keras(self) -> bool:
+        return self.section == KERAS
 
 
 @dataclass(frozen=True)
@@ -74,50 +95,81 @@ def load(path: str | Path = PARAMS_FILE) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise KfreezeError(where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the syntax") from None
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or not data["models"]:
-        raise KfreezeError(path, "no 'models:' mapping", "add at least one model entry under 'models:'")
+    if not isinstance(data, dict):
+        raise KfreezeError(path, "must be a mapping with 'models:' and/or 'graphs:'", "see README")
+    for section in (KERAS, TF1):
+        if section not in data:  # dvc.yaml iterates both; DVC cannot parse it without them
+            raise KfreezeError(path, f"no '{section}:' section", f"add '{section}: {{}}' if you have no such models")
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise KfreezeError(f"{path}: {section}", "must be a mapping of model names to entries", "see README")
+    if not (data.get(KERAS) or data.get(TF1)):
+        raise KfreezeError(path, "no models", "add an entry under 'models:' (Keras) or 'graphs:' (TF graph + checkpoint)")
+    both = set(data.get(KERAS) or {}) & set(data.get(TF1) or {})
+    if both:
+        raise KfreezeError(path, f"'{sorted(both)[0]}' is under both 'models:' and 'graphs:'", "rename one of them")
     return data
 
 
 def model_spec(name: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
+    """The entry ``name`` from 'models:' or 'graphs:', validated."""
     data = load(path)
-    models = data["models"]
-    if name not in models:
-        raise KfreezeError(path, f"no model '{name}' under 'models:'{_suggest(name, models)}",
-                           f"models are: {', '.join(models)}")
-    return parse_model(name, models[name], path)
+    for section in (KERAS, TF1):
+        if name in (data.get(section) or {}):
+            return parse_model(name, data[section][name], path, section)
+    known = [*(data.get(KERAS) or {}), *(data.get(TF1) or {})]
+    raise KfreezeError(path, f"no model '{name}' under 'models:' or 'graphs:'{_suggest(name, known)}",
+                       f"models are: {', '.join(known)}")
 
 
-def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE) -> ModelSpec:
-    where = f"{path}: models.{name}"
-    if not NAME_RE.match(name):
+def all_specs(path: str | Path = PARAMS_FILE) -> list[ModelSpec]:
+    data = load(path)
+    return [parse_model(name, entry, path, section)
+            for section in (KERAS, TF1) for name, entry in (data.get(section) or {}).items()]
+
+
+def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS) -> ModelSpec:
+    where = f"{path}: {section}.{name}"
+    keys = SECTION_KEYS[section]
+    if not NAME_RE.match(str(name)):
         raise KfreezeError(where, "model name may only use a-z, 0-9, '_' and '-' (DVC stage names)",
                            "rename the entry")
     if not isinstance(entry, dict):
         raise KfreezeError(where, "entry must be a mapping of keys", "see README 'Add your own model'")
+    other = KERAS if section == TF1 else TF1
     for key, value in entry.items():
-        if key not in MODEL_KEYS:
-            raise KfreezeError(where, f"unknown key '{key}'{_suggest(key, MODEL_KEYS)}",
-                               f"known keys: {', '.join(MODEL_KEYS)}")
-        if not isinstance(value, MODEL_KEYS[key]):
-            raise KfreezeError(f"{where}.{key}", f"must be {_type_name(MODEL_KEYS[key])}, got {value!r}",
+        if key not in keys:
+            hint = (f" (a '{key}' entry belongs under '{other}:')" if key in SECTION_KEYS[other]
+                    else _suggest(key, keys))
+            raise KfreezeError(where, f"unknown key '{key}'{hint}", f"known keys: {', '.join(keys)}")
+        if not isinstance(value, keys[key]):
+            raise KfreezeError(f"{where}.{key}", f"must be {_type_name(keys[key])}, got {value!r}",
                                "fix the value in params.yaml")
-    if "source" not in entry:
-        raise KfreezeError(where, "missing key 'source'", "set source: models/<name>/model.keras")
+    needed = [k for k in REQUIRED[section] if k not in entry]
+    declared = {k for keys_ in STAGE_PARAMS[section].values() for k in keys_}
+    missing = [k for k in sorted(declared - set(entry)) if k not in needed]
+    if needed or missing:
+        raise KfreezeError(where, f"missing key(s) {', '.join(needed + missing)}",
+                           "every key DVC tracks must be present; use [] or null for defaults")
     for key in ("inputs", "outputs"):
         if not all(isinstance(v, str) and v for v in entry.get(key) or []):
             raise KfreezeError(f"{where}.{key}", "must be a list of node names", "e.g. [image] or []")
     return ModelSpec(
         name=name,
-        source=entry["source"],
+        section=section,
+        source=entry.get("source"),
+        graph=entry.get("graph"),
+        checkpoint=entry.get("checkpoint"),
         inputs=list(entry.get("inputs") or []),
         outputs=list(entry.get("outputs") or []),
         input_shape=entry.get("input_shape"),
+        input_dtype=entry.get("input_dtype"),
     )
 
 
 def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
     raw = load(path).get("verify") or {}
+    if not isinstance(raw, dict):
+        raise KfreezeError(f"{path}: verify", "must be a mapping", "e.g. verify: {samples: 16, seed: 0, atol: 1.0e-4}")
     where = f"{path}: verify"
     for key in raw:
         if key not in VERIFY_DEFAULTS:

@@ -34,7 +34,8 @@ def project(tmp_path):
     (tmp_path / "params.yaml").write_text(
         "models:\n  tiny:\n    source: models/tiny.keras\n    inputs: []\n    outputs: []\n"
         "    input_shape: null\n  gone:\n    source: models/missing.keras\n"
-        "verify: {samples: 4, seed: 0, atol: 1.0e-4}\n")
+        "    inputs: []\n    outputs: []\n    input_shape: null\n"
+        "graphs: {}\nverify: {samples: 4, seed: 0, atol: 1.0e-4}\n")
     return tmp_path
 
 

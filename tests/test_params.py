@@ -18,36 +18,69 @@ models:
     inputs: []
     outputs: [probs]
     input_shape: [1, 20, 20, 1]
+graphs:
+  digits_tf1:
+    graph: models/digits_tf1/graph.pbtxt
+    checkpoint: models/digits_tf1/model.ckpt-600
+    inputs: [IteratorGetNext]
+    outputs: [softmax_tensor]
+    input_shape: [1, 20, 20, 1]
+    input_dtype: uint8
 verify: {samples: 4, seed: 3, atol: 1.0e-5}
 """)
     spec = params.model_spec("digits", path)
     assert spec.source == "models/digits/model.keras"
     assert spec.inputs == [] and spec.outputs == ["probs"] and spec.input_shape == [1, 20, 20, 1]
     assert params.verify_spec(path) == params.VerifySpec(samples=4, seed=3, atol=1e-5)
+    tf1 = params.model_spec("digits_tf1", path)
+    assert not tf1.is_keras and tf1.checkpoint == "models/digits_tf1/model.ckpt-600" and tf1.input_dtype == "uint8"
+    assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
+
+
+FULL = "    inputs: []\n    outputs: []\n    input_shape: null\n"
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):
-    path = write(tmp_path, "models:\n  m:\n    source: a.keras\n    ouputs: [x]\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    ouputs: [x]\n")
     with pytest.raises(KfreezeError, match=r"unknown key 'ouputs' \(did you mean 'outputs'\?\)"):
         params.model_spec("m", path)
 
 
 def test_wrong_type_is_named(tmp_path):
-    path = write(tmp_path, "models:\n  m:\n    source: a.keras\n    outputs: probs\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    outputs: probs\n")
     with pytest.raises(KfreezeError, match=r"models.m.outputs: must be a list"):
         params.model_spec("m", path)
 
 
 def test_model_name_dvc_cannot_use(tmp_path):
-    path = write(tmp_path, "models:\n  My@Model:\n    source: a.keras\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  My@Model:\n    source: a.keras\n" + FULL)
     with pytest.raises(KfreezeError, match="a-z, 0-9"):
         params.model_spec("My@Model", path)
 
 
 def test_unknown_model_lists_the_known_ones(tmp_path):
-    path = write(tmp_path, "models:\n  digits:\n    source: a.keras\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  digits:\n    source: a.keras\n" + FULL)
     with pytest.raises(KfreezeError, match=r"no model 'digit'.*did you mean 'digits'"):
         params.model_spec("digit", path)
+
+
+def test_every_tracked_key_must_be_present(tmp_path):
+    """DVC refuses to run a stage whose declared param is missing; say which, up front."""
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    inputs: []\n")
+    with pytest.raises(KfreezeError, match=r"missing key\(s\) input_shape, outputs"):
+        params.model_spec("m", path)
+
+
+def test_a_key_of_the_other_section_is_explained(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    graph: g.pb\n" + FULL)
+    with pytest.raises(KfreezeError, match=r"'graph' entry belongs under 'graphs:'"):
+        params.model_spec("m", path)
+
+
+def test_both_sections_are_required(tmp_path):
+    path = write(tmp_path, "models:\n  m:\n    source: a.keras\n" + FULL)
+    with pytest.raises(KfreezeError, match=r"no 'graphs:' section; add 'graphs: \{\}'"):
+        params.model_spec("m", path)
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
@@ -57,9 +90,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 
 def test_verify_defaults_and_bad_values(tmp_path):
-    assert params.verify_spec(write(tmp_path, "models:\n  m: {source: a}\n")) == params.VerifySpec()
+    assert params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\n")) == params.VerifySpec()
     with pytest.raises(KfreezeError, match="samples must be"):
-        params.verify_spec(write(tmp_path, "models:\n  m: {source: a}\nverify: {samples: 0}\n"))
+        params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\nverify: {samples: 0}\n"))
 
 
 def test_dvc_yaml_declares_exactly_what_each_stage_reads():
@@ -67,11 +100,15 @@ def test_dvc_yaml_declares_exactly_what_each_stage_reads():
     import yaml
 
     stages = yaml.safe_load((params_root() / "dvc.yaml").read_text())["stages"]
-    for stage, keys in params.STAGE_PARAMS.items():
-        declared = [p for p in stages[stage]["do"].get("params", []) if p.startswith("models.")]
-        assert declared == [f"models.${{key}}.{k}" for k in keys], stage
-    verify_keys = [p for p in stages["verify"]["do"]["params"] if p.startswith("verify.")]
-    assert verify_keys == [f"verify.{k}" for k in params.VERIFY_KEYS]
+    for section, per_stage in params.STAGE_PARAMS.items():
+        for stage, keys in per_stage.items():
+            assert stages[stage]["foreach"] == f"${{{section}}}", stage
+            declared = [p for p in stages[stage]["do"].get("params", []) if not p.startswith("verify.")]
+            assert declared == [f"{section}.${{key}}.{k}" for k in keys], stage
+    assert set(stages) == {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
+    for stage in ("verify", "verify_tf1"):
+        verify_keys = [p for p in stages[stage]["do"]["params"] if p.startswith("verify.")]
+        assert verify_keys == [f"verify.{k}" for k in params.VERIFY_KEYS]
 
 
 def params_root():

@@ -24,6 +24,7 @@ models:
     inputs: []
     outputs: []
     input_shape: [1, 8, 8, 1]
+graphs: {}
 verify:
   samples: 4
   seed: 0

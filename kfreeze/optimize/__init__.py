@@ -22,9 +22,11 @@ PASSES: list[tuple[str, Pass]] = [
     ("placeholder_defaults", passes.placeholder_defaults),  # is_training/keep_prob take their defaults
     ("strip_unused", passes.strip_unused),                # only what the outputs need
     ("static_reshape", passes.static_reshape),            # Flatten's Shape/Pack -> a constant shape
-    ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms for fused BN
-    ("grappler", passes.grappler),                        # constant folding, BN into conv, identities
-    ("fold_affine", passes.fold_affine),                  # BN after a biased conv/matmul into its weights
+    ("grappler", passes.grappler),                        # constant folding (is_training switches too), identities
+    ("remove_dropout", passes.remove_dropout),            # inference-mode dropout masks are all ones
+    ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms: FusedBatchNorm V1
+    ("batch_norm_to_affine", passes.batch_norm_to_affine),  # FusedBatchNormV2/V3 -> Mul + BiasAdd
+    ("fold_affine", passes.fold_affine),                  # per-channel Mul/Add into conv/matmul weights
     ("sort_by_execution_order", passes.sort_by_execution_order),
     ("check_portable", passes.check_portable),            # standard ops only
 ]

@@ -21,7 +21,7 @@ from tensorflow.python.util import _pywrap_transform_graph
 
 # Grappler optimizers that keep graphs portable: no '_Fused*' ops (remap) and no
 # NCHW rewrites (layout), which TF C++ on CPU and OpenCV cannot run.
-GRAPPLER_OPTIMIZERS = ("constfold", "arithmetic", "dependency", "pruning", "function")
+GRAPPLER_OPTIMIZERS = ("constfold", "arithmetic", "dependency", "pruning", "function", "loop")
 
 
 def _copy(graph: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
@@ -73,6 +73,10 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                                f"shape {tensor.shape.as_list()}",
                                f"give a shape of rank {tensor.shape.rank} that matches the known dimensions")
         name = placeholder_name(spec.name)
+        if name != node and any(n.name == name for n in out.node):
+            raise KfreezeError(f"input '{spec.name}'", f"its placeholder would be named '{name}', "
+                               "which another node of the graph already has",
+                               f"cut at a tensor of another node, or at '{node}' itself")
         placeholder = node_def_pb2.NodeDef(name=name, op="Placeholder")
         placeholder.attr["dtype"].type = dtype.as_datatype_enum
         placeholder.attr["shape"].shape.CopyFrom(shape.as_proto())
@@ -130,9 +134,13 @@ def strip_unused(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                                "(it is downstream of them or on another branch)",
                                "choose an input upstream of the outputs ('kfreeze nodes' lists candidates)")
         node, port = split_tensor(spec.name)
-        if node != name and node in kept:
-            raise KfreezeError(f"input '{spec.name}'", f"the outputs also read other tensors of '{node}', "
-                               "so the graph cannot be cut there", f"add those tensors ({node}:N) to 'inputs'")
+        # A placeholder has one output: anything still reading '<node>:j' reads the cut-away node.
+        other_ports = sorted({inp for n in out.node for inp in n.input
+                              if not inp.startswith("^") and split_tensor(inp)[0] == node and split_tensor(inp)[1] != port})
+        if (node != name and node in kept) or other_ports:
+            tensors = ", ".join(other_ports) or f"{node}:N"
+            raise KfreezeError(f"input '{spec.name}'", f"the outputs also read other tensors of '{node}' "
+                               f"({tensors}), so the graph cannot be cut there", "add those tensors to 'inputs'")
     return out
 
 
@@ -167,8 +175,49 @@ def static_reshape(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
 
 
 def transform_graph(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """TensorFlow's TransformGraph folds FusedBatchNorm(V3) and the old BN ops into conv weights."""
+    """TensorFlow's TransformGraph folds FusedBatchNorm (V1) and BatchNormWithGlobalNormalization
+    straight after a conv into its weights. V2/V3 are left to ``batch_norm_to_affine``."""
     return _transform(graph, ctx, "fold_batch_norms fold_old_batch_norms")
+
+
+_FUSED_BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
+
+
+def batch_norm_to_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """An inference FusedBatchNorm{,V2,V3} with constant statistics becomes Mul + BiasAdd.
+
+    TransformGraph only folds FusedBatchNorm V1, and only straight after a conv;
+    TF1 code since 1.14 emits V3, often after a BiasAdd. As a per-channel affine
+    ``y = x * s + (offset - mean * s)``, ``s = scale / sqrt(var + eps)``, it is
+    then folded into the conv or matmul by ``fold_affine``. Training-mode
+    batch norms and those whose batch statistics are read are left alone.
+    """
+    import numpy as np
+
+    out = _copy(graph)
+    consts = _consts(out)
+    read_stats = {split_tensor(i)[0] for n in out.node for i in n.input
+                  if not i.startswith("^") and split_tensor(i)[1] > 0}
+    new_nodes = []
+    for node in out.node:
+        if node.op not in _FUSED_BN or node.attr["is_training"].b or node.name in read_stats:
+            continue
+        if node.attr["data_format"].s not in (b"", b"NHWC"):
+            continue
+        params_ = [consts.get(split_tensor(i)[0]) for i in node.input[1:5]]
+        if any(p is None for p in params_):
+            continue
+        scale, offset, mean, var = (np.asarray(p, np.float64) for p in params_)
+        factor = scale / np.sqrt(var + node.attr["epsilon"].f)
+        dtype = tf.as_dtype(node.attr["T"].type).as_numpy_dtype
+        s_const = _make_const(f"{node.name}/scale", factor.astype(dtype))
+        b_const = _make_const(f"{node.name}/shift", (offset - mean * factor).astype(dtype))
+        mul = node_def_pb2.NodeDef(name=f"{node.name}/mul", op="Mul", input=[node.input[0], s_const.name])
+        mul.attr["T"].type = node.attr["T"].type
+        new_nodes += [s_const, b_const, mul]
+        _to_bias_add(node, mul.name, b_const.name, dtype)
+    out.node.extend(new_nodes)
+    return out
 
 
 def sort_by_execution_order(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
@@ -303,6 +352,8 @@ def fold_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
             inner = by_name.get(a)
             if b not in consts or inner is None or users.get(a, 0) != 1 or a in keep or split_tensor(node.input[0])[1]:
                 continue
+            if node.op == "BiasAdd" and node.attr["data_format"].s not in (b"", b"NHWC"):
+                continue
             if inner.op in _LINEAR and node.op != "BiasAdd" and split_tensor(inner.input[1])[0] in consts:
                 weights = consts[split_tensor(inner.input[1])[0]]
                 channels = _out_channels(inner, weights)
@@ -323,7 +374,8 @@ def fold_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                     _to_bias_add(node, a, bname, weights.dtype)
                 changed = True
                 break
-            if inner.op == "BiasAdd" and split_tensor(inner.input[1])[0] in consts:
+            if inner.op == "BiasAdd" and inner.attr["data_format"].s in (b"", b"NHWC") \
+                    and split_tensor(inner.input[1])[0] in consts:
                 bias = consts[split_tensor(inner.input[1])[0]]
                 vec = _channel_vector(consts[b], bias.shape[0])
                 if vec is None or vec.dtype != bias.dtype:
@@ -354,3 +406,69 @@ def _to_bias_add(node: node_def_pb2.NodeDef, value: str, bias: str, dtype) -> No
     node.input.extend([value, bias])
     node.attr["T"].type = tf.as_dtype(dtype).as_datatype_enum
     node.attr["data_format"].s = b"NHWC"
+
+
+# -- remove_dropout ------------------------------------------------------------
+
+def _bypass(graph: graph_pb2.GraphDef, node: node_def_pb2.NodeDef, source: str, keep: set[str]) -> None:
+    """Make ``node`` disappear in favour of tensor ``source``; an output keeps its name as Identity."""
+    if node.name in keep:
+        dtype = node.attr["T"].type or node.attr["DstT"].type
+        node.Clear()
+        node.name, node.op = node.name, "Identity"
+        node.input.append(source)
+        node.attr["T"].type = dtype
+        return
+    _retarget(graph, node.name, source)
+
+
+def remove_dropout(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Drop dropout whose rate is constant zero, as it is in inference mode.
+
+    With the rate a constant 0 (its PlaceholderWithDefault resolved), Grappler
+    folds the scaling but cannot fold the random mask, because RandomUniform is
+    not a constant. The mask is all ones when:
+      TF >= 1.13:  SelectV2(GreaterEqual(RandomUniform, rate <= 0), x / (1 - rate), 0)  -> x
+      TF <  1.13:  x / keep_prob * Floor(keep_prob == 1 + RandomUniform)                 -> x
+    RandomUniform draws from [0, 1), which is what makes both masks constant.
+    """
+    out = _copy(graph)
+    consts = _consts(out)
+    by_name = {n.name: n for n in out.node}
+    keep = set(ctx.output_nodes)
+
+    def const_value(name):
+        value = consts.get(split_tensor(name)[0])
+        return None if value is None or value.size != 1 else float(value.reshape(()))
+
+    def is_uniform(name):
+        node = by_name.get(split_tensor(name)[0])
+        return node is not None and node.op == "RandomUniform"
+
+    ones, true = set(), set()
+    for node in out.node:
+        if node.op == "GreaterEqual" and is_uniform(node.input[0]) and (const_value(node.input[1]) or 0) <= 0 \
+                and const_value(node.input[1]) is not None:
+            true.add(node.name)
+        elif node.op == "Floor":
+            add = by_name.get(split_tensor(node.input[0])[0])
+            if add is not None and add.op in ("Add", "AddV2") and len(add.input) == 2:
+                a, b = add.input
+                if (is_uniform(a) and const_value(b) == 1.0) or (is_uniform(b) and const_value(a) == 1.0):
+                    ones.add(node.name)
+    changed = True
+    while changed:  # Cast(true) is ones; consumers of masks are rewired below
+        changed = False
+        for node in out.node:
+            if node.op == "Cast" and split_tensor(node.input[0])[0] in true and node.name not in ones:
+                ones.add(node.name)
+                changed = True
+    if not (ones or true):
+        return out
+    for node in list(out.node):
+        srcs = [split_tensor(i)[0] for i in node.input if not i.startswith("^")]
+        if node.op in ("SelectV2", "Select") and srcs and srcs[0] in true:
+            _bypass(out, node, node.input[1], keep)
+        elif node.op == "Mul" and len(srcs) == 2 and (srcs[0] in ones or srcs[1] in ones):
+            _bypass(out, node, node.input[0] if srcs[1] in ones else node.input[1], keep)
+    return tf.compat.v1.graph_util.extract_sub_graph(out, ctx.output_nodes)

@@ -81,9 +81,11 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str, feeds: dict
         reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
         stored = reader.get_variable_to_shape_map()
         saver = tf.compat.v1.train.Saver(var_list={k: v for k, v in variables.items() if k in stored})
+        # A cut with another input_dtype feeds the original tensor its own dtype, as the Cast does.
+        typed = {_tensor(k): v.astype(g.get_tensor_by_name(_tensor(k)).dtype.as_numpy_dtype) for k, v in feeds.items()}
     with tf.compat.v1.Session(graph=g, config=_session_config()) as sess:
         saver.restore(sess, checkpoint)
-        values = sess.run([_tensor(o) for o in outputs], {_tensor(k): v for k, v in feeds.items()})
+        values = sess.run([_tensor(o) for o in outputs], typed)
     return dict(zip(outputs, values))
 
 
@@ -179,14 +181,13 @@ def placeholder_infos(graph: graph_pb2.GraphDef, names: list[str]) -> list[Tenso
     return infos
 
 
-def verify_model(spec, vspec, out: Path, params_file: str) -> dict:
+def verify_model(spec, vspec, out: Path) -> dict:
     """Metrics for one model: op counts, sizes, TF parity, OpenCV parity."""
     from kfreeze import graphio
-    from kfreeze.commands import resolve_names
     from kfreeze.optimize.context import placeholder_name
 
-    signature = graphio.read_json(out / "signature.json")
-    inputs, outputs = resolve_names(spec, signature, params_file)
+    names = graphio.read_json(out / "names.json")
+    inputs, outputs = names["inputs"], names["outputs"]
     frozen = graphio.read_graph(out / "frozen.pb")
     optimized = graphio.read_graph(out / "optimized.pb")
     feed_names = [placeholder_name(i) for i in inputs]
@@ -194,21 +195,7 @@ def verify_model(spec, vspec, out: Path, params_file: str) -> dict:
     feeds = make_inputs(infos, vspec.samples, vspec.seed)
     batch = infos[0].shape[0] if infos[0].shape else None
 
-    keras_inputs = [i["name"] for i in signature["inputs"]]
-    keras_outputs = [o["name"] for o in signature["outputs"]]
-    if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
-        from kfreeze import keras_io
-        model = keras_io.load_model(spec.source)
-        everything = run_keras(model, feeds, keras_inputs, keras_outputs)
-        reference = {o: everything[o] for o in outputs}
-        reference_kind = "keras"
-    else:  # a cut inside the model: the export graph with its checkpoint is the reference
-        from kfreeze.freeze import resolve_checkpoint
-        graph = graphio.read_graph(out / "graph.pbtxt")
-        reference = run_checkpoint_graph(graph, resolve_checkpoint(out / "ckpt"),
-                                         {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs)
-        reference_kind = "checkpoint"
-
+    reference, reference_kind = _reference(spec, out, inputs, outputs, feed_names, feeds)
     got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
     per_output = compare(reference, got)
     layers = [opencv_layer(optimized, o) for o in outputs]
@@ -239,3 +226,25 @@ def verify_model(spec, vspec, out: Path, params_file: str) -> dict:
         "opencv_version": cv2.__version__,
         "tensorflow_version": tf.__version__,
     }
+
+
+def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
+    """The source model's outputs: Keras itself when the names are the Keras ones, else the
+    original graph with its checkpoint restored, fed at the cut tensors."""
+    from kfreeze import graphio
+    from kfreeze.freeze import resolve_checkpoint
+
+    if spec.is_keras:
+        signature = graphio.read_json(out / "signature.json")
+        keras_inputs = [i["name"] for i in signature["inputs"]]
+        keras_outputs = [o["name"] for o in signature["outputs"]]
+        if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
+            from kfreeze import keras_io
+            model = keras_io.load_model(spec.source)
+            everything = run_keras(model, feeds, keras_inputs, keras_outputs)
+            return {o: everything[o] for o in outputs}, "keras"
+        graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), resolve_checkpoint(out / "ckpt")
+    else:
+        graph, checkpoint = graphio.read_graph(spec.graph), resolve_checkpoint(spec.checkpoint)
+    cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
+    return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs), "checkpoint"
