@@ -42,17 +42,27 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where
     reader = _reader(checkpoint)
     stored = reader.get_variable_to_shape_map()
     needed = _needed_variables(graph, outputs) & variables
+    shapes = _variable_shapes(graph)
+    dtypes = reader.get_variable_to_dtype_map()
     for name in sorted(needed):
         if name not in stored:
             raise KfreezeError(checkpoint, f"checkpoint has no value for variable '{name}' of the graph",
                                "use the checkpoint written with this graph")
+        graph_dtype = next((n.attr["dtype"].type for n in graph.node if n.name == name), None)
+        if graph_dtype and dtypes[name].as_datatype_enum != graph_dtype:
+            raise KfreezeError(checkpoint, f"variable '{name}' is {dtypes[name].name} in the checkpoint but "
+                               f"{tf.as_dtype(graph_dtype).name} in the graph", "use the checkpoint written with this graph")
+        if shapes.get(name) is not None and list(stored[name]) != shapes[name]:
+            raise KfreezeError(checkpoint, f"variable '{name}' has shape {list(stored[name])} in the checkpoint "
+                               f"but {shapes[name]} in the graph", "use the checkpoint written with this graph")
     try:
         frozen = tf_freeze_graph.freeze_graph_with_def_protos(
             input_graph_def=graph, input_saver_def=None, input_checkpoint=checkpoint,
             output_node_names=",".join(outputs), restore_op_name=None, filename_tensor_name=None,
             output_graph="", clear_devices=True, initializer_nodes="")
-    except (tf.errors.InvalidArgumentError, ValueError) as e:
-        message = " ".join(str(e).split("\n")[0].split())[:300]
+    except (tf.errors.OpError, ValueError) as e:
+        text = str(e).split("Original error:")[-1].strip() or str(e)
+        message = " ".join(text.splitlines()[0].split())[:300]
         raise KfreezeError(where, f"freezing failed ({message})",
                            "check that the graph and checkpoint belong together") from None
     left = sorted({n.op for n in frozen.node} & LEFTOVER_OPS)
@@ -61,6 +71,14 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where
                            "report this graph; it uses a variable type kfreeze cannot freeze")
     converted = len({n.name for n in frozen.node if n.op == "Const"} & needed)
     return Frozen(frozen, converted)
+
+
+def _variable_shapes(graph: graph_pb2.GraphDef) -> dict[str, list[int] | None]:
+    shapes = {}
+    for node in graph.node:
+        if node.op in VARIABLE_OPS and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            shapes[node.name] = [d.size for d in node.attr["shape"].shape.dim]
+    return shapes
 
 
 def _reader(checkpoint: str):

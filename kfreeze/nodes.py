@@ -13,8 +13,10 @@ from tensorflow.core.framework import graph_pb2, types_pb2
 from kfreeze.errors import KfreezeError
 
 TRAINING_SCOPES = re.compile(
-    r"(^|/)(save(_\d+)?|gradients(_\d+)?|train|training|optimizer|Adam|Momentum|RMSProp|"
-    r"summaries|summary|global_step|report_uninitialized|init|loss|metrics?)(/|$)",
+    r"(^|/)(save(_\d+)?|gradients(_\d+)?|train|training|optimizer|"
+    r"Adam|AdamW|Adamax|Nadam|Momentum|RMSProp|GradientDescent|ProximalGradientDescent|Adagrad|AdagradDA|"
+    r"ProximalAdagrad|Ftrl|Adadelta|SGD|summaries|summary|global_step|report_uninitialized|init|"
+    r"Initializer|[^/]*loss(es)?|metrics?|accuracy|ExponentialMovingAverage)(_\d+)?(/|$)",
     re.IGNORECASE,
 )
 INPUT_OPS = {"Placeholder": 3, "PlaceholderV2": 3, "IteratorGetNext": 2, "QueueDequeueV2": 1,
@@ -24,6 +26,15 @@ OUTPUT_OPS = {"Softmax": 5, "Sigmoid": 4, "ArgMax": 3, "Identity": 3, "BiasAdd":
 SKIP_SINK_OPS = {"NoOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2", "Const", "VariableV2",
                  "VarHandleOp", "ScalarSummary", "HistogramSummary", "MergeSummary", "Print", "Assert",
                  "PrintV2", "MakeIterator", "IteratorV2", "AnonymousIteratorV3", "VarIsInitializedOp"}
+
+
+_NOT_OUTPUT_OP = re.compile(r"^(Assign|ResourceApply|Apply|Scatter|ResourceScatter|Save|Restore)|Summary|Dataset|"
+                            r"Iterator(?!GetNext)|Queue(Enqueue|Close)|Variable|VarHandle")
+
+
+def _never_output(op: str) -> bool:
+    """State updates, savers, summaries and input-pipeline plumbing are never inference outputs."""
+    return op in SKIP_SINK_OPS or bool(_NOT_OUTPUT_OP.search(op))
 
 
 def split_tensor(name: str) -> tuple[str, int]:
@@ -83,12 +94,29 @@ def _shape(node) -> str:
     return "?"
 
 
+def _downstream(graph: graph_pb2.GraphDef, sources: set[str]) -> set[str]:
+    consumers = collections.defaultdict(list)
+    for node in graph.node:
+        for inp in node.input:
+            if not inp.startswith("^"):
+                consumers[split_tensor(inp)[0]].append(node.name)
+    seen, stack = set(), list(sources)
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(consumers.get(name, []))
+    return seen
+
+
 def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate]]:
     """Likely inputs and outputs, most likely first.
 
     Inputs are feedable sources (placeholders, tf.data and queue outputs) that
-    reach an inference sink; outputs are sinks of the inference subgraph, with
-    saver, summary, optimizer and gradient scopes ignored.
+    reach an inference output. Outputs are sinks computed from the inputs:
+    that leaves out variable initializers and reads and the tf.data plumbing
+    upstream of the iterator; saver, summary, loss, gradient and optimizer
+    scopes are left out by name.
     """
     consumers = collections.defaultdict(list)
     for node in graph.node:
@@ -99,13 +127,18 @@ def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate
     def training(name: str) -> bool:
         return bool(TRAINING_SCOPES.search(name))
 
+    sources = {n.name for n in graph.node if n.op in INPUT_OPS and not training(n.name)}
+    fed = _downstream(graph, sources) if sources else {n.name for n in graph.node}
     outputs = []
     for node in graph.node:
-        if node.op in SKIP_SINK_OPS or training(node.name) or not node.input:
+        if _never_output(node.op) or training(node.name) or not node.input or node.name not in fed:
             continue
-        live = [c for c in consumers.get(node.name, []) if not training(c) and by_name[c].op not in SKIP_SINK_OPS]
-        if live:
+        if node.name in sources:
             continue
+        users = consumers.get(node.name, [])
+        live = [c for c in users if not training(c) and not _never_output(by_name[c].op)]
+        if live or (users and all(_never_output(by_name[c].op) for c in users)):
+            continue  # feeds the model, or only feeds state updates (moving averages)
         score = OUTPUT_OPS.get(node.op, 0.5)
         if node.op == "Identity" and "/" not in node.name:
             score += 2  # a deliberately named output, e.g. kfreeze's 'probs'
@@ -113,7 +146,8 @@ def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate
             score += 0.5
         outputs.append(Candidate(node.name, node.op, _dtype(node), _shape(node), score))
 
-    # Inputs must feed the inference outputs found above.
+    # Inputs must feed the inference outputs found above, not through another input:
+    # the placeholders that feed an initializable iterator are not the model's inputs.
     reach = set()
     stack = [c.name for c in outputs]
     while stack:
@@ -121,13 +155,36 @@ def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate
         if name in reach or name not in by_name:
             continue
         reach.add(name)
-        stack.extend(split_tensor(i)[0] for i in by_name[name].input)
+        if name not in sources:
+            stack.extend(split_tensor(i)[0] for i in by_name[name].input)
     inputs = []
     for node in graph.node:
-        if node.op in INPUT_OPS and node.name in reach and not training(node.name):
+        if node.name in sources and node.name in reach:
             score = INPUT_OPS[node.op]
-            if node.op.startswith("Placeholder") and _shape(node).count(",") == 0 and _shape(node) in ("[]", "?"):
+            if node.op.startswith("Placeholder") and _shape(node) in ("[]", "?"):
                 score -= 2  # scalar placeholders are flags (is_training, keep_prob), not data
             inputs.append(Candidate(node.name, node.op, _dtype(node), _shape(node), score))
     key = lambda c: (-c.score, c.name)  # noqa: E731
+    inputs, outputs = _inferred(graph, inputs), _inferred(graph, outputs)
     return sorted(inputs, key=key), sorted(outputs, key=key)
+
+
+def _inferred(graph: graph_pb2.GraphDef, cands: list[Candidate]) -> list[Candidate]:
+    """Fill in dtype and shape from TF's shape inference where the node's attrs do not say."""
+    if all("?" not in (c.dtype + c.shape) for c in cands):
+        return cands
+    g = tf.Graph()
+    try:
+        with g.as_default():
+            tf.graph_util.import_graph_def(graph, name="")
+    except Exception:  # a graph with ops this TF lacks: keep what the attrs say
+        return cands
+    out = []
+    for c in cands:
+        op = g.get_operation_by_name(c.name)
+        dtype = ",".join(t.dtype.name.replace("float32", "float") for t in op.outputs) or c.dtype
+        shape = ",".join("?" if t.shape.rank is None else
+                         "[" + ",".join("?" if d is None else str(d) for d in t.shape.as_list()) + "]"
+                         for t in op.outputs) or c.shape
+        out.append(Candidate(c.name, c.op, dtype, shape, c.score))
+    return out

@@ -24,7 +24,14 @@ models:
     inputs: []
     outputs: []
     input_shape: [1, 8, 8, 1]
-graphs: {}
+graphs:
+  gamma:
+    graph: models/gamma/graph.pbtxt
+    checkpoint: models/gamma/model.ckpt-600
+    inputs: [IteratorGetNext]
+    outputs: [softmax_tensor]
+    input_shape: [1, 20, 20, 1]
+    input_dtype: float32
 verify:
   samples: 4
   seed: 0
@@ -55,6 +62,9 @@ def repo(tmp_path_factory):
     for name, seed in (("alpha", 0), ("beta", 1)):
         (repo / "models" / name).mkdir(parents=True)
         build_tiny(seed).save(repo / "models" / name / "model.keras")
+    # A TF1 graph + checkpoint: the committed example (training graph, tf.data input).
+    shutil.copytree(ROOT / "models" / "digits_tf1", repo / "models" / "gamma",
+                    ignore=shutil.ignore_patterns("*.py", "*.md"))
     (repo / "params.yaml").write_text(PARAMS)
     sh("git", "init", "-q", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
@@ -63,12 +73,14 @@ def repo(tmp_path_factory):
 
 
 STAGES = ("convert", "export", "freeze", "optimize", "verify")
+TF1_STAGES = ("freeze_tf1", "optimize_tf1", "verify_tf1")
 
 
 def test_first_repro_builds_everything(repo):
-    assert repro(repo) == sorted(f"{s}@{m}" for s in STAGES for m in ("alpha", "beta"))
+    assert repro(repo) == sorted([f"{s}@{m}" for s in STAGES for m in ("alpha", "beta")] +
+                                 [f"{s}@gamma" for s in TF1_STAGES])
     import json
-    for model in ("alpha", "beta"):
+    for model in ("alpha", "beta", "gamma"):
         metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
         assert metrics["max_abs_diff"] <= 1e-5
         assert metrics["ops_optimized"] < metrics["ops_frozen"]
@@ -103,3 +115,29 @@ def test_replacing_a_source_reruns_its_five_stages(repo):
     build_tiny(seed=5).save(repo / "models" / "beta" / "model.keras")
     assert repro(repo) == sorted(f"{s}@beta" for s in STAGES)
     assert repro(repo) == []
+
+
+def test_tf1_node_name_edit_reruns_only_its_freeze_optimize_verify(repo):
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("inputs: [IteratorGetNext]", "inputs: ['IteratorGetNext:0']"))
+    assert repro(repo) == sorted(f"{s}@gamma" for s in TF1_STAGES)
+
+
+def test_tf1_new_checkpoint_reruns_its_stages(repo):
+    """Retrained weights under the same prefix: all three stages of that model, and its metrics stay honest."""
+    import json
+
+    from kfreeze.tfenv import tf
+    prefix = str(repo / "models" / "gamma" / "model.ckpt-600")
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    with tf.Graph().as_default() as g:
+        values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+        variables = [tf.compat.v1.Variable(v * 1.01 if k.endswith("kernel") else v, name=k)
+                     for k, v in sorted(values.items())]
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session(graph=g) as s:
+            s.run(tf.compat.v1.global_variables_initializer())
+            saver.save(s, prefix, write_meta_graph=False, write_state=False)
+    assert repro(repo) == sorted(f"{s}@gamma" for s in TF1_STAGES)
+    metrics = json.loads((repo / "metrics" / "gamma.json").read_text())
+    assert metrics["max_abs_diff"] <= 1e-5 and metrics["reference"] == "checkpoint"

@@ -180,10 +180,6 @@ def test_cut_inputs_rejects_a_shape_that_does_not_fit(shape):
         passes.cut_inputs(graph, ctx([InputSpec("mid", shape=shape)]))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: cut_inputs names the placeholder for 'split:1' 'split_1' without checking that name is free; "
-    "TF's own second tf.split is called 'split_1', so that unrelated Split node is overwritten by the "
-    "placeholder and its consumers silently read the cut tensor"))
 def test_cut_inputs_port_placeholder_does_not_clobber_an_existing_node(rng):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
@@ -294,10 +290,6 @@ def test_strip_unused_rejects_a_port_cut_when_the_outputs_read_another_port(rng)
         passes.strip_unused(passes.cut_inputs(graph, c), c)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: cutting at port 0 of a multi-output node (IteratorGetNext) while the outputs also read "
-    "IteratorGetNext:1 passes cut_inputs+strip_unused silently and yields a GraphDef TensorFlow cannot "
-    "import ('Connecting to invalid output 1'); the port>0 case gets the helpful 'cannot be cut there' error"))
 def test_strip_unused_rejects_a_port0_cut_when_the_outputs_read_another_port():
     with tf.Graph().as_default() as g:
         ds = tf.data.Dataset.from_tensors((np.zeros([2, 4], np.float32), np.zeros([2], np.int32)))
@@ -364,23 +356,47 @@ def conv_bn_graph(rng, bn_op):
     return g.as_graph_def()
 
 
-@pytest.mark.parametrize("bn_name", [
-    pytest.param("FusedBatchNorm", id="FusedBatchNorm"),
-    pytest.param("FusedBatchNormV3", id="FusedBatchNormV3", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: transform_graph's docstring says it folds FusedBatchNorm(V3), but TF's fold_old_batch_norms "
-        "only matches 'BatchNormWithGlobalNormalization|FusedBatchNorm'; FusedBatchNormV3 (what "
-        "tf.compat.v1.nn.fused_batch_norm and TF>=1.14 layers emit) survives this pass and the whole pipeline"))),
-])
+@pytest.mark.parametrize("bn_name", ["FusedBatchNorm", "FusedBatchNormV3"])
 def test_transform_graph_folds_fused_batch_norm_into_conv(rng, bn_name):
+    """TransformGraph folds V1; V3 (what tf.compat.v1.nn.fused_batch_norm emits) needs
+    batch_norm_to_affine + fold_affine. Either way no batch norm is left."""
     graph = conv_bn_graph(rng, getattr(tf.raw_ops, bn_name))
     assert bn_name in ops(graph)
-    out = passes.transform_graph(graph, ctx(["x"]))
+    c = ctx(["x"])
+    out = passes.fold_affine(passes.batch_norm_to_affine(passes.transform_graph(graph, c), c), c)
     hist = ops(out)
     assert not any(op.startswith("FusedBatchNorm") for op in hist), hist
-    assert hist.get("Conv2D") == 1 and hist.get("BiasAdd") == 1
+    assert hist.get("Conv2D") == 1 and hist.get("BiasAdd") == 1 and "Mul" not in hist
     assert "out" in by_name(out) and "x" in by_name(out)
     xv = rng.normal(size=[2, 6, 6, 2]).astype(np.float32)
     np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
+
+
+def test_batch_norm_to_affine_after_a_bias_add(rng):
+    """Conv -> BiasAdd -> FusedBatchNormV3: TransformGraph's pattern misses it; ours folds it whole."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 2], name="x")
+        conv = tf.nn.bias_add(tf.nn.conv2d(x, const(rng, 3, 3, 2, 4), 1, "SAME"), const(rng, 4))
+        y = tf.compat.v1.nn.fused_batch_norm(conv, const(rng, 4, low=0.5, high=1.5), const(rng, 4),
+                                             mean=const(rng, 4), variance=const(rng, 4, low=0.5, high=2.0),
+                                             is_training=False)[0]
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    c = ctx(["x"])
+    out = passes.fold_affine(passes.batch_norm_to_affine(graph, c), c)
+    assert ops(out) == {"Placeholder": 1, "Const": 2, "Conv2D": 1, "BiasAdd": 1, "Identity": 1}
+    xv = rng.normal(size=[3, 6, 6, 2]).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
+
+
+def test_batch_norm_to_affine_leaves_training_mode_alone(rng):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4, 4, 2], name="x")
+        y = tf.compat.v1.nn.fused_batch_norm(x, tf.ones([2]), tf.zeros([2]), is_training=True)[0]
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    out = passes.batch_norm_to_affine(graph, ctx(["x"]))
+    assert "FusedBatchNormV3" in ops(out)
 
 
 def test_compat_v1_fused_batch_norm_emits_v3():
@@ -552,11 +568,6 @@ def test_fold_affine_leaves_nchw_conv_alone(rng):
                                   const_value(graph, by_name(graph)["conv"].input[1]))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fold_affine's BiasAdd rules never check the inner BiasAdd's data_format: "
-    "Add(BiasAdd(y, b, NCHW), c) becomes BiasAdd(y, b+c) with data_format NHWC (and Mul(BiasAdd_NCHW, s) "
-    "is split into a Mul broadcasting over W), so the bias lands on the wrong axis: the graph fails to import "
-    "when W != C and gives wrong numbers silently when W == C"))
 @pytest.mark.parametrize("width, outer", [(5, "add"), (3, "mul")])
 def test_fold_affine_respects_an_nchw_bias_add(rng, width, outer):
     with tf.Graph().as_default() as g:
@@ -685,3 +696,39 @@ def test_optimize_with_a_custom_pipeline_reports_only_those_passes(rng):
     out, stats = optimize(graph, ctx(["x"]), pipeline)
     assert [s.name for s in stats] == ["strip_unused", "check_portable"]
     assert stats[1].ops_before == stats[1].ops_after and not stats[1].removed and not stats[1].added
+
+
+# -- remove_dropout -------------------------------------------------------------
+
+def _dropout_graph(rng, form, rate_value):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+        h = tf.matmul(x, const(rng, 6, 4))
+        if form == "v2":  # TF >= 1.13: SelectV2(GreaterEqual(uniform, rate), x / (1 - rate), 0)
+            rate = tf.compat.v1.placeholder_with_default(rate_value, [], name="dropout_rate")
+            h = tf.nn.dropout(h, rate=rate)
+        else:  # TF < 1.13: x / keep_prob * floor(keep_prob + uniform)
+            keep = tf.compat.v1.placeholder_with_default(1.0 - rate_value, [], name="keep_prob")
+            mask = tf.floor(keep + tf.random.uniform(tf.shape(h)))
+            h = h / keep * mask
+        tf.nn.softmax(h, name="out")
+    return g.as_graph_def()
+
+
+@pytest.mark.parametrize("form", ["v2", "old"])
+def test_remove_dropout_at_rate_zero(rng, form):
+    graph = _dropout_graph(rng, form, 0.0)
+    c = ctx(["x"])
+    out = passes.remove_dropout(passes.grappler(passes.placeholder_defaults(graph, c), c), c)
+    hist = ops(out)
+    assert not {"RandomUniform", "SelectV2", "Floor", "GreaterEqual"} & set(hist), hist
+    xv = rng.normal(size=[5, 6]).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
+
+
+def test_remove_dropout_keeps_a_real_dropout(rng):
+    """A rate that is not zero is not inference mode: the mask stays, nothing is faked."""
+    graph = _dropout_graph(rng, "v2", 0.5)
+    c = ctx(["x"])
+    out = passes.remove_dropout(passes.grappler(passes.placeholder_defaults(graph, c), c), c)
+    assert "RandomUniform" in ops(out)
