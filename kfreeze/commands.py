@@ -72,8 +72,13 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import atomic, keras_io
 
+    from kfreeze import legacy
+
     spec = _keras_spec(name, params_file)
-    model = keras_io.load_model(spec.source)
+    if legacy.is_legacy(spec.source, spec.arch):
+        model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout, spec.theano_kernels)
+    else:
+        model = keras_io.load_model(spec.source)
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "

@@ -27,11 +27,11 @@ KERAS, TF1 = "models", "graphs"
 # What each stage reads of <section>.<name>; dvc.yaml must declare exactly these.
 STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
     KERAS: {
-        "convert": ("source",),
+        "convert": ("source", "arch", "layout", "theano_kernels"),
         "export": (),
         "freeze": ("inputs", "outputs"),
         "optimize": ("inputs", "outputs", "input_shape"),
-        "verify": ("source", "inputs", "outputs", "input_shape"),
+        "verify": ("source", "arch", "layout", "theano_kernels", "inputs", "outputs", "input_shape"),
     },
     TF1: {
         "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs"),
@@ -43,7 +43,8 @@ VERIFY_KEYS = ("samples", "seed", "atol")
 
 _SHAPE = (list, dict, type(None))
 SECTION_KEYS: dict[str, dict[str, tuple]] = {
-    KERAS: {"source": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
+    KERAS: {"source": (str,), "arch": (str, type(None)), "layout": (str, type(None)),
+            "theano_kernels": (bool, type(None)), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
     TF1: {"graph": (str,), "checkpoint": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE,
           "input_dtype": (str, list, type(None))},
 }
@@ -56,6 +57,9 @@ class ModelSpec:
     name: str
     section: str = KERAS                     # KERAS or TF1
     source: str | None = None                # Keras file (models:)
+    arch: str | None = None                  # JSON architecture beside a weights-only .h5
+    layout: str | None = None                # channels_first | channels_last; None: what the file says
+    theano_kernels: bool | None = None       # flip conv kernels trained with Theano
     graph: str | None = None                 # GraphDef file (graphs:)
     checkpoint: str | None = None            # checkpoint prefix or directory (graphs:)
     inputs: list[str] = field(default_factory=list)
@@ -153,10 +157,22 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     for key in ("inputs", "outputs"):
         if not all(isinstance(v, str) and v for v in entry.get(key) or []):
             raise KfreezeError(f"{where}.{key}", "must be a list of node names", "e.g. [image] or []")
+    if entry.get("layout") not in (None, "channels_first", "channels_last"):
+        raise KfreezeError(f"{where}.layout", f"must be channels_first, channels_last or null, got {entry['layout']!r}",
+                           "fix the value in params.yaml")
+    folder = Path("models") / name
+    for key in ("source", "arch", "graph", "checkpoint"):
+        value = entry.get(key)
+        if value is not None and not _inside(Path(value), folder):
+            raise KfreezeError(f"{where}.{key}", f"'{value}' is not inside {folder}/, the folder DVC tracks for "
+                               "this model", f"move the file to {folder}/ and update the path")
     return ModelSpec(
         name=name,
         section=section,
         source=entry.get("source"),
+        arch=entry.get("arch"),
+        layout=entry.get("layout"),
+        theano_kernels=entry.get("theano_kernels"),
         graph=entry.get("graph"),
         checkpoint=entry.get("checkpoint"),
         inputs=list(entry.get("inputs") or []),
@@ -164,6 +180,11 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         input_shape=entry.get("input_shape"),
         input_dtype=entry.get("input_dtype"),
     )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    parts, base = path.parts, folder.parts
+    return not path.is_absolute() and ".." not in parts and parts[: len(base)] == base and len(parts) > len(base)
 
 
 def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:

@@ -29,12 +29,12 @@ def test_help_lists_every_stage(tmp_path):
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "models").mkdir()
-    build_tiny().save(tmp_path / "models" / "tiny.keras")
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    build_tiny().save(tmp_path / "models" / "tiny" / "model.keras")
+    rest = "    arch: null\n    layout: null\n    theano_kernels: null\n    inputs: []\n    outputs: []\n"
     (tmp_path / "params.yaml").write_text(
-        "models:\n  tiny:\n    source: models/tiny.keras\n    inputs: []\n    outputs: []\n"
-        "    input_shape: null\n  gone:\n    source: models/missing.keras\n"
-        "    inputs: []\n    outputs: []\n    input_shape: null\n"
+        "models:\n  tiny:\n    source: models/tiny/model.keras\n" + rest + "    input_shape: null\n"
+        "  gone:\n    source: models/gone/missing.keras\n" + rest + "    input_shape: null\n"
         "graphs: {}\nverify: {samples: 4, seed: 0, atol: 1.0e-4}\n")
     return tmp_path
 
@@ -49,7 +49,7 @@ def one_error_line(result):
 
 def test_missing_source_is_one_line(project):
     line = one_error_line(kfreeze("convert", "gone", cwd=project))
-    assert line == "error: models/missing.keras: model file not found; check the path in params.yaml"
+    assert line == "error: models/gone/missing.keras: model file not found; check the path in params.yaml"
     assert not (project / "build" / "gone").exists()
 
 

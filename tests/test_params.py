@@ -15,6 +15,9 @@ def test_model_spec_reads_the_contract_keys(tmp_path):
 models:
   digits:
     source: models/digits/model.keras
+    arch: null
+    layout: null
+    theano_kernels: null
     inputs: []
     outputs: [probs]
     input_shape: [1, 20, 20, 1]
@@ -37,37 +40,53 @@ verify: {samples: 4, seed: 3, atol: 1.0e-5}
     assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
 
 
-FULL = "    inputs: []\n    outputs: []\n    input_shape: null\n"
+FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    inputs: []\n    outputs: []\n    input_shape: null\n"
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    ouputs: [x]\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    ouputs: [x]\n")
     with pytest.raises(KfreezeError, match=r"unknown key 'ouputs' \(did you mean 'outputs'\?\)"):
         params.model_spec("m", path)
 
 
 def test_wrong_type_is_named(tmp_path):
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    outputs: probs\n")
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    outputs: probs\n")
     with pytest.raises(KfreezeError, match=r"models.m.outputs: must be a list"):
         params.model_spec("m", path)
 
 
 def test_model_name_dvc_cannot_use(tmp_path):
-    path = write(tmp_path, "graphs: {}\nmodels:\n  My@Model:\n    source: a.keras\n" + FULL)
+    path = write(tmp_path, "graphs: {}\nmodels:\n  My@Model:\n    source: models/m/a.keras\n" + FULL)
     with pytest.raises(KfreezeError, match="a-z, 0-9"):
         params.model_spec("My@Model", path)
 
 
 def test_unknown_model_lists_the_known_ones(tmp_path):
-    path = write(tmp_path, "graphs: {}\nmodels:\n  digits:\n    source: a.keras\n" + FULL)
+    path = write(tmp_path, "graphs: {}\nmodels:\n  digits:\n    source: models/m/a.keras\n" + FULL)
     with pytest.raises(KfreezeError, match=r"no model 'digit'.*did you mean 'digits'"):
         params.model_spec("digit", path)
 
 
 def test_every_tracked_key_must_be_present(tmp_path):
     """DVC refuses to run a stage whose declared param is missing; say which, up front."""
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: a.keras\n    inputs: []\n")
-    with pytest.raises(KfreezeError, match=r"missing key\(s\) input_shape, outputs"):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    inputs: []\n")
+    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, input_shape, layout, outputs, theano_kernels"):
+        params.model_spec("m", path)
+
+
+def test_files_must_live_in_the_models_folder(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: /data/m.keras\n" + FULL)
+    with pytest.raises(KfreezeError, match=r"models.m.source: '/data/m.keras' is not inside models/m/"):
+        params.model_spec("m", path)
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/../x.keras\n" + FULL)
+    with pytest.raises(KfreezeError, match="not inside models/m/"):
+        params.model_spec("m", path)
+
+
+def test_layout_values(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.h5\n" +
+                 FULL.replace("layout: null", "layout: nchw"))
+    with pytest.raises(KfreezeError, match="channels_first, channels_last or null"):
         params.model_spec("m", path)
 
 
@@ -78,7 +97,7 @@ def test_a_key_of_the_other_section_is_explained(tmp_path):
 
 
 def test_both_sections_are_required(tmp_path):
-    path = write(tmp_path, "models:\n  m:\n    source: a.keras\n" + FULL)
+    path = write(tmp_path, "models:\n  m:\n    source: models/m/a.keras\n" + FULL)
     with pytest.raises(KfreezeError, match=r"no 'graphs:' section; add 'graphs: \{\}'"):
         params.model_spec("m", path)
 

@@ -16,11 +16,17 @@ PARAMS = """\
 models:
   alpha:
     source: models/alpha/model.keras
+    arch: null
+    layout: null
+    theano_kernels: null
     inputs: []
     outputs: []
     input_shape: null
   beta:
     source: models/beta/model.keras
+    arch: null
+    layout: null
+    theano_kernels: null
     inputs: []
     outputs: []
     input_shape: [1, 8, 8, 1]

@@ -195,7 +195,7 @@ def verify_model(spec, vspec, out: Path) -> dict:
     feeds = make_inputs(infos, vspec.samples, vspec.seed)
     batch = infos[0].shape[0] if infos[0].shape else None
 
-    reference, reference_kind = _reference(spec, out, inputs, outputs, feed_names, feeds)
+    reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds)
     got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
     per_output = compare(reference, got)
     layers = [opencv_layer(optimized, o) for o in outputs]
@@ -218,6 +218,7 @@ def verify_model(spec, vspec, out: Path) -> dict:
         "top1_agree": {k: v["top1_agree"] for k, v in per_output.items()},
         "outputs": per_output,
         "reference": reference_kind,
+        "layout_converted": layout_converted,
         "samples": vspec.samples,
         "seed": vspec.seed,
         "atol": vspec.atol,
@@ -239,12 +240,21 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
         keras_inputs = [i["name"] for i in signature["inputs"]]
         keras_outputs = [o["name"] for o in signature["outputs"]]
         if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
-            from kfreeze import keras_io
+            from kfreeze import keras_io, legacy
+            if legacy.is_legacy(spec.source, spec.arch):
+                # The source as it was: channels_first inputs and, for Theano, its own kernel flip.
+                plan = legacy.layout_plan(spec.source, spec.arch, spec.layout)
+                src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
+                          for n, cf in zip(keras_inputs, plan.inputs)]
+                outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels), src_in)
+                everything = {o: legacy.to_channels_last(v) if cf else v
+                              for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
+                return {o: everything[o] for o in outputs}, "legacy", plan.converted
             model = keras_io.load_model(spec.source)
             everything = run_keras(model, feeds, keras_inputs, keras_outputs)
-            return {o: everything[o] for o in outputs}, "keras"
+            return {o: everything[o] for o in outputs}, "keras", False
         graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), resolve_checkpoint(out / "ckpt")
     else:
         graph, checkpoint = graphio.read_graph(spec.graph), resolve_checkpoint(spec.checkpoint)
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
-    return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs), "checkpoint"
+    return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs), "checkpoint", False
