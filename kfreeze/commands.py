@@ -59,6 +59,11 @@ def _where(params_file: str, spec: params.ModelSpec, key: str) -> str:
     return f"{params_file}: {spec.section}.{spec.name}.{key}"
 
 
+def _legacy():
+    from kfreeze import legacy  # imports tf_keras: only for .h5 and JSON sources
+    return legacy
+
+
 def _keras_spec(name: str, params_file: str) -> params.ModelSpec:
     spec = params.model_spec(name, params_file)
     if not spec.is_keras:
@@ -72,10 +77,8 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import atomic, keras_io
 
-    from kfreeze import legacy
-
     spec = _keras_spec(name, params_file)
-    if legacy.is_legacy(spec.source, spec.arch):
+    if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
         model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout, spec.theano_kernels)
     else:
         model = keras_io.load_model(spec.source)

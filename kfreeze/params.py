@@ -71,6 +71,11 @@ class ModelSpec:
     def is_keras(self) -> bool:
         return self.section == KERAS
 
+    @property
+    def maybe_legacy(self) -> bool:
+        """A JSON + weights pair or an .h5: possibly Keras 1/2 (kfreeze.legacy decides)."""
+        return self.arch is not None or Path(self.source or "").suffix.lower() in (".h5", ".hdf5")
+
 
 @dataclass(frozen=True)
 class VerifySpec:

@@ -240,8 +240,11 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
         keras_inputs = [i["name"] for i in signature["inputs"]]
         keras_outputs = [o["name"] for o in signature["outputs"]]
         if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
-            from kfreeze import keras_io, legacy
-            if legacy.is_legacy(spec.source, spec.arch):
+            from kfreeze import keras_io
+            legacy = None
+            if spec.maybe_legacy:
+                from kfreeze import legacy
+            if legacy is not None and legacy.is_legacy(spec.source, spec.arch):
                 # The source as it was: channels_first inputs and, for Theano, its own kernel flip.
                 plan = legacy.layout_plan(spec.source, spec.arch, spec.layout)
                 src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
