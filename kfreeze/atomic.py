@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import Iterator
 
 
+def clean_stale(path: Path) -> None:
+    """Remove temp files a killed run left beside ``path`` (SIGKILL skips every cleanup)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    old = path.parent / f".{path.name}.old"
+    if old.is_dir():
+        shutil.rmtree(old)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -45,6 +55,7 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -52,8 +63,6 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:

@@ -64,6 +64,13 @@ def _legacy():
     return legacy
 
 
+def _load_options(spec: params.ModelSpec, params_file: str) -> dict:
+    from kfreeze import keras_io
+
+    objects = keras_io.import_custom_objects(spec.custom_objects, _where(params_file, spec, "custom_objects"))
+    return {"custom_objects": objects, "trust_code": spec.trust_code, "param": f"{spec.section}.{spec.name}"}
+
+
 def _keras_spec(name: str, params_file: str) -> params.ModelSpec:
     spec = params.model_spec(name, params_file)
     if not spec.is_keras:
@@ -81,7 +88,7 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
         model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout, spec.theano_kernels)
     else:
-        model = keras_io.load_model(spec.source)
+        model = keras_io.load_model(spec.source, **_load_options(spec, params_file))
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "
@@ -89,13 +96,14 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
 
 
 @cli_errors
-def export(name: str = Name, build: Path = BuildOpt, debug: bool = DebugOpt):
+def export(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
     """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
     from kfreeze import export as export_lib
     from kfreeze import keras_io
 
+    spec = _keras_spec(name, params_file)
     out = _dirs(build, name)
-    model = keras_io.load_model(out / "model" / "model.keras")
+    model = keras_io.load_model(out / "model" / "model.keras", **_load_options(spec, params_file))
     exported = export_lib.export_model(model)
     export_lib.write_export(exported, out)
     sig = exported.signature

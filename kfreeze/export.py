@@ -209,8 +209,8 @@ def write_checkpoint(exported: Exported, ckpt_dir: Path) -> None:
                 sess.run(assigns)
                 saver_def.save(sess, str(tmp / CKPT_NAME), write_meta_graph=False, write_state=False)
         # Written by hand: TF's state file records absolute paths and timestamps.
-        (tmp / "checkpoint").write_text(f'model_checkpoint_path: "{CKPT_NAME}"\n'
-                                        f'all_model_checkpoint_paths: "{CKPT_NAME}"\n')
+        atomic.write_text(tmp / "checkpoint", f'model_checkpoint_path: "{CKPT_NAME}"\n'
+                                              f'all_model_checkpoint_paths: "{CKPT_NAME}"\n')
 
 
 def write_export(exported: Exported, out_dir: Path) -> None:

@@ -36,13 +36,17 @@ def resolve_checkpoint(path: str | Path) -> str:
     return str(path)
 
 
+PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef cannot be larger
+
+
 def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where: str) -> Frozen:
     """Restore every variable the outputs need from ``checkpoint`` and make it a Const."""
     variables = {n.name for n in graph.node if n.op in VARIABLE_OPS}
-    reader = _reader(checkpoint)
-    stored = reader.get_variable_to_shape_map()
     needed = _needed_variables(graph, outputs) & variables
     shapes = _variable_shapes(graph)
+    check_size(graph, needed, shapes, where)
+    reader = _reader(checkpoint)
+    stored = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
     for name in sorted(needed):
         if name not in stored:
@@ -71,6 +75,21 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where
                            "report this graph; it uses a variable type kfreeze cannot freeze")
     converted = len({n.name for n in frozen.node if n.op == "Const"} & needed)
     return Frozen(frozen, converted)
+
+
+def check_size(graph: graph_pb2.GraphDef, needed: set[str], shapes: dict, where: str) -> None:
+    """Refuse, before reading any weights, a freeze whose constants exceed protobuf's 2 GB."""
+    import numpy as np
+
+    dtypes = {n.name: n.attr["dtype"].type for n in graph.node if n.name in needed}
+    total = graph.ByteSize()
+    for name in needed:
+        if shapes.get(name) is not None:
+            total += int(np.prod(shapes[name], dtype=np.int64)) * tf.as_dtype(dtypes[name]).size
+    if total > PROTOBUF_LIMIT:
+        raise KfreezeError(where, f"the frozen graph would hold {total / 2**30:.2f} GiB of constants, over protobuf's "
+                           "2 GiB limit for one GraphDef", "freeze a smaller model, or store weights as float16 "
+                           "(precision: float16) if that brings it under the limit; a SavedModel has no such limit")
 
 
 def _variable_shapes(graph: graph_pb2.GraphDef) -> dict[str, list[int] | None]:

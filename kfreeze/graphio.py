@@ -57,6 +57,10 @@ def read_graph(path: str | Path) -> graph_pb2.GraphDef:
 
 
 def graph_bytes(graph: graph_pb2.GraphDef) -> bytes:
+    size = graph.ByteSize()
+    if size > 2**31 - 1:
+        raise KfreezeError("graph", f"{size / 2**30:.2f} GiB, over protobuf's 2 GiB limit for one GraphDef",
+                           "freeze a smaller model or store weights as float16")
     return graph.SerializeToString(deterministic=True)
 
 

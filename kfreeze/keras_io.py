@@ -19,8 +19,36 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
-def load_model(path: str | Path) -> keras.Model:
-    """Load a ``.keras`` or full-model ``.h5`` with Keras safe mode on (no Lambda bytecode)."""
+def import_custom_objects(refs: list[str], where: str) -> dict:
+    """'module.path:Name' -> {'Name': object}, importing from the project root."""
+    import importlib
+    import sys
+
+    if refs and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    found = {}
+    for ref in refs:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # the user's module: any error in it is theirs to fix
+            raise KfreezeError(where, f"cannot import '{module_name}' for custom object '{ref}' "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:160]})",
+                               "give an importable module path relative to the project root") from None
+        if not hasattr(module, attr):
+            raise KfreezeError(where, f"module '{module_name}' has no '{attr}'", "check the name after the ':'")
+        found[attr] = getattr(module, attr)
+    return found
+
+
+def load_model(path: str | Path, custom_objects: dict | None = None, trust_code: bool = False,
+               param: str = "models.<name>") -> keras.Model:
+    """Load a ``.keras`` or full-model ``.h5``.
+
+    Keras safe mode stays on unless the user sets ``trust_code``: a Lambda layer
+    carries Python code that loading would run. ``param`` names the params.yaml
+    entry in the fix a message suggests.
+    """
     path = check_file(path, "model file")
     suffix = path.suffix.lower()
     if suffix not in KERAS_SUFFIXES:
@@ -29,15 +57,30 @@ def load_model(path: str | Path) -> keras.Model:
     if suffix == ".keras" and not zipfile.is_zipfile(path):
         raise KfreezeError(path, "not a .keras archive (not a zip file)", "re-save the model with model.save()")
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
+                                        custom_objects=custom_objects or None)
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
-        raise KfreezeError(path, f"Keras cannot load this model ({reason})",
-                           "check that it is a complete Keras model file") from None
+        raise _load_error(path, e, param) from None
     if not isinstance(model, keras.Model) or not model.inputs or not model.outputs:
         raise KfreezeError(path, "model has no defined inputs or outputs (a subclassed model?)",
                            "save a Functional or Sequential model with known input shapes")
     return model
+
+
+def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
+    import re
+
+    text = " ".join(str(error).split())
+    if "Lambda" in text and ("safe_mode" in text or "unsafe" in text.lower()):
+        return KfreezeError(path, "the model has a Lambda layer, whose Python code Keras safe mode refuses to run",
+                            f"if you trust this file, set {param}.trust_code: true in params.yaml")
+    missing = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object): '?([\w.>]+)", text)
+    if missing:
+        name = missing.group(1) or missing.group(2)
+        return KfreezeError(path, f"the model uses '{name}', a custom class that is not registered",
+                            f"add {param}.custom_objects: [your.module:{name.split('>')[-1]}] in params.yaml")
+    return KfreezeError(path, f"Keras cannot load this model ({text[:300] or type(error).__name__})",
+                        "check that it is a complete Keras model file")
 
 
 def canonical_bytes(model: keras.Model) -> bytes:

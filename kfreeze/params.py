@@ -27,11 +27,12 @@ KERAS, TF1 = "models", "graphs"
 # What each stage reads of <section>.<name>; dvc.yaml must declare exactly these.
 STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
     KERAS: {
-        "convert": ("source", "arch", "layout", "theano_kernels"),
-        "export": (),
+        "convert": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code"),
+        "export": ("custom_objects", "trust_code"),
         "freeze": ("inputs", "outputs"),
         "optimize": ("inputs", "outputs", "input_shape"),
-        "verify": ("source", "arch", "layout", "theano_kernels", "inputs", "outputs", "input_shape"),
+        "verify": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code",
+                   "inputs", "outputs", "input_shape"),
     },
     TF1: {
         "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs"),
@@ -44,7 +45,8 @@ VERIFY_KEYS = ("samples", "seed", "atol")
 _SHAPE = (list, dict, type(None))
 SECTION_KEYS: dict[str, dict[str, tuple]] = {
     KERAS: {"source": (str,), "arch": (str, type(None)), "layout": (str, type(None)),
-            "theano_kernels": (bool, type(None)), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
+            "theano_kernels": (bool, type(None)), "custom_objects": (list,), "trust_code": (bool,),
+            "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
     TF1: {"graph": (str,), "checkpoint": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE,
           "input_dtype": (str, list, type(None))},
 }
@@ -60,6 +62,8 @@ class ModelSpec:
     arch: str | None = None                  # JSON architecture beside a weights-only .h5
     layout: str | None = None                # channels_first | channels_last; None: what the file says
     theano_kernels: bool | None = None       # flip conv kernels trained with Theano
+    custom_objects: list[str] = field(default_factory=list)  # "module.path:Name" classes to import
+    trust_code: bool = False                 # allow Lambda layers (they run Python code from the file)
     graph: str | None = None                 # GraphDef file (graphs:)
     checkpoint: str | None = None            # checkpoint prefix or directory (graphs:)
     inputs: list[str] = field(default_factory=list)
@@ -162,6 +166,10 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     for key in ("inputs", "outputs"):
         if not all(isinstance(v, str) and v for v in entry.get(key) or []):
             raise KfreezeError(f"{where}.{key}", "must be a list of node names", "e.g. [image] or []")
+    for ref in entry.get("custom_objects") or []:
+        if not isinstance(ref, str) or not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", ref):
+            raise KfreezeError(f"{where}.custom_objects", f"{ref!r} is not 'module.path:Name'",
+                               "e.g. custom_objects: [models.mynet.layers:MyLayer]")
     if entry.get("layout") not in (None, "channels_first", "channels_last"):
         raise KfreezeError(f"{where}.layout", f"must be channels_first, channels_last or null, got {entry['layout']!r}",
                            "fix the value in params.yaml")
@@ -178,6 +186,8 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         arch=entry.get("arch"),
         layout=entry.get("layout"),
         theano_kernels=entry.get("theano_kernels"),
+        custom_objects=list(entry.get("custom_objects") or []),
+        trust_code=bool(entry.get("trust_code")),
         graph=entry.get("graph"),
         checkpoint=entry.get("checkpoint"),
         inputs=list(entry.get("inputs") or []),

@@ -31,7 +31,8 @@ def test_help_lists_every_stage(tmp_path):
 def project(tmp_path):
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     build_tiny().save(tmp_path / "models" / "tiny" / "model.keras")
-    rest = "    arch: null\n    layout: null\n    theano_kernels: null\n    inputs: []\n    outputs: []\n"
+    rest = ("    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n"
+            "    trust_code: false\n    inputs: []\n    outputs: []\n")
     (tmp_path / "params.yaml").write_text(
         "models:\n  tiny:\n    source: models/tiny/model.keras\n" + rest + "    input_shape: null\n"
         "  gone:\n    source: models/gone/missing.keras\n" + rest + "    input_shape: null\n"

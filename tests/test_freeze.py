@@ -63,3 +63,16 @@ def test_checkpoint_with_a_wrong_shape_names_the_variable(exported, tmp_path):
             saver.save(s, str(tmp_path / "model.ckpt"), write_meta_graph=False)
     with pytest.raises(KfreezeError, match=r"variable 'probs/bias' has shape \[5\] in the checkpoint but \[3\]"):
         freeze.freeze(result.graph, str(tmp_path / "model.ckpt"), ["probs"], "t")
+
+
+def test_over_two_gigabytes_is_refused_before_reading_weights(tmp_path):
+    """A 3 GiB variable costs nothing to describe: the check runs on shapes, before the checkpoint."""
+    from tensorflow.core.framework import graph_pb2
+    graph = graph_pb2.GraphDef()
+    var = graph.node.add(name="big/kernel", op="VariableV2")
+    var.attr["dtype"].type = tf.float32.as_datatype_enum
+    var.attr["shape"].shape.CopyFrom(tf.TensorShape([768, 1024, 1024]).as_proto())
+    read = graph.node.add(name="out", op="Identity", input=["big/kernel"])
+    read.attr["T"].type = tf.float32.as_datatype_enum
+    with pytest.raises(KfreezeError, match=r"3.00 GiB of constants, over protobuf's 2 GiB limit"):
+        freeze.freeze(graph, str(tmp_path / "no-checkpoint-needed"), ["out"], "big.pbtxt")

@@ -47,3 +47,59 @@ def test_truncated_keras_archive(tiny_path, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(KfreezeError, match="cut.keras"):
         keras_io.load_model(path)
+
+
+LAYER_MODULE = '''
+import keras
+
+
+class Scale(keras.layers.Layer):
+    """A user's own layer, not registered with Keras."""
+
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+'''
+
+
+def test_unregistered_custom_layer_needs_custom_objects(tmp_path, monkeypatch):
+    from kfreeze.keras_io import keras
+
+    (tmp_path / "mylayers.py").write_text(LAYER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    objects = keras_io.import_custom_objects(["mylayers:Scale"], "params.yaml: models.m.custom_objects")
+    inp = keras.Input((3,), name="x")
+    model = keras.Model(inp, objects["Scale"](3.0, name="scale")(inp))
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(KfreezeError, match=r"uses 'Scale'.*custom_objects: \[your.module:Scale\]") as e:
+        keras_io.load_model(tmp_path / "m.keras", param="models.m")
+    assert "models.m.custom_objects" in str(e.value)
+    loaded = keras_io.load_model(tmp_path / "m.keras", custom_objects=objects)
+    np.testing.assert_allclose(loaded(np.ones((1, 3), np.float32)), 3.0)
+
+
+def test_custom_object_that_cannot_be_imported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KfreezeError, match="cannot import 'nowhere.layers'"):
+        keras_io.import_custom_objects(["nowhere.layers:X"], "w")
+    (tmp_path / "empty.py").write_text("")
+    with pytest.raises(KfreezeError, match="module 'empty' has no 'X'"):
+        keras_io.import_custom_objects(["empty:X"], "w")
+
+
+def test_lambda_layer_is_refused_unless_trusted(tmp_path):
+    from kfreeze.keras_io import keras
+
+    inp = keras.Input((3,), name="x")
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp))
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(KfreezeError, match=r"Lambda layer.*set models.m.trust_code: true"):
+        keras_io.load_model(tmp_path / "lambda.keras", param="models.m")
+    trusted = keras_io.load_model(tmp_path / "lambda.keras", trust_code=True)
+    np.testing.assert_allclose(trusted(np.ones((1, 3), np.float32)), 2.0)

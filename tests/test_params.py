@@ -18,6 +18,8 @@ models:
     arch: null
     layout: null
     theano_kernels: null
+    custom_objects: []
+    trust_code: false
     inputs: []
     outputs: [probs]
     input_shape: [1, 20, 20, 1]
@@ -40,7 +42,7 @@ verify: {samples: 4, seed: 3, atol: 1.0e-5}
     assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
 
 
-FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    inputs: []\n    outputs: []\n    input_shape: null\n"
+FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):
@@ -70,7 +72,7 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
 def test_every_tracked_key_must_be_present(tmp_path):
     """DVC refuses to run a stage whose declared param is missing; say which, up front."""
     path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    inputs: []\n")
-    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, input_shape, layout, outputs, theano_kernels"):
+    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, custom_objects, input_shape, layout, outputs, theano_kernels, trust_code"):
         params.model_spec("m", path)
 
 

@@ -19,6 +19,8 @@ models:
     arch: null
     layout: null
     theano_kernels: null
+    custom_objects: []
+    trust_code: false
     inputs: []
     outputs: []
     input_shape: null
@@ -27,6 +29,8 @@ models:
     arch: null
     layout: null
     theano_kernels: null
+    custom_objects: []
+    trust_code: false
     inputs: []
     outputs: []
     input_shape: [1, 8, 8, 1]

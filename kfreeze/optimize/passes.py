@@ -176,7 +176,13 @@ def static_reshape(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
 
 def transform_graph(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     """TensorFlow's TransformGraph folds FusedBatchNorm (V1) and BatchNormWithGlobalNormalization
-    straight after a conv into its weights. V2/V3 are left to ``batch_norm_to_affine``."""
+    straight after a conv into its weights. V2/V3 are left to ``batch_norm_to_affine``.
+
+    Runs only when such a batch norm is present: on other graphs it has nothing to
+    fold, and its ``fold_batch_norms`` rejects a Conv -> Mul whose constant is
+    [1, 1, 1, C] (EfficientNet), which ``fold_affine`` folds instead."""
+    if not any(n.op in ("FusedBatchNorm", "BatchNormWithGlobalNormalization") for n in graph.node):
+        return graph
     return _transform(graph, ctx, "fold_batch_norms fold_old_batch_norms")
 
 
