@@ -182,13 +182,12 @@ def resolve_dtypes(spec: params.ModelSpec, inputs: list[str], params_file: str) 
 
 
 def _graph_and_checkpoint(spec: params.ModelSpec, out: Path):
-    """The unfrozen graph and checkpoint prefix: the export's, or the user's own for 'graphs:' entries."""
-    from kfreeze import freeze as freeze_lib
+    """The unfrozen graph and checkpoint: the export's, or the user's own for 'graphs:' entries."""
     from kfreeze import graphio
 
     if spec.is_keras:
-        return graphio.read_graph(out / "graph.pbtxt"), freeze_lib.resolve_checkpoint(out / "ckpt"), out / "graph.pbtxt"
-    return graphio.read_graph(spec.graph), freeze_lib.resolve_checkpoint(spec.checkpoint), Path(spec.graph)
+        return graphio.read_graph(out / "graph.pbtxt"), out / "ckpt", out / "graph.pbtxt"
+    return graphio.read_graph(spec.graph), Path(spec.checkpoint), Path(spec.graph)
 
 
 @cli_errors
@@ -203,6 +202,7 @@ def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
     inputs, outputs = resolve_names(spec, out, graph, params_file)
     nodes.require(graph, inputs, "input", _where(params_file, spec, "inputs"))
     nodes.require(graph, outputs, "output", _where(params_file, spec, "outputs"))
+    nodes.require_upstream(graph, inputs, outputs, _where(params_file, spec, "inputs"))
     frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})

@@ -169,6 +169,8 @@ def export_model(model) -> Exported:
 
 
 def _add_saver(graph: graph_pb2.GraphDef, values: dict[str, np.ndarray]):
+    if not values:  # a model without weights needs no saver (and TF's Saver refuses one)
+        return graph, values
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
@@ -198,6 +200,8 @@ def _signature(graph, in_names, out_names, model) -> dict:
 def write_checkpoint(exported: Exported, ckpt_dir: Path) -> None:
     """A V2 checkpoint keyed by variable name, restorable by the graph's own Saver."""
     with atomic.directory(ckpt_dir) as tmp:
+        if not exported.values:
+            return  # an empty checkpoint directory: nothing to restore
         g = tf.Graph()
         with g.as_default():
             tf.graph_util.import_graph_def(exported.graph, name="")

@@ -39,12 +39,19 @@ def resolve_checkpoint(path: str | Path) -> str:
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef cannot be larger
 
 
-def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where: str) -> Frozen:
-    """Restore every variable the outputs need from ``checkpoint`` and make it a Const."""
+def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str], where: str) -> Frozen:
+    """Restore every variable the outputs need from ``checkpoint`` (a prefix, or a directory
+    meaning its latest checkpoint) and make it a Const."""
     variables = {n.name for n in graph.node if n.op in VARIABLE_OPS}
     needed = _needed_variables(graph, outputs) & variables
     shapes = _variable_shapes(graph)
     check_size(graph, needed, shapes, where)
+    if not needed:  # nothing to restore: a weightless model needs no checkpoint
+        sub = tf.compat.v1.graph_util.extract_sub_graph(graph, [o.split(":")[0] for o in outputs])
+        for node in sub.node:
+            node.ClearField("device")
+        return Frozen(sub, 0)
+    checkpoint = resolve_checkpoint(checkpoint)
     reader = _reader(checkpoint)
     stored = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
@@ -60,15 +67,17 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str, outputs: list[str], where
             raise KfreezeError(checkpoint, f"variable '{name}' has shape {list(stored[name])} in the checkpoint "
                                f"but {shapes[name]} in the graph", "use the checkpoint written with this graph")
     try:
-        frozen = tf_freeze_graph.freeze_graph_with_def_protos(
-            input_graph_def=graph, input_saver_def=None, input_checkpoint=checkpoint,
-            output_node_names=",".join(outputs), restore_op_name=None, filename_tensor_name=None,
-            output_graph="", clear_devices=True, initializer_nodes="")
+        # A fresh default graph: freeze_graph imports into the default one, and a second
+        # freeze in the same process would otherwise restore into the first model's nodes.
+        with tf.Graph().as_default():
+            frozen = tf_freeze_graph.freeze_graph_with_def_protos(
+                input_graph_def=graph, input_saver_def=None, input_checkpoint=checkpoint,
+                output_node_names=",".join(outputs), restore_op_name=None, filename_tensor_name=None,
+                output_graph="", clear_devices=True, initializer_nodes="")
     except (tf.errors.OpError, ValueError) as e:
-        text = str(e).split("Original error:")[-1].strip() or str(e)
-        message = " ".join(text.splitlines()[0].split())[:300]
-        raise KfreezeError(where, f"freezing failed ({message})",
-                           "check that the graph and checkpoint belong together") from None
+        message = tf_reason(e)
+        raise KfreezeError(checkpoint, f"cannot restore the weights for {where} ({message})",
+                           "the checkpoint files are damaged or belong to another graph; re-save them") from None
     left = sorted({n.op for n in frozen.node} & LEFTOVER_OPS)
     if left:
         raise KfreezeError(where, f"frozen graph still holds {', '.join(left)} nodes",
@@ -90,6 +99,17 @@ def check_size(graph: graph_pb2.GraphDef, needed: set[str], shapes: dict, where:
         raise KfreezeError(where, f"the frozen graph would hold {total / 2**30:.2f} GiB of constants, over protobuf's "
                            "2 GiB limit for one GraphDef", "freeze a smaller model, or store weights as float16 "
                            "(precision: float16) if that brings it under the limit; a SavedModel has no such limit")
+
+
+_NOISE = ("File ", "Detected at node", "Node:", "[[", "Original stack trace", "Graph execution error",
+          "Restoring from checkpoint failed", "Original error:")
+
+
+def tf_reason(error: Exception) -> str:
+    """The one informative line of a TensorFlow error, without its stack of op definitions."""
+    lines = [ln.strip() for ln in str(error).split("Original error:")[-1].splitlines()]
+    useful = [ln for ln in lines if ln and not ln.startswith(_NOISE)]
+    return " ".join((useful[0] if useful else type(error).__name__).split())[:300]
 
 
 def _variable_shapes(graph: graph_pb2.GraphDef) -> dict[str, list[int] | None]:

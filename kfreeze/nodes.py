@@ -64,6 +64,23 @@ def require(graph: graph_pb2.GraphDef, names: list[str], what: str, where: str) 
             raise KfreezeError(where, f"{what} node '{name}' is not in the graph", hint)
 
 
+def require_upstream(graph: graph_pb2.GraphDef, inputs: list[str], outputs: list[str], where: str) -> None:
+    """Every input must feed an output: not downstream of them, not on another branch."""
+    need: set[str] = set()
+    by_name = {n.name: n for n in graph.node}
+    stack = [split_tensor(o)[0] for o in outputs]
+    while stack:
+        name = stack.pop()
+        if name not in need and name in by_name:
+            need.add(name)
+            stack.extend(split_tensor(i)[0] for i in by_name[name].input)
+    for name in inputs:
+        if split_tensor(name)[0] not in need:
+            raise KfreezeError(where, f"input '{name}' does not feed any of the outputs {outputs} "
+                               "(it is downstream of them or on another branch)",
+                               "choose an input upstream of the outputs ('kfreeze nodes' lists candidates)")
+
+
 @dataclass(frozen=True)
 class Candidate:
     name: str

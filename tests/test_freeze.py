@@ -76,3 +76,14 @@ def test_over_two_gigabytes_is_refused_before_reading_weights(tmp_path):
     read.attr["T"].type = tf.float32.as_datatype_enum
     with pytest.raises(KfreezeError, match=r"3.00 GiB of constants, over protobuf's 2 GiB limit"):
         freeze.freeze(graph, str(tmp_path / "no-checkpoint-needed"), ["out"], "big.pbtxt")
+
+
+def test_two_freezes_in_one_process_do_not_mix(tmp_path):
+    """TF's freeze_graph imports into the default graph; a second model must not restore into the first."""
+    from tests.conftest import build_two_io
+    for model, outputs in ((build_tiny(), ["probs"]), (build_two_io(), ["cls", "reg"]), (build_tiny(3), ["probs"])):
+        result = export.export_model(model)
+        out = tmp_path / model.name / str(id(model))
+        export.write_export(result, out)
+        frozen = freeze.freeze(result.graph, out / "ckpt", outputs, "t")
+        assert frozen.converted == len(result.values)

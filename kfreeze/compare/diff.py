@@ -301,13 +301,35 @@ def open_revision(root: Path, rev: Optional[str]) -> Revision:
                            "give a commit, branch or tag that 'git log' shows (fetch it first if it is remote)")
     from dvc.api import DVCFileSystem
     try:
-        fs = DVCFileSystem(str(root), rev=sha)
+        fs = DVCFileSystem(str(root), rev=sha, config=_workspace_storage(root))
     except Exception as e:
         raise KfreezeError(f"{root} at {rev}", f"DVC cannot read this revision ({' '.join(str(e).split())[:200]})",
                            "check that it is a DVC project at that commit ('git show REV:dvc.yaml')") from None
     revision = Revision(root, rev, sha, {}, fs)
     revision.params = _load_yaml(revision.read("params.yaml", "params.yaml"), f"params.yaml at {revision.label}")
     return revision
+
+
+def _workspace_storage(root: Path) -> dict | None:
+    """The workspace's remotes, default remote and cache settings.
+
+    DVC reads a revision with the config committed at that revision, which for an older
+    commit may predate 'dvc remote add'. Overlaying today's settings lets every revision
+    fall back to the remote the user has now.
+    """
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            config = repo.config
+            storage: dict = {"remote": {name: dict(conf) for name, conf in config.get("remote", {}).items()}}
+            if config["core"].get("remote"):
+                storage["core"] = {"remote": config["core"]["remote"]}
+            if config.get("cache", {}).get("dir"):
+                storage["cache"] = {"dir": config["cache"]["dir"]}
+            return storage
+    except Exception:
+        return None  # not a DVC workspace right now: the revision's own config only
 
 
 def _load_yaml(data: bytes, where) -> dict:

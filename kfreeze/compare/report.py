@@ -51,7 +51,7 @@ def summary_row(entry: dict) -> dict[str, str]:
 
 
 HEADERS = {"model": "model", "status": "status", "ops": "ops", "bytes": "bytes", "signature": "signature",
-           "nodes": "nodes +/-/~", "weights": "weights changed", "max_abs_dw": "max |dw|",
+           "nodes": "nodes +/-/~", "weights": "weights changed", "max_abs_dw": "max abs dw",
            "max_rel_dw": "max rel dw", "drift": "output drift"}
 
 

@@ -100,7 +100,8 @@ def to_dot(graph: graph_pb2.GraphDef, against: Optional[graph_pb2.GraphDef] = No
                 tag = {ADDED: " (+)", REMOVED: " (-)", CHANGED: " (changed)"}.get(marks.get(src), "")
                 label.append(f"{_short(src, name)} {_shape_of_const(nodes[src])}{tag}")
         shape = ' shape=ellipse' if node.op in IO_OPS else ""
-        lines.append(f"  {_q(name)} [label={_q(chr(10).join(label))}{shape} {STYLE[node_marks.get(name)]}];")
+        text = "\\n".join(_q(line)[1:-1] for line in label)  # DOT's own line break escape
+        lines.append(f'  {_q(name)} [label="{text}"{shape} {STYLE[node_marks.get(name)]}];')
     for name, node in nodes.items():
         if name in folded:
             continue
@@ -148,7 +149,9 @@ def render(dot: str, fmt: str) -> bytes:
     except ImportError:
         raise KfreezeError("kfreeze show", "PNG output needs the resvg-py package",
                            "pip install resvg-py, or write an .svg") from None
-    return bytes(resvg_py.svg_to_bytes(svg_string=_px(svg.decode("utf-8")), background="white"))
+    # Graphviz asks for Helvetica; let resvg fall back to a font that Linux machines have.
+    fonts = {key: "DejaVu Sans" for key in ("font_family", "sans_serif_family", "serif_family")}
+    return bytes(resvg_py.svg_to_bytes(svg_string=_px(svg.decode("utf-8")), background="white", **fonts))
 
 
 def write_picture(graph: graph_pb2.GraphDef, out: Path, against: Optional[graph_pb2.GraphDef] = None,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kfreeze import graphio
-from kfreeze.optimize import passes
+from kfreeze.optimize import compat, passes, precision, rewrites
 from kfreeze.optimize.context import Context, InputSpec  # noqa: F401  (public API)
 from tensorflow.core.framework import graph_pb2
 
@@ -27,6 +27,15 @@ PASSES: list[tuple[str, Pass]] = [
     ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms: FusedBatchNorm V1
     ("batch_norm_to_affine", passes.batch_norm_to_affine),  # FusedBatchNormV2/V3 -> Mul + BiasAdd
     ("fold_affine", passes.fold_affine),                  # per-channel Mul/Add into conv/matmul weights
+    ("fold_input_scale", rewrites.fold_input_scale),      # Mul before (Relu ->) conv/matmul into its weights
+    ("fold_pad_into_conv", rewrites.fold_pad_into_conv),  # ZeroPadding -> the conv's SAME/EXPLICIT padding
+    ("keepdims_mean", rewrites.keepdims_mean),            # Mean + Reshape [N,1,1,C] -> Mean(keep_dims)
+    ("remove_noops", rewrites.remove_noops),              # no-op Identity/Reshape/Transpose/Cast/Pad, reshape chains
+    ("dense_constants", rewrites.dense_constants),        # values in tensor_content (OpenCV needs it)
+    ("dedupe_constants", rewrites.dedupe_constants),      # identical constants become one
+    ("name_outputs", rewrites.name_outputs),              # the op computing an output takes its name
+    ("opencv_compat", compat.opencv_compat),              # only with Context(opencv=True)
+    ("float16_weights", precision.float16_weights),       # only with Context(precision="float16")
     ("sort_by_execution_order", passes.sort_by_execution_order),
     ("check_portable", passes.check_portable),            # standard ops only
 ]
@@ -51,10 +60,22 @@ def _delta(before: dict[str, int], after: dict[str, int]):
     return dict(sorted(removed.items())), dict(sorted(added.items()))
 
 
+# Passes that run only when the Context asks for them; otherwise they are not listed in the stats.
+OPTIONAL: dict[str, Callable[[Context], bool]] = {
+    "opencv_compat": lambda ctx: ctx.opencv,
+    "float16_weights": lambda ctx: ctx.precision == "float16",
+}
+
+
+def passes_for(ctx: Context) -> list[tuple[str, Pass]]:
+    """The passes ``optimize`` runs for ``ctx``: PASSES without the optional ones it does not enable."""
+    return [(name, fn) for name, fn in PASSES if name not in OPTIONAL or OPTIONAL[name](ctx)]
+
+
 def optimize(graph: graph_pb2.GraphDef, ctx: Context,
              pipeline: list[tuple[str, Pass]] | None = None) -> tuple[graph_pb2.GraphDef, list[PassStat]]:
     stats = []
-    for name, fn in PASSES if pipeline is None else pipeline:
+    for name, fn in passes_for(ctx) if pipeline is None else pipeline:
         before = graphio.op_histogram(graph)
         graph = fn(graph, ctx)
         after = graphio.op_histogram(graph)

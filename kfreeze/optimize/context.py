@@ -12,10 +12,19 @@ class InputSpec:
     shape: tuple | None = None       # None: the tensor's own shape; -1/None for a dynamic dim
 
 
+PRECISIONS = ("float32", "float16")
+
+
 @dataclass(frozen=True)
 class Context:
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...]
+    opencv: bool = False             # rewrite to forms OpenCV dnn imports (still valid TF, same outputs)
+    precision: str = "float32"       # "float16": weights stored as float16 with a Cast to float32
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 
     @property
     def input_nodes(self) -> list[str]:

@@ -78,13 +78,14 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str, feeds: dict
         tf.graph_util.import_graph_def(graph, name="")
         variables = {op.name: op.outputs[0] for op in g.get_operations()
                      if op.type in ("VariableV2", "VarHandleOp", "Variable")}
-        reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
-        stored = reader.get_variable_to_shape_map()
-        saver = tf.compat.v1.train.Saver(var_list={k: v for k, v in variables.items() if k in stored})
+        stored = tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map() if variables else {}
+        var_list = {k: v for k, v in variables.items() if k in stored}
+        saver = tf.compat.v1.train.Saver(var_list=var_list) if var_list else None
         # A cut with another input_dtype feeds the original tensor its own dtype, as the Cast does.
         typed = {_tensor(k): v.astype(g.get_tensor_by_name(_tensor(k)).dtype.as_numpy_dtype) for k, v in feeds.items()}
     with tf.compat.v1.Session(graph=g, config=_session_config()) as sess:
-        saver.restore(sess, checkpoint)
+        if saver is not None:
+            saver.restore(sess, checkpoint)
         values = sess.run([_tensor(o) for o in outputs], typed)
     return dict(zip(outputs, values))
 
@@ -257,8 +258,10 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
             model = keras_io.load_model(spec.source, **_load_options(spec, "params.yaml"))
             everything = run_keras(model, feeds, keras_inputs, keras_outputs)
             return {o: everything[o] for o in outputs}, "keras", False
-        graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), resolve_checkpoint(out / "ckpt")
+        graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), out / "ckpt"
     else:
-        graph, checkpoint = graphio.read_graph(spec.graph), resolve_checkpoint(spec.checkpoint)
+        graph, checkpoint = graphio.read_graph(spec.graph), spec.checkpoint
+    has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
+    checkpoint = resolve_checkpoint(checkpoint) if has_variables else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
     return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs), "checkpoint", False
