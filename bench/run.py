@@ -198,7 +198,7 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
     import numpy as np
 
     from kfreeze import graphio
-    from kfreeze.verify import opencv_layer, run_batched, run_graph, run_opencv
+    from kfreeze.verify import opencv_layer, run_opencv
     from kfreeze.verify import _session_config
     from kfreeze.tfenv import tf
 
@@ -217,19 +217,19 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
             continue
         graph = graphio.read_graph(path)
         try:
-            got = run_batched(lambda f: run_graph(graph, f, [out]), {inp: x}, 1)[out]
-            result[f"parity_{key}"] = float(np.max(np.abs(got.astype(np.float64) - reference)))
-        except Exception as e:  # a baseline that TF cannot run is a result too
-            result[f"parity_{key}"] = None
-            result[f"error_{key}"] = " ".join(str(e).split())[:200]
-        if key == "ours":
             g = tf.Graph()
             with g.as_default():
                 tf.graph_util.import_graph_def(graph, name="")
             sess = tf.compat.v1.Session(graph=g, config=_session_config())
-            fetch, feed = g.get_tensor_by_name(out + ":0"), {g.get_tensor_by_name(inp + ":0"): x[:1]}
-            result["latency_ours_ms"] = _median_latency(lambda: sess.run(fetch, feed), runs)
+            fetch, feed = g.get_tensor_by_name(out + ":0"), g.get_tensor_by_name(inp + ":0")
+            got = np.concatenate([sess.run(fetch, {feed: x[i:i + 1]}) for i in range(len(x))])
+            result[f"parity_{key}"] = float(np.max(np.abs(got.astype(np.float64) - reference)))
+            if key == "ours":
+                result["latency_ours_ms"] = _median_latency(lambda: sess.run(fetch, {feed: x[:1]}), runs)
             sess.close()
+        except Exception as e:  # a baseline that TF cannot run is a result too
+            result[f"parity_{key}"] = None
+            result[f"error_{key}"] = " ".join(str(e).split())[:200]
         if opencv and key in ("ours", "ours_opencv", "ours_fp16", "grappler"):
             layer = opencv_layer(graph, out)
             ocv = run_opencv(path, {inp: x}, [layer], batch=1)
@@ -263,11 +263,21 @@ def child_main(args) -> int:
 PHASES = ("keras", "naive", "pipeline", "eval")
 
 
-def run_model(name: str, size: int, work: Path, runs: int, opencv: bool, timeout: float) -> dict:
+def _key(phase: str, key: str) -> str:
+    shared = ("ops_", "bytes_", "time_", "parity_", "opencv_", "latency_", "keras_", "error_", "params", "passes")
+    return key if key.startswith(shared) else f"{phase}_{key}"
+
+
+def run_model(name: str, size: int, work: Path, runs: int, opencv: bool, timeout: float,
+              reuse: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     row: dict = {"model": name, "size": size}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     for phase in PHASES:
+        if reuse and (work / f"{phase}.json").exists():
+            for k, v in json.loads((work / f"{phase}.json").read_text()).items():
+                row[_key(phase, k)] = v
+            continue
         cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--model", name,
                "--size", str(size), "--work", str(work), "--runs", str(runs)] + ([] if opencv else ["--no-opencv"])
         t = time.perf_counter()
@@ -286,8 +296,7 @@ def run_model(name: str, size: int, work: Path, runs: int, opencv: bool, timeout
             continue
         data = json.loads((work / f"{phase}.json").read_text())
         for k, v in data.items():
-            row[k if k.startswith(("ops_", "bytes_", "time_", "parity_", "opencv_", "latency_", "keras_", "error_",
-                                   "params", "passes")) else f"{phase}_{k}"] = v
+            row[_key(phase, k)] = v
         print(f"  {name}: {phase} done in {row[f'wall_{phase}_s']:.1f} s", flush=True)
     return row
 
@@ -361,7 +370,7 @@ def summarize(rows: list[dict]) -> dict:
         "ops_ratio": total_ours / total_grappler if total_grappler else None,
         "ops_never_above_grappler": all(r["ops_ours"] <= r["ops_grappler"] for r in ok_rows),
         "ops_below_best_baseline_everywhere": all(
-            r["ops_ours"] < min(r[k] for k in ("ops_grappler", "ops_ofi", "ops_tg")) for r in ok_rows),
+            r["ops_ours"] < min(r[k] for k in ("ops_grappler", "ops_ofi", "ops_tg") if k in r) for r in ok_rows),
         "parity_max": max((r.get("parity_ours") for r in rows if r.get("parity_ours") is not None), default=None),
         "opencv_loads": opencv_ok, "opencv_fraction": len(opencv_ok) / len(rows) if rows else None,
         "opencv_loads_grappler": grappler_ocv,
@@ -481,6 +490,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", help="scratch directory (default: a fresh temp dir)")
     ap.add_argument("--no-opencv", action="store_true", help="skip the OpenCV runs")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per phase")
+    ap.add_argument("--reuse", action="store_true", help="with --work: keep the phases already measured there")
     ap.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--runs", type=int, default=LATENCY_RUNS, help=argparse.SUPPRESS)
@@ -501,7 +511,7 @@ def main(argv=None) -> int:
     for name in names:
         size = args.size or MODELS[name]
         print(f"{name} ({size}x{size})", flush=True)
-        rows.append(run_model(name, size, work / name, runs, not args.no_opencv, args.timeout))
+        rows.append(run_model(name, size, work / name, runs, not args.no_opencv, args.timeout, args.reuse))
     summary = summarize(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ TensorFlow is imported inside each command, so ``--help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -51,6 +52,19 @@ def cli_errors(fn):
     return wrapper
 
 
+@contextlib.contextmanager
+def reading(path):
+    """While a user's file is read, a library's own exception means the file is not what it should be."""
+    try:
+        yield
+    except (KfreezeError, typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as e:  # h5py, protobuf, zipfile, Keras: each has its own types for a damaged file
+        reason = " ".join(str(e).split())[:200]
+        raise KfreezeError(path, f"cannot be read ({type(e).__name__}: {reason})",
+                           "the file is damaged or not the kind params.yaml says; re-save it") from None
+
+
 def _dirs(build: Path, name: str) -> Path:
     return Path(build) / name
 
@@ -85,10 +99,12 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     from kfreeze import atomic, keras_io
 
     spec = _keras_spec(name, params_file)
-    if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
-        model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout, spec.theano_kernels)
-    else:
-        model = keras_io.load_model(spec.source, **_load_options(spec, params_file))
+    with reading(spec.source):
+        if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
+            model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
+                                       spec.theano_kernels)
+        else:
+            model = keras_io.load_model(spec.source, **_load_options(spec, params_file))
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "

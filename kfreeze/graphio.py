@@ -53,7 +53,23 @@ def read_graph(path: str | Path) -> graph_pb2.GraphDef:
                            "the file is damaged or of another type; re-export it") from None
     if not graph.node:
         raise KfreezeError(path, "graph has no nodes", "the file is damaged or of another type; re-export it")
+    check_references(graph, path)
     return graph
+
+
+def check_references(graph: graph_pb2.GraphDef, where) -> None:
+    """Every input must name a node of the graph: a damaged file often parses but dangles."""
+    names = {n.name for n in graph.node}
+    if len(names) != len(graph.node):
+        seen: set[str] = set()
+        dup = next(n.name for n in graph.node if n.name in seen or seen.add(n.name))
+        raise KfreezeError(where, f"two nodes are named '{dup}'", "the file is damaged; re-export it")
+    for node in graph.node:
+        for inp in node.input:
+            src = inp.lstrip("^").split(":")[0]
+            if src not in names:
+                raise KfreezeError(where, f"node '{node.name}' reads '{src}', which is not in the graph",
+                                   "the file is damaged or incomplete; re-export it")
 
 
 def graph_bytes(graph: graph_pb2.GraphDef) -> bytes:

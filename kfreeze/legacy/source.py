@@ -54,7 +54,7 @@ def h5_keras_version(path: Path) -> str | None:
     try:
         with h5py.File(path, "r") as f:
             return _attr(_weights_group(f), "keras_version") or _attr(f, "keras_version") or "1"
-    except OSError:
+    except (OSError, RuntimeError, ValueError, KeyError):  # h5py's ways of saying "damaged"
         return None
 
 
