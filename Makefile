@@ -19,5 +19,9 @@ repro: install
 test: install
 	python -m pytest -q
 
+# The optimizer benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
+bench: install
+	python bench/run.py $(ARGS)
+
 clean:
 	rm -rf build
