@@ -48,6 +48,17 @@ def build_two_io(seed: int = 0) -> keras.Model:
     return keras.Model([img, vec], [cls, reg], name="two")
 
 
+def save_checkpoint(values: dict, prefix) -> None:
+    """Write a TF1 (V2-format) checkpoint holding exactly ``values``, keyed by name."""
+    from kfreeze.tfenv import tf
+
+    with tf.Graph().as_default() as g:
+        saver = tf.compat.v1.train.Saver([tf.compat.v1.Variable(v, name=k) for k, v in sorted(values.items())])
+        with tf.compat.v1.Session(graph=g) as s:
+            s.run(tf.compat.v1.global_variables_initializer())
+            saver.save(s, str(prefix), write_meta_graph=False, write_state=False)
+
+
 @pytest.fixture
 def tiny_model():
     return build_tiny()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.bad_input import Project
-from tests.conftest import build_tiny
+from tests.conftest import build_tiny, save_checkpoint
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 TF1 = ROOT / "models" / "digits_tf1"
@@ -201,11 +201,7 @@ def test_checkpoint_lacking_a_variable(project, tmp_path):
     reader = tf.compat.v1.train.NewCheckpointReader(str(TF1 / CKPT))
     values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "conv2/kernel"}
     project.file("models/lacks/graph.pbtxt", copy_from=TF1 / "graph.pbtxt")
-    with tf.Graph().as_default() as g:
-        saver = tf.compat.v1.train.Saver([tf.compat.v1.Variable(v, name=k) for k, v in sorted(values.items())])
-        with tf.compat.v1.Session(graph=g) as s:
-            s.run(tf.compat.v1.global_variables_initializer())
-            saver.save(s, str(project.root / "models" / "lacks" / CKPT), write_meta_graph=False)
+    save_checkpoint(values, project.root / "models" / "lacks" / CKPT)
     project.add_graph("lacks", "models/lacks/graph.pbtxt", f"models/lacks/{CKPT}")
     check(project, project.run("freeze", "lacks"), "freeze", "lacks", "no value for variable 'conv2/kernel'")
 

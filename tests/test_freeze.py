@@ -4,7 +4,7 @@ import pytest
 from kfreeze import export, freeze
 from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
-from tests.conftest import build_tiny
+from tests.conftest import build_tiny, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,7 @@ def test_checkpoint_lacking_a_variable_names_it(exported, tmp_path):
     result, _ = exported
     values = {k: v for k, v in result.values.items() if k != "bn/gamma"}
     partial = export.Exported(result.graph, values, result.signature)
-    with tf.Graph().as_default() as g:
-        var = {k: tf.compat.v1.Variable(v, name=k) for k, v in values.items()}
-        saver = tf.compat.v1.train.Saver(var_list=var)
-        with tf.compat.v1.Session(graph=g) as s:
-            s.run(tf.compat.v1.global_variables_initializer())
-            saver.save(s, str(tmp_path / "model.ckpt"), write_meta_graph=False)
+    save_checkpoint(values, tmp_path / "model.ckpt")
     with pytest.raises(KfreezeError, match="no value for variable 'bn/gamma'"):
         freeze.freeze(partial.graph, str(tmp_path / "model.ckpt"), ["probs"], "t")
 
@@ -55,12 +50,7 @@ def test_checkpoint_lacking_a_variable_names_it(exported, tmp_path):
 def test_checkpoint_with_a_wrong_shape_names_the_variable(exported, tmp_path):
     result, _ = exported
     values = dict(result.values, **{"probs/bias": np.zeros([5], np.float32)})
-    with tf.Graph().as_default() as g:
-        var = {k: tf.compat.v1.Variable(v, name=k) for k, v in values.items()}
-        saver = tf.compat.v1.train.Saver(var_list=var)
-        with tf.compat.v1.Session(graph=g) as s:
-            s.run(tf.compat.v1.global_variables_initializer())
-            saver.save(s, str(tmp_path / "model.ckpt"), write_meta_graph=False)
+    save_checkpoint(values, tmp_path / "model.ckpt")
     with pytest.raises(KfreezeError, match=r"variable 'probs/bias' has shape \[5\] in the checkpoint but \[3\]"):
         freeze.freeze(result.graph, str(tmp_path / "model.ckpt"), ["probs"], "t")
 

@@ -138,16 +138,11 @@ def test_tf1_new_checkpoint_reruns_its_stages(repo):
     import json
 
     from kfreeze.tfenv import tf
+    from tests.conftest import save_checkpoint
     prefix = str(repo / "models" / "gamma" / "model.ckpt-600")
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    with tf.Graph().as_default() as g:
-        values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-        variables = [tf.compat.v1.Variable(v * 1.01 if k.endswith("kernel") else v, name=k)
-                     for k, v in sorted(values.items())]
-        saver = tf.compat.v1.train.Saver(variables)
-        with tf.compat.v1.Session(graph=g) as s:
-            s.run(tf.compat.v1.global_variables_initializer())
-            saver.save(s, prefix, write_meta_graph=False, write_state=False)
+    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    save_checkpoint({k: v * 1.01 if k.endswith("kernel") else v for k, v in values.items()}, prefix)
     assert repro(repo) == sorted(f"{s}@gamma" for s in TF1_STAGES)
     metrics = json.loads((repo / "metrics" / "gamma.json").read_text())
     assert metrics["max_abs_diff"] <= 1e-5 and metrics["reference"] == "checkpoint"
