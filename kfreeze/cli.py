@@ -5,14 +5,19 @@ from __future__ import annotations
 import typer
 
 from kfreeze import commands
+from kfreeze.compare import cli as compare_cli
 
 app = typer.Typer(
     help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. The stages "
-         "(convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml.",
+         "(convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml; "
+         "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
+         "'show' draws one.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
+app.command("diff")(compare_cli.diff)
+app.command("show")(compare_cli.show)
 
 
 def main() -> None:

@@ -26,8 +26,14 @@ MetricsOpt = typer.Option(Path("metrics"), "--metrics", help="Where verify write
 DebugOpt = typer.Option(False, "--debug", help="Show the Python traceback on errors.")
 
 
-def cli_errors(fn):
-    """One line on stderr and a non-zero exit for any failure; the traceback only with --debug."""
+def cli_errors(fn=None, *, exit_code: int = 1):
+    """One line on stderr and a non-zero exit for any failure; the traceback only with --debug.
+
+    ``kfreeze diff`` exits 2 on errors, because 1 means "the graphs differ", like diff(1).
+    """
+    if fn is None:
+        return functools.partial(cli_errors, exit_code=exit_code)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = kwargs.get("debug") or os.environ.get("KFREEZE_DEBUG")
@@ -39,7 +45,7 @@ def cli_errors(fn):
             if debug:
                 traceback.print_exc()
             print(f"error: {e.line()}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise typer.Exit(exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug or an input kfreeze does not recognise yet
@@ -48,7 +54,7 @@ def cli_errors(fn):
             reason = " ".join(str(e).split())[:300]
             print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
                   "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
-            raise typer.Exit(2) from None
+            raise typer.Exit(max(exit_code, 2)) from None
     return wrapper
 
 

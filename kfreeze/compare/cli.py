@@ -6,43 +6,19 @@ error (one line on stderr; the traceback with --debug).
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
-import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from kfreeze.commands import cli_errors
 from kfreeze.errors import KfreezeError
 
 DebugOpt = typer.Option(False, "--debug", help="Show the Python traceback on errors.")
 EXIT_ERROR = 2
 
 
-def _errors(fn):
-    """Like kfreeze.commands.cli_errors, but every failure exits 2: 1 means 'the graphs differ'."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        debug = kwargs.get("debug") or os.environ.get("KFREEZE_DEBUG")
-        try:
-            return fn(*args, **kwargs)
-        except KfreezeError as e:
-            if debug:
-                traceback.print_exc()
-            print(f"error: {e.line()}", file=sys.stderr)
-            raise typer.Exit(EXIT_ERROR) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as e:
-            if debug:
-                traceback.print_exc()
-            reason = " ".join(str(e).split())[:300]
-            print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
-                  "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
-            raise typer.Exit(EXIT_ERROR) from None
-    return wrapper
+_errors = cli_errors(exit_code=EXIT_ERROR)
 
 
 @_errors
