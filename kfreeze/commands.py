@@ -104,7 +104,12 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import atomic, keras_io
 
+    from kfreeze import h5check
+    from kfreeze.graphio import check_file
+
     spec = _keras_spec(name, params_file)
+    if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
+        h5check.check(spec.source)
     with reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
@@ -247,7 +252,8 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
     dtypes = resolve_dtypes(spec, inputs, params_file) if not spec.is_keras else [None] * len(inputs)
     frozen = graphio.read_graph(out / "frozen.pb")
     nodes.require(frozen, inputs, "input", _where(params_file, spec, "inputs"))
-    ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs))
+    ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
+                      opencv=spec.opencv, precision=spec.precision)
     try:
         graph, stats = opt.optimize(frozen, ctx)
     except KfreezeError as e:
@@ -272,11 +278,13 @@ def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
     graphio.write_json(Path(metrics) / f"{name}.json", result)
     ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
            else f"OpenCV failed: {result['opencv_error']}")
-    typer.echo(f"{name}: max_abs_diff {result['max_abs_diff']:.3g} (atol {vspec.atol:g}), top1_agree "
+    atol = result["atol_used"]
+    typer.echo(f"{name}: max_abs_diff {result['max_abs_diff']:.3g} (atol {atol:g}), top1_agree "
                f"{result['top1_agree']}, ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
-    if result["max_abs_diff"] > vspec.atol:
+    if result["max_abs_diff"] > atol:
+        key = "verify.atol_float16" if spec.precision == "float16" else "verify.atol"
         raise KfreezeError(out / "optimized.pb", f"outputs differ from the source model by {result['max_abs_diff']:.3g}, "
-                           f"more than verify.atol={vspec.atol:g}", f"see metrics/{name}.json; report the model")
+                           f"more than {key}={atol:g}", f"see metrics/{name}.json; report the model")
 
 
 @cli_errors

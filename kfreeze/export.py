@@ -202,16 +202,11 @@ def write_checkpoint(exported: Exported, ckpt_dir: Path) -> None:
     with atomic.directory(ckpt_dir) as tmp:
         if not exported.values:
             return  # an empty checkpoint directory: nothing to restore
-        g = tf.Graph()
-        with g.as_default():
-            tf.graph_util.import_graph_def(exported.graph, name="")
-            assigns = [tf.compat.v1.assign(g.get_tensor_by_name(k + ":0"), v) for k, v in sorted(exported.values.items())]
-            saver_def = tf.compat.v1.train.Saver(
-                var_list={k: g.get_tensor_by_name(k + ":0") for k in sorted(exported.values)},
-                write_version=tf.compat.v1.train.SaverDef.V2)
-            with tf.compat.v1.Session(graph=g) as sess:
-                sess.run(assigns)
-                saver_def.save(sess, str(tmp / CKPT_NAME), write_meta_graph=False, write_state=False)
+        # The op the graph's Saver runs (save/SaveV2), run once eagerly on the values:
+        # no graph of assign ops holding every weight a second time.
+        names = sorted(exported.values)
+        tf.raw_ops.SaveV2(prefix=str(tmp / CKPT_NAME), tensor_names=names, shape_and_slices=[""] * len(names),
+                          tensors=[exported.values[k] for k in names])
         # Written by hand: TF's state file records absolute paths and timestamps.
         atomic.write_text(tmp / "checkpoint", f'model_checkpoint_path: "{CKPT_NAME}"\n'
                                               f'all_model_checkpoint_paths: "{CKPT_NAME}"\n')

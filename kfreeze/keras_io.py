@@ -54,8 +54,8 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     if suffix not in KERAS_SUFFIXES:
         raise KfreezeError(path, f"'{suffix}' is not a Keras model file",
                            "give a .keras or full-model .h5 file as 'source'")
-    if suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise KfreezeError(path, "not a .keras archive (not a zip file)", "re-save the model with model.save()")
+    if suffix == ".keras":
+        _check_archive(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
                                         custom_objects=custom_objects or None)
@@ -65,6 +65,20 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
         raise KfreezeError(path, "model has no defined inputs or outputs (a subclassed model?)",
                            "save a Functional or Sequential model with known input shapes")
     return model
+
+
+def _check_archive(path: Path) -> None:
+    """Every member's CRC, before h5py reads the weights inside: damaged bytes are caught here."""
+    if not zipfile.is_zipfile(path):
+        raise KfreezeError(path, "not a .keras archive (not a zip file)", "re-save the model with model.save()")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        raise KfreezeError(path, f"damaged .keras archive ({e})", "re-save the model with model.save()") from None
+    if bad is not None:
+        raise KfreezeError(path, f"damaged .keras archive ('{bad}' fails its checksum)",
+                           "re-save the model with model.save()")
 
 
 def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:

@@ -30,28 +30,29 @@ STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
         "convert": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code"),
         "export": ("custom_objects", "trust_code"),
         "freeze": ("inputs", "outputs"),
-        "optimize": ("inputs", "outputs", "input_shape"),
+        "optimize": ("inputs", "outputs", "input_shape", "opencv", "precision"),
         "verify": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code",
-                   "inputs", "outputs", "input_shape"),
+                   "inputs", "outputs", "input_shape", "precision"),
     },
     TF1: {
         "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs"),
-        "optimize_tf1": ("inputs", "outputs", "input_shape", "input_dtype"),
-        "verify_tf1": ("graph", "checkpoint", "inputs", "outputs", "input_shape", "input_dtype"),
+        "optimize_tf1": ("inputs", "outputs", "input_shape", "input_dtype", "opencv", "precision"),
+        "verify_tf1": ("graph", "checkpoint", "inputs", "outputs", "input_shape", "input_dtype", "precision"),
     },
 }
-VERIFY_KEYS = ("samples", "seed", "atol")
+VERIFY_KEYS = ("samples", "seed", "atol", "atol_float16")
 
 _SHAPE = (list, dict, type(None))
 SECTION_KEYS: dict[str, dict[str, tuple]] = {
     KERAS: {"source": (str,), "arch": (str, type(None)), "layout": (str, type(None)),
             "theano_kernels": (bool, type(None)), "custom_objects": (list,), "trust_code": (bool,),
-            "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE},
+            "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE, "opencv": (bool,), "precision": (str,)},
     TF1: {"graph": (str,), "checkpoint": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE,
-          "input_dtype": (str, list, type(None))},
+          "input_dtype": (str, list, type(None)), "opencv": (bool,), "precision": (str,)},
 }
 REQUIRED = {KERAS: ("source",), TF1: ("graph", "checkpoint")}
-VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4}
+VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4, "atol_float16": 5.0e-3}
+PRECISIONS = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ModelSpec:
     outputs: list[str] = field(default_factory=list)
     input_shape: Any = None
     input_dtype: Any = None
+    opencv: bool = False                     # rewrite to forms OpenCV dnn imports (same outputs, valid TF)
+    precision: str = "float32"               # float16: weights stored half-size, with a Cast
 
     @property
     def is_keras(self) -> bool:
@@ -86,6 +89,10 @@ class VerifySpec:
     samples: int = 16
     seed: int = 0
     atol: float = 1.0e-4
+    atol_float16: float = 5.0e-3  # for models with precision: float16
+
+    def atol_for(self, precision: str) -> float:
+        return self.atol_float16 if precision == "float16" else self.atol
 
 
 def _suggest(word: str, choices) -> str:
@@ -170,6 +177,9 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         if not isinstance(ref, str) or not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", ref):
             raise KfreezeError(f"{where}.custom_objects", f"{ref!r} is not 'module.path:Name'",
                                "e.g. custom_objects: [models.mynet.layers:MyLayer]")
+    if entry.get("precision", "float32") not in PRECISIONS:
+        raise KfreezeError(f"{where}.precision", f"must be one of {', '.join(PRECISIONS)}, got {entry['precision']!r}",
+                           "fix the value in params.yaml")
     if entry.get("layout") not in (None, "channels_first", "channels_last"):
         raise KfreezeError(f"{where}.layout", f"must be channels_first, channels_last or null, got {entry['layout']!r}",
                            "fix the value in params.yaml")
@@ -194,6 +204,8 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         outputs=list(entry.get("outputs") or []),
         input_shape=entry.get("input_shape"),
         input_dtype=entry.get("input_dtype"),
+        opencv=bool(entry.get("opencv")),
+        precision=entry.get("precision") or "float32",
     )
 
 
@@ -213,10 +225,11 @@ def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
                                f"known keys: {', '.join(VERIFY_DEFAULTS)}")
     merged = {**VERIFY_DEFAULTS, **raw}
     try:
-        spec = VerifySpec(samples=int(merged["samples"]), seed=int(merged["seed"]), atol=float(merged["atol"]))
+        spec = VerifySpec(samples=int(merged["samples"]), seed=int(merged["seed"]), atol=float(merged["atol"]),
+                          atol_float16=float(merged["atol_float16"]))
     except (TypeError, ValueError):
         raise KfreezeError(where, f"samples and seed must be integers and atol a number, got {raw}",
                            "fix the values") from None
-    if spec.samples < 1 or spec.atol < 0:
+    if spec.samples < 1 or spec.atol < 0 or spec.atol_float16 < 0:
         raise KfreezeError(where, "samples must be >= 1 and atol >= 0", "fix the values")
     return spec

@@ -14,9 +14,9 @@ from tests.conftest import build_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 KERAS_DEFAULTS = {"arch": None, "layout": None, "theano_kernels": None, "custom_objects": [], "trust_code": False,
-                  "inputs": [], "outputs": [], "input_shape": None}
+                  "inputs": [], "outputs": [], "input_shape": None, "opencv": False, "precision": "float32"}
 TF1_DEFAULTS = {"inputs": ["IteratorGetNext"], "outputs": ["softmax_tensor"], "input_shape": [1, 20, 20, 1],
-                "input_dtype": "float32"}
+                "input_dtype": "float32", "opencv": False, "precision": "float32"}
 STAGE_OUTPUTS = {
     "convert": ["model"], "export": ["ckpt", "graph.pbtxt", "op_names.txt", "signature.json"],
     "freeze": ["frozen.pb", "names.json"], "optimize": ["optimized.pb", "passes.json"], "verify": [],
@@ -35,7 +35,7 @@ class Project:
 
     def __init__(self, root: Path):
         self.root = root
-        self.params = {"models": {}, "graphs": {}, "verify": {"samples": 2, "seed": 0, "atol": 1e-4}}
+        self.params = {"models": {}, "graphs": {}, "verify": {"samples": 2, "seed": 0, "atol": 1e-4, "atol_float16": 5e-3}}
         (root / "models" / "good").mkdir(parents=True)
         build_tiny().save(root / "models" / "good" / "model.keras")
         self.add_keras("good", "models/good/model.keras")

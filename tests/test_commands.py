@@ -32,7 +32,7 @@ def project(tmp_path):
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     build_tiny().save(tmp_path / "models" / "tiny" / "model.keras")
     rest = ("    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n"
-            "    trust_code: false\n    inputs: []\n    outputs: []\n")
+            "    trust_code: false\n    inputs: []\n    outputs: []\n    opencv: false\n    precision: float32\n")
     (tmp_path / "params.yaml").write_text(
         "models:\n  tiny:\n    source: models/tiny/model.keras\n" + rest + "    input_shape: null\n"
         "  gone:\n    source: models/gone/missing.keras\n" + rest + "    input_shape: null\n"

@@ -30,7 +30,8 @@ def fsync(fd):
 os.fsync = fsync
 '''
 REST = ("    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n"
-        "    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n")
+        "    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
+        "    opencv: false\n    precision: float32\n")
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ models:
     inputs: []
     outputs: [probs]
     input_shape: [1, 20, 20, 1]
+    opencv: false
+    precision: float32
 graphs:
   digits_tf1:
     graph: models/digits_tf1/graph.pbtxt
@@ -31,18 +33,21 @@ graphs:
     outputs: [softmax_tensor]
     input_shape: [1, 20, 20, 1]
     input_dtype: uint8
+    opencv: false
+    precision: float16
 verify: {samples: 4, seed: 3, atol: 1.0e-5}
 """)
     spec = params.model_spec("digits", path)
     assert spec.source == "models/digits/model.keras"
     assert spec.inputs == [] and spec.outputs == ["probs"] and spec.input_shape == [1, 20, 20, 1]
     assert params.verify_spec(path) == params.VerifySpec(samples=4, seed=3, atol=1e-5)
+    assert params.verify_spec(path).atol_for("float16") == 5e-3
     tf1 = params.model_spec("digits_tf1", path)
     assert not tf1.is_keras and tf1.checkpoint == "models/digits_tf1/model.ckpt-600" and tf1.input_dtype == "uint8"
     assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
 
 
-FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
+FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n    opencv: false\n    precision: float32\n"
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path):
@@ -72,7 +77,7 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
 def test_every_tracked_key_must_be_present(tmp_path):
     """DVC refuses to run a stage whose declared param is missing; say which, up front."""
     path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    inputs: []\n")
-    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, custom_objects, input_shape, layout, outputs, theano_kernels, trust_code"):
+    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, custom_objects, input_shape, layout, opencv, outputs, precision, theano_kernels, trust_code"):
         params.model_spec("m", path)
 
 

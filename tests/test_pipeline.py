@@ -24,6 +24,8 @@ models:
     inputs: []
     outputs: []
     input_shape: null
+    opencv: false
+    precision: float32
   beta:
     source: models/beta/model.keras
     arch: null
@@ -34,6 +36,8 @@ models:
     inputs: []
     outputs: []
     input_shape: [1, 8, 8, 1]
+    opencv: false
+    precision: float32
 graphs:
   gamma:
     graph: models/gamma/graph.pbtxt
@@ -42,10 +46,13 @@ graphs:
     outputs: [softmax_tensor]
     input_shape: [1, 20, 20, 1]
     input_dtype: float32
+    opencv: false
+    precision: float32
 verify:
   samples: 4
   seed: 0
   atol: 1.0e-4
+  atol_float16: 5.0e-3
 """
 
 

@@ -17,7 +17,7 @@ fold constants into weights change float rounding only (well below 1e-5).
 - ``dedupe_constants``: identical constants become one.
 - ``name_outputs``: the output ``Identity`` goes; the op that computes the output
   takes its name, so ``probs:0`` is still the output.
-- ``dense_constants``: every constant stores its values in ``tensor_content``
+- ``dense_constants``: every non-scalar constant stores its values in ``tensor_content``
   (Grappler writes splat constants as one repeated value, which OpenCV rejects).
 """
 
@@ -172,7 +172,12 @@ def fold_input_scale(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Graph
     Relu and MaxPool commute with a positive scale only; average pooling and a
     spatial Mean with any scale. Zero padding stays zero under scaling, so every
     conv padding is exact. Each node on the way must have that one consumer.
+
+    Off in opencv mode: OpenCV 4.14 cannot propagate its layout through
+    ``ConcatV2 -> Relu`` once the Mul between them is gone (DenseNet121).
     """
+    if ctx.opencv:
+        return graph
     out = _copy(graph)
     keep = set(ctx.output_nodes)
     consts = _const_values(out)
@@ -529,13 +534,16 @@ _REPEATED_FIELDS = ("float_val", "double_val", "int_val", "int64_val", "half_val
 
 
 def dense_constants(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """Every numeric constant keeps its values in ``tensor_content``.
+    """Every numeric constant with more than one element keeps its values in ``tensor_content``.
 
     Grappler stores a constant whose elements are all equal as one repeated
     value; TF expands it on load, but OpenCV's importer asserts on it
-    (``getTensorContentRef_: !field.empty()``, EfficientNet). Same values, same TF graph.
+    (``getTensorContentRef_: !field.empty()``, EfficientNet). Scalars stay as they
+    are: OpenCV reads scalar axes from ``int_val`` (DenseNet's concat axis).
+    Same values, same TF graph.
     """
     todo = [i for i, n in enumerate(graph.node) if n.op == "Const" and not n.attr["value"].tensor.tensor_content
+            and _num_elements(n.attr["value"].tensor) > 1
             and n.attr["value"].tensor.dtype not in (tf.string.as_datatype_enum, tf.resource.as_datatype_enum,
                                                        tf.variant.as_datatype_enum)]
     if not todo:

@@ -346,3 +346,17 @@ def test_optimize_is_deterministic_and_beats_grappler_on_a_keras_like_block(rng)
     assert by_pass["fold_input_scale"].removed.get("Mul", 0) >= 1
     assert by_pass["fold_pad_into_conv"].removed == {"Const": 1, "Pad": 1}
     same_numbers(out, graph, rng.uniform(size=[1, 8, 8, 3]).astype(np.float32))
+
+
+def test_fold_input_scale_is_off_in_opencv_mode(rng):
+    graph = _scale_graph(rng, rng.uniform(0.5, 2.0, size=[4]), "relu_conv")
+    assert rewrites.fold_input_scale(graph, ctx(opencv=True)) is graph
+
+
+def test_dense_constants_leaves_scalars_alone():
+    """OpenCV reads scalar axes (ConcatV2, Mean) from int_val; re-encoding them breaks its importer."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 2, 2, 3], name="x")
+        tf.identity(tf.concat([x, x], axis=3), name="out")
+    graph = g.as_graph_def()
+    assert rewrites.dense_constants(graph, ctx()) is graph
