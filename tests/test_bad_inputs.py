@@ -53,7 +53,7 @@ def source_cases(tmp_path):
         "missing": (None, "model file not found"),
         "empty": (b"", "model file is empty"),
         "random": (rng.bytes(4096), "not a .keras archive"),
-        "random_h5": (rng.bytes(4096), "cannot load"),
+        "random_h5": (rng.bytes(4096), "not a readable HDF5 file"),
         "pb_as_source": (b"\x0a\x03abc", "not a Keras model file"),
     }
     for frac in (0.1, 0.5, 0.9):

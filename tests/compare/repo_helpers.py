@@ -58,7 +58,8 @@ def sh(*cmd, cwd, **extra_env) -> str:
 
 
 def stages_run(output: str) -> list[str]:
-    return sorted(re.findall(r"Running stage '([^']+)'", output))
+    """The per-model stages that ran; the project-wide `summary` (a table of all metrics) is left out."""
+    return sorted(s for s in re.findall(r"Running stage '([^']+)'", output) if s != "summary")
 
 
 def repro(cwd, *args) -> list[str]:
