@@ -84,13 +84,6 @@ def _legacy():
     return legacy
 
 
-def _load_options(spec: params.ModelSpec, params_file: str) -> dict:
-    from kfreeze import keras_io
-
-    objects = keras_io.import_custom_objects(spec.custom_objects, _where(params_file, spec, "custom_objects"))
-    return {"custom_objects": objects, "trust_code": spec.trust_code, "param": f"{spec.section}.{spec.name}"}
-
-
 def _keras_spec(name: str, params_file: str) -> params.ModelSpec:
     spec = params.model_spec(name, params_file)
     if not spec.is_keras:
@@ -115,7 +108,7 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
                                        spec.theano_kernels)
         else:
-            model = keras_io.load_model(spec.source, **_load_options(spec, params_file))
+            model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "
@@ -130,7 +123,7 @@ def export(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
 
     spec = _keras_spec(name, params_file)
     out = _dirs(build, name)
-    model = keras_io.load_model(out / "model" / "model.keras", **_load_options(spec, params_file))
+    model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
     exported = export_lib.export_model(model)
     export_lib.write_export(exported, out)
     sig = exported.signature

@@ -41,6 +41,13 @@ def import_custom_objects(refs: list[str], where: str) -> dict:
     return found
 
 
+def load_options(spec, params_file: str = "params.yaml") -> dict:
+    """The ``load_model`` keyword arguments a params.yaml model entry asks for."""
+    where = f"{params_file}: {spec.section}.{spec.name}"
+    return {"custom_objects": import_custom_objects(spec.custom_objects, f"{where}.custom_objects"),
+            "trust_code": spec.trust_code, "param": f"{spec.section}.{spec.name}"}
+
+
 def load_model(path: str | Path, custom_objects: dict | None = None, trust_code: bool = False,
                param: str = "models.<name>") -> keras.Model:
     """Load a ``.keras`` or full-model ``.h5``.

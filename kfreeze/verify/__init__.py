@@ -257,8 +257,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
-            from kfreeze.commands import _load_options
-            model = keras_io.load_model(spec.source, **_load_options(spec, "params.yaml"))
+            model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
             everything = run_keras(model, feeds, keras_inputs, keras_outputs)
             return {o: everything[o] for o in outputs}, "keras", False
         graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), out / "ckpt"
