@@ -18,7 +18,7 @@ import numpy as np
 
 from kfreeze import atomic, graphio
 from kfreeze.errors import KfreezeError
-from kfreeze.keras_io import keras
+from kfreeze.keras_io import input_structure, keras, output_structure
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -59,23 +59,24 @@ def _layer_names(model) -> set[str]:
 
 def output_layer_names(model) -> list[str]:
     names = []
-    for tensor in tf.nest.flatten(model.output):
+    for tensor in tf.nest.flatten(output_structure(model)):
         history = getattr(tensor, "_keras_history", None)
         names.append(history.operation.name if history else tensor.name)
     return _unique([tf_name(n) for n in names])
 
 
 def input_names(model) -> list[str]:
-    return _unique([tf_name(t.name) for t in tf.nest.flatten(model.input)])
+    return _unique([tf_name(t.name) for t in tf.nest.flatten(input_structure(model))])
 
 
 def trace(model):
     """A concrete inference function with placeholders named after the Keras inputs."""
     names = input_names(model)
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(tf.nest.flatten(model.input), names)]
+    structure = input_structure(model)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(tf.nest.flatten(input_structure(model)), names)]
 
     def call(*args):
-        inputs = tf.nest.pack_sequence_as(model.input, list(args))
+        inputs = tf.nest.pack_sequence_as(structure, list(args))
         return tf.nest.flatten(model(inputs, training=False))
 
     return tf.function(call).get_concrete_function(*specs)
@@ -221,7 +222,7 @@ def write_export(exported: Exported, out_dir: Path) -> None:
 
 
 def check_exportable(model, where: str) -> None:
-    if any(t.shape.rank is None for t in tf.nest.flatten(model.input)):
+    if any(t.shape.rank is None for t in tf.nest.flatten(input_structure(model))):
         raise KfreezeError(where, "an input has unknown rank", "build the model with keras.Input(shape=...)")
 
 

@@ -104,6 +104,28 @@ def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
                         "check that it is a complete Keras model file")
 
 
+def input_structure(model):
+    """The model's inputs as its call expects them: one tensor, a list or a dict.
+
+    A Sequential model reloaded from a file has ``inputs`` but no ``input``
+    ("has never been called"), so fall back to the flat list.
+    """
+    try:
+        return model.input
+    except (AttributeError, ValueError):
+        inputs = list(model.inputs)
+        return inputs[0] if len(inputs) == 1 else inputs
+
+
+def output_structure(model):
+    """The model's outputs: ``output``, or the flat ``outputs`` of a Sequential model (see input_structure)."""
+    try:
+        return model.output
+    except (AttributeError, ValueError):
+        outputs = list(model.outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
 def canonical_bytes(model: keras.Model) -> bytes:
     """A ``.keras`` archive whose bytes depend only on the model.
 

@@ -92,7 +92,8 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str, feeds: dict
 
 def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], output_names: list[str]) -> dict[str, np.ndarray]:
     args = [tf.constant(feeds[n]) for n in input_names]
-    result = model(tf.nest.pack_sequence_as(model.input, args), training=False)
+    from kfreeze.keras_io import input_structure
+    result = model(tf.nest.pack_sequence_as(input_structure(model), args), training=False)
     return {name: np.asarray(t) for name, t in zip(output_names, tf.nest.flatten(result))}
 
 
