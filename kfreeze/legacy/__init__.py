@@ -108,7 +108,7 @@ def convert_source(source, arch=None, layout: str | None = None, theano_kernels:
     _warn_theano(src, theano_kernels)
     files.load_weights(model, src)
     where = arch or source
-    converted = keras3.build(keras3.keras3_config(config, plan, where), where)
+    converted = keras3.build(keras3.keras3_config(config, plan, where, model), where)
     keras3.copy_weights(model, converted, plan, bool(theano_kernels), where)
     return Converted(converted, plan)
 

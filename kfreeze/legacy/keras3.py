@@ -41,8 +41,8 @@ def _clean_rnn(cls: str, cfg: dict, where) -> None:
     for key, no_op in _RNN_NO_OP_KEYS.items():
         if cfg.pop(key, no_op) != no_op:
             raise KfreezeError(where, f"layer '{cfg['name']}' ({cls}) has {key}=True (inputs with time first), which "
-                               "Keras 3 cannot express", f"re-save the model with {key}=False and a Permute((2, 1)) "
-                               "before the layer")
+                               "Keras 3 cannot express", f"re-save the model with {key}=False and feed it "
+                               "(batch, time, features) instead of (time, batch, features)")
     for key in _RNN_IGNORED:
         cfg.pop(key, None)
 
@@ -71,13 +71,37 @@ def clean_layer(cls: str, cfg: dict, where) -> dict:
     return cfg
 
 
-def keras3_config(config: dict, plan: Plan, where) -> dict:
+def _tensor_ref(ref: list, source) -> dict:
+    """A Keras 3 serialized tensor; its shape and dtype are the source model's (with the layout edits,
+    which never touch recurrent inputs)."""
+    layer = source.get_layer(ref[0])
+    shape = layer.get_output_shape_at(ref[1])
+    shape = shape[ref[2]] if isinstance(shape, list) else shape
+    return {"class_name": "__keras_tensor__", "config": {"shape": list(shape), "dtype": layer.dtype,
+                                                         "keras_history": list(ref[:3])}}
+
+
+def _initial_state_nodes(layer: dict, source) -> None:
+    """tf_keras lists an RNN call's initial states as extra inbound tensors; Keras 3 reads only the first
+    unless they are passed as its ``initial_state`` argument, in Keras 3's own node format."""
+    nodes = layer.get("inbound_nodes") or []
+    if layer["class_name"] not in (*_RNN, "Bidirectional") or not any(len(n) > 1 for n in nodes if isinstance(n, list)):
+        return
+    layer["inbound_nodes"] = [
+        {"args": [_tensor_ref(node[0], source)], "kwargs": {**(node[0][3] if len(node[0]) > 3 else {}),
+                                                           "initial_state": [_tensor_ref(r, source) for r in node[1:]]}}
+        if isinstance(node, list) and len(node) > 1 else node for node in nodes]
+
+
+def keras3_config(config: dict, plan: Plan, where, source=None) -> dict:
     """The tf_keras model config with the layout edits applied and every layer cleaned for Keras 3."""
     out = copy.deepcopy(config)
     for layer in out["config"]["layers"]:
         cfg = {**layer["config"], **plan.edits.get(layer["config"]["name"], {})}
         layer["config"] = clean_layer(layer["class_name"], cfg, where)
         layer.pop("build_config", None)  # the source's input shapes; the new layout builds its own
+        if source is not None:
+            _initial_state_nodes(layer, source)
         if layer["class_name"] != "InputLayer":  # not in keras.layers.deserialize; built by from_config
             _check_layer(layer, where)
     return out
@@ -86,7 +110,7 @@ def keras3_config(config: dict, plan: Plan, where) -> dict:
 def _check_layer(layer: dict, where) -> None:
     """Build each layer alone first, so a failure names the layer instead of the whole model."""
     try:
-        keras.layers.deserialize({k: v for k, v in layer.items() if k != "inbound_nodes"})
+        keras.layers.deserialize(copy.deepcopy({k: v for k, v in layer.items() if k != "inbound_nodes"}))
     except Exception as e:  # Keras raises many types; all mean "Keras 3 has no such layer/argument"
         reason = " ".join(str(e).split("Exception encountered:")[-1].split())[:200]
         raise KfreezeError(where, f"layer '{layer['config']['name']}' ({layer['class_name']}) cannot be built in "

@@ -133,7 +133,8 @@ def read_arch(path: Path, what: str = "architecture file") -> dict:
 
 def is_keras3_config(config: dict) -> bool:
     """Keras 3's ``to_json`` names no Keras version, and registers its classes by module."""
-    return "keras_version" not in config and config.get("module") == "keras" and "registered_name" in config
+    return ("keras_version" not in config and str(config.get("module", "")).startswith("keras")
+            and "registered_name" in config)
 
 
 def walk_layers(config: dict):
