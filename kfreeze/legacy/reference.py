@@ -12,7 +12,10 @@ Keras 1 files share the converter's reading code, because tf_keras cannot read t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import h5py
 
 import numpy as np
 
@@ -39,9 +42,19 @@ def _load(source: Path, arch: Path | None, layout: str | None) -> tf_keras.Model
         elif arch is not None:  # JSON or YAML (read safely); tf_keras builds it and reads the weights itself
             model = tf_keras.models.model_from_config(files.upgrade_keras2(files.read_arch(arch)))
             model.load_weights(str(source))
+        elif any(l.get("class_name") in files.CUDNN for l in files.walk_layers(json.loads(_model_config(source)))):
+            # cuDNN layers have no CPU kernel: tf_keras builds their LSTM/GRU twin and converts the weights itself
+            model = tf_keras.models.model_from_config(src.config)
+            model.load_weights(str(source))
         else:
             model = tf_keras.models.load_model(str(source), compile=False)
     return model
+
+
+def _model_config(source: Path) -> str:
+    with h5py.File(source, "r") as f:
+        value = f.attrs["model_config"]
+    return value.decode("utf8") if isinstance(value, bytes) else value
 
 
 def _theano_to_tf(model: tf_keras.Model) -> None:

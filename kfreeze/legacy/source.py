@@ -152,7 +152,7 @@ def walk_layers(config: dict):
 
 # CuDNNLSTM/CuDNNGRU (Keras 2 on a GPU) compute what these LSTM/GRU settings compute; tf_keras'
 # preprocess_weights_for_loading converts their weights (it recognises them by the bias shape).
-_CUDNN = {"CuDNNLSTM": ("LSTM", {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True}),
+CUDNN = {"CuDNNLSTM": ("LSTM", {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True}),
           "CuDNNGRU": ("GRU", {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
                                "reset_after": True})}
 
@@ -161,8 +161,8 @@ def upgrade_keras2(config: dict) -> dict:
     """Keras 2 configs tf_keras would misread: defaults that changed, and the cuDNN-only classes."""
     for layer in walk_layers(config):
         cls = layer.get("class_name")
-        if cls in _CUDNN:
-            layer["class_name"], fixed = _CUDNN[cls]
+        if cls in CUDNN:
+            layer["class_name"], fixed = CUDNN[cls]
             layer["config"] = {**layer["config"], **fixed}
         elif cls == "GRU":
             layer["config"].setdefault("reset_after", False)  # Keras < 2.1.3 had no key, and computed this

@@ -306,3 +306,32 @@ def test_keras3_json_and_weights(tmp_path):
     x = rng.normal(size=(3, 6, 3)).astype(np.float32)
     assert k1.relative_error(legacy.load_source(weights, arch)(x), m(x)) <= 1e-6
     assert legacy.layout_plan(weights, arch).converted is False
+
+
+def test_cudnn_lstm_h5_loads_as_lstm(tmp_path):
+    """A GPU-trained CuDNNLSTM file: its class and weight layout (bias of 8 units) become a plain LSTM's."""
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+    from tf_keras.src.saving.legacy import hdf5_format
+
+    m = _rnn_model(lambda x: L.LSTM(4, name="lstm", return_sequences=True)(x), name="cudnn")  # sigmoid gates, as cuDNN
+    saved = Saved(m, tmp_path)
+    cudnn = CuDNNLSTM(4, name="lstm")
+    cudnn.build((None, 6, 3))
+    values = hdf5_format._convert_rnn_weights(cudnn, m.get_layer("lstm").get_weights())  # LSTM -> cuDNN layout
+    assert values[2].shape == (32,)
+    with h5py.File(saved.full, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        layer = config["config"]["layers"][1]
+        layer["class_name"] = "CuDNNLSTM"
+        for key in ("activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout", "implementation",
+                    "unroll", "time_major"):
+            layer["config"].pop(key)
+        f.attrs["model_config"] = json.dumps(config).encode()
+        g = f["model_weights"]["lstm"]
+        names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+        for name, value in zip(names, values):
+            del g[name]
+            g[name] = value
+    x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype(np.float32)
+    assert k1.relative_error(legacy.load_source(saved.full)(x), m(x)) <= 1e-5
+    assert parity(saved.full, None, [x]) <= 1e-5  # verify's reference reads it too
