@@ -44,7 +44,6 @@ def run_pipeline(tmp_path, monkeypatch, name, source, arch=None):
         json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
 
 
-@pytest.mark.slow
 @FROZEN_LOOPS_BROKEN
 def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     folder = tmp_path / "models" / "k1lstm"
@@ -60,7 +59,6 @@ def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     assert not any(n.op.startswith("Random") for n in graph.node)
 
 
-@pytest.mark.slow
 @FROZEN_LOOPS_BROKEN
 @pytest.mark.parametrize("case", ["lstm_hard_sigmoid", "bidirectional_lstm"])
 def test_keras22_rnn_h5_end_to_end(tmp_path, monkeypatch, case):
