@@ -67,7 +67,33 @@ def check_activations(graph, where: str, param: str) -> None:
                            f"{free / 2**30:.1f} GiB free", f"use a smaller {param}")
 
 
-def isolated(fn: Callable, *args, what: str = "optimize", where: str = "graph"):
+ISOLATED_TIMEOUT_S = 3600.0
+
+
+def _read_result(fd: int, timeout: float) -> bytes:
+    """The child's length-prefixed answer; b"" if it died first."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) < 8 or len(buf) - 8 != struct.unpack("<Q", bytes(buf[:8]))[0]:
+        return b""
+    return bytes(buf[8:])
+
+
+def isolated(fn: Callable, *args, what: str = "optimize", where: str = "graph", timeout: float = ISOLATED_TIMEOUT_S):
     """``fn(*args)`` in a forked child; a native crash there (a segfault in Grappler) becomes one error line.
 
     Forked, not spawned: the child inherits the imported TensorFlow and the
@@ -75,12 +101,18 @@ def isolated(fn: Callable, *args, what: str = "optimize", where: str = "graph"):
     second TensorFlow start-up. The parent has run no TF session or eager op by
     then, so no thread pool is left half-copied in the child.
     """
+    import tempfile
+
     read_fd, write_fd = os.pipe()
+    log = tempfile.TemporaryFile()  # the child's stderr: TF's own crash report, quoted in the one line
     pid = os.fork()
     if pid == 0:  # child
         os.close(read_fd)
         code = 0
         try:
+            import faulthandler
+            faulthandler.disable()
+            os.dup2(log.fileno(), 2)
             try:
                 payload = pickle.dumps(("ok", fn(*args)), protocol=pickle.HIGHEST_PROTOCOL)
             except KfreezeError as e:
@@ -95,14 +127,23 @@ def isolated(fn: Callable, *args, what: str = "optimize", where: str = "graph"):
         finally:
             os._exit(code)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        header = pipe.read(8)
-        data = pipe.read(struct.unpack("<Q", header)[0]) if len(header) == 8 else b""
+    try:
+        data = _read_result(read_fd, timeout)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise KfreezeError(where, f"{what} did not finish within {timeout:.0f} s", "report this model") from None
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
+    log.seek(0)
+    said = [ln.strip() for ln in log.read()[-4096:].decode("utf-8", "replace").splitlines() if ln.strip()]
+    log.close()
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        raise KfreezeError(where, f"TensorFlow crashed during {what} ({name}, signal {sig})",
+        last = f": {said[-1][:200]}" if said else ""
+        raise KfreezeError(where, f"TensorFlow crashed during {what} ({name}, signal {sig}){last}",
                            "the graph or its input_shape is beyond what TensorFlow handles; report this model")
     if not data:
         raise KfreezeError(where, f"{what} ended without a result (exit status {os.WEXITSTATUS(status)})",
