@@ -31,8 +31,9 @@ def resolve_checkpoint(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         state = tf.train.get_checkpoint_state(str(path))
-        named = state.model_checkpoint_path if state is not None else ""
-        if named and (Path(named).is_absolute() or ".." in Path(named).parts):
+        named = state.model_checkpoint_path if state is not None else ""  # TF joins a relative one to path
+        real = Path(named).resolve() if named else None
+        if real is not None and path.resolve() not in real.parents:
             raise KfreezeError(path / "checkpoint", f"the state file names '{named}', outside {path}/",
                                "give the checkpoint prefix itself in params.yaml, or fix the state file")
         latest = tf.train.latest_checkpoint(str(path))

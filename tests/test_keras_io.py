@@ -86,7 +86,7 @@ def test_unregistered_custom_layer_needs_custom_objects(tmp_path, monkeypatch):
 
 def test_custom_object_that_cannot_be_imported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(KfreezeError, match="cannot import 'nowhere.layers'"):
+    with pytest.raises(KfreezeError, match="no module 'nowhere.layers'"):
         keras_io.import_custom_objects(["nowhere.layers:X"], "w")
     (tmp_path / "empty.py").write_text("")
     with pytest.raises(KfreezeError, match="module 'empty' has no 'X'"):
