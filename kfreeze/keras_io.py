@@ -159,17 +159,6 @@ ARCHIVE_RATIO = 200            # uncompressed / file size: weights barely compre
 ARCHIVE_SLACK = 64 * 2**20
 
 
-def available_memory() -> int:
-    """Bytes of memory the machine can still give (MemAvailable), or a large value when unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 2**62
-
-
 def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
     """Refuse a zip bomb from the sizes the archive declares, before anything is extracted.
 
@@ -178,6 +167,7 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
     """
     declared = sum(info.file_size for info in archive.infolist())
     size = path.stat().st_size
+    from kfreeze.resources import available_memory
     limit = min(ARCHIVE_RATIO * size + ARCHIVE_SLACK, available_memory() // 2)
     if declared > limit:
         raise KfreezeError(path, f"the archive unpacks to {declared / 2**20:.0f} MiB from {size / 2**20:.1f} MiB, "
