@@ -1,4 +1,5 @@
-"""Read every attribute and dataset of an HDF5 file in a child process, with a time limit.
+"""Check an HDF5 file's structure (``check_structure``: no external storage, links or virtual datasets,
+no oversized datasets), then read every attribute and dataset in a child process, with a time limit.
 
 libhdf5 can loop forever on a damaged file (seen when fuzzing: one inserted byte
 is enough), inside C code that no Python signal interrupts. Keras and h5py
