@@ -103,6 +103,8 @@ def isolated(fn: Callable, *args, what: str = "optimize", where: str = "graph", 
     """
     import tempfile
 
+    if os.environ.get("KFREEZE_DEBUG") == "1":  # --debug: in-process, so the traceback is the real one
+        return fn(*args)
     read_fd, write_fd = os.pipe()
     log = tempfile.TemporaryFile()  # the child's stderr: TF's own crash report, quoted in the one line
     pid = os.fork()
