@@ -175,6 +175,8 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     if source.suffix.lower() not in H5_SUFFIXES:
         raise KfreezeError(source, f"'{source.suffix}' is not an HDF5 weights or model file",
                            "give a .h5 file as 'source' (with 'arch' for a weights-only file)")
+    from kfreeze import h5check
+    h5check.check_structure(source)  # no external files, links or oversized datasets: before any data is read
     try:
         with h5py.File(source, "r") as f:
             group = _weights_group(f)
