@@ -73,6 +73,7 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     """
     g = _import_light(graph)
     out = _copy(graph)
+    rebatched = []
     for spec in ctx.inputs:
         node, port = split_tensor(spec.name)
         tensor = g.get_tensor_by_name(f"{node}:{port}")
@@ -111,7 +112,33 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         for n in extra:
             out.node.append(n)
         _retarget(out, f"{node}:{port}", feeds, skip=feeds)
+        if spec.shape is not None and tensor.shape.rank and shape.rank and tensor.shape[0] is not None \
+                and shape[0] != tensor.shape[0]:
+            rebatched.append((spec, tensor.shape))
+    if rebatched:  # shapes recorded at save time (add_shapes=True) still say the old batch
+        for n in out.node:
+            if "_output_shapes" in n.attr:
+                del n.attr["_output_shapes"]
+    for spec, graph_shape in rebatched:
+        _check_rebatch(out, spec, graph_shape)
     return out
+
+
+def _check_rebatch(graph: graph_pb2.GraphDef, spec, graph_shape) -> None:
+    """A cut to another batch must not meet a node that fixes the old one (a Reshape to [100, ...])."""
+    import re as re_
+    from kfreeze.optimize.rewrites import light_graph
+    g = tf.Graph()
+    try:
+        with g.as_default():
+            tf.graph_util.import_graph_def(light_graph(graph), name="")
+    except (ValueError, tf.errors.OpError) as e:
+        found = re_.search(r"\{\{node ([^}]+)\}\}", str(e))
+        where = f"node '{found.group(1)}'" if found else "a node downstream"
+        raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} changes the graph's fixed batch "
+                           f"{graph_shape[0]}, but {where} needs that batch ({str(e).splitlines()[0][:120]})",
+                           f"cut after {where} (its output becomes the input, at any batch), or keep the batch: "
+                           f"input_shape {graph_shape.as_list()}") from None
 
 
 RANDOM_OPS = re.compile(r"^(Random\w*|Stateless\w*(Random|Multinomial|TruncatedNormal|Shuffle)\w*|Stateful\w*|"
