@@ -206,7 +206,8 @@ def training_flags(graph: graph_pb2.GraphDef) -> dict:
       (tf.nn.dropout, TF >= 1.13) or the ``Floor(keep_prob + uniform)`` mask (TF < 1.13):
       the value (0 or 1) at which the mask keeps everything: rate 0, keep_prob 1;
     - a bool that selects, through a ``tf.cond`` Switch, a branch with a random op
-      (Keras' learning phase, ``is_training`` around dropout): False.
+      (Keras' learning phase, ``is_training`` around dropout), or a bool placeholder
+      without a default that is a cond predicate (Keras 2's ``keras_learning_phase``): False.
 
     Their defaults do not matter: a ``placeholder_with_default(0.5)`` keep_prob is a
     training default, and a plain ``Placeholder`` has none.
@@ -249,6 +250,12 @@ def training_flags(graph: graph_pb2.GraphDef) -> dict:
                 consumers.setdefault(src, []).append((n.name, -1 if inp.startswith("^") else port))
         for flag in bools:
             if _gates_random(flag.name, by_name, consumers):
+                found[flag.name] = False
+            elif flag.op == "Placeholder" and any(
+                    by_name[user].op in ("Switch", "RefSwitch") and split_tensor(by_name[user].input[1])[0] == flag.name
+                    for user, port in consumers.get(flag.name, []) if port >= 0):
+                # Keras 2's learning phase: a bool placeholder without a default, the predicate
+                # of the train/test conds (batch norm, dropout); left alone it must be fed.
                 found[flag.name] = False
     return found
 

@@ -789,6 +789,25 @@ def test_training_flags_are_found_by_structure(rng, form):
     assert flags == {k.split(":")[0]: v for k, v in INFERENCE_FEEDS[form].items()}
 
 
+def test_a_keras2_learning_phase_without_default_is_false():
+    """Keras 2 (TF1) learning phase: a plain bool placeholder predicating the batch-norm cond."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        phase = tf.compat.v1.placeholder(tf.bool, [], name="keras_learning_phase")
+        tf.compat.v1.disable_control_flow_v2()
+        try:
+            y = tf.cond(phase, lambda: x - tf.reduce_mean(x, 0), lambda: x - 0.5)
+        finally:
+            tf.compat.v1.enable_control_flow_v2()
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    assert passes.training_flags(graph) == {"keras_learning_phase": False}
+    out, _ = optimize(graph, ctx(["x"]))
+    assert "keras_learning_phase" not in by_name(out) and "Switch" not in ops(out)
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(run(out, {"x:0": xv}), xv - 0.5)
+
+
 def test_training_flags_leave_other_flags_alone():
     assert passes.training_flags(flag_graph()) == {}  # keep_prob there only scales: no random mask
 
