@@ -119,20 +119,36 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         for n in out.node:
             if "_output_shapes" in n.attr:
                 del n.attr["_output_shapes"]
-    for spec, graph_shape in rebatched:
-        _check_rebatch(out, spec, graph_shape)
+    if rebatched:
+        _check_rebatch(out, rebatched)
     return out
 
 
-def _check_rebatch(graph: graph_pb2.GraphDef, spec, graph_shape) -> None:
-    """A cut to another batch must not meet a node that fixes the old one (a Reshape to [100, ...])."""
-    import re as re_
+def _importable(graph: graph_pb2.GraphDef):
+    """None when TF imports ``graph`` (shape inference included), else the error."""
     from kfreeze.optimize.rewrites import light_graph
-    g = tf.Graph()
     try:
-        with g.as_default():
+        with tf.Graph().as_default():
             tf.graph_util.import_graph_def(light_graph(graph), name="")
     except (ValueError, tf.errors.OpError) as e:
+        return e
+    return None
+
+
+def _check_rebatch(graph: graph_pb2.GraphDef, rebatched) -> None:
+    """A cut to another batch must not meet a node that fixes the old one (a Reshape to [100, ...]).
+    Failures that the old batch has too are left to the passes that explain them."""
+    import re as re_
+    e = _importable(graph)
+    if e is None:
+        return
+    original = _copy(graph)
+    by_name = {n.name: n for n in original.node}
+    for spec, graph_shape in rebatched:
+        by_name[placeholder_name(spec.name)].attr["shape"].shape.CopyFrom(graph_shape.as_proto())
+    if _importable(original) is not None:
+        return
+    for spec, graph_shape in rebatched[:1]:
         found = re_.search(r"\{\{node ([^}]+)\}\}", str(e))
         where = f"node '{found.group(1)}'" if found else "a node downstream"
         raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} changes the graph's fixed batch "

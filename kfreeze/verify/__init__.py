@@ -393,6 +393,9 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         ocv_cmp = None
 
     failures, warnings = [], []
+    if vspec.data and source is None:
+        warnings.append(f"verify.data is set, but {Path(models_root) / spec.name / vspec.data} does not exist: "
+                        f"random inputs in {list(vspec.input_range)}")
     for name, v in per_output.items():
         if v.get("error"):
             failures.append(f"output '{name}': {v['error']}")

@@ -59,6 +59,25 @@ def test_training_default_dropout_is_identity_and_verify_compares_inference(drop
     np.testing.assert_array_equal(a, b)
 
 
+def test_verify_data_feeds_real_inputs_and_flags_a_constant_output(dropout_project, monkeypatch):
+    """Inputs from models/drop/samples.npz; four identical rows make every output constant across samples."""
+    from kfreeze import params, verify
+    monkeypatch.chdir(dropout_project)
+    if not (dropout_project / "build" / "drop" / "optimized.pb").exists():
+        pipeline("drop", dropout_project, monkeypatch)
+    row = np.random.default_rng(5).random((1, 6, 6, 1), dtype=np.float32)
+    data = dropout_project / "models" / "drop" / "samples.npz"
+    np.savez(data, IteratorGetNext=np.repeat(row, 4, axis=0))
+    try:
+        spec = params.model_spec("drop", "params.yaml")
+        verdict = verify.verify_model(spec, params.VerifySpec(data="samples.npz"), Path("build/drop"))
+    finally:
+        data.unlink()
+    assert verdict.passed and verdict.metrics["inputs_from"] == "models/drop/samples.npz"
+    assert verdict.metrics["samples"] == 4 and verdict.metrics["constant_outputs"] == ["softmax_tensor"]
+    assert any("hardly depends on the input" in w for w in verdict.warnings)
+
+
 def test_a_nan_weight_fails_verify_and_leaves_no_metrics(dropout_project, monkeypatch, capsys):
     metrics = dropout_project / "metrics" / "nanw.json"
     metrics.parent.mkdir(exist_ok=True)
