@@ -7,6 +7,7 @@ DVC reruns exactly the stages a change can affect.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
                        "trust_code"),
     },
 }
-VERIFY_KEYS = ("samples", "seed", "atol", "atol_float16")
+VERIFY_KEYS = ("samples", "seed", "atol", "atol_float16", "rtol", "rtol_float16", "input_range", "data")
 
 _SHAPE = (list, dict, type(None))
 SECTION_KEYS: dict[str, dict[str, tuple]] = {
@@ -54,7 +55,9 @@ SECTION_KEYS: dict[str, dict[str, tuple]] = {
           "input_dtype": (str, list, type(None)), "opencv": (bool,), "precision": (str,), "trust_code": (bool,)},
 }
 REQUIRED = {KERAS: ("source",), TF1: ("graph", "checkpoint")}
-VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4, "atol_float16": 5.0e-3}
+VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4, "atol_float16": 5.0e-3, "rtol": 1.0e-5,
+                   "rtol_float16": 5.0e-3, "input_range": [0.0, 1.0], "data": None}
+VERIFY_MAX_SAMPLES = 100_000
 PRECISIONS = ("float32", "float16")
 
 
@@ -93,9 +96,16 @@ class VerifySpec:
     seed: int = 0
     atol: float = 1.0e-4
     atol_float16: float = 5.0e-3  # for models with precision: float16
+    rtol: float = 1.0e-5          # relative to the output's largest reference magnitude
+    rtol_float16: float = 5.0e-3
+    input_range: tuple = (0.0, 1.0)  # random inputs: uniform [low, high) for floats
+    data: str | None = None          # a file name inside models/<name>/: real inputs, one array per input
 
     def atol_for(self, precision: str) -> float:
         return self.atol_float16 if precision == "float16" else self.atol
+
+    def rtol_for(self, precision: str) -> float:
+        return self.rtol_float16 if precision == "float16" else self.rtol
 
 
 def _suggest(word: str, choices) -> str:
@@ -321,21 +331,51 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
-    raw = load(path).get("verify") or {}
+    """The 'verify:' section, every key checked for its exact type (a YAML ``true`` is no integer)."""
+    raw = load(path).get("verify")
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise KfreezeError(f"{path}: verify", "must be a mapping", "e.g. verify: {samples: 16, seed: 0, atol: 1.0e-4}")
     where = f"{path}: verify"
     for key in raw:
         if key not in VERIFY_DEFAULTS:
-            raise KfreezeError(where, f"unknown key '{key}'{_suggest(key, VERIFY_DEFAULTS)}",
+            raise KfreezeError(where, f"unknown key '{key}'{_suggest(str(key), VERIFY_DEFAULTS)}",
                                f"known keys: {', '.join(VERIFY_DEFAULTS)}")
     merged = {**VERIFY_DEFAULTS, **raw}
-    try:
-        spec = VerifySpec(samples=int(merged["samples"]), seed=int(merged["seed"]), atol=float(merged["atol"]),
-                          atol_float16=float(merged["atol_float16"]))
-    except (TypeError, ValueError):
-        raise KfreezeError(where, f"samples and seed must be integers and atol a number, got {raw}",
-                           "fix the values") from None
-    if spec.samples < 1 or spec.atol < 0 or spec.atol_float16 < 0:
-        raise KfreezeError(where, "samples must be >= 1 and atol >= 0", "fix the values")
-    return spec
+    for key in ("samples", "seed"):
+        value = merged[key]
+        if not _is_int(value):
+            raise KfreezeError(f"{where}.{key}", f"must be an integer, got {value!r}", "fix the value in params.yaml")
+    if not 1 <= merged["samples"] <= VERIFY_MAX_SAMPLES:
+        raise KfreezeError(f"{where}.samples", f"must be between 1 and {VERIFY_MAX_SAMPLES}, got {merged['samples']}",
+                           "e.g. samples: 16")
+    if merged["seed"] < 0:
+        raise KfreezeError(f"{where}.seed", f"must be >= 0, got {merged['seed']}", "e.g. seed: 0")
+    for key in ("atol", "atol_float16", "rtol", "rtol_float16"):
+        value = merged[key]
+        if not _is_number(value) or not math.isfinite(value) or value <= 0:
+            raise KfreezeError(f"{where}.{key}", f"must be a finite number > 0, got {value!r}",
+                               f"e.g. {key}: {VERIFY_DEFAULTS[key]:g}")
+    rng = merged["input_range"]
+    if not (isinstance(rng, list) and len(rng) == 2 and all(_is_number(v) and math.isfinite(v) for v in rng)
+            and rng[0] < rng[1]):
+        raise KfreezeError(f"{where}.input_range", f"must be [low, high] with finite numbers low < high, got {rng!r}",
+                           "e.g. [0, 1] or [0, 255] for 8-bit images")
+    data = merged["data"]
+    if data is not None and not (isinstance(data, str) and data and _inside(Path("models/x") / data, Path("models/x"))
+                                 and not Path(data).is_absolute()):
+        raise KfreezeError(f"{where}.data", f"must be null or a file name inside models/<name>/, got {data!r}",
+                           "e.g. data: samples.npz (read from models/<name>/samples.npz)")
+    return VerifySpec(samples=merged["samples"], seed=merged["seed"], atol=float(merged["atol"]),
+                      atol_float16=float(merged["atol_float16"]), rtol=float(merged["rtol"]),
+                      rtol_float16=float(merged["rtol_float16"]),
+                      input_range=(float(rng[0]), float(rng[1])), data=data)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

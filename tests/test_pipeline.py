@@ -54,6 +54,10 @@ verify:
   seed: 0
   atol: 1.0e-4
   atol_float16: 5.0e-3
+  rtol: 1.0e-5
+  rtol_float16: 5.0e-3
+  input_range: [0, 1]
+  data: null
 """
 
 

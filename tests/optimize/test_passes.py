@@ -728,9 +728,117 @@ def test_remove_dropout_at_rate_zero(rng, form):
     np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
 
 
-def test_remove_dropout_keeps_a_real_dropout(rng):
-    """A rate that is not zero is not inference mode: the mask stays, nothing is faked."""
-    graph = _dropout_graph(rng, "v2", 0.5)
+def _training_dropout_graph(rng, form):
+    """Dropout as TF1 training code writes it, its keep/rate flag at a *training* value."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+        h = tf.matmul(x, const(rng, 6, 4))
+        if form == "rate_default_0.5":  # TF >= 1.13 tf.nn.dropout(rate=...)
+            h = tf.nn.dropout(h, rate=tf.compat.v1.placeholder_with_default(0.5, [], name="dropout_rate"))
+        elif form == "keep_prob_default_0.5":  # tf.nn.dropout(keep_prob=...): rate = 1 - keep_prob
+            keep = tf.compat.v1.placeholder_with_default(0.5, [], name="keep_prob")
+            h = tf.nn.dropout(h, rate=1.0 - keep)
+        elif form == "keep_prob_placeholder":  # the MNIST tutorial: a plain placeholder fed 0.5 / 1.0
+            keep = tf.compat.v1.placeholder(tf.float32, name="keep_prob")
+            h = h / keep * tf.floor(keep + tf.random.uniform(tf.shape(h)))
+        elif form == "cast_mask":  # TF 1.13-1.15: x * scale * cast(mask)
+            rate = tf.compat.v1.placeholder_with_default(0.3, [], name="rate")
+            mask = tf.cast(tf.random.uniform(tf.shape(h)) >= rate, tf.float32)
+            h = h * (1.0 / (1.0 - rate)) * mask
+        elif form == "constant_rate":  # hard-coded: no flag at all
+            h = tf.nn.dropout(h, rate=0.25)
+        elif form == "learning_phase":  # Keras 2: tf.cond on a bool learning phase, default True
+            phase = tf.compat.v1.placeholder_with_default(True, [], name="keras_learning_phase")
+            tf.compat.v1.disable_control_flow_v2()  # TF1 graphs hold Switch/Merge, not If
+            try:
+                h = tf.cond(phase, lambda: tf.nn.dropout(h, rate=0.5), lambda: tf.identity(h))
+            finally:
+                tf.compat.v1.enable_control_flow_v2()
+        tf.nn.softmax(h, name="out")
+    return g.as_graph_def()
+
+
+INFERENCE_FEEDS = {"rate_default_0.5": {"dropout_rate:0": 0.0}, "keep_prob_default_0.5": {"keep_prob:0": 1.0},
+                   "keep_prob_placeholder": {"keep_prob:0": 1.0}, "cast_mask": {"rate:0": 0.0},
+                   "constant_rate": None, "learning_phase": {"keras_learning_phase:0": False}}
+
+
+@pytest.mark.parametrize("form", list(INFERENCE_FEEDS))
+def test_dropout_in_training_form_becomes_identity(rng, form):
+    """Whatever the flag's default, the optimized graph computes the inference value: no random op left."""
+    graph = _training_dropout_graph(rng, form)
     c = ctx(["x"])
-    out = passes.remove_dropout(passes.grappler(passes.placeholder_defaults(graph, c), c), c)
-    assert "RandomUniform" in ops(out)
+    out, _ = optimize(graph, c)
+    assert not [n.op for n in out.node if passes.is_random_op(n.op)], ops(out)
+    assert not {"SelectV2", "Floor", "GreaterEqual", "Switch", "Merge"} & set(ops(out)), ops(out)
+    xv = rng.normal(size=[5, 6]).astype(np.float32)
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(graph, name="")
+        h = g.get_tensor_by_name("MatMul:0")
+        with tf.compat.v1.Session(graph=g) as sess:
+            expected = sess.run(tf.nn.softmax(h), {"x:0": xv})  # the model without dropout
+    np.testing.assert_allclose(run(out, {"x:0": xv}), expected, rtol=RTOL, atol=ATOL)
+    if INFERENCE_FEEDS[form]:
+        np.testing.assert_allclose(run(graph, {"x:0": xv, **INFERENCE_FEEDS[form]}), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("form", [f for f, v in INFERENCE_FEEDS.items() if v])
+def test_training_flags_are_found_by_structure(rng, form):
+    flags = passes.training_flags(_training_dropout_graph(rng, form))
+    assert flags == {k.split(":")[0]: v for k, v in INFERENCE_FEEDS[form].items()}
+
+
+def test_a_keras2_learning_phase_without_default_is_false():
+    """Keras 2 (TF1) learning phase: a plain bool placeholder predicating the batch-norm cond."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        phase = tf.compat.v1.placeholder(tf.bool, [], name="keras_learning_phase")
+        tf.compat.v1.disable_control_flow_v2()
+        try:
+            y = tf.cond(phase, lambda: x - tf.reduce_mean(x, 0), lambda: x - 0.5)
+        finally:
+            tf.compat.v1.enable_control_flow_v2()
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    assert passes.training_flags(graph) == {"keras_learning_phase": False}
+    out, _ = optimize(graph, ctx(["x"]))
+    assert "keras_learning_phase" not in by_name(out) and "Switch" not in ops(out)
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(run(out, {"x:0": xv}), xv - 0.5)
+
+
+def test_training_flags_leave_other_flags_alone():
+    assert passes.training_flags(flag_graph()) == {}  # keep_prob there only scales: no random mask
+
+
+def test_check_portable_rejects_a_random_op_and_names_it():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x + tf.random.uniform([3], name="noise"), name="out")
+    with pytest.raises(KfreezeError, match=r"random ops.*noise/RandomUniform \(RandomUniform\)"):
+        passes.check_portable(g.as_graph_def(), ctx(["x"]))
+
+
+@pytest.mark.parametrize("op", ["RandomStandardNormal", "TruncatedNormal", "Multinomial", "RandomShuffle",
+                                "RandomUniformInt", "StatelessRandomUniformV2", "StatelessRandomNormalV2"])
+def test_random_ops_are_recognised(op):
+    assert passes.is_random_op(op)
+    assert not passes.is_random_op("Relu") and not passes.is_random_op("MatMul")
+
+
+def test_cut_inputs_allows_a_smaller_batch_than_the_graphs_fixed_batch(rng):
+    """An Estimator graph reshapes its queue input to [100, 28, 28, 1]; the seed's
+    transform_graph strip_unused_nodes(shape="1,...") cuts it to batch 1."""
+    with tf.Graph().as_default() as g:
+        q = tf.compat.v1.placeholder(tf.float32, [100, 16], name="q")
+        img = tf.reshape(q, [100, 4, 4, 1], name="reshape")
+        y = tf.nn.conv2d(img, const(rng, 3, 3, 1, 2), 1, "SAME")
+        tf.identity(tf.matmul(tf.reshape(y, [-1, 32]), const(rng, 32, 3)), name="out")
+    c = ctx([InputSpec("reshape", shape=(1, 4, 4, 1))])
+    out, _ = optimize(g.as_graph_def(), c)
+    assert by_name(out)["reshape"].op == "Placeholder"
+    xv = rng.normal(size=[100, 4, 4, 1]).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"reshape:0": xv[:1]}), run(g.as_graph_def(), {"reshape:0": xv})[:1],
+                               rtol=RTOL, atol=ATOL)
+    with pytest.raises(KfreezeError, match="input_shape"):  # the other dimensions must still fit
+        passes.cut_inputs(g.as_graph_def(), ctx([InputSpec("reshape", shape=(1, 4, 5, 1))]))
