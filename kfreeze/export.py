@@ -83,15 +83,37 @@ def trace(model):
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:
-    """Rename nodes and every reference to them (data and control inputs)."""
+    """Rename nodes and every reference to them (data and control inputs, and the
+    ``frame_name`` of a v1 while loop's Enter nodes, which names the loop's scope)."""
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph)
+    frames = _frame_mapping(graph, mapping)
     for node in out.node:
         node.name = mapping.get(node.name, node.name)
+        if node.op in ("Enter", "RefEnter"):
+            frame = node.attr["frame_name"].s.decode()
+            node.attr["frame_name"].s = frames.get(frame, frame).encode()
         for i, inp in enumerate(node.input):
             ctrl = inp.startswith("^")
             base, sep, port = inp.lstrip("^").partition(":")
             node.input[i] = ("^" if ctrl else "") + mapping.get(base, base) + sep + port
+    return out
+
+
+def _frame_mapping(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> dict[str, str]:
+    """Each loop frame renamed as the nodes inside its scope are: 'rnn_1/while' -> 'rnn/while'.
+
+    A renaming that keeps the number of scope parts (strip_name_counters) tells
+    the frame's new name; without one the frame keeps its name, which is valid too.
+    """
+    frames = {n.attr["frame_name"].s.decode() for n in graph.node if n.op in ("Enter", "RefEnter")}
+    out = {}
+    for frame in frames:
+        depth = frame.count("/") + 1
+        for old, new in mapping.items():
+            if old.startswith(frame + "/") and old.count("/") == new.count("/"):
+                out[frame] = "/".join(new.split("/")[:depth])
+                break
     return out
 
 
@@ -113,6 +135,26 @@ def strip_name_counters(graph: graph_pb2.GraphDef, scopes: set[str]) -> dict[str
     return {k: v for k, v in mapping.items() if k != v}
 
 
+def loop_nodes(graph: graph_pb2.GraphDef) -> set[str]:
+    """The nodes inside v1 while loops (convert_variables_to_constants_v2 lowers While to
+    Enter/Merge/Switch/NextIteration/Exit): everything downstream of an Enter, up to its Exit."""
+    users: dict[str, list[str]] = {}
+    for node in graph.node:
+        for inp in node.input:
+            users.setdefault(inp.lstrip("^").split(":")[0], []).append(node.name)
+    ops = {n.name: n.op for n in graph.node}
+    todo = [n.name for n in graph.node if n.op in ("Enter", "RefEnter")]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if ops.get(name) not in ("Exit", "RefExit"):
+            todo.extend(users.get(name, ()))
+    return seen
+
+
 def export_model(model) -> Exported:
     concrete = trace(model)
     handle_to_path = {id(v.value.handle): v.path for v in model.variables}
@@ -128,15 +170,17 @@ def export_model(model) -> Exported:
     out_ops = [t.op.name for t in frozen.outputs]
 
     # Drop the function's NoOp and the control edges that pin variable reads to it.
+    # Inside a while loop control edges are the loop: they put constants in its frame.
+    in_loops = loop_nodes(graph)
     kept = graph_pb2.GraphDef()
     kept.versions.CopyFrom(graph.versions)
     for node in graph.node:
-        if node.op == "NoOp":
+        if node.op == "NoOp" and node.name not in in_loops:
             continue
         new = kept.node.add()
         new.CopyFrom(node)
         new.ClearField("input")
-        new.input.extend(i for i in node.input if not i.startswith("^"))
+        new.input.extend(i for i in node.input if not i.startswith("^") or node.name in in_loops and i[1:] in in_loops)
         new.ClearField("device")
 
     mapping = strip_name_counters(kept, _layer_names(model))
