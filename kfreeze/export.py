@@ -135,26 +135,6 @@ def strip_name_counters(graph: graph_pb2.GraphDef, scopes: set[str]) -> dict[str
     return {k: v for k, v in mapping.items() if k != v}
 
 
-def loop_nodes(graph: graph_pb2.GraphDef) -> set[str]:
-    """The nodes inside v1 while loops (convert_variables_to_constants_v2 lowers While to
-    Enter/Merge/Switch/NextIteration/Exit): everything downstream of an Enter, up to its Exit."""
-    users: dict[str, list[str]] = {}
-    for node in graph.node:
-        for inp in node.input:
-            users.setdefault(inp.lstrip("^").split(":")[0], []).append(node.name)
-    ops = {n.name: n.op for n in graph.node}
-    todo = [n.name for n in graph.node if n.op in ("Enter", "RefEnter")]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if ops.get(name) not in ("Exit", "RefExit"):
-            todo.extend(users.get(name, ()))
-    return seen
-
-
 def export_model(model) -> Exported:
     concrete = trace(model)
     handle_to_path = {id(v.value.handle): v.path for v in model.variables}
@@ -171,7 +151,7 @@ def export_model(model) -> Exported:
 
     # Drop the function's NoOp and the control edges that pin variable reads to it.
     # Inside a while loop control edges are the loop: they put constants in its frame.
-    in_loops = loop_nodes(graph)
+    in_loops = graphio.loop_nodes(graph)
     kept = graph_pb2.GraphDef()
     kept.versions.CopyFrom(graph.versions)
     for node in graph.node:
