@@ -10,6 +10,7 @@ same names. The result is what TF1 users have always fed to ``freeze_graph``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,29 @@ def trace(model):
         inputs = tf.nest.pack_sequence_as(structure, list(args))
         return tf.nest.flatten(model(inputs, training=False))
 
-    return tf.function(call).get_concrete_function(*specs)
+    with stateless(model):
+        return tf.function(call).get_concrete_function(*specs)
+
+
+@contextlib.contextmanager
+def stateless(model):
+    """Trace stateful RNNs as stateless ones.
+
+    A stateful layer reads its state variables and assigns the new state after
+    the call; a frozen graph has no variables to assign, and TensorFlow's
+    converter refuses the assign. Traced stateless, the layer starts from zero
+    states, which is what the stateful model computes after ``reset_states()``:
+    every run of the frozen graph starts from zeros and carries nothing over.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+              if getattr(layer, "stateful", False) is True]
+    for layer in layers:
+        layer.stateful = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.stateful = True
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:

@@ -93,6 +93,9 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str, feeds: dict
 def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], output_names: list[str]) -> dict[str, np.ndarray]:
     args = [tf.constant(feeds[n]) for n in input_names]
     from kfreeze.keras_io import input_structure
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if getattr(layer, "stateful", False) is True:  # the frozen graph starts from zero states
+            layer.reset_states()
     result = model(tf.nest.pack_sequence_as(input_structure(model), args), training=False)
     return {name: np.asarray(t) for name, t in zip(output_names, tf.nest.flatten(result))}
 
@@ -197,7 +200,7 @@ def verify_model(spec, vspec, out: Path) -> dict:
     feeds = make_inputs(infos, vspec.samples, vspec.seed)
     batch = infos[0].shape[0] if infos[0].shape else None
 
-    reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds)
+    reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
     per_output = compare(reference, got)
     layers = [opencv_layer(optimized, o) for o in outputs]
@@ -234,7 +237,7 @@ def verify_model(spec, vspec, out: Path) -> dict:
     }
 
 
-def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
+def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     """The source model's outputs: Keras itself when the names are the Keras ones, else the
     original graph with its checkpoint restored, fed at the cut tensors."""
     from kfreeze import graphio
@@ -259,7 +262,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
-            everything = run_keras(model, feeds, keras_inputs, keras_outputs)
+            everything = run_batched(lambda f: run_keras(model, f, keras_inputs, keras_outputs), feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
         graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), out / "ckpt"
     else:

@@ -88,6 +88,9 @@ def keras_reference(model: keras.Model, optimized, inputs: list[str]) -> dict[st
     from kfreeze.export import output_layer_names
     from kfreeze.keras_io import input_structure
 
+    if not getattr(model, "inputs", None):  # subclassed: called as the pipeline calls it
+        from kfreeze.keras_io import as_functional
+        model = as_functional(model, model.name)
     feeds = verify_lib.make_inputs(verify_lib.placeholder_infos(optimized, inputs), SAMPLES, SEED)
     batch = next(iter(feeds.values())).shape[0]
     fixed = [t.shape[0] for t in tf.nest.flatten(input_structure(model))][0]

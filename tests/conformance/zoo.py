@@ -120,10 +120,10 @@ class SubNet(keras.Model):
         self.d1 = L.Dense(units, activation="relu", name="d1")
         self.bn = L.BatchNormalization(name="bn")
         self.d2 = L.Dense(3, name="d2")
-        self.skip = L.Dense(3, use_bias=False, name="skip")
+        self.shortcut = L.Dense(3, use_bias=False, name="shortcut")
 
     def call(self, x, training=False):
-        return self.d2(self.bn(self.d1(x), training=training)) + self.skip(x)
+        return self.d2(self.bn(self.d1(x), training=training)) + self.shortcut(x)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -131,7 +131,7 @@ class SubNet(keras.Model):
 
 def subclassed():
     m = SubNet(4, name="subnet")
-    m.build((None, 5))
+    m(np.zeros((1, 5), np.float32))  # built by a call: keras records the input shape
     return m
 
 
