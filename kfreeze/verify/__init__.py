@@ -130,7 +130,9 @@ def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: li
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(inp, **feeds)
-        cmd = [sys.executable, "-m", "kfreeze.verify.opencv_child", str(graph_path), str(inp), str(out),
+        # Run as a script, not '-m kfreeze.verify.opencv_child': that imports this package, and
+        # with it TensorFlow (about 8 s), in a child that needs only numpy and cv2.
+        cmd = [sys.executable, str(Path(__file__).with_name("opencv_child.py")), str(graph_path), str(inp), str(out),
                ",".join(feeds), ",".join(outputs), str(batch or 0)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kfreeze.tfenv import tf
 SAMPLES = 4
 SEED = 0
 REL_TOL = 1e-5  # float32: max|diff| / max|ref| over every output
+TIMES: dict[str, float] = {}  # seconds per stage over the session: where the budget goes
 STAGES = ("convert", "export", "freeze", "optimize", "verify")
 RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "Multinomial",
               "RandomShuffle", "RandomGamma", "RandomPoisson", "RandomPoissonV2"}
@@ -65,11 +67,13 @@ class Run:
 def run_stages(project: Path, name: str, stages=STAGES) -> None:
     with chdir(project):
         for stage in stages:
+            t = time.perf_counter()
             fn = getattr(commands, stage).__wrapped__
             kwargs = {"params_file": "params.yaml", "build": Path("build")}
             if stage == "verify":
                 kwargs["metrics"] = Path("metrics")
             fn(name, debug=False, **kwargs)
+            TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - t
 
 
 def write_project(project: Path, name: str, model: keras.Model, suffix: str = ".keras", **overrides) -> Path:

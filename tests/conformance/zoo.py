@@ -20,7 +20,10 @@ L = keras.layers
 
 def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
     rng = np.random.default_rng(seed)
+    adapted = {id(v) for layer in model._flatten_layers() if isinstance(layer, L.Normalization) for v in layer.weights}
     for var in model.weights:
+        if id(var) in adapted:  # statistics from adapt(): the layer caches them, keep them as they are
+            continue
         value = np.asarray(var.numpy())
         if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
             continue
