@@ -269,8 +269,72 @@ def write_export(exported: Exported, out_dir: Path) -> None:
 
 
 def check_exportable(model, where: str) -> None:
-    if any(t.shape.rank is None for t in tf.nest.flatten(input_structure(model))):
+    if any(t.shape is None or getattr(t.shape, "rank", 0) is None for t in tf.nest.flatten(input_structure(model))):
         raise KfreezeError(where, "an input has unknown rank", "build the model with keras.Input(shape=...)")
 
 
 __all__ = ["export_model", "write_export", "trace", "keras"]
+
+
+# Ops a traced inference graph may hold that no frozen GraphDef can run: why, and what works instead.
+UNFREEZABLE = {
+    **dict.fromkeys(("PyFunc", "PyFuncStateless", "EagerPyFunc"), (
+        "runs Python code (tf.py_function / numpy_function), which a GraphDef cannot hold",
+        "rewrite the layer with keras.ops / TensorFlow operations")),
+    **dict.fromkeys(("HashTableV2", "MutableHashTableV2", "MutableDenseHashTableV2", "LookupTableFindV2"), (
+        "looks values up in a hash table, which a frozen graph cannot initialize",
+        "do the lookup before the model: remove the layer and feed the ids it produces")),
+    **dict.fromkeys(("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"), (
+        "changes its variables at inference, which a frozen graph (all constants) cannot do",
+        "make the layer keep its variables unchanged when called with training=False")),
+}
+
+
+def _graph_ops(graph) -> list[tuple[str, str]]:
+    """(op type, node name) of a traced graph and of every function in its library."""
+    graph_def = graph.as_graph_def()
+    found = [(n.op, n.name) for n in graph_def.node]
+    for fn in graph_def.library.function:
+        found += [(n.op, f"{fn.signature.name}/{n.name}") for n in fn.node_def]
+    return found
+
+
+def _layer_of(model, path: str):
+    """The innermost layer whose name is a scope of ``path`` (Keras scopes ops by layer name)."""
+    layers = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        layers.setdefault(layer.name, layer)
+    parts = [_COUNTER.match(p).group(1) if _COUNTER.match(p) and p not in layers else p for p in path.split("/")]
+    hits = [layers[p] for p in parts if p in layers]
+    return hits[-1] if hits else None
+
+
+def check_convertible(model, where) -> None:
+    """Trace the model once, as export will, and refuse here what cannot become a frozen graph.
+
+    One line names the layer, its class and why, so a model that cannot work fails
+    in convert rather than in export, freeze or verify.
+    """
+    import re as _re
+
+    check_exportable(model, where)
+    try:
+        concrete = trace(model)
+    except KfreezeError:
+        raise
+    except Exception as e:  # Keras and TF raise many types while tracing a user's layer
+        text = " ".join(str(e).split())
+        called = _re.search(r"calling (\w+)\.call\(\)", text)
+        cls = called.group(1) if called else None
+        layer = next((l for l in model._flatten_layers(include_self=False, recursive=True)
+                      if cls and type(l).__name__ == cls), None)
+        reason = _re.sub(r"\x1b\[[0-9;]*m", "", text.split("Arguments received")[0])[:240].strip()
+        who = f"layer '{layer.name}' ({cls})" if layer is not None else "the model"
+        raise KfreezeError(where, f"{who} cannot be traced for inference: {type(e).__name__}: {reason}",
+                           "fix or replace that layer; kfreeze traces model(x, training=False)") from None
+    for op, name in _graph_ops(concrete.graph):
+        if op in UNFREEZABLE:
+            why, fix = UNFREEZABLE[op]
+            layer = _layer_of(model, name)
+            who = f"layer '{layer.name}' ({type(layer).__name__})" if layer is not None else f"op '{name}'"
+            raise KfreezeError(where, f"{who} {why} ({op})", fix)
