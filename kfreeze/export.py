@@ -175,16 +175,26 @@ def export_model(model) -> Exported:
     # Drop the function's NoOp and the control edges that pin variable reads to it.
     # Inside a while loop control edges are the loop: they put constants in its frame.
     in_loops = graphio.loop_nodes(graph)
+    # The While lowering leaves 'unused_control_flow_input_N' placeholders that nothing reads,
+    # numbered differently in every process; they are no inputs of the model.
+    read = {i.lstrip("^").split(":")[0] for n in graph.node for i in n.input}
+    model_inputs = {t.op.name for t in frozen.inputs}
     kept = graph_pb2.GraphDef()
     kept.versions.CopyFrom(graph.versions)
     for node in graph.node:
         if node.op == "NoOp" and node.name not in in_loops:
+            continue
+        if node.op == "Placeholder" and node.name not in read and node.name not in model_inputs:
             continue
         new = kept.node.add()
         new.CopyFrom(node)
         new.ClearField("input")
         new.input.extend(i for i in node.input if not i.startswith("^") or node.name in in_loops and i[1:] in in_loops)
         new.ClearField("device")
+        # A tracing hint that the While lowering sets on arbitrary nodes (not the same ones in
+        # every process); TensorFlow does not read it from a GraphDef.
+        if "_has_manual_control_dependencies" in new.attr:
+            del new.attr["_has_manual_control_dependencies"]
 
     mapping = strip_name_counters(kept, _layer_names(model))
     var_names = dict(zip(sorted(placeholder_to_var), _unique([tf_name(placeholder_to_var[k]) for k in sorted(placeholder_to_var)])))

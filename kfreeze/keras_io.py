@@ -178,11 +178,36 @@ def canonical_bytes(model: keras.Model) -> bytes:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif name == "config.json":
+                data = _renumber_shared_objects(data)
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             dst.writestr(info, data)
     return out.getvalue()
+
+
+def _renumber_shared_objects(data: bytes) -> bytes:
+    """Keras writes ``shared_object_id`` as Python ``id()`` of an object that several layers
+    share (Bidirectional's initializers): a memory address, new in every process. Numbered
+    in order of appearance they match the same objects and repeat exactly."""
+    config = json.loads(data)
+    numbers: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "shared_object_id" in node:
+                node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    if not numbers:
+        return data
+    return json.dumps(config).encode()
 
 
 def save_canonical(model: keras.Model, path: str | Path) -> None:

@@ -287,8 +287,8 @@ def global_pooling():
 
 def preprocessing():
     norm = L.Normalization(name="norm")
-    norm.adapt(np.random.default_rng(1).normal(2, 3, (20, 8, 8, 3)).astype("float32"))
-    return seq_model("preprocessing", (8, 8, 3), L.Rescaling(1 / 255.0, offset=-0.5, name="rescale"), norm,
+    norm.adapt(np.random.default_rng(1).normal(0.1, 0.5, (20, 8, 8, 3)).astype("float32"))
+    return seq_model("preprocessing", (8, 8, 3), L.Rescaling(2.0, offset=-1.0, name="rescale"), norm,
                      L.Resizing(6, 6, name="resize"), L.CenterCrop(4, 4, name="crop"), L.Conv2D(2, 3, name="out"))
 
 
