@@ -96,16 +96,27 @@ def as_functional(model: keras.Model, where) -> keras.Model:
     def is_shape(s):
         return isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)
 
+    def batch_free(s):  # the first call's batch size is no property of the model
+        return (None, *s[1:]) if s else tuple(s)
+
     if isinstance(shape, dict):
-        inputs = {k: keras.Input(batch_shape=tuple(v), name=k) for k, v in sorted(shape.items())}
+        inputs = {k: keras.Input(batch_shape=batch_free(v), name=k) for k, v in sorted(shape.items())}
     elif is_shape(shape):
-        inputs = keras.Input(batch_shape=tuple(shape), name=base)
+        inputs = keras.Input(batch_shape=batch_free(shape), name=base)
     elif isinstance(shape, (list, tuple)) and all(is_shape(s) for s in shape):
-        inputs = [keras.Input(batch_shape=tuple(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
+        inputs = [keras.Input(batch_shape=batch_free(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
     else:
         raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read ({shape!r})",
                            "wrap it in a Functional model: keras.Model(inputs, model(inputs)), and save that")
-    return keras.Model(inputs, model(inputs), name=model.name)
+    try:
+        outputs = model(inputs)
+    except Exception as e:  # the user's call(): any error means it cannot be traced
+        reason = " ".join(str(e).split("Arguments received")[0].split())[:200]
+        raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) cannot be called on "
+                           f"symbolic inputs of shape {shape} ({type(e).__name__}: {reason})",
+                           "write call() with keras.ops or TensorFlow ops only (no .numpy(), no Python "
+                           "branches on values), or save a Functional model") from None
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 def _check_archive(path: Path) -> None:

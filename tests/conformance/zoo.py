@@ -302,6 +302,31 @@ def augmentation():
                      L.Dense(2, name="out"))
 
 
+@keras.saving.register_keras_serializable(package="conformance")
+class PairNet(keras.Model):
+    """A subclassed model called with a list of two inputs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a = L.Dense(3, name="a")
+        self.b = L.Dense(3, name="b")
+
+    def call(self, inputs):
+        x, y = inputs
+        return self.a(x) * self.b(y)
+
+
+def subclassed_pair():
+    m = PairNet(name="pairnet")
+    m([np.zeros((1, 5), np.float32), np.zeros((1, 2), np.float32)])
+    return m
+
+
+def lstm_varlen():
+    return rnn(L.LSTM(4, name="lstm"), shape=(None, 3), name="lstm_varlen")
+
+
+
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -328,8 +353,12 @@ ROWS = [
         {"input_shape": [None, 7, 3]}),
     Row("subclassed", "kind", "Subclassed model in custom_objects", subclassed,
         {"custom_objects": ["tests.conformance.zoo:SubNet"]}),
+    Row("subclassed_pair", "kind", "Subclassed model called on a list of two inputs", subclassed_pair,
+        {"custom_objects": ["tests.conformance.zoo:PairNet"]}),
     Row("simple_rnn", "recurrent", "SimpleRNN", simple_rnn),
     Row("lstm_seq", "recurrent", "LSTM, return_sequences", lstm_seq),
+    Row("lstm_varlen", "recurrent", "LSTM, None time dimension, fixed by input_shape", lstm_varlen,
+        {"input_shape": [None, 6, 3]}),
     Row("gru", "recurrent", "GRU (reset_after)", gru),
     Row("gru_v1", "recurrent", "GRU (reset_after=False)", gru_v1),
     Row("bidirectional", "recurrent", "Bidirectional LSTM", bidirectional),
@@ -361,3 +390,4 @@ ROWS = [
 def build(row: Row) -> keras.Model:
     keras.utils.set_random_seed(0)
     return randomize(row.build())
+
