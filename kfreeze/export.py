@@ -80,29 +80,40 @@ def trace(model):
         inputs = tf.nest.pack_sequence_as(structure, list(args))
         return tf.nest.flatten(model(inputs, training=False))
 
-    with stateless(model):
+    with inference_only(model):
         return tf.function(call).get_concrete_function(*specs)
 
 
 @contextlib.contextmanager
-def stateless(model):
-    """Trace stateful RNNs as stateless ones.
+def inference_only(model):
+    """Trace recurrent layers as inference needs them: stateless and without dropout masks.
 
     A stateful layer reads its state variables and assigns the new state after
     the call; a frozen graph has no variables to assign, and TensorFlow's
     converter refuses the assign. Traced stateless, the layer starts from zero
     states, which is what the stateful model computes after ``reset_states()``:
     every run of the frozen graph starts from zeros and carries nothing over.
+
+    Recurrent cells with ``dropout``/``recurrent_dropout`` draw their dropout masks
+    on every call, at inference too, and advance a seed variable to do so; the
+    masks are used only in training. Traced with rates 0 they draw nothing,
+    which changes no inference output.
     """
-    layers = [layer for layer in model._flatten_layers(include_self=True, recursive=True)
-              if getattr(layer, "stateful", False) is True]
-    for layer in layers:
-        layer.stateful = False
+    every = list(model._flatten_layers(include_self=True, recursive=True))
+    saved = []
+    for layer in every:
+        if getattr(layer, "stateful", False) is True:
+            saved.append((layer, "stateful", True))
+        if hasattr(layer, "get_recurrent_dropout_mask"):  # Keras' DropoutRNNCell, a private class
+            saved += [(layer, key, getattr(layer, key)) for key in ("dropout", "recurrent_dropout")
+                      if getattr(layer, key, 0)]
+    for layer, key, _ in saved:
+        setattr(layer, key, 0.0 if key != "stateful" else False)
     try:
         yield
     finally:
-        for layer in layers:
-            layer.stateful = True
+        for layer, key, value in saved:
+            setattr(layer, key, value)
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:

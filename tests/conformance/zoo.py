@@ -155,6 +155,18 @@ def lstm_seq():
     return rnn(L.LSTM(4, return_sequences=True, name="lstm"), name="lstm_seq")
 
 
+def lstm_dropout():
+    return rnn(L.LSTM(4, dropout=0.3, recurrent_dropout=0.3, name="lstm"), name="lstm_dropout")
+
+
+def stacked_cells():
+    return rnn(L.RNN([L.LSTMCell(4), L.GRUCell(3)], name="stack"), name="stacked")
+
+
+def unrolled():
+    return rnn(L.SimpleRNN(4, unroll=True, name="rnn"), name="unrolled")
+
+
 def gru():
     return rnn(L.GRU(4, name="gru"), name="gru")
 
@@ -359,7 +371,11 @@ ROWS = [
     Row("lstm_seq", "recurrent", "LSTM, return_sequences", lstm_seq),
     Row("lstm_varlen", "recurrent", "LSTM, None time dimension, fixed by input_shape", lstm_varlen,
         {"input_shape": [None, 6, 3]}),
+    Row("lstm_dropout", "recurrent", "LSTM with dropout and recurrent_dropout", lstm_dropout),
+    Row("stacked_cells", "recurrent", "RNN of stacked LSTMCell + GRUCell", stacked_cells),
+    Row("unrolled", "recurrent", "SimpleRNN, unroll=True", unrolled),
     Row("gru", "recurrent", "GRU (reset_after)", gru),
+    Row("gru_h5", "recurrent", "GRU saved as Keras 3 .h5", gru, suffix=".h5"),
     Row("gru_v1", "recurrent", "GRU (reset_after=False)", gru_v1),
     Row("bidirectional", "recurrent", "Bidirectional LSTM", bidirectional),
     Row("lstm_state", "recurrent", "LSTM, return_state", lstm_state),
