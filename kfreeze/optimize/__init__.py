@@ -35,9 +35,9 @@ PASSES: list[tuple[str, Pass]] = [
     ("dense_constants", rewrites.dense_constants),        # values in tensor_content (OpenCV needs it)
     ("dedupe_constants", rewrites.dedupe_constants),      # identical constants become one
     ("name_outputs", rewrites.name_outputs),              # the op computing an output takes its name
+    ("frame_constants_late", passes.frame_constants),     # again, for the constants the rewrites made
     ("opencv_compat", compat.opencv_compat),              # only with Context(opencv=True)
     ("float16_weights", precision.float16_weights),       # only with Context(precision="float16")
-    ("frame_constants_late", passes.frame_constants),     # again, for the constants the rewrites made
     ("sort_by_execution_order", passes.sort_by_execution_order),
     ("check_portable", passes.check_portable),            # standard ops only
 ]

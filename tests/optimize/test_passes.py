@@ -811,3 +811,16 @@ def test_frame_constants_copies_a_constant_read_inside_and_outside_a_loop(gru_fr
     assert len(copies) == 1 and copies[0].input[0].startswith("^")
     assert not by_name(fixed)["shared_zero"].input  # the outside reader keeps the root-frame constant
     np.testing.assert_allclose(run(fixed, {"seq:0": x}, "gru:0"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_float16_weights_inside_a_loop_stay_in_its_frame(gru_frozen, monkeypatch):
+    from kfreeze.optimize import precision
+
+    frozen, x, expected = gru_frozen
+    monkeypatch.setattr(precision, "MIN_ELEMENTS", 8)  # the tiny GRU's kernels count as weights
+    ctx = Context((InputSpec("seq"),), ("gru",), precision="float16")
+    graph, _ = optimize(frozen, ctx)
+    loop = graphio.loop_nodes(graph)
+    halves = [n for n in graph.node if n.op == "Const" and n.attr["dtype"].type == tf.float16.as_datatype_enum]
+    assert any(n.name in loop or n.input for n in halves)  # some weight lives inside the loop
+    np.testing.assert_allclose(run(graph, {"seq:0": x}, "gru:0"), expected, atol=5e-3)
