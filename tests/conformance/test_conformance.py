@@ -51,22 +51,25 @@ def test_a_broken_fold_fails_the_parity_check():
     assert harness.rel_err(run.reference, got) > harness.REL_TOL
 
 
-def test_recurrent_export_is_byte_identical_on_a_rerun(tmp_path):
-    """Same source file, second run in this process (Keras' name counters moved on): same bytes."""
-    first = RUNS.get("bidirectional")
-    if first is None:
-        pytest.skip("the bidirectional row did not run")
+@pytest.mark.parametrize("row_id", ["bidirectional", "stateful", "nested_functional", "shared_layers", "subclassed"])
+def test_rerun_is_byte_identical(row_id, tmp_path):
+    """Same source file, second run in this process (Keras' name counters moved on): same bytes,
+    for RNN loop bodies, nested models, shared layers and subclassed models."""
     import shutil
 
+    first = RUNS.get(row_id)
+    if first is None:
+        pytest.skip(f"the {row_id} row did not run")
     shutil.copytree(first.project / "models", tmp_path / "models")
     shutil.copy(first.project / "params.yaml", tmp_path / "params.yaml")
-    harness.run_stages(tmp_path, "bidirectional", ("convert", "export", "freeze", "optimize"))
+    harness.run_stages(tmp_path, row_id, ("convert", "export", "freeze", "optimize"))
     for artifact in ("model/model.keras", "graph.pbtxt", "ckpt/model.ckpt.index", "frozen.pb", "optimized.pb"):
-        again = (tmp_path / "build" / "bidirectional" / artifact).read_bytes()
+        again = (tmp_path / "build" / row_id / artifact).read_bytes()
         assert again == (first.build / artifact).read_bytes(), artifact
-    frames = {n.attr["frame_name"].s.decode() for n in graphio.read_graph(first.build / "frozen.pb").node
-              if n.op == "Enter"}
-    assert frames and not any("_1" in f for f in frames), frames  # stable loop names too
+    if row_id == "bidirectional":  # loop frames are named after the layers, without counters
+        frames = {n.attr["frame_name"].s.decode() for n in graphio.read_graph(first.build / "frozen.pb").node
+                  if n.op == "Enter"}
+        assert frames == {"bidir/bi/forward_lstm/while", "bidir/bi/backward_lstm/while"}, frames
 
 
 def test_docs_conformance_matches_the_run():
