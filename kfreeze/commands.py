@@ -7,6 +7,7 @@ TensorFlow is imported inside each command, so ``--help`` stays instant.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -48,14 +49,42 @@ def cli_errors(fn=None, *, exit_code: int = 1):
             raise typer.Exit(exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            if e.errno not in _OS_FIXES:
+                raise _internal(fn, e, exit_code) from None
+            print(f"error: {os_error(e).line()}", file=sys.stderr)
+            raise typer.Exit(exit_code) from None
         except Exception as e:  # a bug or an input kfreeze does not recognise yet
             if debug:
                 traceback.print_exc()
-            reason = " ".join(str(e).split())[:300]
-            print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
-                  "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
-            raise typer.Exit(max(exit_code, 2)) from None
+            raise _internal(fn, e, exit_code) from None
     return wrapper
+
+
+_OS_FIXES = {
+    errno.EACCES: "check the permissions of the file and its folder",
+    errno.EPERM: "check the permissions of the file and its folder",
+    errno.ENOSPC: "free some disk space and re-run",
+    errno.EDQUOT: "free some disk space (you are over quota) and re-run",
+    errno.EROFS: "the file system is read-only; use a writable --build/--metrics folder",
+}
+
+
+def os_error(e: OSError) -> KfreezeError:
+    """EACCES, ENOSPC, EROFS...: one line naming the path, not an internal error."""
+    return KfreezeError(e.filename or "kfreeze", f"cannot write or read here ({e.strerror})",
+                        _OS_FIXES.get(e.errno, "check the path"))
+
+
+def _internal(fn, e: Exception, exit_code: int):
+    from kfreeze.errors import printable
+
+    reason = printable(" ".join(str(e).split())[:300])
+    print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
+          "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
+    return typer.Exit(max(exit_code, 2))
 
 
 @contextlib.contextmanager
@@ -225,6 +254,8 @@ def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
     nodes.require(graph, inputs, "input", _where(params_file, spec, "inputs"))
     nodes.require(graph, outputs, "output", _where(params_file, spec, "outputs"))
     nodes.require_upstream(graph, inputs, outputs, _where(params_file, spec, "inputs"))
+    from kfreeze import policy  # before freeze_graph runs the graph's variables (and whatever they depend on)
+    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
     frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
@@ -249,8 +280,11 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
     nodes.require(frozen, inputs, "input", _where(params_file, spec, "inputs"))
     ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
                       opencv=spec.opencv, precision=spec.precision)
+    from kfreeze import resources
     try:
-        graph, stats = opt.optimize(frozen, ctx)
+        resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
+                                    _where(params_file, spec, "input_shape"))
+        graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
     except KfreezeError as e:
         raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
     graphio.write_graph(graph, out / "optimized.pb")
@@ -263,9 +297,10 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
 def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
            metrics: Path = MetricsOpt, debug: bool = DebugOpt):
     """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json."""
-    from kfreeze import graphio
+    from kfreeze import atomic, graphio
     from kfreeze import verify as verify_lib
 
+    atomic.clean_stale(Path(metrics) / f"{name}.json")  # a killed run's temp file must not reach dvc.lock
     spec = params.model_spec(name, params_file)
     vspec = params.verify_spec(params_file)
     out = _dirs(build, name)

@@ -7,6 +7,7 @@ DVC reruns exactly the stages a change can affect.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ import yaml
 from kfreeze.errors import KfreezeError
 
 PARAMS_FILE = "params.yaml"
-NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")  # not '-' first: it would read as a CLI option
+YAML_NODES_MAX = 100_000  # params.yaml expanded through its aliases; a real one has a few hundred
 
 # Keras models live under 'models:', TF graph + checkpoint models under 'graphs:'.
 # They are two sections because DVC's foreach cannot filter: TF1 models have no
@@ -29,15 +31,16 @@ STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
     KERAS: {
         "convert": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code"),
         "export": ("custom_objects", "trust_code"),
-        "freeze": ("inputs", "outputs"),
+        "freeze": ("inputs", "outputs", "trust_code"),
         "optimize": ("inputs", "outputs", "input_shape", "opencv", "precision"),
         "verify": ("source", "arch", "layout", "theano_kernels", "custom_objects", "trust_code",
                    "inputs", "outputs", "input_shape", "precision"),
     },
     TF1: {
-        "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs"),
+        "freeze_tf1": ("graph", "checkpoint", "inputs", "outputs", "trust_code"),
         "optimize_tf1": ("inputs", "outputs", "input_shape", "input_dtype", "opencv", "precision"),
-        "verify_tf1": ("graph", "checkpoint", "inputs", "outputs", "input_shape", "input_dtype", "precision"),
+        "verify_tf1": ("graph", "checkpoint", "inputs", "outputs", "input_shape", "input_dtype", "precision",
+                       "trust_code"),
     },
 }
 VERIFY_KEYS = ("samples", "seed", "atol", "atol_float16")
@@ -48,7 +51,7 @@ SECTION_KEYS: dict[str, dict[str, tuple]] = {
             "theano_kernels": (bool, type(None)), "custom_objects": (list,), "trust_code": (bool,),
             "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE, "opencv": (bool,), "precision": (str,)},
     TF1: {"graph": (str,), "checkpoint": (str,), "inputs": (list,), "outputs": (list,), "input_shape": _SHAPE,
-          "input_dtype": (str, list, type(None)), "opencv": (bool,), "precision": (str,)},
+          "input_dtype": (str, list, type(None)), "opencv": (bool,), "precision": (str,), "trust_code": (bool,)},
 }
 REQUIRED = {KERAS: ("source",), TF1: ("graph", "checkpoint")}
 VERIFY_DEFAULTS = {"samples": 16, "seed": 0, "atol": 1.0e-4, "atol_float16": 5.0e-3}
@@ -64,7 +67,7 @@ class ModelSpec:
     layout: str | None = None                # channels_first | channels_last; None: what the file says
     theano_kernels: bool | None = None       # flip conv kernels trained with Theano
     custom_objects: list[str] = field(default_factory=list)  # "module.path:Name" classes to import
-    trust_code: bool = False                 # allow Lambda layers (they run Python code from the file)
+    trust_code: bool = False                 # allow Lambda layers and any graph op (code from the file runs)
     graph: str | None = None                 # GraphDef file (graphs:)
     checkpoint: str | None = None            # checkpoint prefix or directory (graphs:)
     inputs: list[str] = field(default_factory=list)
@@ -105,12 +108,71 @@ def _type_name(types) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise KfreezeError(f"{self.name}:{key_node.start_mark.line + 1}", f"duplicate key {_short(key)}",
+                                       "YAML keeps only the last one; remove or rename the other")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_yaml(text: str, path) -> object:
+    """``yaml.safe_load`` with aliases bounded and duplicate keys refused.
+
+    Aliases share one Python object, so a billion-laughs file loads small but
+    explodes wherever it is walked or printed; its expanded size is counted on
+    the node graph first, before anything is built.
+    """
+    loader = _Loader(text)
+    loader.name = str(path)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def expanded(n) -> int:
+            if id(n) in sizes:
+                return sizes[id(n)]
+            sizes[id(n)] = YAML_NODES_MAX + 1  # a recursive alias counts as too big
+            children = (n.value if isinstance(n, yaml.SequenceNode) else
+                        [c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else [])
+            total = 1
+            for child in children:
+                total += expanded(child)
+                if total > YAML_NODES_MAX:
+                    break
+            sizes[id(n)] = total
+            return total
+
+        if expanded(node) > YAML_NODES_MAX:
+            raise KfreezeError(path, f"expands to more than {YAML_NODES_MAX} values through its aliases (&anchors "
+                               "and *references)", "write the entries out; kfreeze refuses alias bombs")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def load(path: str | Path = PARAMS_FILE) -> dict:
     path = Path(path)
     if not path.is_file():
         raise KfreezeError(path, "params file not found", "run from the project root, next to params.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_yaml(path.read_text(), path) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -162,7 +224,7 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
                     else _suggest(key, keys))
             raise KfreezeError(where, f"unknown key '{key}'{hint}", f"known keys: {', '.join(keys)}")
         if not isinstance(value, keys[key]):
-            raise KfreezeError(f"{where}.{key}", f"must be {_type_name(keys[key])}, got {value!r}",
+            raise KfreezeError(f"{where}.{key}", f"must be {_type_name(keys[key])}, got {_short(value)}",
                                "fix the value in params.yaml")
     needed = [k for k in REQUIRED[section] if k not in entry]
     declared = {k for keys_ in STAGE_PARAMS[section].values() for k in keys_}
@@ -173,6 +235,9 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     for key in ("inputs", "outputs"):
         if not all(isinstance(v, str) and v for v in entry.get(key) or []):
             raise KfreezeError(f"{where}.{key}", "must be a list of node names", "e.g. [image] or []")
+    _check_shape(entry.get("input_shape"), f"{where}.input_shape")
+    if isinstance(entry.get("input_dtype"), list) and not all(isinstance(d, str) for d in entry["input_dtype"]):
+        raise KfreezeError(f"{where}.input_dtype", "must be a dtype name or a list of them", "e.g. float32")
     for ref in entry.get("custom_objects") or []:
         if not isinstance(ref, str) or not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", ref):
             raise KfreezeError(f"{where}.custom_objects", f"{ref!r} is not 'module.path:Name'",
@@ -189,6 +254,9 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         if value is not None and not _inside(Path(value), folder):
             raise KfreezeError(f"{where}.{key}", f"'{value}' is not inside {folder}/, the folder DVC tracks for "
                                "this model", f"move the file to {folder}/ and update the path")
+    for key in ("source", "arch", "graph", "checkpoint"):
+        if entry.get(key) is not None:
+            check_inside(entry[key], folder, f"{where}.{key}")
     return ModelSpec(
         name=name,
         section=section,
@@ -207,6 +275,44 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         opencv=bool(entry.get("opencv")),
         precision=entry.get("precision") or "float32",
     )
+
+
+SHAPE_DIM_MAX = 2**31 - 1
+SHAPE_RANK_MAX = 8
+
+
+def _check_shape(raw, where: str) -> None:
+    """input_shape's exact types: integers (not booleans), null, lists and a mapping of them."""
+    def dims_ok(shape) -> bool:
+        return (isinstance(shape, list) and len(shape) <= SHAPE_RANK_MAX and
+                all(d is None or (type(d) is int and (0 < d <= SHAPE_DIM_MAX or d == -1)) for d in shape))
+    if raw is None:
+        return
+    shapes = list(raw.values()) if isinstance(raw, dict) else (
+        raw if raw and all(isinstance(s, list) for s in raw) else [raw])
+    names_ok = not isinstance(raw, dict) or all(isinstance(k, str) for k in raw)
+    if not names_ok or not all(s is None and isinstance(raw, dict) or dims_ok(s) for s in shapes):
+        raise KfreezeError(where, f"{_short(raw)} is not a shape (or list of shapes, or mapping of input to shape)",
+                           f"use up to {SHAPE_RANK_MAX} positive integers, -1 or null, e.g. [1, 224, 224, 3]; "
+                           "true/false are not numbers")
+
+
+def check_inside(path: str | Path, folder: str | Path, where: str) -> Path:
+    """``path`` after symlinks, refused unless it stays inside ``folder`` (itself no symlink).
+
+    The lexical check in parse_model is not enough: a symlink in models/<name>/
+    can point anywhere, and DVC does not track what it points to.
+    """
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise KfreezeError(where, f"{folder} is a symlink (to {os.readlink(folder)}); kfreeze reads models only "
+                           "from their own folder", f"put the files in a real folder {folder}/")
+    real_folder = folder.resolve()
+    real = Path(path).resolve()
+    if real != real_folder and real_folder not in real.parents:
+        raise KfreezeError(where, f"'{path}' leads outside {folder}/ (to {real}) through a symlink",
+                           f"copy the file into {folder}/ instead of linking it")
+    return real
 
 
 def _inside(path: Path, folder: Path) -> bool:

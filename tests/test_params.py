@@ -35,6 +35,7 @@ graphs:
     input_dtype: uint8
     opencv: false
     precision: float16
+    trust_code: false
 verify: {samples: 4, seed: 3, atol: 1.0e-5}
 """)
     spec = params.model_spec("digits", path)

@@ -48,6 +48,7 @@ graphs:
     input_dtype: float32
     opencv: false
     precision: float32
+    trust_code: false
 verify:
   samples: 4
   seed: 0

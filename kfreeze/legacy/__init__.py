@@ -8,6 +8,7 @@ config, and copy the weights with kernels flipped and Dense rows reordered as ne
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,15 +71,44 @@ def _source_model(source, arch, layout: str | None):
 
 def layout_plan(source, arch=None, layout: str | None = None) -> Plan:
     """Which inputs and outputs the conversion transposes; verify feeds and compares by it."""
+    if (native := _keras3_arch(source, arch)) is not None:
+        return _unchanged(native)
     return _source_model(source, arch, layout)[3]
 
 
+def _keras3_arch(source, arch):
+    """A Keras 3 ``to_json`` architecture with ``save_weights`` weights: Keras 3 builds it as it is."""
+    if arch is None:
+        return None
+    config = files.read_arch(Path(arch))
+    if not files.is_keras3_config(config):
+        return None
+    source = Path(source)
+    if not source.name.lower().endswith(".weights.h5"):
+        raise KfreezeError(source, "a Keras 3 architecture needs the weights Keras 3's save_weights() writes, "
+                           "a '.weights.h5' file", "give that file (rename it to end in .weights.h5 if needed)")
+    try:
+        model = keras3.keras.models.model_from_json(json.dumps(config))
+        model.load_weights(source)
+    except Exception as e:  # Keras raises many types; all mean "this pair does not load"
+        raise KfreezeError(source, f"Keras 3 cannot load these weights into the architecture in {arch} "
+                           f"({' '.join(str(e).split())[:200]})", "give the weights saved from that model") from None
+    return model
+
+
+def _unchanged(model) -> Plan:
+    return Plan(False, [False] * len(model.inputs), [False] * len(model.outputs))
+
+
 def convert_source(source, arch=None, layout: str | None = None, theano_kernels: bool | None = None) -> Converted:
+    if (native := _keras3_arch(source, arch)) is not None:
+        return Converted(native, _unchanged(native))
     src, model, config, plan = _source_model(source, arch, layout)
+    keras3.check_activations(config, arch or source)
     _warn_theano(src, theano_kernels)
     files.load_weights(model, src)
     where = arch or source
-    converted = keras3.build(keras3.keras3_config(config, plan, where), where)
+    converted = keras3.build(keras3.keras3_config(config, plan, where, model), where)
     keras3.copy_weights(model, converted, plan, bool(theano_kernels), where)
     return Converted(converted, plan)
 

@@ -12,10 +12,16 @@ import copy
 
 from kfreeze.errors import KfreezeError
 
+_RECURRENT = {"output_dim": "units", "dropout_W": "dropout", "dropout_U": "recurrent_dropout",
+              "return_sequences": "return_sequences", "go_backwards": "go_backwards", "stateful": "stateful",
+              "unroll": "unroll"}
 _DIM_ORDERING = {"th": "channels_first", "tf": "channels_last"}
 _DROPPED = ("W_regularizer", "b_regularizer", "activity_regularizer", "W_constraint", "b_constraint",
             "gamma_regularizer", "beta_regularizer", "input_dim", "input_length", "output_shape",
-            "depthwise_regularizer", "pointwise_regularizer", "depthwise_constraint", "pointwise_constraint")
+            "depthwise_regularizer", "pointwise_regularizer", "depthwise_constraint", "pointwise_constraint",
+            # recurrent layers: training-only settings; consume_less only chose how the gates were computed
+            # (its weight layout is recognised by count when the weights are read)
+            "U_regularizer", "U_constraint", "inner_init", "forget_bias_init", "consume_less")
 _COMMON = {"name": "name", "trainable": "trainable", "batch_input_shape": "batch_input_shape",
            "input_dtype": "dtype", "activation": "activation", "bias": "use_bias", "init": "kernel_initializer",
            "border_mode": "padding", "subsample": "strides", "nb_filter": "filters", "dim_ordering": "data_format",
@@ -52,7 +58,22 @@ _LAYERS = {
                                                   "gamma_init": "gamma_initializer"}, ()),
     "LeakyReLU": ("LeakyReLU", {"alpha": "alpha"}, ()),
     "InputLayer": ("InputLayer", {"sparse": "sparse"}, ()),
+    # Keras 1.2.2 keras/layers/recurrent.py and embeddings.py; gates and weights: see source.keras1_weight_order
+    "SimpleRNN": ("SimpleRNN", _RECURRENT, ()),
+    "LSTM": ("LSTM", {**_RECURRENT, "inner_activation": "recurrent_activation"}, ()),
+    "GRU": ("GRU", {**_RECURRENT, "inner_activation": "recurrent_activation"}, ()),
+    "Embedding": ("Embedding", {"input_dim": "input_dim", "output_dim": "output_dim", "mask_zero": "mask_zero",
+                                "init": None, "dropout": None}, ()),
+    "TimeDistributed": ("TimeDistributed", {"layer": "layer"}, ()),
+    "Bidirectional": ("Bidirectional", {"layer": "layer", "merge_mode": "merge_mode"}, ()),
+    "Masking": ("Masking", {"mask_value": "mask_value"}, ()),
+    "RepeatVector": ("RepeatVector", {"n": "n"}, ()),
+    "GlobalAveragePooling1D": ("GlobalAveragePooling1D", {}, ()),
+    "GlobalMaxPooling1D": ("GlobalMaxPooling1D", {}, ()),
 }
+# Keras 1 defaults that differ from Keras 2's, written out so a config that omits them keeps its meaning.
+_DEFAULTS = {"LSTM": {"recurrent_activation": "hard_sigmoid"}, "GRU": {"recurrent_activation": "hard_sigmoid",
+                                                                       "reset_after": False}}
 _MERGE = {"concat": "Concatenate", "sum": "Add", "mul": "Multiply", "ave": "Average", "max": "Maximum"}
 
 
@@ -61,11 +82,34 @@ def upgrade(model_config: dict, where) -> dict:
     out = copy.deepcopy(model_config)
     cfg = out["config"]
     layers = cfg if isinstance(cfg, list) else cfg["layers"]
+    if isinstance(cfg, list) and layers:
+        _sequential_input(layers)
     for layer in layers:
         layer["class_name"], layer["config"] = upgrade_layer(layer["class_name"], layer["config"], where)
     if isinstance(cfg, list):  # Keras 1 Sequential: a bare list of layers
         out["config"] = {"name": "sequential", "layers": layers}
     return out
+
+
+def _sequential_input(layers: list) -> None:
+    """The first layer's input, as Keras 1 made it: from batch_input_shape, else input_dim/input_length.
+
+    An integer input (an Embedding's token ids) becomes an explicit InputLayer, named as Keras 1
+    named it, so its dtype is the input's and not the layer's (an int32 Embedding has no float weights).
+    """
+    first = layers[0]["config"]
+    if "batch_input_shape" not in first and first.get("input_dim") is not None:
+        if layers[0]["class_name"] == "Embedding":
+            first["batch_input_shape"] = [None, first.get("input_length")]
+        elif layers[0]["class_name"] in ("SimpleRNN", "LSTM", "GRU"):
+            first["batch_input_shape"] = [None, first.get("input_length"), first["input_dim"]]
+        else:
+            first["batch_input_shape"] = [None, first["input_dim"]]
+    dtype = first.get("input_dtype")
+    if dtype and not str(dtype).startswith("float") and "batch_input_shape" in first:
+        layers.insert(0, {"class_name": "InputLayer", "config": {
+            "name": f"{first.get('name', 'layer')}_input", "batch_input_shape": first.pop("batch_input_shape"),
+            "input_dtype": first.pop("input_dtype")}})
 
 
 def upgrade_layer(class_name: str, config: dict, where) -> tuple[str, dict]:
@@ -76,22 +120,31 @@ def upgrade_layer(class_name: str, config: dict, where) -> tuple[str, dict]:
         raise KfreezeError(where, f"Keras 1 layer '{name}' ({class_name}) has no known Keras 2 equivalent",
                            "re-save the model with Keras 2, or replace the layer")
     new_class, renames, kernel_keys = _LAYERS[class_name]
-    new = {}
+    new = dict(_DEFAULTS.get(class_name, {}))
     if kernel_keys:
         new["kernel_size"] = [config[k] for k in kernel_keys]
     if class_name == "BatchNormalization" and config.get("mode", 0) != 0:
         raise KfreezeError(where, f"layer '{name}' (BatchNormalization) has mode={config['mode']}: it normalises "
                            "with batch statistics at inference, which Keras 2 cannot express", "retrain with mode=0")
     for key, value in config.items():
-        if key in kernel_keys or key in _DROPPED or key == "mode":
+        if key in renames:
+            target = renames[key]
+            if target is None:  # known, and without effect at inference
+                continue
+        elif key in kernel_keys or key in _DROPPED or key == "mode":
             continue
-        target = renames.get(key) or _COMMON.get(key)
+        else:
+            target = _COMMON.get(key)
         if target is None:
             raise KfreezeError(where, f"Keras 1 layer '{name}' ({class_name}) has key '{key}' that kfreeze cannot "
                                "map", "remove the key if it does not affect inference, or re-save with Keras 2")
         if key == "weights" and value is not None:
             raise KfreezeError(where, f"layer '{name}' has inline 'weights'", "keep weights in the .h5 file")
         new[target] = _value(key, value, name, where)
+    if "layer" in new:  # TimeDistributed, Bidirectional: the wrapped layer is a Keras 1 config too
+        inner = new["layer"]
+        inner_class, inner_cfg = upgrade_layer(inner["class_name"], inner["config"], where)
+        new["layer"] = {"class_name": inner_class, "config": inner_cfg}
     if new_class == "Flatten":
         new["data_format"] = "channels_last"  # Keras 1 flattened in storage order, whatever the layout
     if new_class == "Conv1D" and isinstance(new.get("strides"), int):

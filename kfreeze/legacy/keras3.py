@@ -29,9 +29,33 @@ _TRAINING_ONLY = {cls: ("kernel_initializer", "kernel_regularizer", "kernel_cons
                   for cls in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")}
 
 
+# Recurrent layers: tf_keras' config keys that Keras 3 rejects. time_major=True (time first) has no Keras 3
+# form; 'implementation' only chose how tf_keras batched the gate products, not what they compute.
+_RNN = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+_RNN_NO_OP_KEYS = {"time_major": False}
+_RNN_IGNORED = ("implementation",)
+_WRAPPED = ("layer", "backward_layer")  # TimeDistributed, Bidirectional
+
+
+def _clean_rnn(cls: str, cfg: dict, where) -> None:
+    for key, no_op in _RNN_NO_OP_KEYS.items():
+        if cfg.pop(key, no_op) != no_op:
+            raise KfreezeError(where, f"layer '{cfg['name']}' ({cls}) has {key}=True (inputs with time first), which "
+                               "Keras 3 cannot express", f"re-save the model with {key}=False and feed it "
+                               "(batch, time, features) instead of (time, batch, features)")
+    for key in _RNN_IGNORED:
+        cfg.pop(key, None)
+
+
 def clean_layer(cls: str, cfg: dict, where) -> dict:
     """One Keras 2 layer config as Keras 3 accepts it."""
     cfg = dict(cfg)
+    if cls in _RNN:
+        _clean_rnn(cls, cfg, where)
+    for key in _WRAPPED:
+        inner = cfg.get(key)
+        if isinstance(inner, dict) and "class_name" in inner:
+            cfg[key] = {**inner, "config": clean_layer(inner["class_name"], inner["config"], where)}
     shape = cfg.pop("batch_input_shape", None)
     if cls == "InputLayer":
         cfg["batch_shape"] = shape
@@ -47,13 +71,37 @@ def clean_layer(cls: str, cfg: dict, where) -> dict:
     return cfg
 
 
-def keras3_config(config: dict, plan: Plan, where) -> dict:
+def _tensor_ref(ref: list, source) -> dict:
+    """A Keras 3 serialized tensor; its shape and dtype are the source model's (with the layout edits,
+    which never touch recurrent inputs)."""
+    layer = source.get_layer(ref[0])
+    shape = layer.get_output_shape_at(ref[1])
+    shape = shape[ref[2]] if isinstance(shape, list) else shape
+    return {"class_name": "__keras_tensor__", "config": {"shape": list(shape), "dtype": layer.dtype,
+                                                         "keras_history": list(ref[:3])}}
+
+
+def _initial_state_nodes(layer: dict, source) -> None:
+    """tf_keras lists an RNN call's initial states as extra inbound tensors; Keras 3 reads only the first
+    unless they are passed as its ``initial_state`` argument, in Keras 3's own node format."""
+    nodes = layer.get("inbound_nodes") or []
+    if layer["class_name"] not in (*_RNN, "Bidirectional") or not any(len(n) > 1 for n in nodes if isinstance(n, list)):
+        return
+    layer["inbound_nodes"] = [
+        {"args": [_tensor_ref(node[0], source)], "kwargs": {**(node[0][3] if len(node[0]) > 3 else {}),
+                                                           "initial_state": [_tensor_ref(r, source) for r in node[1:]]}}
+        if isinstance(node, list) and len(node) > 1 else node for node in nodes]
+
+
+def keras3_config(config: dict, plan: Plan, where, source=None) -> dict:
     """The tf_keras model config with the layout edits applied and every layer cleaned for Keras 3."""
     out = copy.deepcopy(config)
     for layer in out["config"]["layers"]:
         cfg = {**layer["config"], **plan.edits.get(layer["config"]["name"], {})}
         layer["config"] = clean_layer(layer["class_name"], cfg, where)
         layer.pop("build_config", None)  # the source's input shapes; the new layout builds its own
+        if source is not None:
+            _initial_state_nodes(layer, source)
         if layer["class_name"] != "InputLayer":  # not in keras.layers.deserialize; built by from_config
             _check_layer(layer, where)
     return out
@@ -62,7 +110,7 @@ def keras3_config(config: dict, plan: Plan, where) -> dict:
 def _check_layer(layer: dict, where) -> None:
     """Build each layer alone first, so a failure names the layer instead of the whole model."""
     try:
-        keras.layers.deserialize({k: v for k, v in layer.items() if k != "inbound_nodes"})
+        keras.layers.deserialize(copy.deepcopy({k: v for k, v in layer.items() if k != "inbound_nodes"}))
     except Exception as e:  # Keras raises many types; all mean "Keras 3 has no such layer/argument"
         reason = " ".join(str(e).split("Exception encountered:")[-1].split())[:200]
         raise KfreezeError(where, f"layer '{layer['config']['name']}' ({layer['class_name']}) cannot be built in "
@@ -83,9 +131,51 @@ def flip_spatial(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.flip(kernel, axis=tuple(range(kernel.ndim - 2))))
 
 
-def layer_weights(cls: str, name: str, values: list[np.ndarray], plan: Plan, theano: bool) -> list[np.ndarray]:
+# Keras 1/2 hard_sigmoid is clip(0.2 x + 0.5, 0, 1); Keras 3's is clip(x / 6 + 0.5, 0, 1), so the Keras 3
+# function of 1.2 x is the old one of x. Where hard_sigmoid follows a linear map, the map's weights are
+# scaled by 1.2: LSTM gates i, f, o and GRU gates z, r (recurrent_activation), Dense/Conv kernels.
+HARD_SIGMOID_SCALE = 1.2
+_GATES = {"LSTM": (1, 1, 0, 1), "ConvLSTM1D": (1, 1, 0, 1), "ConvLSTM2D": (1, 1, 0, 1), "ConvLSTM3D": (1, 1, 0, 1),
+          "GRU": (1, 1, 0)}
+_LINEAR = {"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
+
+
+def _scale_hard_sigmoid(cls: str, cfg: dict, values: list[np.ndarray], where) -> list[np.ndarray]:
+    """The weights of a layer whose activations are Keras 2's hard_sigmoid, for Keras 3's (see above)."""
+    name = cfg.get("name", "?")
+    if cls == "Bidirectional":
+        half = len(values) // 2
+        back = cfg.get("backward_layer") or cfg["layer"]
+        return (_scale_hard_sigmoid(cfg["layer"]["class_name"], cfg["layer"]["config"], values[:half], where)
+                + _scale_hard_sigmoid(back["class_name"], back["config"], values[half:], where))
+    if cls == "TimeDistributed":
+        return _scale_hard_sigmoid(cfg["layer"]["class_name"], cfg["layer"]["config"], values, where)
+    values = list(values)
+    if cfg.get("recurrent_activation") == "hard_sigmoid" and cls in _GATES:
+        gates = np.repeat(np.asarray(_GATES[cls], dtype=bool), cfg.get("units") or cfg.get("filters"))
+        for i in range(min(len(values), 3)):  # kernel, recurrent kernel, bias: gates on the last axis
+            values[i] = np.where(gates, values[i] * np.float32(HARD_SIGMOID_SCALE), values[i]).astype(values[i].dtype)
+    if cfg.get("activation") == "hard_sigmoid":
+        if cls not in _LINEAR:
+            raise KfreezeError(where, f"layer '{name}' ({cls}) uses Keras 2's hard_sigmoid (slope 0.2), and Keras 3's "
+                               "has slope 1/6", "replace the activation with 'sigmoid' and retrain, or put the "
+                               "activation right after a Dense or convolution layer")
+        values = [v * np.float32(HARD_SIGMOID_SCALE) for v in values]
+    return values
+
+
+def check_activations(config: dict, where) -> None:
+    """Fail in convert, naming the layer, on an activation whose meaning changed and cannot be kept."""
+    for layer in config["config"]["layers"]:
+        _scale_hard_sigmoid(layer["class_name"], layer["config"], [], where)
+
+
+def layer_weights(cls: str, name: str, values: list[np.ndarray], plan: Plan, theano: bool,
+                  config: dict | None = None, where=None) -> list[np.ndarray]:
     """The weights of one layer, as the converted (channels_last, TensorFlow-convention) layer needs them."""
     values = list(values)
+    if config is not None:
+        values = _scale_hard_sigmoid(cls, config, values, where)
     if theano:
         for i in THEANO_KERNELS.get(cls, ()):
             values[i] = flip_spatial(values[i])
@@ -99,7 +189,7 @@ def copy_weights(source, target: keras.Model, plan: Plan, theano: bool, where) -
         values = layer.get_weights()
         if not values:
             continue
-        new = layer_weights(type(layer).__name__, layer.name, values, plan, theano)
+        new = layer_weights(type(layer).__name__, layer.name, values, plan, theano, layer.get_config(), where)
         dest = target.get_layer(layer.name)
         expected = [tuple(w.shape) for w in dest.weights]
         if expected != [v.shape for v in new]:

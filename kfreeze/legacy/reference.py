@@ -12,7 +12,10 @@ Keras 1 files share the converter's reading code, because tf_keras cannot read t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import h5py
 
 import numpy as np
 
@@ -36,12 +39,22 @@ def _load(source: Path, arch: Path | None, layout: str | None) -> tf_keras.Model
         if src.keras1:
             model = files.build_model(src, layout)
             files.load_weights(model, src)
-        elif arch is not None:
-            model = tf_keras.models.model_from_json(Path(arch).read_text())
+        elif arch is not None:  # JSON or YAML (read safely); tf_keras builds it and reads the weights itself
+            model = tf_keras.models.model_from_config(files.upgrade_keras2(files.read_arch(arch)))
+            model.load_weights(str(source))
+        elif any(l.get("class_name") in files.CUDNN for l in files.walk_layers(json.loads(_model_config(source)))):
+            # cuDNN layers have no CPU kernel: tf_keras builds their LSTM/GRU twin and converts the weights itself
+            model = tf_keras.models.model_from_config(src.config)
             model.load_weights(str(source))
         else:
             model = tf_keras.models.load_model(str(source), compile=False)
     return model
+
+
+def _model_config(source: Path) -> str:
+    with h5py.File(source, "r") as f:
+        value = f.attrs["model_config"]
+    return value.decode("utf8") if isinstance(value, bytes) else value
 
 
 def _theano_to_tf(model: tf_keras.Model) -> None:
@@ -79,6 +92,14 @@ def reference_model(source, arch=None, layout: str | None = None, theano_kernels
 
 def reference_outputs(source, arch, layout: str | None, theano_kernels: bool, inputs) -> list[np.ndarray]:
     """Run the source model on inputs in the source's own layout (NCHW for channels_first)."""
+    if arch is not None and files.is_keras3_config(files.read_arch(Path(arch))):
+        import keras  # a Keras 3 architecture: Keras 3 is its own library
+
+        model = keras.models.model_from_json(Path(arch).read_text())
+        model.load_weights(source)
+        feeds = [inputs[t.name] for t in model.inputs] if isinstance(inputs, dict) else list(inputs)
+        result = model([tf.constant(x) for x in feeds] if len(feeds) > 1 else tf.constant(feeds[0]), training=False)
+        return [np.asarray(t) for t in tf.nest.flatten(result)]
     model = reference_model(source, arch, layout, theano_kernels)
     feeds = [inputs[name] for name in model.input_names] if isinstance(inputs, dict) else list(inputs)
     result = model([tf.constant(x) for x in feeds] if len(feeds) > 1 else tf.constant(feeds[0]), training=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import tf_keras  # noqa: E402
 from tf_keras.src.saving.legacy import hdf5_format  # noqa: E402
 
 H5_SUFFIXES = (".h5", ".hdf5")
+ARCH_SUFFIXES = (".json", ".yaml", ".yml")
 LAYOUTS = ("channels_first", "channels_last")
+_YAML_NODES = 1_000_000  # an architecture with more nodes, aliases expanded, is refused (alias bombs)
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,112 @@ def h5_keras_version(path: Path) -> str | None:
         return None
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise KfreezeError(path, f"{what} is not valid JSON ({e})", "give the output of model.to_json()") from None
+def _check_arch(data, path: Path, what: str) -> dict:
     if not isinstance(data, dict) or "class_name" not in data or "config" not in data:
         raise KfreezeError(path, f"{what} has no 'class_name'/'config'", "give the output of model.to_json()")
     return data
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise KfreezeError(path, f"{what} is not valid JSON ({' '.join(str(e).split())[:160]})",
+                           "give the output of model.to_json()") from None
+    return _check_arch(data, path, what)
+
+
+def _yaml_loader():
+    """PyYAML's SafeLoader plus the tags Keras 2's ``to_yaml`` wrote: python/tuple (read as a list) and
+    Python 2's python/unicode and python/str (plain strings). Any other tag, such as python/object,
+    is refused by SafeLoader itself, so reading never constructs an object or runs code."""
+    import yaml
+
+    class ArchLoader(yaml.SafeLoader):
+        pass
+
+    ArchLoader.add_constructor("tag:yaml.org,2002:python/tuple",
+                               lambda loader, node: loader.construct_sequence(node, deep=True))
+    for tag in ("python/unicode", "python/str"):
+        ArchLoader.add_constructor(f"tag:yaml.org,2002:{tag}", lambda loader, node: loader.construct_scalar(node))
+    return ArchLoader
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """Nodes in the document once aliases are expanded (what a JSON dump or a layer walk visits)."""
+    if id(node) not in memo:
+        memo[id(node)] = 1  # a cycle counts once; the sum below catches the growth
+        children = [x for pair in node.value for x in pair] if isinstance(node.value, list) and node.value \
+            and isinstance(node.value[0], tuple) else node.value if isinstance(node.value, list) else []
+        memo[id(node)] = 1 + sum(_expanded_size(c, memo) for c in children)
+    return memo[id(node)]
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    import yaml
+
+    fix = "give the output of Keras 2's model.to_yaml(), or model.to_json()"
+    try:
+        loader = _yaml_loader()(Path(path).read_text())
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > _YAML_NODES:
+                raise KfreezeError(path, f"{what} expands to more than {_YAML_NODES} YAML nodes (an alias bomb?)", fix)
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.constructor.ConstructorError as e:
+        raise KfreezeError(path, f"{what} uses a YAML tag kfreeze does not read ({' '.join(str(e.problem).split())[:160]}); "
+                           "only plain YAML and !!python/tuple are read, nothing that constructs objects", fix) from None
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
+        raise KfreezeError(path, f"{what} is not valid YAML ({' '.join(str(e).split())[:160]})", fix) from None
+    return _check_arch(data, path, what)
+
+
+def read_arch(path: Path, what: str = "architecture file") -> dict:
+    """A model architecture from JSON (Keras 1, 2 or 3 ``to_json``) or YAML (Keras 2 ``to_yaml``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in ARCH_SUFFIXES:
+        raise KfreezeError(path, f"'{suffix}' is not an architecture file", "give a .json, .yaml or .yml file as 'arch'")
+    return _read_yaml(path, what) if suffix in (".yaml", ".yml") else _read_json(path, what)
+
+
+def is_keras3_config(config: dict) -> bool:
+    """Keras 3's ``to_json`` names no Keras version, and registers its classes by module."""
+    return ("keras_version" not in config and str(config.get("module", "")).startswith("keras")
+            and "registered_name" in config)
+
+
+def walk_layers(config: dict):
+    """Every layer config in a model config, wrapped and nested ones included."""
+    cfg = config.get("config")
+    items = cfg if isinstance(cfg, list) else (cfg or {}).get("layers", []) if isinstance(cfg, dict) else []
+    for layer in items:
+        yield layer
+        yield from walk_layers(layer)
+        for key in ("layer", "forward_layer", "backward_layer"):
+            if isinstance(layer.get("config"), dict) and isinstance(layer["config"].get(key), dict):
+                yield layer["config"][key]
+                yield from walk_layers(layer["config"][key])
+
+
+# CuDNNLSTM/CuDNNGRU (Keras 2 on a GPU) compute what these LSTM/GRU settings compute; tf_keras'
+# preprocess_weights_for_loading converts their weights (it recognises them by the bias shape).
+CUDNN = {"CuDNNLSTM": ("LSTM", {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True}),
+          "CuDNNGRU": ("GRU", {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+                               "reset_after": True})}
+
+
+def upgrade_keras2(config: dict) -> dict:
+    """Keras 2 configs tf_keras would misread: defaults that changed, and the cuDNN-only classes."""
+    for layer in walk_layers(config):
+        cls = layer.get("class_name")
+        if cls in CUDNN:
+            layer["class_name"], fixed = CUDNN[cls]
+            layer["config"] = {**layer["config"], **fixed}
+        elif cls == "GRU":
+            layer["config"].setdefault("reset_after", False)  # Keras < 2.1.3 had no key, and computed this
+    return config
 
 
 def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
@@ -74,6 +175,8 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     if source.suffix.lower() not in H5_SUFFIXES:
         raise KfreezeError(source, f"'{source.suffix}' is not an HDF5 weights or model file",
                            "give a .h5 file as 'source' (with 'arch' for a weights-only file)")
+    from kfreeze import h5check
+    h5check.check_structure(source)  # no external files, links or oversized datasets: before any data is read
     try:
         with h5py.File(source, "r") as f:
             group = _weights_group(f)
@@ -83,7 +186,7 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     except OSError as e:
         raise KfreezeError(source, f"not a readable HDF5 file ({e})", "re-save it with model.save() or save_weights()") from None
     if arch is not None:
-        config = _read_json(check_file(arch, "architecture file"), "architecture file")
+        config = read_arch(check_file(arch, "architecture file"))
     elif embedded:
         config = json.loads(embedded)
     else:
@@ -93,6 +196,8 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     backend = backend or config.get("backend")
     if str(version).split(".")[0] == "1":
         config = keras1.upgrade(config, arch or source)
+    else:
+        config = upgrade_keras2(config)
     return SourceFile(source, config, str(version), backend)
 
 
@@ -180,10 +285,41 @@ def _layer_values(layer, group, src: SourceFile) -> list[np.ndarray]:
     names = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
     values = [np.asarray(g[n]) for n in names]
     if src.keras1:
-        values = hdf5_format.preprocess_weights_for_loading(layer, values, "1", src.backend)
+        values = keras1_weight_order(names, values)
+    try:  # tf_keras' own conversion: Keras 1 per-gate RNN weights, cuDNN RNN weights, Keras 1 kernels
+        values = hdf5_format.preprocess_weights_for_loading(layer, values, "1" if src.keras1 else src.keras_version,
+                                                            src.backend)
+    except (ValueError, AssertionError, IndexError) as e:
+        raise KfreezeError(src.weights, f"layer '{layer.name}' ({type(layer).__name__}) weights cannot be converted: "
+                           f"{' '.join(str(e).split())[:160]}", "give the weights file saved from this architecture") from None
     expected = [tuple(w.shape) for w in layer.weights]
     got = [tuple(v.shape) for v in values]
     if expected != got:
         raise KfreezeError(src.weights, f"layer '{layer.name}' weights have shapes {got}, the architecture "
                            f"needs {expected}", "give the weights file saved from this architecture")
     return values
+
+
+# Keras 1.2.2 keras/layers/recurrent.py lists per-gate weights in this order (its trainable_weights,
+# which save_weights wrote in order, named '<layer>_W_i' ...); tf_keras' preprocess_weights_for_loading
+# then fuses them in Keras 2's gate order (LSTM i, f, c, o; GRU z, r, h). Sorting by name first makes
+# a file whose datasets are listed in another order load the same.
+_KERAS1_GATES = (("W_i", "U_i", "b_i", "W_c", "U_c", "b_c", "W_f", "U_f", "b_f", "W_o", "U_o", "b_o"),
+                 ("W_z", "U_z", "b_z", "W_r", "U_r", "b_r", "W_h", "U_h", "b_h"))
+
+
+def keras1_weight_order(names: list[str], values: list[np.ndarray]) -> list[np.ndarray]:
+    """Keras 1 per-gate RNN weights in Keras 1.2.2's order, per sub-layer (Bidirectional has two)."""
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for name, value in zip(names, values):
+        match = re.fullmatch(r"(.*)_([WUb]_[icfozrh])", name.split(":")[0].split("/")[-1])
+        if not match:
+            return values
+        groups.setdefault(match.group(1), {})[match.group(2)] = value
+    ordered = []
+    for gates in groups.values():
+        order = next((o for o in _KERAS1_GATES if set(o) == set(gates)), None)
+        if order is None:
+            return values
+        ordered += [gates[g] for g in order]
+    return ordered if len(ordered) == len(values) else values

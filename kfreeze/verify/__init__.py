@@ -198,6 +198,9 @@ def verify_model(spec, vspec, out: Path) -> dict:
     frozen = graphio.read_graph(out / "frozen.pb")
     optimized = graphio.read_graph(out / "optimized.pb")
     feed_names = [placeholder_name(i) for i in inputs]
+    from kfreeze import policy  # nothing runs a graph that has not passed the op policy
+    policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
+                 spec.trust_code)
     infos = placeholder_infos(optimized, feed_names)
     feeds = make_inputs(infos, vspec.samples, vspec.seed)
     batch = infos[0].shape[0] if infos[0].shape else None
@@ -269,6 +272,9 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
         graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), out / "ckpt"
     else:
         graph, checkpoint = graphio.read_graph(spec.graph), spec.checkpoint
+    from kfreeze import policy
+    policy.check(graph, outputs, inputs, str(spec.graph or out / "graph.pbtxt"), f"{spec.section}.{spec.name}",
+                 spec.trust_code)
     has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
     checkpoint = resolve_checkpoint(checkpoint) if has_variables else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
