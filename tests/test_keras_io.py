@@ -139,3 +139,15 @@ def test_subclassed_model_gets_inputs_from_its_first_call(tmp_path):
     assert [t.name for t in model.inputs] == ["x"] and tuple(model.inputs[0].shape) == (None, 5)
     x = np.random.default_rng(0).random((3, 5), np.float32)
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(net(x)))
+
+
+def test_subclassed_model_saved_before_its_first_call_fails_in_one_line(tmp_path):
+    from tests.conformance import zoo
+
+    zoo.SubNet(4, name="never_called").save(tmp_path / "m.keras")
+    with pytest.raises(KfreezeError) as err:
+        keras_io.load_model(tmp_path / "m.keras", custom_objects={"SubNet": zoo.SubNet})
+    line = err.value.line()
+    assert "subclassed model 'never_called' (SubNet) was saved before it was called" in line
+    assert "call the model once on a batch of data before model.save()" in line
+    # The advice works: test_subclassed_model_gets_inputs_from_its_first_call loads the called one.
