@@ -138,6 +138,8 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
                                        spec.theano_kernels)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
+    from kfreeze import export as export_lib
+    export_lib.check_convertible(model, spec.source)  # the trace export makes: what cannot work fails here
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "

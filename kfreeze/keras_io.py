@@ -134,10 +134,55 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
                                         custom_objects=custom_objects or None)
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
-    if not isinstance(model, keras.Model) or not model.inputs or not model.outputs:
-        raise KfreezeError(path, "model has no defined inputs or outputs (a subclassed model?)",
-                           "save a Functional or Sequential model with known input shapes")
+    if not isinstance(model, keras.Model):
+        raise KfreezeError(path, f"holds a {type(model).__name__}, not a Keras model", "save a keras.Model")
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        model = as_functional(model, path)
     return model
+
+
+def as_functional(model: keras.Model, where) -> keras.Model:
+    """A subclassed model as a Functional model that calls it, so it has inputs and outputs.
+
+    Keras records the shapes a subclassed model was first called with
+    (``get_build_config``); that is all a trace needs. The inputs are float32,
+    named after ``call``'s first argument.
+    """
+    import inspect
+
+    shape = (model.get_build_config() or {}).get("input_shape") if model.built else None
+    if shape is None:
+        raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) was saved before it "
+                           "was called, so its input shape is unknown",
+                           "call the model once on a batch of data before model.save()")
+    params = [p for p in inspect.signature(model.call).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    base = params[0].name if params else "input"
+
+    def is_shape(s):
+        return isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)
+
+    def batch_free(s):  # the first call's batch size is no property of the model
+        return (None, *s[1:]) if s else tuple(s)
+
+    if isinstance(shape, dict):
+        inputs = {k: keras.Input(batch_shape=batch_free(v), name=k) for k, v in sorted(shape.items())}
+    elif is_shape(shape):
+        inputs = keras.Input(batch_shape=batch_free(shape), name=base)
+    elif isinstance(shape, (list, tuple)) and all(is_shape(s) for s in shape):
+        inputs = [keras.Input(batch_shape=batch_free(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
+    else:
+        raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read ({shape!r})",
+                           "wrap it in a Functional model: keras.Model(inputs, model(inputs)), and save that")
+    try:
+        outputs = model(inputs)
+    except Exception as e:  # the user's call(): any error means it cannot be traced
+        reason = " ".join(str(e).split("Arguments received")[0].split())[:200]
+        raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) cannot be called on "
+                           f"symbolic inputs of shape {shape} ({type(e).__name__}: {reason})",
+                           "write call() with keras.ops or TensorFlow ops only (no .numpy(), no Python "
+                           "branches on values), or save a Functional model") from None
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 def _check_archive(path: Path) -> None:
@@ -231,11 +276,36 @@ def canonical_bytes(model: keras.Model) -> bytes:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif name == "config.json":
+                data = _renumber_shared_objects(data)
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             dst.writestr(info, data)
     return out.getvalue()
+
+
+def _renumber_shared_objects(data: bytes) -> bytes:
+    """Keras writes ``shared_object_id`` as Python ``id()`` of an object that several layers
+    share (Bidirectional's initializers): a memory address, new in every process. Numbered
+    in order of appearance they match the same objects and repeat exactly."""
+    config = json.loads(data)
+    numbers: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "shared_object_id" in node:
+                node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    if not numbers:
+        return data
+    return json.dumps(config).encode()
 
 
 def save_canonical(model: keras.Model, path: str | Path) -> None:

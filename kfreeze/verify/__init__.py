@@ -183,8 +183,12 @@ def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], outpu
     from kfreeze.keras_io import input_structure
     structure = input_structure(model)
     batch = _fixed_batch(tuple(t.shape) for t in tf.nest.flatten(structure))
+    stateful = [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+                if getattr(layer, "stateful", False) is True]
 
     def run(chunk):
+        for layer in stateful:  # the frozen graph starts every run from zero states
+            layer.reset_states()
         args = [tf.constant(chunk[n]) for n in input_names]
         result = model(tf.nest.pack_sequence_as(structure, args), training=False)
         return {name: np.asarray(t) for name, t in zip(output_names, tf.nest.flatten(result))}
@@ -221,7 +225,9 @@ def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: li
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(inp, **feeds)
-        cmd = [sys.executable, "-m", "kfreeze.verify.opencv_child", str(graph_path), str(inp), str(out),
+        # Run as a script, not '-m kfreeze.verify.opencv_child': that imports this package, and
+        # with it TensorFlow (about 8 s), in a child that needs only numpy and cv2.
+        cmd = [sys.executable, str(Path(__file__).with_name("opencv_child.py")), str(graph_path), str(inp), str(out),
                ",".join(feeds), ",".join(outputs), str(batch or 0)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}
@@ -380,7 +386,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     samples = len(next(iter(feeds.values())))
     batch = _fixed_batch(i.shape for i in infos if i.shape is not None)
 
-    reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds)
+    reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
@@ -452,7 +458,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
+def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     """The source model's outputs: Keras itself when the names are the Keras ones, else the
     original graph with its checkpoint restored, fed at the cut tensors, with its training
     flags at their inference values (keep_prob 1, dropout rate 0, is_training False)."""
@@ -479,7 +485,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds):
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
-            everything = run_keras(model, feeds, keras_inputs, keras_outputs)
+            everything = run_batched(lambda f: run_keras(model, f, keras_inputs, keras_outputs), feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
         graph, checkpoint = graphio.read_graph(out / "graph.pbtxt"), out / "ckpt"
     else:

@@ -842,3 +842,93 @@ def test_cut_inputs_allows_a_smaller_batch_than_the_graphs_fixed_batch(rng):
                                rtol=RTOL, atol=ATOL)
     with pytest.raises(KfreezeError, match="input_shape"):  # the other dimensions must still fit
         passes.cut_inputs(g.as_graph_def(), ctx([InputSpec("reshape", shape=(1, 4, 5, 1))]))
+
+
+# -- frame_constants -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gru_frozen():
+    """A frozen GRU (a v1 while loop with its bias added inside the loop), and its Keras outputs."""
+    from kfreeze import export, freeze
+    from kfreeze.keras_io import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 3), name="seq")
+    model = keras.Model(inp, keras.layers.GRU(4, name="gru")(inp), name="g")
+    cell = model.get_layer("gru").cell
+    cell.bias.assign(np.random.default_rng(0).normal(0, 0.5, cell.bias.shape).astype("float32"))
+    ex = export.export_model(model)
+    values = {k: v for k, v in ex.values.items()}
+    graph = graph_pb2.GraphDef()
+    graph.CopyFrom(ex.graph)
+    for node in graph.node:  # the checkpoint's values as constants, as freeze makes them
+        if node.name in values:
+            node.op = "Const"
+            node.ClearField("attr")
+            node.attr["dtype"].type = tf.as_dtype(values[node.name].dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(values[node.name]))
+    frozen = tf.compat.v1.graph_util.extract_sub_graph(graph, ["gru"])
+    x = np.random.default_rng(1).random((2, 5, 3), np.float32)
+    return frozen, x, np.asarray(model(x))
+
+
+def test_frame_constants_keeps_folded_constants_in_the_loop(gru_frozen):
+    frozen, x, expected = gru_frozen
+    ctx = Context((InputSpec("seq"),), ("gru",))
+    without = [(n, f) for n, f in passes_for(ctx) if not n.startswith("frame_constants")]
+    broken, _ = optimize(frozen, ctx, without)  # fold_affine's new bias lands in the root frame
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different frames"):
+        run(broken, {"seq:0": x}, "gru:0")
+    fixed, stats = optimize(frozen, ctx)
+    np.testing.assert_allclose(run(fixed, {"seq:0": x}, "gru:0"), expected, rtol=1e-5, atol=1e-6)
+    assert ops(fixed).get("Enter", 0) > 0  # still a loop, run by the session
+
+
+def test_frame_constants_copies_a_constant_read_inside_and_outside_a_loop(gru_frozen):
+    frozen, x, expected = gru_frozen
+    loop = graphio.loop_nodes(frozen)
+    reader = next(n for n in frozen.node if n.name in loop and n.op in ("MatMul", "BiasAdd"))
+    shared = node_def_pb2.NodeDef(name="shared_zero", op="Const")
+    zero = np.zeros([], np.float32)
+    shared.attr["dtype"].type = tf.float32.as_datatype_enum
+    shared.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(zero))
+    graph = graph_pb2.GraphDef()
+    graph.CopyFrom(frozen)
+    graph.node.append(shared)
+    # x + 0 inside the loop, and the output + 0 outside it
+    add_in = node_def_pb2.NodeDef(name=f"{reader.name}/plus_zero", op="AddV2", input=[reader.name, "shared_zero"])
+    add_in.attr["T"].type = tf.float32.as_datatype_enum
+    for node in graph.node:
+        for i, inp in enumerate(node.input):
+            if inp == reader.name:
+                node.input[i] = add_in.name
+    graph.node.append(add_in)
+    for node in graph.node:
+        if node.name == "gru":
+            node.name = "gru_raw"
+    for node in graph.node:
+        for i, inp in enumerate(node.input):
+            if inp == "gru":
+                node.input[i] = "gru_raw"
+    out = node_def_pb2.NodeDef(name="gru", op="AddV2", input=["gru_raw", "shared_zero"])
+    out.attr["T"].type = tf.float32.as_datatype_enum
+    graph.node.append(out)
+    ctx = Context((InputSpec("seq"),), ("gru",))
+    fixed = passes.frame_constants(graph, ctx)
+    copies = [n for n in fixed.node if n.name.startswith("shared_zero/in_loop")]
+    assert len(copies) == 1 and copies[0].input[0].startswith("^")
+    assert not by_name(fixed)["shared_zero"].input  # the outside reader keeps the root-frame constant
+    np.testing.assert_allclose(run(fixed, {"seq:0": x}, "gru:0"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_float16_weights_inside_a_loop_stay_in_its_frame(gru_frozen, monkeypatch):
+    from kfreeze.optimize import precision
+
+    frozen, x, expected = gru_frozen
+    monkeypatch.setattr(precision, "MIN_ELEMENTS", 8)  # the tiny GRU's kernels count as weights
+    ctx = Context((InputSpec("seq"),), ("gru",), precision="float16")
+    graph, _ = optimize(frozen, ctx)
+    loop = graphio.loop_nodes(graph)
+    halves = [n for n in graph.node if n.op == "Const" and n.attr["dtype"].type == tf.float16.as_datatype_enum]
+    assert any(n.name in loop or n.input for n in halves)  # some weight lives inside the loop
+    np.testing.assert_allclose(run(graph, {"seq:0": x}, "gru:0"), expected, atol=5e-3)

@@ -8,7 +8,7 @@ import numpy as np
 
 from kfreeze.tfenv import tf
 
-REST = "    opencv: false\n    precision: float32\n"
+REST = "    opencv: false\n    precision: float32\n    trust_code: false\n"
 
 
 def _var(name, value):
