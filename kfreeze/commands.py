@@ -37,8 +37,9 @@ def cli_errors(fn=None, *, exit_code: int = 1):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        debug = kwargs.get("debug") or os.environ.get("KFREEZE_DEBUG")
-        if debug:
+        before = os.environ.get("KFREEZE_DEBUG")
+        debug = kwargs.get("debug") or before
+        if debug:  # for child processes and tfenv; restored after, so one in-process call does not leak it
             os.environ["KFREEZE_DEBUG"] = "1"
         try:
             return fn(*args, **kwargs)
@@ -60,6 +61,9 @@ def cli_errors(fn=None, *, exit_code: int = 1):
             if debug:
                 traceback.print_exc()
             raise _internal(fn, e, exit_code) from None
+        finally:
+            if before is None:
+                os.environ.pop("KFREEZE_DEBUG", None)
     return wrapper
 
 
