@@ -292,12 +292,6 @@ def model_spec(name: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
                        f"models are: {', '.join(known)}")
 
 
-def all_specs(path: str | Path = PARAMS_FILE) -> list[ModelSpec]:
-    data = load(path)
-    return [parse_model(name, entry, path, section)
-            for section in (KERAS, TF1) for name, entry in (data.get(section) or {}).items()]
-
-
 def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS) -> ModelSpec:
     where = f"{path}: {section}.{name}"
     if not NAME_RE.match(str(name)):

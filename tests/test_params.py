@@ -47,7 +47,6 @@ verify: {samples: 4, seed: 3, atol: 1.0e-5}
     assert params.verify_spec(path).atol_for("float16") == 5e-3
     tf1 = params.model_spec("digits_tf1", path)
     assert not tf1.is_keras and tf1.checkpoint == "models/digits_tf1/model.ckpt-600" and tf1.input_dtype == "uint8"
-    assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
 
 
 FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n    opencv: false\n    precision: float32\n"
