@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from kfreeze import commands
+from kfreeze.cli_common import DebugOpt
 from kfreeze.compare import cli as compare_cli
 
 app = typer.Typer(
@@ -13,6 +16,14 @@ app = typer.Typer(
          "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
          "'show' draws one.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _options(debug: bool = DebugOpt):
+    """Options for every command: ``kfreeze --debug <command>`` is ``kfreeze <command> --debug``."""
+    if debug:
+        os.environ["KFREEZE_DEBUG"] = "1"
+
 
 for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)

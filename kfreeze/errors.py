@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 
 class KfreezeError(Exception):
     """A problem with the user's input: which file, what is wrong, and what to do.
@@ -30,3 +33,46 @@ def printable(text: str, limit: int = LINE_MAX) -> str:
     """``text`` with control characters (ANSI escapes, newlines, C1 codes) shown as \\xNN, cut to ``limit``."""
     out = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
     return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a file reader (h5py, zipfile, protobuf, Keras' loaders) raises for a file it cannot read."""
+    import zipfile
+
+    from google.protobuf.message import DecodeError
+
+    return OSError, EOFError, zipfile.BadZipFile, DecodeError, ValueError, KeyError, TypeError
+
+
+def _raised_by_kfreeze(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE)
+
+
+_PACKAGE = __file__.rsplit("errors.py", 1)[0]
+
+
+@contextlib.contextmanager
+def reading(path):
+    """While a user's file is read, a reader's own exception means the file is not what it should be.
+
+    Only a reader library's error types count, and a TypeError only when a library raised it
+    (Keras' deserializers do; kfreeze's own is a bug). Anything else stays an internal error.
+    """
+    try:
+        yield
+    except KfreezeError:
+        raise
+    except _read_errors() as e:
+        if isinstance(e, TypeError) and _raised_by_kfreeze(e):
+            raise
+        reason = " ".join(str(e).split())[:200]
+        raise KfreezeError(path, f"cannot be read ({type(e).__name__}: {reason})",
+                           "the file is damaged or not the kind params.yaml says; re-save it") from None
+
+
+def warn(message: str) -> None:
+    """A warning that does not stop the stage: one line on stderr."""
+    print(printable(message), file=sys.stderr)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfreeze.errors import KfreezeError
+from kfreeze.graphio import PROTOBUF_LIMIT
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.python.tools import freeze_graph as tf_freeze_graph
@@ -59,9 +60,6 @@ def _check_files_inside(prefix: Path, folder: Path) -> None:
 def glob_escape(name: str) -> str:
     import glob
     return glob.escape(name)
-
-
-PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef cannot be larger
 
 
 def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str], where: str) -> Frozen:

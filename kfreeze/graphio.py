@@ -72,9 +72,12 @@ def check_references(graph: graph_pb2.GraphDef, where) -> None:
                                    "the file is damaged or incomplete; re-export it")
 
 
+PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef (any protobuf message) cannot be larger
+
+
 def graph_bytes(graph: graph_pb2.GraphDef) -> bytes:
     size = graph.ByteSize()
-    if size > 2**31 - 1:
+    if size > PROTOBUF_LIMIT:
         raise KfreezeError("graph", f"{size / 2**30:.2f} GiB, over protobuf's 2 GiB limit for one GraphDef",
                            "freeze a smaller model or store weights as float16")
     return graph.SerializeToString(deterministic=True)

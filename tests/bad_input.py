@@ -11,12 +11,11 @@ from typer.testing import CliRunner
 
 from kfreeze.cli import app
 from tests.conftest import build_tiny
+from tests.entries import graph_entry, keras_entry
 
 ROOT = Path(__file__).resolve().parents[1]
-KERAS_DEFAULTS = {"arch": None, "layout": None, "theano_kernels": None, "custom_objects": [], "trust_code": False,
-                  "inputs": [], "outputs": [], "input_shape": None, "opencv": False, "precision": "float32"}
-TF1_DEFAULTS = {"inputs": ["IteratorGetNext"], "outputs": ["softmax_tensor"], "input_shape": [1, 20, 20, 1],
-                "input_dtype": "float32", "opencv": False, "precision": "float32", "trust_code": False}
+TF1_EXAMPLE = {"inputs": ["IteratorGetNext"], "outputs": ["softmax_tensor"], "input_shape": [1, 20, 20, 1],
+               "input_dtype": "float32"}  # the digits_tf1 example's names
 STAGE_OUTPUTS = {
     "convert": ["model"], "export": ["ckpt", "graph.pbtxt", "op_names.txt", "signature.json"],
     "freeze": ["frozen.pb", "names.json"], "optimize": ["optimized.pb", "passes.json"], "verify": [],
@@ -43,11 +42,11 @@ class Project:
                         ignore=shutil.ignore_patterns("*.py", "*.md"))
 
     def add_keras(self, name: str, source: str, **keys) -> None:
-        self.params["models"][name] = {"source": source, **KERAS_DEFAULTS, **keys}
+        self.params["models"][name] = keras_entry(source, **keys)
         self.save()
 
     def add_graph(self, name: str, graph: str, checkpoint: str, **keys) -> None:
-        self.params["graphs"][name] = {"graph": graph, "checkpoint": checkpoint, **TF1_DEFAULTS, **keys}
+        self.params["graphs"][name] = graph_entry(graph, checkpoint, **{**TF1_EXAMPLE, **keys})
         self.save()
 
     def save(self) -> None:

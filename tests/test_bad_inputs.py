@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.bad_input import Project
+from tests.entries import keras_entry
 from tests.conftest import build_tiny, save_checkpoint
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -244,8 +245,7 @@ def test_bad_names_shapes_dtypes_fail_in_optimize(project, keys, message):
     ({"inputs": "image"}, "must be a list"),
 ], ids=["unknown_key", "wrong_type"])
 def test_bad_params(project, entry, message):
-    project.params["models"]["p1"] = {"source": "models/p1/m.keras", **{k: v for k, v in
-                                      __import__("tests.bad_input", fromlist=["x"]).KERAS_DEFAULTS.items()}, **entry}
+    project.params["models"]["p1"] = keras_entry("models/p1/m.keras", **entry)
     if "sourse" in entry:
         del project.params["models"]["p1"]["source"]
     project.save()

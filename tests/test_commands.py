@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny
+from tests.entries import keras_entry, params_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +32,8 @@ def test_help_lists_every_stage(tmp_path):
 def project(tmp_path):
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     build_tiny().save(tmp_path / "models" / "tiny" / "model.keras")
-    rest = ("    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n"
-            "    trust_code: false\n    inputs: []\n    outputs: []\n    opencv: false\n    precision: float32\n")
-    (tmp_path / "params.yaml").write_text(
-        "models:\n  tiny:\n    source: models/tiny/model.keras\n" + rest + "    input_shape: null\n"
-        "  gone:\n    source: models/gone/missing.keras\n" + rest + "    input_shape: null\n"
-        "graphs: {}\nverify: {samples: 4, seed: 0, atol: 1.0e-4}\n")
+    (tmp_path / "params.yaml").write_text(params_text(
+        {"tiny": keras_entry("models/tiny/model.keras"), "gone": keras_entry("models/gone/missing.keras")}, samples=4))
     return tmp_path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny
+from tests.entries import keras_entry, params_text
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = '''
@@ -29,9 +30,6 @@ def fsync(fd):
     return _fsync(fd)
 os.fsync = fsync
 '''
-REST = ("    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n"
-        "    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
-        "    opencv: false\n    precision: float32\n")
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +37,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
     (root / "models" / "tiny").mkdir(parents=True)
     build_tiny().save(root / "models" / "tiny" / "model.keras")
-    (root / "params.yaml").write_text("models:\n  tiny:\n    source: models/tiny/model.keras\n" + REST +
-                                      "graphs: {}\nverify: {samples: 2, seed: 0, atol: 1.0e-4}\n")
+    (root / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=2))
     (root / "hook").mkdir()
     (root / "hook" / "sitecustomize.py").write_text(HOOK)
     for stage in ("convert", "export", "freeze", "optimize", "verify"):

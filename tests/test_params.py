@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from kfreeze import params
@@ -45,7 +47,6 @@ verify: {samples: 4, seed: 3, atol: 1.0e-5}
     assert params.verify_spec(path).atol_for("float16") == 5e-3
     tf1 = params.model_spec("digits_tf1", path)
     assert not tf1.is_keras and tf1.checkpoint == "models/digits_tf1/model.ckpt-600" and tf1.input_dtype == "uint8"
-    assert [s.name for s in params.all_specs(path)] == ["digits", "digits_tf1"]
 
 
 FULL = "    arch: null\n    layout: null\n    theano_kernels: null\n    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n    opencv: false\n    precision: float32\n"
@@ -128,16 +129,30 @@ def test_dvc_yaml_declares_exactly_what_each_stage_reads():
 
     stages = yaml.safe_load((params_root() / "dvc.yaml").read_text())["stages"]
     for section, per_stage in params.STAGE_PARAMS.items():
-        for stage, keys in per_stage.items():
+        for stage in per_stage:
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
-            declared = [p for p in stages[stage]["do"].get("params", []) if not p.startswith("verify.")]
-            assert declared == [f"{section}.${{key}}.{k}" for k in keys], stage
+            assert stages[stage]["do"]["params"] == params.dvc_params(stage), stage
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
     assert set(stages) - per_model == {"summary"}  # the one stage over all models, reading no params
     assert "params" not in stages["summary"]
-    for stage in ("verify", "verify_tf1"):
-        verify_keys = [p for p in stages[stage]["do"]["params"] if p.startswith("verify.")]
-        assert verify_keys == [f"verify.{k}" for k in params.VERIFY_KEYS]
+
+
+def test_every_key_has_a_reader_and_the_specs_have_every_key():
+    for section, keys in params.KEYS.items():
+        for name, key in keys.items():
+            assert key.stages, f"{section}.{name} is read by no stage"
+            assert key.default is None or params._is_type(key.default, key.types), f"{section}.{name}"
+    fields = {f.name for f in dataclasses.fields(params.ModelSpec)}
+    assert fields == {"name", "section", *params.KEYS[params.KERAS], *params.KEYS[params.TF1]}
+    assert {f.name for f in dataclasses.fields(params.VerifySpec)} == set(params.KEYS[params.VERIFY])
+
+
+def test_the_example_params_yaml_has_every_key_in_table_order():
+    data = params.load(params_root() / "params.yaml")
+    for section in params.MODEL_SECTIONS:
+        for name, entry in data[section].items():
+            assert list(entry) == list(params.KEYS[section]), name
+    assert list(data["verify"]) == list(params.KEYS[params.VERIFY])
 
 
 def params_root():

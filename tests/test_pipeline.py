@@ -10,55 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny
+from tests.entries import graph_entry, keras_entry, params_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = """\
-models:
-  alpha:
-    source: models/alpha/model.keras
-    arch: null
-    layout: null
-    theano_kernels: null
-    custom_objects: []
-    trust_code: false
-    inputs: []
-    outputs: []
-    input_shape: null
-    opencv: false
-    precision: float32
-  beta:
-    source: models/beta/model.keras
-    arch: null
-    layout: null
-    theano_kernels: null
-    custom_objects: []
-    trust_code: false
-    inputs: []
-    outputs: []
-    input_shape: [1, 8, 8, 1]
-    opencv: false
-    precision: float32
-graphs:
-  gamma:
-    graph: models/gamma/graph.pbtxt
-    checkpoint: models/gamma/model.ckpt-600
-    inputs: [IteratorGetNext]
-    outputs: [softmax_tensor]
-    input_shape: [1, 20, 20, 1]
-    input_dtype: float32
-    opencv: false
-    precision: float32
-    trust_code: false
-verify:
-  samples: 4
-  seed: 0
-  atol: 1.0e-4
-  atol_float16: 5.0e-3
-  rtol: 1.0e-5
-  rtol_float16: 5.0e-3
-  input_range: [0, 1]
-  data: null
-"""
+PARAMS = params_text(
+    models={"alpha": keras_entry("models/alpha/model.keras"),
+            "beta": keras_entry("models/beta/model.keras", input_shape=[1, 8, 8, 1])},
+    graphs={"gamma": graph_entry("models/gamma/graph.pbtxt", "models/gamma/model.ckpt-600", inputs=["IteratorGetNext"],
+                                 outputs=["softmax_tensor"], input_shape=[1, 20, 20, 1], input_dtype="float32")},
+    samples=4)
 
 
 def sh(*cmd, cwd, **extra_env):

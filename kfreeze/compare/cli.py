@@ -11,10 +11,9 @@ from typing import Optional
 
 import typer
 
-from kfreeze.commands import cli_errors
+from kfreeze.cli_common import DebugOpt, cli_errors
 from kfreeze.errors import KfreezeError
 
-DebugOpt = typer.Option(False, "--debug", help="Show the Python traceback on errors.")
 EXIT_ERROR = 2
 
 

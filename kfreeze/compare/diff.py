@@ -18,21 +18,17 @@ import numpy as np
 import yaml
 
 from kfreeze.errors import KfreezeError
+from kfreeze.params import KEYS, MODEL_SECTIONS, VERIFY
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 
 from kfreeze.optimize.context import placeholder_name
 
-SECTIONS = ("models", "graphs")
-VERIFY_DEFAULTS = {"samples": 16, "seed": 0}
+SECTIONS = MODEL_SECTIONS
 WORKSPACE = "workspace"
 
 
 # --------------------------------------------------------------------------- pure comparisons
-
-def _node_name(tensor: str) -> str:
-    return tensor.lstrip("^").split(":")[0]
-
 
 def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
@@ -258,7 +254,7 @@ class Revision:
     @property
     def verify(self) -> dict:
         raw = self.params.get("verify") or {}
-        return {k: raw.get(k, v) for k, v in VERIFY_DEFAULTS.items()}
+        return {k: raw.get(k, KEYS[VERIFY][k].default) for k in ("samples", "seed")}
 
     def _fix(self) -> str:
         if self.rev is None:
@@ -354,13 +350,6 @@ def load_model(revision: Revision, model: str) -> tuple[graph_pb2.GraphDef, dict
         raise KfreezeError(f"build/{model}/optimized.pb at {revision.label}", "not a binary GraphDef",
                            "rebuild it with 'dvc repro'") from None
     return graph, names
-
-
-def load_revision(root: Path, rev: Optional[str], model: str) -> tuple[graph_pb2.GraphDef, dict, dict]:
-    """(optimized GraphDef, names, verify settings) of ``model`` at ``rev`` (None: the workspace)."""
-    revision = open_revision(root, rev)
-    graph, names = load_model(revision, model)
-    return graph, names, revision.verify
 
 
 def diff_revisions(root: Path, rev_a: Optional[str], rev_b: Optional[str], model: Optional[str] = None,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kfreeze.errors import KfreezeError
+from kfreeze.graphio import check_file
 from kfreeze.legacy import keras3, layout as layout_lib, source as files
 from kfreeze.legacy.layout import Plan, cl_perm
 from kfreeze.legacy.reference import reference_model, reference_outputs
@@ -80,7 +81,7 @@ def _keras3_arch(source, arch):
     """A Keras 3 ``to_json`` architecture with ``save_weights`` weights: Keras 3 builds it as it is."""
     if arch is None:
         return None
-    config = files.read_arch(Path(arch))
+    config = files.read_arch(check_file(arch, "architecture file"))  # as read_source does
     if not files.is_keras3_config(config):
         return None
     source = Path(source)

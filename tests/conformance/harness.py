@@ -41,11 +41,8 @@ def chdir(path: Path):
 
 
 def entry(source: str, **overrides) -> dict:
-    base = {"source": source, "arch": None, "layout": None, "theano_kernels": None, "custom_objects": [],
-            "trust_code": False, "inputs": [], "outputs": [], "input_shape": None, "opencv": False,
-            "precision": "float32"}
-    base.update(overrides)
-    return base
+    from tests.entries import keras_entry
+    return keras_entry(source, **overrides)
 
 
 @dataclass

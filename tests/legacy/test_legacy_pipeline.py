@@ -15,18 +15,16 @@ import keras1_rnn as k1
 from legacy_helpers import Saved, randomize
 from test_legacy_rnn import KERAS2, _keras22, _rnn_model, keras1_sequential, tokens
 from kfreeze import commands, graphio
+from tests.entries import keras_entry, params_text
 from kfreeze.verify import run_graph
 
 import tf_keras  # noqa: E402
 
-PARAMS = ("models:\n  {name}:\n    source: {source}\n    arch: {arch}\n    layout: null\n    theano_kernels: null\n"
-          "    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
-          "    opencv: false\n    precision: float32\ngraphs: {{}}\nverify: {{samples: 8, seed: 0, atol: 1.0e-4}}\n")
 
 
 def run_pipeline(tmp_path, monkeypatch, name, source, arch=None):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS.format(name=name, source=source, arch=arch or "null"))
+    (tmp_path / "params.yaml").write_text(params_text({name: keras_entry(source, arch=arch)}, samples=8))
     for stage in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify):
         stage(name, params_file="params.yaml", build=tmp_path / "build", **(
             {"metrics": tmp_path / "metrics"} if stage is commands.verify else {}), debug=True)

@@ -175,11 +175,12 @@ def test_opencv_crash_is_recorded_with_its_signal(tmp_path, monkeypatch):
     """A segfault in the child (as OpenCV 5.0 does on some graphs) becomes the error string."""
     crash = tmp_path / "crash.py"
     crash.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
-    real_run = verify.subprocess.run
+    from kfreeze.verify import run as verify_run
+    real_run = verify_run.subprocess.run
 
     def run(cmd, **kwargs):
         return real_run([sys.executable, str(crash)], **kwargs)
-    monkeypatch.setattr(verify.subprocess, "run", run)
+    monkeypatch.setattr(verify_run.subprocess, "run", run)
     result = verify.run_opencv(tmp_path / "g.pb", {"x": np.zeros((1, 4), np.float32)}, ["y"])
     assert result.outputs is None
     assert result.error == "OpenCV crashed with SIGSEGV (signal 11)"

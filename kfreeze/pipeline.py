@@ -1,0 +1,147 @@
+"""The pipeline stages as library functions: read the params entry, call the library, write the artifacts.
+
+``kfreeze <stage>`` and ``python stages/<stage>.py`` call these through ``kfreeze.commands``.
+Each returns the one line the command prints; TensorFlow is imported inside, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from kfreeze import params
+from kfreeze.errors import KfreezeError, reading, warn as _warn
+from kfreeze.resolve import where
+
+
+def _keras_spec(name: str, params_file) -> params.ModelSpec:
+    spec = params.model_spec(name, params_file)
+    if not spec.is_keras:
+        raise KfreezeError(f"{params_file}: graphs.{name}", "a graph + checkpoint model has no convert or export stage",
+                           f"run 'kfreeze freeze {name}'")
+    return spec
+
+
+def _legacy():
+    from kfreeze import legacy  # imports tf_keras: only for .h5 and JSON sources
+    return legacy
+
+
+def convert(name: str, params_file, build: Path) -> str:
+    """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
+    from kfreeze import atomic, h5check, keras_io
+    from kfreeze import export as export_lib
+    from kfreeze.graphio import check_file
+
+    spec = _keras_spec(name, params_file)
+    if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
+        h5check.check(spec.source)
+    with reading(spec.source):
+        if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
+            model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
+                                       spec.theano_kernels)
+        else:
+            model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
+    export_lib.check_convertible(model, spec.source)  # the trace export makes: what cannot work fails here
+    with atomic.directory(Path(build) / name / "model") as tmp:
+        keras_io.save_canonical(model, tmp / "model.keras")
+    return (f"{name}: converted {spec.source} ({model.count_params()} parameters, "
+            f"inputs {[t.name for t in model.inputs]})")
+
+
+def export(name: str, params_file, build: Path) -> str:
+    """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
+    from kfreeze import export as export_lib
+    from kfreeze import keras_io
+
+    spec = _keras_spec(name, params_file)
+    out = Path(build) / name
+    model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
+    exported = export_lib.export_model(model)
+    export_lib.write_export(exported, out)
+    sig = exported.signature
+    return (f"{name}: exported {sig['variables']} variables; inputs "
+            f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
+
+
+def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
+    """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
+    from kfreeze import freeze as freeze_lib
+    from kfreeze import graphio, nodes, policy
+    from kfreeze.resolve import graph_and_checkpoint, resolve_names
+
+    spec = params.model_spec(name, params_file)
+    out = Path(build) / name
+    graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
+    inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
+    nodes.require(graph, inputs, "input", where(params_file, spec, "inputs"))
+    nodes.require(graph, outputs, "output", where(params_file, spec, "outputs"))
+    nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
+    # before freeze_graph runs the graph's variables (and whatever they depend on)
+    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
+    frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
+    graphio.write_graph(frozen.graph, out / "frozen.pb")
+    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    return (f"{name}: Converted {frozen.converted} variables to const ops; "
+            f"{len(frozen.graph.node)} ops for outputs {outputs}")
+
+
+def optimize(name: str, params_file, build: Path) -> str:
+    """Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes:
+    BUILD/<name>/optimized.pb and passes.json."""
+    from kfreeze import graphio, nodes, resources
+    from kfreeze import optimize as opt
+    from kfreeze.resolve import resolve_dtypes, resolve_shapes
+
+    spec = params.model_spec(name, params_file)
+    out = Path(build) / name
+    names = graphio.read_json(out / "names.json")
+    inputs, outputs = names["inputs"], names["outputs"]
+    shapes = resolve_shapes(spec, inputs, params_file)
+    dtypes = resolve_dtypes(spec, inputs, params_file)
+    frozen = graphio.read_graph(out / "frozen.pb")
+    nodes.require(frozen, inputs, "input", where(params_file, spec, "inputs"))
+    ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
+                      opencv=spec.opencv, precision=spec.precision)
+    try:
+        resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
+                                    where(params_file, spec, "input_shape"))
+        graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
+    except KfreezeError as e:
+        raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
+    graphio.write_graph(graph, out / "optimized.pb")
+    graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
+    return (f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
+            f"({', '.join(f'{s.name} -{s.ops_before - s.ops_after}' for s in stats if s.ops_before != s.ops_after)})")
+
+
+def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[str], None] = _warn) -> str:
+    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json.
+
+    A failing verify writes no metrics (DVC records no result for a failed stage):
+    its report goes to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.
+    """
+    from kfreeze import atomic, graphio
+    from kfreeze import verify as verify_lib
+
+    metrics_file = Path(metrics) / f"{name}.json"
+    atomic.clean_stale(metrics_file)  # a killed run's temp file must not reach dvc.lock
+    spec = params.model_spec(name, params_file)
+    vspec = params.verify_spec(params_file)
+    out = Path(build) / name
+    verdict = verify_lib.verify_model(spec, vspec, out)
+    result, report = verdict.metrics, out / "verify_failed.json"
+    for warning in verdict.warnings:
+        warn(f"{name}: warning: {warning}")
+    if not verdict.passed:
+        metrics_file.unlink(missing_ok=True)
+        graphio.write_json(report, {**result, "failures": verdict.failures, "warnings": verdict.warnings})
+        raise KfreezeError(out / "optimized.pb", "; ".join(verdict.failures),
+                           f"the report is in {report} (no {metrics_file} is written for a failed verify)")
+    report.unlink(missing_ok=True)
+    graphio.write_json(metrics_file, result)
+    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
+           else f"OpenCV failed: {result['opencv_error']}")
+    return (f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
+            f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "
+            f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")

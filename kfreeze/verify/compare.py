@@ -1,0 +1,80 @@
+"""Compare a graph's outputs with the reference's: absolute and relative error, spread, top-1."""
+
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import graph_pb2
+
+
+PROBABILITY_OPS = {"Softmax", "Sigmoid", "LogSoftmax"}
+
+
+_PASS_THROUGH = {"Identity", "IdentityN", "Snapshot", "Reshape", "Squeeze", "ExpandDims", "Cast", "StopGradient"}
+
+
+def probability_outputs(graph: graph_pb2.GraphDef, outputs: list[str]) -> dict[str, bool]:
+    """Which outputs are class probabilities: the op computing them (through Identity,
+    Reshape and the like) is a Softmax, Sigmoid or LogSoftmax. Only those get top1_agree."""
+    by_name = {n.name: n for n in graph.node}
+    result = {}
+    for output in outputs:
+        node = by_name.get(output.split(":")[0])
+        seen = set()
+        while node is not None and node.op in _PASS_THROUGH and node.input and node.name not in seen:
+            seen.add(node.name)
+            node = by_name.get(node.input[0].lstrip("^").split(":")[0])
+        result[output] = node is not None and node.op in PROBABILITY_OPS
+    return result
+
+
+def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], probability: dict[str, bool] | None = None,
+            atol: float | None = None, rtol: float | None = None) -> dict[str, dict]:
+    """Per output: the largest absolute difference, the largest reference magnitude, their
+    ratio (``rel_diff``), the spread of the reference across samples, and for probability
+    outputs the fraction of samples with the same top-1 class.
+
+    With ``atol``/``rtol``: an output passes when both sides are finite and
+    ``max|ref - got| <= atol + rtol * max|ref|``; it is ``constant`` when its spread
+    across samples is within that tolerance, so the comparison cannot tell a right
+    graph from a wrong one. ``probability=None`` (no graph to look at) keeps the old
+    rule: top-1 for any output with more than one column.
+    """
+    result = {}
+    for name, ref in reference.items():
+        raw = np.asarray(got[name])
+        if raw.size != np.asarray(ref).size:
+            result[name] = {"max_abs_diff": None, "top1_agree": None, "passed": False,
+                            "error": f"shape {list(raw.shape)} != reference {list(np.shape(ref))}"}
+            continue
+        ref = np.asarray(ref, dtype=np.float64)
+        y = raw.astype(np.float64).reshape(ref.shape)
+        bad = [side for side, v in (("reference", ref), ("optimized graph", y)) if not np.all(np.isfinite(v))]
+        entry: dict = {}
+        if bad:
+            entry = {"max_abs_diff": None, "rel_diff": None, "max_abs_reference": None, "nonfinite": bad}
+        else:
+            diff = float(np.max(np.abs(y - ref))) if ref.size else 0.0
+            scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+            entry = {"max_abs_diff": diff, "max_abs_reference": scale,
+                     "rel_diff": diff / scale if scale > 0 else (0.0 if diff == 0 else None)}
+            if ref.ndim >= 1 and len(ref) >= 2:
+                flat = ref.reshape(len(ref), -1)
+                entry["spread"] = float(np.max(flat.max(0) - flat.min(0)))
+        is_prob = (ref.ndim >= 2 and ref.shape[-1] > 1) if probability is None else probability.get(name, False)
+        entry["top1_agree"] = _top1(ref, y) if is_prob and not bad else None
+        if atol is not None:
+            tolerance = atol + (rtol or 0.0) * (entry["max_abs_reference"] or 0.0)
+            entry["tolerance"] = tolerance
+            entry["passed"] = not bad and entry["max_abs_diff"] <= tolerance
+            entry["constant"] = None if "spread" not in entry else entry["spread"] <= tolerance
+        result[name] = entry
+    return result
+
+
+def _top1(ref: np.ndarray, y: np.ndarray) -> float | None:
+    if ref.ndim == 0 or ref.size == 0:
+        return None
+    a, b = ref.reshape(len(ref), -1), y.reshape(len(y), -1)
+    if a.shape[1] == 1:  # one sigmoid unit: the class is p > 0.5
+        return float(np.mean((a[:, 0] > 0.5) == (b[:, 0] > 0.5)))
+    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))

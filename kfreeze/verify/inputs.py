@@ -1,0 +1,129 @@
+"""Verify's inputs: seeded random ones, or the user's own from an .npz in models/<name>/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kfreeze.errors import KfreezeError
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple  # None for a dynamic dimension
+
+
+def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
+                input_range: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
+    """Seeded inputs: floats uniform in ``input_range`` ([0, 1) by default, image-like).
+
+    Integers: with the default range, small integers 0..9 (safe as indices into
+    an embedding); with an explicit range, integers in [low, high) clipped to the
+    dtype. Booleans: 0/1.
+    """
+    rng = np.random.default_rng(seed)
+    low, high = input_range
+    feeds = {}
+    for info in infos:
+        dims = _sample_dims(info, samples)
+        dtype = np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype)
+        if np.issubdtype(dtype, np.floating):
+            u = rng.random(dims, dtype=np.float32) if (low, high) == (0.0, 1.0) else \
+                (low + (high - low) * rng.random(dims)).astype(np.float32)
+            feeds[info.name] = u.astype(dtype)
+        elif dtype == np.bool_:
+            feeds[info.name] = rng.integers(0, 2, dims).astype(dtype)
+        else:
+            lo, hi = (0, 10) if (low, high) == (0.0, 1.0) else (int(np.ceil(low)), int(np.ceil(high)))
+            limits = np.iinfo(dtype)
+            lo, hi = max(lo, int(limits.min)), min(hi, int(limits.max) + 1)
+            feeds[info.name] = rng.integers(lo, max(hi, lo + 1), dims).astype(dtype)
+    return feeds
+
+
+def _sample_dims(info: TensorInfo, samples: int) -> list[int]:
+    if info.shape is None:
+        raise KfreezeError(f"input '{info.name}'", "has unknown rank, so verify cannot make inputs",
+                           "set input_shape in params.yaml")
+    dims = list(info.shape)
+    if any(d is None for d in dims[1:]):
+        raise KfreezeError(f"input '{info.name}'", f"has dynamic dimensions {list(info.shape)} besides the batch",
+                           "set input_shape in params.yaml to fix them")
+    if dims:
+        dims[0] = samples  # a fixed batch is run batch by batch, see run_batched
+    return dims
+
+
+def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: int) -> dict[str, np.ndarray]:
+    """Real inputs from an ``.npz``: one array per input (keyed by the input name as in
+    params.yaml, or by its placeholder name), rows = samples; the first ``samples`` rows are used.
+
+    Loaded with ``allow_pickle=False``: an object array is refused, never unpickled.
+    """
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise KfreezeError(path, f"cannot be read as an .npz of plain arrays ({type(e).__name__}: {reason})",
+                           "write it with numpy.savez(path, input_name=array, ...) from numeric arrays") from None
+    feeds, rows = {}, set()
+    for info, name in zip(infos, names):
+        key = name if name in arrays else info.name if info.name in arrays else None
+        if key is None:
+            raise KfreezeError(path, f"has no array for input '{name}' (it has {sorted(arrays)})",
+                               f"add one: numpy.savez(..., **{{'{name}': x}})")
+        x = arrays[key]
+        dtype = np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype)
+        if x.dtype.kind not in "biuf" or not np.can_cast(x.dtype, dtype, "same_kind"):
+            raise KfreezeError(path, f"array '{key}' has dtype {x.dtype}, which does not convert to the "
+                               f"input's {dtype}", f"save it as {dtype}")
+        want = list(info.shape or [])
+        if info.shape is None or x.ndim != len(want) or any(w is not None and w != d for w, d in zip(want[1:], x.shape[1:])):
+            shape = "?" if info.shape is None else [("N" if i == 0 else ("?" if d is None else d)) for i, d in enumerate(want)]
+            raise KfreezeError(path, f"array '{key}' has shape {list(x.shape)}; input '{name}' takes {shape}",
+                               "one row per sample along the first axis")
+        if x.shape[0] < 1:
+            raise KfreezeError(path, f"array '{key}' has no rows", "save at least one sample")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise KfreezeError(path, f"array '{key}' holds NaN or Inf", "save finite inputs")
+        rows.add(x.shape[0])
+        feeds[info.name] = np.ascontiguousarray(x[:samples].astype(dtype))
+    if len(rows) > 1:
+        raise KfreezeError(path, f"arrays have different numbers of rows {sorted(rows)}", "one row per sample in each")
+    return feeds
+
+
+def placeholder_infos(graph: graph_pb2.GraphDef, names: list[str]) -> list[TensorInfo]:
+    by_name = {n.name: n for n in graph.node}
+    infos = []
+    for name in names:
+        node = by_name[name]
+        shape = tf.TensorShape(node.attr["shape"].shape)
+        dims = None if shape.rank is None else tuple(shape.as_list())
+        infos.append(TensorInfo(name, tf.as_dtype(node.attr["dtype"].type).name, dims))
+    return infos
+
+
+def data_path(spec, vspec, models_root: Path = Path("models")) -> Path | None:
+    """``verify.data`` for this model: models/<name>/<data>, which must stay inside that
+    folder after symlinks are followed; None when unset or when this model has no such file."""
+    if not vspec.data:
+        return None
+    folder = Path(models_root) / spec.name
+    path = folder / vspec.data
+    if not path.exists():
+        return None
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise KfreezeError(path, f"resolves to {path.resolve()}, outside {folder}/ (a symlink?)",
+                           f"put the real file in {folder}/")
+    if not path.is_file():
+        raise KfreezeError(path, "is not a file", "verify.data names an .npz file in the model's folder")
+    return path

@@ -1,0 +1,164 @@
+"""Run a model on verify's inputs: the graph in a TF session, the checkpoint graph, Keras, OpenCV dnn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2
+
+
+OPENCV_TIMEOUT_S = 300
+
+
+def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str, np.ndarray]:
+    """Call ``fn`` on all samples at once, or ``batch`` at a time for a fixed-batch graph.
+
+    A last chunk shorter than the batch is padded by repeating its rows, and only
+    the rows fed are kept: a graph with a fixed batch of 100 still checks 16 samples.
+    """
+    n = len(next(iter(feeds.values())))
+    if batch is None or batch == n:
+        return fn(feeds)
+    parts = []
+    for i in range(0, n, batch):
+        chunk = {k: v[i:i + batch] for k, v in feeds.items()}
+        rows = len(next(iter(chunk.values())))
+        if rows < batch:
+            chunk = {k: np.resize(v, (batch, *v.shape[1:])) for k, v in chunk.items()}
+        result = fn(chunk)
+        parts.append({k: np.asarray(v)[:rows] for k, v in result.items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph, name="")
+    with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
+        values = sess.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
+    return dict(zip(outputs, values))
+
+
+def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feeds: dict[str, np.ndarray],
+                         outputs: list[str], fixed: dict[str, object] | None = None) -> dict[str, np.ndarray]:
+    """The original graph with its variables restored: the reference for TF1 models and cuts.
+
+    ``fixed`` feeds training flags their inference values (keep_prob 1, rate 0,
+    is_training False). The graph runs at the batch its fed tensors accept: a
+    queue-fed Estimator graph reshaped to [100, 28, 28, 1] runs 100 rows at a
+    time, the samples padded (see run_batched).
+    """
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph, name="")
+        variables = {op.name: op.outputs[0] for op in g.get_operations()
+                     if op.type in ("VariableV2", "VarHandleOp", "Variable")}
+        stored = tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map() if variables else {}
+        var_list = {k: v for k, v in variables.items() if k in stored}
+        saver = tf.compat.v1.train.Saver(var_list=var_list) if var_list else None
+        tensors = {k: g.get_tensor_by_name(tensor_name(k)) for k in feeds}
+        # A cut with another input_dtype feeds the original tensor its own dtype, as the Cast does.
+        typed = {k: v.astype(tensors[k].dtype.as_numpy_dtype) for k, v in feeds.items()}
+        constant = {g.get_tensor_by_name(tensor_name(k)): v for k, v in (fixed or {}).items()}
+        fetches = [g.get_tensor_by_name(tensor_name(o)) for o in outputs]
+    batch = fixed_batch(t.shape for t in tensors.values())
+    with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
+        if saver is not None:
+            saver.restore(sess, checkpoint)
+
+        def run(chunk):
+            values = sess.run(fetches, {**constant, **{tensors[k]: v for k, v in chunk.items()}})
+            return dict(zip(outputs, values))
+        return run_batched(run, typed, batch)
+
+
+def fixed_batch(shapes) -> int | None:
+    """The batch a graph's fed tensors fix (their first dimension), or None when it is free."""
+    for shape in shapes:
+        shape = tf.TensorShape(shape)
+        if shape.rank and shape[0] is not None:
+            return int(shape[0])
+    return None
+
+
+def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], output_names: list[str]) -> dict[str, np.ndarray]:
+    from kfreeze.keras_io import input_structure
+    structure = input_structure(model)
+    batch = fixed_batch(tuple(t.shape) for t in tf.nest.flatten(structure))
+    stateful = [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+                if getattr(layer, "stateful", False) is True]
+
+    def run(chunk):
+        for layer in stateful:  # the frozen graph starts every run from zero states
+            layer.reset_states()
+        args = [tf.constant(chunk[n]) for n in input_names]
+        result = model(tf.nest.pack_sequence_as(structure, args), training=False)
+        return {name: np.asarray(t) for name, t in zip(output_names, tf.nest.flatten(result))}
+    return run_batched(run, {n: feeds[n] for n in input_names}, batch)
+
+
+@dataclass
+class OpenCVResult:
+    outputs: dict[str, np.ndarray] | None
+    error: str | None
+
+
+def opencv_layer(graph: graph_pb2.GraphDef, output: str) -> str:
+    """The OpenCV layer names that may compute ``output``, as 'a|b|c', best first.
+
+    OpenCV's importer drops Identity nodes and fuses a BiasAdd into the MatMul
+    or Conv2D before it, naming the layer after that op; the child process takes
+    the first candidate its network has.
+    """
+    by_name = {n.name: n for n in graph.node}
+    name = output.split(":")[0]
+    while name in by_name and by_name[name].op == "Identity" and by_name[name].input:
+        name = by_name[name].input[0].split(":")[0]
+    chain = [name]
+    node = by_name.get(name)
+    if node is not None and node.op in ("BiasAdd", "Add", "AddV2") and node.input:
+        chain.append(node.input[0].split(":")[0])
+    return "|".join(chain)
+
+
+def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
+               batch: int | None = None, timeout: float = OPENCV_TIMEOUT_S) -> OpenCVResult:
+    """``outputs`` are OpenCV layer candidates (see ``opencv_layer``); results are keyed by them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(inp, **feeds)
+        # Run as a script, not '-m kfreeze.verify.opencv_child': that imports this package, and
+        # with it TensorFlow (about 8 s), in a child that needs only numpy and cv2.
+        cmd = [sys.executable, str(Path(__file__).with_name("opencv_child.py")), str(graph_path), str(inp), str(out),
+               ",".join(feeds), ",".join(outputs), str(batch or 0)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                             os.environ.get("PYTHONPATH", "")])}
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return OpenCVResult(None, f"OpenCV did not finish within {timeout:.0f} s")
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            return OpenCVResult(None, f"OpenCV crashed with {name} (signal {-proc.returncode})")
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            return OpenCVResult(None, lines[-1][:400] if lines else f"OpenCV exited with {proc.returncode}")
+        data = np.load(out)
+        return OpenCVResult({o: data[o] for o in outputs}, None)
+
+
+def tensor_name(name: str) -> str:
+    return name if ":" in name else f"{name}:0"
+
+
+def session_config():
+    return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
