@@ -1,8 +1,12 @@
 """DVC stage 'freeze@<name>': see `kfreeze freeze --help`."""
 
-import typer
+import _venv
 
-from kfreeze.commands import freeze
+_venv.ensure()  # before any third-party import: the system Python may lack them
+
+import typer  # noqa: E402
+
+from kfreeze.commands import freeze  # noqa: E402
 
 if __name__ == "__main__":
     typer.run(freeze)
