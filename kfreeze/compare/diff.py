@@ -1,9 +1,9 @@
 """Graph-aware comparison of two revisions' optimized graphs.
 
 The pure functions take GraphDefs (and the names from ``names.json``) and return plain,
-JSON-ready dicts. ``open_revision`` reads a revision's ``params.yaml`` and artifacts through
-DVC (``dvc.api.DVCFileSystem``: the local cache, else the default remote) without checking
-anything out; ``rev=None`` reads the workspace.
+JSON-ready dicts. ``open_revision`` reads a revision's ``params.yaml`` from git and its artifacts
+through DVC (``dvc.api.DVCFileSystem``: the local cache, else the workspace's default remote)
+without checking anything out; ``rev=None`` reads the workspace.
 """
 
 from __future__ import annotations
