@@ -269,7 +269,8 @@ class Revision:
         if self.rev is None:
             file = self.root / path
             if not file.is_file():
-                raise KfreezeError(file, f"{what} not found in the workspace", "run 'dvc repro' in the workspace")
+                raise KfreezeError(file, f"{what} not found in the workspace",
+                                   "run 'dvc repro' (it restores outputs from the cache, else rebuilds them)")
             return file.read_bytes()
         data = git_file(self.root, self.sha, path)
         if data is not None:
@@ -334,9 +335,13 @@ def missing_artifact(revision: Revision, path: str, what: str, reason: str) -> K
         return KfreezeError(where, f"DVC cannot read {what} from the local cache ({reason})",
                             "check 'dvc doctor' and the cache directory's permissions")
     if remote is None:
-        return KfreezeError(where, f"{what} (md5 {md5}) is not in the local DVC cache, and no DVC remote is "
+        return KfreezeError(where, f"{what} (md5 {md5}) is not in the local DVC cache, and no default DVC remote is "
                             "configured", f"rebuild it into the cache: {rebuild}, or add the remote that has it "
                             "('dvc remote add -d NAME URL')")
+    if url and "://" not in str(url) and not Path(url).is_dir():
+        return KfreezeError(where, f"{what} (md5 {md5}) is not in the local DVC cache, and remote '{remote}' "
+                            f"points at {url}, which does not exist", f"point the remote at its real location "
+                            f"('dvc remote modify --local {remote} url PATH'), or rebuild it into the cache: {rebuild}")
     return KfreezeError(where, f"{what} (md5 {md5}) is neither in the local DVC cache nor in remote '{remote}' "
                         f"({url})", f"rebuild it into the cache: {rebuild}; or, where it was built, push every "
                         f"commit's artifacts: 'dvc remote add --local -f {remote} {url} && dvc push "

@@ -81,7 +81,7 @@ def test_missing_from_the_cache_without_a_remote_the_rebuild_advice_works(projec
     sh("dvc", "gc", "--workspace", "--force", "-q", cwd=repo)  # keeps only what HEAD uses
     line = error_line(kfreeze(monkeypatch, repo, "diff", shas["c1"], shas["c2"]))
     assert line.startswith(f"error: build/beta/optimized.pb at {shas['c1']}: the optimized graph of 'beta' (md5 ")
-    assert "not in the local DVC cache, and no DVC remote is configured" in line
+    assert "not in the local DVC cache, and no default DVC remote is configured" in line
     fix = re.search(r"rebuild it into the cache: '([^']+)'", line).group(1)
     assert fix == f"git checkout {shas['c1'][:7]} && dvc repro && git checkout - && dvc checkout"
     shell(fix, repo)
@@ -148,6 +148,21 @@ def test_missing_from_cache_and_remote_the_push_advice_works(project, monkeypatc
     push = re.search(r"push every commit's artifacts: '([^']+)'", line).group(1)
     shell(push, project["repo"])
     assert _in_remote(remote, md5)
+    assert_beta_retrained(kfreeze(monkeypatch, clone, "diff", shas["c1"], shas["c2"], "--json"))
+
+
+def test_remote_pointing_nowhere_the_advice_works(project, monkeypatch):
+    """A clone whose remote URL is wrong and whose cache is empty: the message says the remote's
+    directory does not exist; pointing it at the real one, as advised, makes the diff work."""
+    clone, shas, remote = project["clone"], project["shas"], project["remote"]
+    nowhere = project["base"] / "nowhere"
+    sh("dvc", "remote", "modify", "--local", "storage", "url", nowhere, cwd=clone)
+    sh("rm", "-rf", ".dvc/cache", cwd=clone)
+    line = error_line(kfreeze(monkeypatch, clone, "diff", shas["c1"], shas["c2"]))
+    assert f"is not in the local DVC cache, and remote 'storage' points at {nowhere}, which does not exist" in line
+    fix = re.search(r"point the remote at its real location \('([^']+)'\)", line).group(1)
+    assert fix == "dvc remote modify --local storage url PATH"
+    shell(fix.replace("PATH", str(remote)), clone)
     assert_beta_retrained(kfreeze(monkeypatch, clone, "diff", shas["c1"], shas["c2"], "--json"))
 
 

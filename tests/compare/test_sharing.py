@@ -197,8 +197,8 @@ def test_diff_in_a_fresh_clone_reads_the_remote(project, monkeypatch):
     sh("rm", "-rf", ".dvc/cache", cwd=clone)
     result = kfreeze(monkeypatch, clone, "diff", shas["c1"], shas["c2"])
     assert result.exit_code == 2
-    assert "is neither in the local DVC cache nor in remote 'storage'" in result.output
-    assert "dvc push --all-commits -r storage" in result.output
+    assert f"remote 'storage' points at {base / 'nowhere'}, which does not exist" in result.output
+    assert "'dvc remote modify --local storage url PATH'" in result.output
 
 
 def test_repro_pull_allow_missing_fetches_only_what_the_changed_stages_need(project):
