@@ -129,11 +129,29 @@ def main(base: Path) -> str:
                       w.run("dvc pull", other, show="last"),
                       w.run("dvc status", other)))
 
+    partial = base / "partial"
+    w.note("A clone that changes only what some stages read does not need everything. `--pull` "
+           "downloads the inputs of the stages that must run, and `--allow-missing` skips unchanged "
+           "stages whose outputs are not there. Here `verify.atol` changes, so only the verify stages "
+           "(and the summary) run, and `build/*/model/` is never downloaded:")
+    fence(w, lambda: (w.run(f"git clone -q {repo} {partial}", base),
+                      w.run("sed -i 's/atol: 0.0001/atol: 0.001/' params.yaml", partial,
+                            shown="cd partial && sed -i 's/atol: 0.0001/atol: 0.001/' params.yaml"),
+                      w.run("dvc repro --pull --allow-missing", partial, show="stages"),
+                      w.run("ls build/alpha", partial)))
+
     w.heading("Plots, offline")
     fence(w, lambda: (w.run("python -m kfreeze.compare.plots_html .dvc/tmp/plots_offline.html", repo),
                       w.run("dvc config --local plots.html_template tmp/plots_offline.html", repo),
                       w.run(f"dvc plots diff HEAD~3 HEAD -o {base / 'plots'}", repo),
                       w.run(f"grep -c '<script src=' {base / 'plots' / 'index.html'}", repo, expect=None)))
+
+    w.heading("Try a change as a DVC experiment")
+    fence(w, lambda: (w.run("dvc params diff HEAD~3 HEAD~1", repo),
+                      w.run("dvc exp run -n beta-both-heads -S 'models.beta.outputs=[cls,reg]'", repo,
+                            show="stages"),
+                      w.run("dvc exp show --md --drop '.*' --keep 'Experiment|models.beta.outputs|"
+                            "metrics/beta.json:ops_optimized|metrics/beta.json:bytes_optimized'", repo)))
 
     w.heading("When a commit's artifacts are nowhere")
     w.note("A clone whose remote setting points nowhere and whose cache is empty:")
