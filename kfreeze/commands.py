@@ -7,6 +7,7 @@ TensorFlow is imported inside each command, so ``--help`` stays instant.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -36,8 +37,9 @@ def cli_errors(fn=None, *, exit_code: int = 1):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        debug = kwargs.get("debug") or os.environ.get("KFREEZE_DEBUG")
-        if debug:
+        before = os.environ.get("KFREEZE_DEBUG")
+        debug = kwargs.get("debug") or before
+        if debug:  # for child processes and tfenv; restored after, so one in-process call does not leak it
             os.environ["KFREEZE_DEBUG"] = "1"
         try:
             return fn(*args, **kwargs)
@@ -48,14 +50,45 @@ def cli_errors(fn=None, *, exit_code: int = 1):
             raise typer.Exit(exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            if e.errno not in _OS_FIXES:
+                raise _internal(fn, e, exit_code) from None
+            print(f"error: {os_error(e).line()}", file=sys.stderr)
+            raise typer.Exit(exit_code) from None
         except Exception as e:  # a bug or an input kfreeze does not recognise yet
             if debug:
                 traceback.print_exc()
-            reason = " ".join(str(e).split())[:300]
-            print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
-                  "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
-            raise typer.Exit(max(exit_code, 2)) from None
+            raise _internal(fn, e, exit_code) from None
+        finally:
+            if before is None:
+                os.environ.pop("KFREEZE_DEBUG", None)
     return wrapper
+
+
+_OS_FIXES = {
+    errno.EACCES: "check the permissions of the file and its folder",
+    errno.EPERM: "check the permissions of the file and its folder",
+    errno.ENOSPC: "free some disk space and re-run",
+    errno.EDQUOT: "free some disk space (you are over quota) and re-run",
+    errno.EROFS: "the file system is read-only; use a writable --build/--metrics folder",
+}
+
+
+def os_error(e: OSError) -> KfreezeError:
+    """EACCES, ENOSPC, EROFS...: one line naming the path, not an internal error."""
+    return KfreezeError(e.filename or "kfreeze", f"cannot write or read here ({e.strerror})",
+                        _OS_FIXES.get(e.errno, "check the path"))
+
+
+def _internal(fn, e: Exception, exit_code: int):
+    from kfreeze.errors import printable
+
+    reason = printable(" ".join(str(e).split())[:300])
+    print(f"error: internal error in {fn.__name__}: {type(e).__name__}: {reason} "
+          "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
+    return typer.Exit(max(exit_code, 2))
 
 
 @contextlib.contextmanager
@@ -109,6 +142,8 @@ def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
                                        spec.theano_kernels)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
+    from kfreeze import export as export_lib
+    export_lib.check_convertible(model, spec.source)  # the trace export makes: what cannot work fails here
     with atomic.directory(_dirs(build, name) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     typer.echo(f"{name}: converted {spec.source} ({model.count_params()} parameters, "
@@ -223,6 +258,8 @@ def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
     nodes.require(graph, inputs, "input", _where(params_file, spec, "inputs"))
     nodes.require(graph, outputs, "output", _where(params_file, spec, "outputs"))
     nodes.require_upstream(graph, inputs, outputs, _where(params_file, spec, "inputs"))
+    from kfreeze import policy  # before freeze_graph runs the graph's variables (and whatever they depend on)
+    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
     frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
@@ -247,8 +284,11 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
     nodes.require(frozen, inputs, "input", _where(params_file, spec, "inputs"))
     ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
                       opencv=spec.opencv, precision=spec.precision)
+    from kfreeze import resources
     try:
-        graph, stats = opt.optimize(frozen, ctx)
+        resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
+                                    _where(params_file, spec, "input_shape"))
+        graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
     except KfreezeError as e:
         raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
     graphio.write_graph(graph, out / "optimized.pb")
@@ -260,24 +300,35 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
 @cli_errors
 def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
            metrics: Path = MetricsOpt, debug: bool = DebugOpt):
-    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json."""
-    from kfreeze import graphio
+    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json.
+
+    A failing verify writes no metrics (DVC records no result for a failed stage):
+    its report goes to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.
+    """
+    from kfreeze import atomic, graphio
     from kfreeze import verify as verify_lib
 
+    atomic.clean_stale(Path(metrics) / f"{name}.json")  # a killed run's temp file must not reach dvc.lock
     spec = params.model_spec(name, params_file)
     vspec = params.verify_spec(params_file)
     out = _dirs(build, name)
-    result = verify_lib.verify_model(spec, vspec, out)
-    graphio.write_json(Path(metrics) / f"{name}.json", result)
+    verdict = verify_lib.verify_model(spec, vspec, out)
+    result = verdict.metrics
+    metrics_file, report = Path(metrics) / f"{name}.json", out / "verify_failed.json"
+    for warning in verdict.warnings:
+        typer.echo(f"{name}: warning: {warning}", err=True)
+    if not verdict.passed:
+        metrics_file.unlink(missing_ok=True)
+        graphio.write_json(report, {**result, "failures": verdict.failures, "warnings": verdict.warnings})
+        raise KfreezeError(out / "optimized.pb", "; ".join(verdict.failures),
+                           f"the report is in {report} (no {metrics_file} is written for a failed verify)")
+    report.unlink(missing_ok=True)
+    graphio.write_json(metrics_file, result)
     ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
            else f"OpenCV failed: {result['opencv_error']}")
-    atol = result["atol_used"]
-    typer.echo(f"{name}: max_abs_diff {result['max_abs_diff']:.3g} (atol {atol:g}), top1_agree "
-               f"{result['top1_agree']}, ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
-    if result["max_abs_diff"] > atol:
-        key = "verify.atol_float16" if spec.precision == "float16" else "verify.atol"
-        raise KfreezeError(out / "optimized.pb", f"outputs differ from the source model by {result['max_abs_diff']:.3g}, "
-                           f"more than {key}={atol:g}", f"see metrics/{name}.json; report the model")
+    typer.echo(f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
+               f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "
+               f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
 
 
 @cli_errors

@@ -20,4 +20,13 @@ class KfreezeError(Exception):
         text = f"{self.where}: {self.problem}"
         if self.fix:
             text += f"; {self.fix}"
-        return " ".join(text.split())  # always one line
+        return printable(" ".join(text.split()))  # always one line
+
+
+LINE_MAX = 2000  # a line, not a dump: values quoted from a hostile file can be huge
+
+
+def printable(text: str, limit: int = LINE_MAX) -> str:
+    """``text`` with control characters (ANSI escapes, newlines, C1 codes) shown as \\xNN, cut to ``limit``."""
+    out = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."

@@ -10,6 +10,7 @@ same names. The result is what TF1 users have always fed to ``freeze_graph``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,19 +80,74 @@ def trace(model):
         inputs = tf.nest.pack_sequence_as(structure, list(args))
         return tf.nest.flatten(model(inputs, training=False))
 
-    return tf.function(call).get_concrete_function(*specs)
+    with inference_only(model):
+        return tf.function(call).get_concrete_function(*specs)
+
+
+@contextlib.contextmanager
+def inference_only(model):
+    """Trace recurrent layers as inference needs them: stateless and without dropout masks.
+
+    A stateful layer reads its state variables and assigns the new state after
+    the call; a frozen graph has no variables to assign, and TensorFlow's
+    converter refuses the assign. Traced stateless, the layer starts from zero
+    states, which is what the stateful model computes after ``reset_states()``:
+    every run of the frozen graph starts from zeros and carries nothing over.
+
+    Recurrent cells with ``dropout``/``recurrent_dropout`` draw their dropout masks
+    on every call, at inference too, and advance a seed variable to do so; the
+    masks are used only in training. Traced with rates 0 they draw nothing,
+    which changes no inference output.
+    """
+    every = list(model._flatten_layers(include_self=True, recursive=True))
+    saved = []
+    for layer in every:
+        if getattr(layer, "stateful", False) is True:
+            saved.append((layer, "stateful", True))
+        if hasattr(layer, "get_recurrent_dropout_mask"):  # Keras' DropoutRNNCell, a private class
+            saved += [(layer, key, getattr(layer, key)) for key in ("dropout", "recurrent_dropout")
+                      if getattr(layer, key, 0)]
+    for layer, key, _ in saved:
+        setattr(layer, key, 0.0 if key != "stateful" else False)
+    try:
+        yield
+    finally:
+        for layer, key, value in saved:
+            setattr(layer, key, value)
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:
-    """Rename nodes and every reference to them (data and control inputs)."""
+    """Rename nodes and every reference to them (data and control inputs, and the
+    ``frame_name`` of a v1 while loop's Enter nodes, which names the loop's scope)."""
     out = graph_pb2.GraphDef()
     out.CopyFrom(graph)
+    frames = _frame_mapping(graph, mapping)
     for node in out.node:
         node.name = mapping.get(node.name, node.name)
+        if node.op in ("Enter", "RefEnter"):
+            frame = node.attr["frame_name"].s.decode()
+            node.attr["frame_name"].s = frames.get(frame, frame).encode()
         for i, inp in enumerate(node.input):
             ctrl = inp.startswith("^")
             base, sep, port = inp.lstrip("^").partition(":")
             node.input[i] = ("^" if ctrl else "") + mapping.get(base, base) + sep + port
+    return out
+
+
+def _frame_mapping(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> dict[str, str]:
+    """Each loop frame renamed as the nodes inside its scope are: 'rnn_1/while' -> 'rnn/while'.
+
+    A renaming that keeps the number of scope parts (strip_name_counters) tells
+    the frame's new name; without one the frame keeps its name, which is valid too.
+    """
+    frames = {n.attr["frame_name"].s.decode() for n in graph.node if n.op in ("Enter", "RefEnter")}
+    out = {}
+    for frame in frames:
+        depth = frame.count("/") + 1
+        for old, new in mapping.items():
+            if old.startswith(frame + "/") and old.count("/") == new.count("/"):
+                out[frame] = "/".join(new.split("/")[:depth])
+                break
     return out
 
 
@@ -128,16 +184,28 @@ def export_model(model) -> Exported:
     out_ops = [t.op.name for t in frozen.outputs]
 
     # Drop the function's NoOp and the control edges that pin variable reads to it.
+    # Inside a while loop control edges are the loop: they put constants in its frame.
+    in_loops = graphio.loop_nodes(graph)
+    # The While lowering leaves 'unused_control_flow_input_N' placeholders that nothing reads,
+    # numbered differently in every process; they are no inputs of the model.
+    read = {i.lstrip("^").split(":")[0] for n in graph.node for i in n.input}
+    model_inputs = {t.op.name for t in frozen.inputs}
     kept = graph_pb2.GraphDef()
     kept.versions.CopyFrom(graph.versions)
     for node in graph.node:
-        if node.op == "NoOp":
+        if node.op == "NoOp" and node.name not in in_loops:
+            continue
+        if node.op == "Placeholder" and node.name not in read and node.name not in model_inputs:
             continue
         new = kept.node.add()
         new.CopyFrom(node)
         new.ClearField("input")
-        new.input.extend(i for i in node.input if not i.startswith("^"))
+        new.input.extend(i for i in node.input if not i.startswith("^") or node.name in in_loops and i[1:] in in_loops)
         new.ClearField("device")
+        # A tracing hint that the While lowering sets on arbitrary nodes (not the same ones in
+        # every process); TensorFlow does not read it from a GraphDef.
+        if "_has_manual_control_dependencies" in new.attr:
+            del new.attr["_has_manual_control_dependencies"]
 
     mapping = strip_name_counters(kept, _layer_names(model))
     var_names = dict(zip(sorted(placeholder_to_var), _unique([tf_name(placeholder_to_var[k]) for k in sorted(placeholder_to_var)])))
@@ -222,8 +290,72 @@ def write_export(exported: Exported, out_dir: Path) -> None:
 
 
 def check_exportable(model, where: str) -> None:
-    if any(t.shape.rank is None for t in tf.nest.flatten(input_structure(model))):
+    if any(t.shape is None or getattr(t.shape, "rank", 0) is None for t in tf.nest.flatten(input_structure(model))):
         raise KfreezeError(where, "an input has unknown rank", "build the model with keras.Input(shape=...)")
 
 
 __all__ = ["export_model", "write_export", "trace", "keras"]
+
+
+# Ops a traced inference graph may hold that no frozen GraphDef can run: why, and what works instead.
+UNFREEZABLE = {
+    **dict.fromkeys(("PyFunc", "PyFuncStateless", "EagerPyFunc"), (
+        "runs Python code (tf.py_function / numpy_function), which a GraphDef cannot hold",
+        "rewrite the layer with keras.ops / TensorFlow operations")),
+    **dict.fromkeys(("HashTableV2", "MutableHashTableV2", "MutableDenseHashTableV2", "LookupTableFindV2"), (
+        "looks values up in a hash table, which a frozen graph cannot initialize",
+        "do the lookup before the model: remove the layer and feed the ids it produces")),
+    **dict.fromkeys(("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"), (
+        "changes its variables at inference, which a frozen graph (all constants) cannot do",
+        "make the layer keep its variables unchanged when called with training=False")),
+}
+
+
+def _graph_ops(graph) -> list[tuple[str, str]]:
+    """(op type, node name) of a traced graph and of every function in its library."""
+    graph_def = graph.as_graph_def()
+    found = [(n.op, n.name) for n in graph_def.node]
+    for fn in graph_def.library.function:
+        found += [(n.op, f"{fn.signature.name}/{n.name}") for n in fn.node_def]
+    return found
+
+
+def _layer_of(model, path: str):
+    """The innermost layer whose name is a scope of ``path`` (Keras scopes ops by layer name)."""
+    layers = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        layers.setdefault(layer.name, layer)
+    parts = [_COUNTER.match(p).group(1) if _COUNTER.match(p) and p not in layers else p for p in path.split("/")]
+    hits = [layers[p] for p in parts if p in layers]
+    return hits[-1] if hits else None
+
+
+def check_convertible(model, where) -> None:
+    """Trace the model once, as export will, and refuse here what cannot become a frozen graph.
+
+    One line names the layer, its class and why, so a model that cannot work fails
+    in convert rather than in export, freeze or verify.
+    """
+    import re as _re
+
+    check_exportable(model, where)
+    try:
+        concrete = trace(model)
+    except KfreezeError:
+        raise
+    except Exception as e:  # Keras and TF raise many types while tracing a user's layer
+        text = " ".join(str(e).split())
+        called = _re.search(r"calling (\w+)\.call\(\)", text)
+        cls = called.group(1) if called else None
+        layer = next((l for l in model._flatten_layers(include_self=False, recursive=True)
+                      if cls and type(l).__name__ == cls), None)
+        reason = _re.sub(r"\x1b\[[0-9;]*m", "", text.split("Arguments received")[0])[:240].strip()
+        who = f"layer '{layer.name}' ({cls})" if layer is not None else "the model"
+        raise KfreezeError(where, f"{who} cannot be traced for inference: {type(e).__name__}: {reason}",
+                           "fix or replace that layer; kfreeze traces model(x, training=False)") from None
+    for op, name in _graph_ops(concrete.graph):
+        if op in UNFREEZABLE:
+            why, fix = UNFREEZABLE[op]
+            layer = _layer_of(model, name)
+            who = f"layer '{layer.name}' ({type(layer).__name__})" if layer is not None else f"op '{name}'"
+            raise KfreezeError(where, f"{who} {why} ({op})", fix)

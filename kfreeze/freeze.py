@@ -22,18 +22,43 @@ class Frozen:
 
 
 def resolve_checkpoint(path: str | Path) -> str:
-    """A checkpoint prefix; a directory means its latest checkpoint."""
+    """A checkpoint prefix; a directory means its latest checkpoint.
+
+    The prefix, whatever the state file says, and every file of it must stay
+    inside the checkpoint's own folder after symlinks: TensorFlow would happily
+    read an absolute or ``../`` path the state file names.
+    """
     path = Path(path)
     if path.is_dir():
+        state = tf.train.get_checkpoint_state(str(path))
+        named = state.model_checkpoint_path if state is not None else ""  # TF joins a relative one to path
+        real = Path(named).resolve() if named else None
+        if real is not None and path.resolve() not in real.parents:
+            raise KfreezeError(path / "checkpoint", f"the state file names '{named}', outside {path}/",
+                               "give the checkpoint prefix itself in params.yaml, or fix the state file")
         latest = tf.train.latest_checkpoint(str(path))
         if latest is None:
             raise KfreezeError(path, "directory holds no checkpoint (no 'checkpoint' state file or index)",
                                "point 'checkpoint' at a prefix such as model.ckpt-2000")
+        _check_files_inside(Path(latest), path)
         return latest
     if not Path(str(path) + ".index").is_file():
         raise KfreezeError(path, "checkpoint not found (no .index file with this prefix)",
                            "give the prefix, e.g. model.ckpt-2000 for model.ckpt-2000.index")
+    _check_files_inside(path, path.parent)
     return str(path)
+
+
+def _check_files_inside(prefix: Path, folder: Path) -> None:
+    from kfreeze.params import check_inside
+
+    for file in sorted(prefix.parent.glob(glob_escape(prefix.name) + ".*")):
+        check_inside(file, folder, str(prefix))
+
+
+def glob_escape(name: str) -> str:
+    import glob
+    return glob.escape(name)
 
 
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef cannot be larger

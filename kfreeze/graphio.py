@@ -105,6 +105,26 @@ def read_json(path: str | Path):
         raise KfreezeError(path, f"not valid JSON ({e})", "re-run the stage that writes it") from None
 
 
+def loop_nodes(graph: graph_pb2.GraphDef) -> set[str]:
+    """The nodes inside v1 while loops (convert_variables_to_constants_v2 lowers While to
+    Enter/Merge/Switch/NextIteration/Exit): everything downstream of an Enter, up to its Exit."""
+    users: dict[str, list[str]] = {}
+    for node in graph.node:
+        for inp in node.input:
+            users.setdefault(inp.lstrip("^").split(":")[0], []).append(node.name)
+    ops = {n.name: n.op for n in graph.node}
+    todo = [n.name for n in graph.node if n.op in ("Enter", "RefEnter")]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if ops.get(name) not in ("Exit", "RefExit"):
+            todo.extend(users.get(name, ()))
+    return seen
+
+
 def canonical_order(graph: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
     """The nodes in execution order, ties broken by name.
 

@@ -20,7 +20,14 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def import_custom_objects(refs: list[str], where: str) -> dict:
-    """'module.path:Name' -> {'Name': object}, importing from the project root."""
+    """'module.path:Name' -> {'Name': object}, importing from the project root.
+
+    Only Keras objects (layers, models, losses, activations, initializers,
+    regularizers, constraints, metrics) from a module of the project or an
+    installed package other than the standard library. What a ref names is
+    checked before it is imported where possible, so ``os:system`` or
+    ``this:x`` are refused without importing anything.
+    """
     import importlib
     import sys
 
@@ -29,6 +36,7 @@ def import_custom_objects(refs: list[str], where: str) -> dict:
     found = {}
     for ref in refs:
         module_name, _, attr = ref.partition(":")
+        _check_module(module_name, ref, where)
         try:
             module = importlib.import_module(module_name)
         except Exception as e:  # the user's module: any error in it is theirs to fix
@@ -37,8 +45,63 @@ def import_custom_objects(refs: list[str], where: str) -> dict:
                                "give an importable module path relative to the project root") from None
         if not hasattr(module, attr):
             raise KfreezeError(where, f"module '{module_name}' has no '{attr}'", "check the name after the ':'")
-        found[attr] = getattr(module, attr)
+        obj = getattr(module, attr)
+        if not _is_keras_object(obj, module_name):
+            raise KfreezeError(where, f"'{ref}' is not a Keras layer, model, loss, activation, initializer, "
+                               "regularizer, constraint or metric", "custom_objects names only the Keras classes "
+                               "and functions the model file refers to")
+        found[attr] = obj
     return found
+
+
+_KERAS_BASES = ()
+
+
+def _keras_bases() -> tuple:
+    global _KERAS_BASES
+    if not _KERAS_BASES:
+        _KERAS_BASES = (keras.layers.Layer, keras.losses.Loss, keras.initializers.Initializer,
+                        keras.regularizers.Regularizer, keras.constraints.Constraint, keras.metrics.Metric)
+    return _KERAS_BASES
+
+
+def _in_project(module_name: str) -> bool:
+    """A module file under the project root (the current directory): the user's own code."""
+    base = Path.cwd().joinpath(*module_name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _check_module(module_name: str, ref: str, where: str) -> None:
+    import importlib.util
+    import sys
+
+    top = module_name.split(".")[0]
+    if _in_project(module_name):
+        return
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        raise KfreezeError(where, f"'{ref}' is from the Python standard library, not a Keras object",
+                           "custom_objects names Keras classes from your project or an installed package")
+    try:
+        spec = importlib.util.find_spec(top)  # the top-level name only: finding 'a.b' would import 'a'
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise KfreezeError(where, f"no module '{module_name}' for custom object '{ref}' in the project or installed",
+                           "give a module path relative to the project root, e.g. models.mynet.layers:MyLayer")
+
+
+def _is_keras_object(obj, module_name: str) -> bool:
+    """A Keras base subclass; or a function (an activation, a loss) that is registered with Keras
+    or defined in the project's own code."""
+    import inspect
+
+    if inspect.isclass(obj):
+        return issubclass(obj, _keras_bases())
+    if inspect.isfunction(obj):
+        registered = keras.saving.get_registered_object(keras.saving.get_registered_name(obj))
+        home = getattr(obj, "__module__", "") or module_name
+        return registered is obj or home.split(".")[0] == "keras" or _in_project(home)
+    return False
 
 
 def load_options(spec, params_file: str = "params.yaml") -> dict:
@@ -63,15 +126,63 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
                            "give a .keras or full-model .h5 file as 'source'")
     if suffix == ".keras":
         _check_archive(path)
+    else:
+        from kfreeze import h5check
+        h5check.check_structure(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
                                         custom_objects=custom_objects or None)
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
-    if not isinstance(model, keras.Model) or not model.inputs or not model.outputs:
-        raise KfreezeError(path, "model has no defined inputs or outputs (a subclassed model?)",
-                           "save a Functional or Sequential model with known input shapes")
+    if not isinstance(model, keras.Model):
+        raise KfreezeError(path, f"holds a {type(model).__name__}, not a Keras model", "save a keras.Model")
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        model = as_functional(model, path)
     return model
+
+
+def as_functional(model: keras.Model, where) -> keras.Model:
+    """A subclassed model as a Functional model that calls it, so it has inputs and outputs.
+
+    Keras records the shapes a subclassed model was first called with
+    (``get_build_config``); that is all a trace needs. The inputs are float32,
+    named after ``call``'s first argument.
+    """
+    import inspect
+
+    shape = (model.get_build_config() or {}).get("input_shape") if model.built else None
+    if shape is None:
+        raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) was saved before it "
+                           "was called, so its input shape is unknown",
+                           "call the model once on a batch of data before model.save()")
+    params = [p for p in inspect.signature(model.call).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    base = params[0].name if params else "input"
+
+    def is_shape(s):
+        return isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)
+
+    def batch_free(s):  # the first call's batch size is no property of the model
+        return (None, *s[1:]) if s else tuple(s)
+
+    if isinstance(shape, dict):
+        inputs = {k: keras.Input(batch_shape=batch_free(v), name=k) for k, v in sorted(shape.items())}
+    elif is_shape(shape):
+        inputs = keras.Input(batch_shape=batch_free(shape), name=base)
+    elif isinstance(shape, (list, tuple)) and all(is_shape(s) for s in shape):
+        inputs = [keras.Input(batch_shape=batch_free(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
+    else:
+        raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read ({shape!r})",
+                           "wrap it in a Functional model: keras.Model(inputs, model(inputs)), and save that")
+    try:
+        outputs = model(inputs)
+    except Exception as e:  # the user's call(): any error means it cannot be traced
+        reason = " ".join(str(e).split("Arguments received")[0].split())[:200]
+        raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) cannot be called on "
+                           f"symbolic inputs of shape {shape} ({type(e).__name__}: {reason})",
+                           "write call() with keras.ops or TensorFlow ops only (no .numpy(), no Python "
+                           "branches on values), or save a Functional model") from None
+    return keras.Model(inputs, outputs, name=model.name)
 
 
 def _check_archive(path: Path) -> None:
@@ -80,12 +191,33 @@ def _check_archive(path: Path) -> None:
         raise KfreezeError(path, "not a .keras archive (not a zip file)", "re-save the model with model.save()")
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_sizes(path, archive)
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
         raise KfreezeError(path, f"damaged .keras archive ({e})", "re-save the model with model.save()") from None
     if bad is not None:
         raise KfreezeError(path, f"damaged .keras archive ('{bad}' fails its checksum)",
                            "re-save the model with model.save()")
+
+
+ARCHIVE_RATIO = 200            # uncompressed / file size: weights barely compress, a bomb compresses ~1000x
+ARCHIVE_SLACK = 64 * 2**20
+
+
+def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse a zip bomb from the sizes the archive declares, before anything is extracted.
+
+    zipfile never extracts more than a member's declared size, so the declared
+    total bounds what loading can allocate.
+    """
+    declared = sum(info.file_size for info in archive.infolist())
+    size = path.stat().st_size
+    from kfreeze.resources import available_memory
+    limit = min(ARCHIVE_RATIO * size + ARCHIVE_SLACK, available_memory() // 2)
+    if declared > limit:
+        raise KfreezeError(path, f"the archive unpacks to {declared / 2**20:.0f} MiB from {size / 2**20:.1f} MiB, "
+                           f"over the {limit / 2**20:.0f} MiB kfreeze allows (a zip bomb?)",
+                           "re-save the model with model.save() from a copy you trust")
 
 
 def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
@@ -144,11 +276,36 @@ def canonical_bytes(model: keras.Model) -> bytes:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif name == "config.json":
+                data = _renumber_shared_objects(data)
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             dst.writestr(info, data)
     return out.getvalue()
+
+
+def _renumber_shared_objects(data: bytes) -> bytes:
+    """Keras writes ``shared_object_id`` as Python ``id()`` of an object that several layers
+    share (Bidirectional's initializers): a memory address, new in every process. Numbered
+    in order of appearance they match the same objects and repeat exactly."""
+    config = json.loads(data)
+    numbers: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "shared_object_id" in node:
+                node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    if not numbers:
+        return data
+    return json.dumps(config).encode()
 
 
 def save_canonical(model: keras.Model, path: str | Path) -> None:

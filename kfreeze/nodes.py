@@ -88,6 +88,7 @@ class Candidate:
     dtype: str
     shape: str
     score: float
+    port: int | None = None  # one output of a multi-output source (an iterator or queue dequeue)
 
 
 def _dtype(node) -> str:
@@ -174,16 +175,59 @@ def discover(graph: graph_pb2.GraphDef) -> tuple[list[Candidate], list[Candidate
         reach.add(name)
         if name not in sources:
             stack.extend(split_tensor(i)[0] for i in by_name[name].input)
+    used_ports = collections.defaultdict(set)  # source -> the output ports the model reads
+    for name in reach:
+        for inp in by_name[name].input:
+            src, port = split_tensor(inp)
+            if src in sources and not inp.startswith("^"):
+                used_ports[src].add(port)
     inputs = []
     for node in graph.node:
         if node.name in sources and node.name in reach:
             score = INPUT_OPS[node.op]
             if node.op.startswith("Placeholder") and _shape(node) in ("[]", "?"):
                 score -= 2  # scalar placeholders are flags (is_training, keep_prob), not data
+            if node.op in MULTI_OUTPUT_OPS and used_ports.get(node.name):
+                inputs.extend(_port_candidates(node, sorted(used_ports[node.name]), score))
+                continue
             inputs.append(Candidate(node.name, node.op, _dtype(node), _shape(node), score))
     key = lambda c: (-c.score, c.name)  # noqa: E731
     inputs, outputs = _inferred(graph, inputs), _inferred(graph, outputs)
     return sorted(inputs, key=key), sorted(outputs, key=key)
+
+
+MULTI_OUTPUT_OPS = {"IteratorGetNext", "QueueDequeueV2", "QueueDequeueManyV2", "QueueDequeueUpToV2", "QueueDequeue",
+                    "QueueDequeueMany", "QueueDequeueUpTo"}
+
+
+def _port_candidates(node, ports: list[int], score: float) -> list[Candidate]:
+    """One candidate per output the model reads: an Estimator's numpy_input_fn queue
+    dequeues an int64 row index beside the features, and the features are the input.
+    Floating tensors of rank >= 2 rank first."""
+    dtypes = _dtype(node).split(",")
+    shapes = _split_shapes(_shape(node))
+    out = []
+    for port in ports:
+        dtype = dtypes[port] if port < len(dtypes) else "?"
+        shape = shapes[port] if port < len(shapes) else "?"
+        bonus = (1.0 if dtype.startswith(("float", "half", "bfloat", "double")) else -1.0) + \
+            (0.5 if shape.count(",") >= 1 else 0.0)
+        name = node.name if port == 0 else f"{node.name}:{port}"
+        out.append(Candidate(name, node.op, dtype, shape, score + bonus, port))
+    return out
+
+
+def _split_shapes(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += ch == "["
+        depth -= ch == "]"
+        cur += ch
+    return parts + [cur]
 
 
 def _inferred(graph: graph_pb2.GraphDef, cands: list[Candidate]) -> list[Candidate]:
@@ -198,7 +242,13 @@ def _inferred(graph: graph_pb2.GraphDef, cands: list[Candidate]) -> list[Candida
         return cands
     out = []
     for c in cands:
-        op = g.get_operation_by_name(c.name)
+        op = g.get_operation_by_name(split_tensor(c.name)[0])
+        if c.port is not None:
+            t = op.outputs[c.port]
+            dtype = t.dtype.name.replace("float32", "float")
+            shape = "?" if t.shape.rank is None else "[" + ",".join("?" if d is None else str(d) for d in t.shape.as_list()) + "]"
+            out.append(Candidate(c.name, c.op, dtype, shape, c.score, c.port))
+            continue
         dtype = ",".join(t.dtype.name.replace("float32", "float") for t in op.outputs) or c.dtype
         shape = ",".join("?" if t.shape.rank is None else
                          "[" + ",".join("?" if d is None else str(d) for d in t.shape.as_list()) + "]"

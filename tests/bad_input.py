@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KERAS_DEFAULTS = {"arch": None, "layout": None, "theano_kernels": None, "custom_objects": [], "trust_code": False,
                   "inputs": [], "outputs": [], "input_shape": None, "opencv": False, "precision": "float32"}
 TF1_DEFAULTS = {"inputs": ["IteratorGetNext"], "outputs": ["softmax_tensor"], "input_shape": [1, 20, 20, 1],
-                "input_dtype": "float32", "opencv": False, "precision": "float32"}
+                "input_dtype": "float32", "opencv": False, "precision": "float32", "trust_code": False}
 STAGE_OUTPUTS = {
     "convert": ["model"], "export": ["ckpt", "graph.pbtxt", "op_names.txt", "signature.json"],
     "freeze": ["frozen.pb", "names.json"], "optimize": ["optimized.pb", "passes.json"], "verify": [],

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from kfreeze import export, freeze, graphio
+from kfreeze.keras_io import keras
 from kfreeze.tfenv import tf
 from tests.conftest import build_tiny, build_two_io
 from tensorflow.python.tools import freeze_graph as tf_freeze_graph
@@ -93,3 +94,28 @@ def test_strip_name_counters_refuses_collisions():
     g2 = graph_pb2.GraphDef()
     g2.node.add(name="m_1/conv_1/x", op="NoOp")
     assert export.strip_name_counters(g2, {"m", "conv"}) == {"m_1/conv_1/x": "m/conv/x"}
+
+
+def test_convert_refuses_a_layer_a_frozen_graph_cannot_run(tmp_path):
+    """An IntegerLookup's hash table is never initialized in a frozen graph (the session fails
+    at verify with 'Table not initialized'); convert refuses it in one line naming the layer,
+    and the advice (look up before the model, feed the ids) gives a model that verifies."""
+    from kfreeze.errors import KfreezeError
+    from tests.conformance import harness, zoo
+
+    L = keras.layers
+    ids = keras.Input((4,), dtype="int64", name="ids")
+    emb, head = L.Embedding(10, 3, name="emb"), L.Dense(2, name="out")
+    x = L.IntegerLookup(vocabulary=[3, 5, 7, 9], name="lookup")(ids)
+    model = keras.Model(ids, head(L.Flatten(name="f")(emb(x))), name="lk")
+    harness.write_project(tmp_path / "a", "lk", model)
+    with pytest.raises(KfreezeError) as err:
+        harness.run_stages(tmp_path / "a", "lk", ("convert",))
+    line = err.value.line()
+    assert "layer 'lookup' (IntegerLookup)" in line and "hash table" in line and "\n" not in line
+    assert not (tmp_path / "a" / "build" / "lk" / "model").exists()
+    # The advice: the lookup outside, the model fed its ids.
+    fed = keras.Input((4,), dtype="int64", name="ids")
+    fixed = zoo.randomize(keras.Model(fed, head(L.Flatten(name="f")(emb(fed))), name="lk"))
+    run = harness.run_model(tmp_path / "b", "lk", fixed)
+    assert run.rel_err <= harness.REL_TOL

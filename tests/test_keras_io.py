@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kfreeze import keras_io
+from kfreeze.keras_io import keras
 from kfreeze.errors import KfreezeError
 
 
@@ -32,7 +33,7 @@ def test_canonical_model_computes_the_same(tiny_path, tmp_path):
     ("m.keras", b"", "model file is empty"),
     ("m.keras", b"PK\x03\x04 truncated", "not a .keras archive"),
     ("m.pb", b"\x08\x01", "not a Keras model file"),
-    ("m.h5", b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "Keras cannot load this model"),
+    ("m.h5", b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "not a readable HDF5 file"),
 ])
 def test_bad_model_files(tmp_path, name, content, message):
     path = tmp_path / name
@@ -86,7 +87,7 @@ def test_unregistered_custom_layer_needs_custom_objects(tmp_path, monkeypatch):
 
 def test_custom_object_that_cannot_be_imported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(KfreezeError, match="cannot import 'nowhere.layers'"):
+    with pytest.raises(KfreezeError, match="no module 'nowhere.layers'"):
         keras_io.import_custom_objects(["nowhere.layers:X"], "w")
     (tmp_path / "empty.py").write_text("")
     with pytest.raises(KfreezeError, match="module 'empty' has no 'X'"):
@@ -103,3 +104,50 @@ def test_lambda_layer_is_refused_unless_trusted(tmp_path):
         keras_io.load_model(tmp_path / "lambda.keras", param="models.m")
     trusted = keras_io.load_model(tmp_path / "lambda.keras", trust_code=True)
     np.testing.assert_allclose(trusted(np.ones((1, 3), np.float32)), 2.0)
+
+
+class _EagerOnly(keras.Model):
+    """Works when called on data, not on symbolic tensors: its call reads values with .numpy()."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x) * float(np.asarray(x.numpy()).max())
+
+
+def test_subclassed_model_that_cannot_be_traced_fails_in_one_line(tmp_path):
+    from kfreeze.errors import KfreezeError
+
+    net = _EagerOnly(name="eager")
+    net(np.ones((1, 3), np.float32))
+    net.save(tmp_path / "m.keras")
+    with pytest.raises(KfreezeError) as err:
+        keras_io.load_model(tmp_path / "m.keras", custom_objects={"_EagerOnly": _EagerOnly})
+    line = err.value.line()
+    assert "subclassed model 'eager' (_EagerOnly) cannot be called on symbolic inputs" in line
+    assert "keras.ops" in line and "\n" not in line
+
+
+def test_subclassed_model_gets_inputs_from_its_first_call(tmp_path):
+    from tests.conformance import zoo
+
+    net = zoo.subclassed()
+    net.save(tmp_path / "m.keras")
+    model = keras_io.load_model(tmp_path / "m.keras", custom_objects={"SubNet": zoo.SubNet})
+    assert [t.name for t in model.inputs] == ["x"] and tuple(model.inputs[0].shape) == (None, 5)
+    x = np.random.default_rng(0).random((3, 5), np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(net(x)))
+
+
+def test_subclassed_model_saved_before_its_first_call_fails_in_one_line(tmp_path):
+    from tests.conformance import zoo
+
+    zoo.SubNet(4, name="never_called").save(tmp_path / "m.keras")
+    with pytest.raises(KfreezeError) as err:
+        keras_io.load_model(tmp_path / "m.keras", custom_objects={"SubNet": zoo.SubNet})
+    line = err.value.line()
+    assert "subclassed model 'never_called' (SubNet) was saved before it was called" in line
+    assert "call the model once on a batch of data before model.save()" in line
+    # The advice works: test_subclassed_model_gets_inputs_from_its_first_call loads the called one.

@@ -104,7 +104,7 @@ def test_discover_tf1_graph_ranks_iterator_and_softmax_first():
 
     inputs, outputs = nodes.discover(graph)
     assert inputs[0].name == "IteratorGetNext" and inputs[0].op == "IteratorGetNext"
-    assert inputs[0].dtype == "float,int32"
+    assert inputs[0].dtype == "float"  # the image tensor (port 0); the label feeds only the loss
     assert "is_training" not in [c.name for c in inputs]
     assert outputs[0].name == "softmax_tensor" and outputs[0].op == "Softmax"
     assert all(outputs[0].score > c.score for c in outputs[1:])

@@ -35,6 +35,7 @@ graphs:
     input_dtype: uint8
     opencv: false
     precision: float16
+    trust_code: false
 verify: {samples: 4, seed: 3, atol: 1.0e-5}
 """)
     spec = params.model_spec("digits", path)
@@ -117,7 +118,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_verify_defaults_and_bad_values(tmp_path):
     assert params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\n")) == params.VerifySpec()
-    with pytest.raises(KfreezeError, match="samples must be"):
+    with pytest.raises(KfreezeError, match="samples: must be between 1"):
         params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\nverify: {samples: 0}\n"))
 
 
@@ -142,3 +143,26 @@ def test_dvc_yaml_declares_exactly_what_each_stage_reads():
 def params_root():
     from pathlib import Path
     return Path(__file__).resolve().parents[1]
+
+
+VERIFY_BASE = "graphs: {}\nmodels:\n  m: {source: a}\nverify: "
+
+
+@pytest.mark.parametrize("section, key", [
+    ("{samples: true}", "samples"), ("{samples: 16.0}", "samples"), ("{samples: 0}", "samples"),
+    ("{samples: 100001}", "samples"), ("{seed: -1}", "seed"), ("{seed: false}", "seed"), ("{seed: 1.5}", "seed"),
+    ("{atol: .nan}", "atol"), ("{atol_float16: .nan}", "atol_float16"), ("{rtol: .inf}", "rtol"),
+    ("{atol: 0}", "atol"), ("{rtol: -1.0e-5}", "rtol"), ("{rtol_float16: true}", "rtol_float16"),
+    ("{atol: '1e-4'}", "atol"), ("{input_range: [1, 0]}", "input_range"), ("{input_range: [0]}", "input_range"),
+    ("{input_range: [0, .inf]}", "input_range"), ("{data: ../x.npz}", "data"), ("{data: /etc/x.npz}", "data"),
+    ("{data: 3}", "data"),
+])
+def test_every_verify_key_is_checked_exactly(tmp_path, section, key):
+    with pytest.raises(KfreezeError, match=rf"verify\.{key}:"):
+        params.verify_spec(write(tmp_path, VERIFY_BASE + section + "\n"))
+
+
+def test_verify_new_keys_are_read(tmp_path):
+    spec = params.verify_spec(write(tmp_path, VERIFY_BASE + "{rtol: 1.0e-3, input_range: [0, 255], data: s.npz}\n"))
+    assert (spec.rtol, spec.input_range, spec.data) == (1e-3, (0.0, 255.0), "s.npz")
+    assert spec.rtol_for("float16") == 5e-3 and spec.rtol_for("float32") == 1e-3

@@ -48,11 +48,16 @@ graphs:
     input_dtype: float32
     opencv: false
     precision: float32
+    trust_code: false
 verify:
   samples: 4
   seed: 0
   atol: 1.0e-4
   atol_float16: 5.0e-3
+  rtol: 1.0e-5
+  rtol_float16: 5.0e-3
+  input_range: [0, 1]
+  data: null
 """
 
 

@@ -399,7 +399,8 @@ def _workspace_storage(root: Path) -> dict | None:
 
 def _load_yaml(data: bytes, where) -> dict:
     try:
-        params = yaml.safe_load(data) or {}
+        from kfreeze.params import safe_yaml  # alias bombs and duplicate keys refused, as for the working tree
+        params = safe_yaml(data, where) or {}
     except yaml.YAMLError as e:
         raise KfreezeError(where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the params file") from None
     if not isinstance(params, dict):

@@ -125,7 +125,8 @@ def _read_yaml(path: Path, what: str) -> dict:
 
 def read_arch(path: Path, what: str = "architecture file") -> dict:
     """A model architecture from JSON (Keras 1, 2 or 3 ``to_json``) or YAML (Keras 2 ``to_yaml``)."""
-    suffix = Path(path).suffix.lower()
+    path = check_file(path, what)  # a missing file is "not found", not a damaged model
+    suffix = path.suffix.lower()
     if suffix not in ARCH_SUFFIXES:
         raise KfreezeError(path, f"'{suffix}' is not an architecture file", "give a .json, .yaml or .yml file as 'arch'")
     return _read_yaml(path, what) if suffix in (".yaml", ".yml") else _read_json(path, what)
@@ -175,6 +176,8 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     if source.suffix.lower() not in H5_SUFFIXES:
         raise KfreezeError(source, f"'{source.suffix}' is not an HDF5 weights or model file",
                            "give a .h5 file as 'source' (with 'arch' for a weights-only file)")
+    from kfreeze import h5check
+    h5check.check_structure(source)  # no external files, links or oversized datasets: before any data is read
     try:
         with h5py.File(source, "r") as f:
             group = _weights_group(f)

@@ -22,6 +22,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("placeholder_defaults", passes.placeholder_defaults),  # is_training/keep_prob take their defaults
     ("strip_unused", passes.strip_unused),                # only what the outputs need
     ("static_reshape", passes.static_reshape),            # Flatten's Shape/Pack -> a constant shape
+    ("frame_constants", passes.frame_constants),          # new constants read in a while loop join its frame
     ("grappler", passes.grappler),                        # constant folding (is_training switches too), identities
     ("remove_dropout", passes.remove_dropout),            # inference-mode dropout masks are all ones
     ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms: FusedBatchNorm V1
@@ -34,6 +35,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("dense_constants", rewrites.dense_constants),        # values in tensor_content (OpenCV needs it)
     ("dedupe_constants", rewrites.dedupe_constants),      # identical constants become one
     ("name_outputs", rewrites.name_outputs),              # the op computing an output takes its name
+    ("frame_constants_late", passes.frame_constants),     # again, for the constants the rewrites made
     ("opencv_compat", compat.opencv_compat),              # only with Context(opencv=True)
     ("float16_weights", precision.float16_weights),       # only with Context(precision="float16")
     ("sort_by_execution_order", passes.sort_by_execution_order),

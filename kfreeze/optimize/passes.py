@@ -8,6 +8,8 @@ Flatten (Shape/StridedSlice/Pack) a constant shape, which also lets OpenCV load 
 
 from __future__ import annotations
 
+import re
+
 from kfreeze import graphio
 from kfreeze.errors import KfreezeError
 from kfreeze.nodes import split_tensor
@@ -65,9 +67,13 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     For a tf.data or queue input (``IteratorGetNext``) the producing node is
     replaced; its upstream pipeline then feeds nothing and ``strip_unused``
     drops it. A dtype other than the tensor's own gets a Cast after the placeholder.
+    A fixed batch may be cut to another one (an Estimator's [100, 28, 28, 1] to
+    [1, 28, 28, 1]), as TransformGraph's strip_unused_nodes(shape=...) does; the
+    other dimensions must fit.
     """
     g = _import_light(graph)
     out = _copy(graph)
+    rebatched = []
     for spec in ctx.inputs:
         node, port = split_tensor(spec.name)
         tensor = g.get_tensor_by_name(f"{node}:{port}")
@@ -75,7 +81,7 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         dtype = tf.as_dtype(spec.dtype) if spec.dtype else graph_dtype
         shape = tf.TensorShape(None if spec.shape is None else [None if d in (None, -1) else d for d in spec.shape]) \
             if spec.shape is not None else tensor.shape
-        if spec.shape is not None and tensor.shape.rank is not None and not tensor.shape.is_compatible_with(shape):
+        if spec.shape is not None and tensor.shape.rank is not None and not _fits(tensor.shape, shape):
             raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} does not fit the graph's "
                                f"shape {tensor.shape.as_list()}",
                                f"give a shape of rank {tensor.shape.rank} that matches the known dimensions")
@@ -106,20 +112,225 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         for n in extra:
             out.node.append(n)
         _retarget(out, f"{node}:{port}", feeds, skip=feeds)
+        if spec.shape is not None and tensor.shape.rank and shape.rank and tensor.shape[0] is not None \
+                and shape[0] != tensor.shape[0]:
+            rebatched.append((spec, tensor.shape))
+    if rebatched:  # shapes recorded at save time (add_shapes=True) still say the old batch
+        for n in out.node:
+            if "_output_shapes" in n.attr:
+                del n.attr["_output_shapes"]
+    if rebatched:
+        _check_rebatch(out, rebatched)
     return out
 
 
+def _importable(graph: graph_pb2.GraphDef):
+    """None when TF imports ``graph`` (shape inference included), else the error."""
+    from kfreeze.optimize.rewrites import light_graph
+    try:
+        with tf.Graph().as_default():
+            tf.graph_util.import_graph_def(light_graph(graph), name="")
+    except (ValueError, tf.errors.OpError) as e:
+        return e
+    return None
+
+
+def _check_rebatch(graph: graph_pb2.GraphDef, rebatched) -> None:
+    """A cut to another batch must not meet a node that fixes the old one (a Reshape to [100, ...]).
+    Failures that the old batch has too are left to the passes that explain them."""
+    import re as re_
+    e = _importable(graph)
+    if e is None:
+        return
+    original = _copy(graph)
+    by_name = {n.name: n for n in original.node}
+    for spec, graph_shape in rebatched:
+        by_name[placeholder_name(spec.name)].attr["shape"].shape.CopyFrom(graph_shape.as_proto())
+    if _importable(original) is not None:
+        return
+    for spec, graph_shape in rebatched[:1]:
+        found = re_.search(r"\{\{node ([^}]+)\}\}", str(e))
+        where = f"node '{found.group(1)}'" if found else "a node downstream"
+        raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} changes the graph's fixed batch "
+                           f"{graph_shape[0]}, but {where} needs that batch ({str(e).splitlines()[0][:120]})",
+                           f"cut after {where} (its output becomes the input, at any batch), or keep the batch: "
+                           f"input_shape {graph_shape.as_list()}") from None
+
+
+RANDOM_OPS = re.compile(r"^(Random\w*|Stateless\w*(Random|Multinomial|TruncatedNormal|Shuffle)\w*|Stateful\w*|"
+                        r"Multinomial|TruncatedNormal|ParameterizedTruncatedNormal|NonDeterministicInts|"
+                        r"Rng\w*|\w*CandidateSampler|RandomIndexShuffle)$")
+_UNIFORM = re.compile(r"^(RandomUniform|StatelessRandomUniform\w*|StatefulUniform)$")
+_ARITH = {"Identity", "Snapshot", "Sub", "Add", "AddV2", "Mul", "RealDiv", "Div", "Cast", "Neg", "Reciprocal"}
+
+
+def is_random_op(op: str) -> bool:
+    """Ops whose value changes from run to run: none may stay in an inference graph."""
+    return bool(RANDOM_OPS.match(op))
+
+
+def _scalar_flag(node) -> bool:
+    if node.op not in ("Placeholder", "PlaceholderWithDefault"):
+        return False
+    shape = node.attr["shape"].shape
+    return shape.unknown_rank or len(shape.dim) == 0
+
+
+def _evaluate(by_name, tensor: str, flag: str, value: float, depth: int = 0):
+    """The scalar value of ``tensor`` when placeholder ``flag`` is ``value``: a small
+    evaluator for the arithmetic between a keep_prob/rate placeholder and the dropout mask."""
+    import numpy as np
+    node = by_name.get(split_tensor(tensor)[0])
+    if node is None or depth > 12:
+        return None
+    if node.name == flag:
+        return value
+    if node.op == "Const":
+        v = tf.make_ndarray(node.attr["value"].tensor)
+        return float(v.reshape(())) if v.size == 1 else None
+    if node.op not in _ARITH:
+        return None
+    args = [_evaluate(by_name, i, flag, value, depth + 1) for i in node.input if not i.startswith("^")]
+    if any(a is None for a in args) or not args:
+        return None
+    with np.errstate(all="ignore"):
+        a = args[0]
+        b = args[1] if len(args) > 1 else None
+        return {"Identity": a, "Snapshot": a, "Cast": a, "Neg": -a if a is not None else None,
+                "Reciprocal": (1.0 / a) if a else None, "Sub": a - b if b is not None else None,
+                "Add": a + b if b is not None else None, "AddV2": a + b if b is not None else None,
+                "Mul": a * b if b is not None else None,
+                "RealDiv": a / b if b else None, "Div": a / b if b else None}[node.op]
+
+
+def _from_uniform(by_name, tensor: str, depth: int = 0) -> bool:
+    """``tensor`` is a uniform [0, 1) draw, possibly through Identity (or * 1, + 0 forms)."""
+    node = by_name.get(split_tensor(tensor)[0])
+    if node is None or depth > 4:
+        return False
+    if _UNIFORM.match(node.op):
+        return True
+    return node.op in ("Identity", "Mul", "Add", "AddV2") and any(
+        _from_uniform(by_name, i, depth + 1) for i in node.input if not i.startswith("^"))
+
+
+def training_flags(graph: graph_pb2.GraphDef) -> dict:
+    """Placeholders that switch a graph into training mode, with their inference values,
+    found by what they do rather than by name or default:
+
+    - a float feeding the threshold of a dropout mask ``GreaterEqual(uniform, rate)``
+      (tf.nn.dropout, TF >= 1.13) or the ``Floor(keep_prob + uniform)`` mask (TF < 1.13):
+      the value (0 or 1) at which the mask keeps everything: rate 0, keep_prob 1;
+    - a bool that selects, through a ``tf.cond`` Switch, a branch with a random op
+      (Keras' learning phase, ``is_training`` around dropout), or a bool placeholder
+      without a default that is a cond predicate (Keras 2's ``keras_learning_phase``): False.
+
+    Their defaults do not matter: a ``placeholder_with_default(0.5)`` keep_prob is a
+    training default, and a plain ``Placeholder`` has none.
+    """
+    by_name = {n.name: n for n in graph.node}
+    flags = {n.name: n for n in graph.node if _scalar_flag(n)}
+    if not flags:
+        return {}
+    found: dict = {}
+    floats = [n for n in flags.values() if tf.as_dtype(n.attr["dtype"].type).is_floating]
+    for node in graph.node:
+        if node.op == "GreaterEqual" and len(node.input) >= 2 and _from_uniform(by_name, node.input[0]):
+            target, want = node.input[1], 0.0
+        elif node.op == "Floor" and node.input:
+            add = by_name.get(split_tensor(node.input[0])[0])
+            if add is None or add.op not in ("Add", "AddV2") or len(add.input) != 2:
+                continue
+            a, b = add.input
+            if _from_uniform(by_name, a):
+                target = b
+            elif _from_uniform(by_name, b):
+                target = a
+            else:
+                continue
+            want = 1.0
+        else:
+            continue
+        for flag in floats:
+            for value in (0.0, 1.0):
+                got = _evaluate(by_name, target, flag.name, value)
+                if got is not None and got == want:
+                    found[flag.name] = value
+                    break
+    bools = [n for n in flags.values() if tf.as_dtype(n.attr["dtype"].type) == tf.bool and n.name not in found]
+    if bools:
+        consumers: dict[str, list[tuple[str, int]]] = {}
+        for n in graph.node:
+            for inp in n.input:
+                src, port = split_tensor(inp)
+                consumers.setdefault(src, []).append((n.name, -1 if inp.startswith("^") else port))
+        for flag in bools:
+            if _gates_random(flag.name, by_name, consumers):
+                found[flag.name] = False
+            elif flag.op == "Placeholder" and any(
+                    by_name[user].op in ("Switch", "RefSwitch") and split_tensor(by_name[user].input[1])[0] == flag.name
+                    for user, port in consumers.get(flag.name, []) if port >= 0):
+                # Keras 2's learning phase: a bool placeholder without a default, the predicate
+                # of the train/test conds (batch norm, dropout); left alone it must be fed.
+                found[flag.name] = False
+    return found
+
+
+def _gates_random(flag: str, by_name, consumers) -> bool:
+    """A random op runs only when ``flag`` is true: it lies in a Switch's true branch."""
+    seen, stack = set(), [(flag, False)]
+    while stack:
+        name, true_branch = stack.pop()
+        if (name, true_branch) in seen:
+            continue
+        seen.add((name, true_branch))
+        node = by_name[name]
+        if true_branch and is_random_op(node.op):
+            return True
+        if node.op in ("Merge", "RefMerge"):
+            continue  # past the cond: both branches meet again
+        for user, port in consumers.get(name, []):
+            if node.op in ("Switch", "RefSwitch"):
+                if port == 1:
+                    stack.append((user, True))
+                elif port == 0:
+                    continue
+                else:
+                    stack.append((user, true_branch))
+            else:
+                stack.append((user, true_branch))
+    return False
+
+
+def _fits(graph_shape, shape) -> bool:
+    """``shape`` fits the tensor's static shape, the batch (first) dimension aside."""
+    if shape.rank is None or graph_shape.rank != shape.rank:
+        return graph_shape.is_compatible_with(shape)
+    return graph_shape[1:].is_compatible_with(shape[1:])
+
+
 def placeholder_defaults(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """A PlaceholderWithDefault that is not an input takes its default.
+    """A PlaceholderWithDefault that is not an input takes its default, and a training
+    flag (see ``training_flags``) its inference value, whatever its default.
 
     TF1 graphs switch batch norm and dropout with ``is_training`` / ``keep_prob``
-    flags that default to inference values; as Identity of the default they
-    constant-fold, so the training branches vanish.
+    flags; as constants they fold, so the training branches vanish and dropout
+    masks become all ones (``remove_dropout``).
     """
+    import numpy as np
     out = _copy(graph)
     keep = set(ctx.input_nodes)
+    flags = {k: v for k, v in training_flags(out).items() if k not in keep}
     for node in out.node:
-        if node.op == "PlaceholderWithDefault" and node.name not in keep:
+        if node.name in flags:
+            dtype = tf.as_dtype(node.attr["dtype"].type)
+            value = tf.make_tensor_proto(np.asarray(flags[node.name], dtype=dtype.as_numpy_dtype))
+            node.op = "Const"
+            del node.input[:]
+            node.ClearField("attr")
+            node.attr["dtype"].type = dtype.as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(value)
+        elif node.op == "PlaceholderWithDefault" and node.name not in keep:
             dtype = node.attr["dtype"].type
             node.op = "Identity"
             node.ClearField("attr")
@@ -284,11 +495,18 @@ def grappler(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
 
 
 def check_portable(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """Only ops registered in stock TensorFlow, and no Grappler-internal '_' ops."""
+    """Only ops registered in stock TensorFlow, no Grappler-internal '_' ops, and no random
+    op: a RandomUniform left from training-mode dropout gives another answer on every call."""
     bad = sorted({n.op for n in graph.node if n.op.startswith("_") or op_def_registry.get(n.op) is None})
     if bad:
         raise KfreezeError("optimized graph", f"contains non-portable ops {', '.join(bad)}",
                            "report this model; kfreeze must not emit them")
+    random = sorted(f"{n.name} ({n.op})" for n in graph.node if is_random_op(n.op))
+    if random:
+        raise KfreezeError("optimized graph", f"contains random ops, so it answers differently on every call: "
+                           f"{', '.join(random[:5])}{' ...' if len(random) > 5 else ''}",
+                           "cut the graph after the training-only part, or make its dropout/noise rate a "
+                           "placeholder (kfreeze sets those to their inference values)")
     return graph
 
 
@@ -468,14 +686,15 @@ def _bypass(graph: graph_pb2.GraphDef, node: node_def_pb2.NodeDef, source: str, 
 
 
 def remove_dropout(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
-    """Drop dropout whose rate is constant zero, as it is in inference mode.
+    """Dropout becomes identity, as it is at inference, whatever its (constant) rate.
 
-    With the rate a constant 0 (its PlaceholderWithDefault resolved), Grappler
+    ``placeholder_defaults`` has set rate/keep_prob placeholders to 0/1; Grappler
     folds the scaling but cannot fold the random mask, because RandomUniform is
-    not a constant. The mask is all ones when:
-      TF >= 1.13:  SelectV2(GreaterEqual(RandomUniform, rate <= 0), x / (1 - rate), 0)  -> x
-      TF <  1.13:  x / keep_prob * Floor(keep_prob == 1 + RandomUniform)                 -> x
-    RandomUniform draws from [0, 1), which is what makes both masks constant.
+    not a constant. Recognised forms, with ``rate`` and ``keep`` constants:
+      TF >= 1.13:  SelectV2(GreaterEqual(uniform, rate), x * 1/(1 - rate), 0)   -> x
+                   x * 1/(1 - rate) * Cast(GreaterEqual(uniform, rate))         -> x
+      TF <  1.13:  x / keep * Floor(keep + uniform)                             -> x
+    A mask in another form stays, and ``check_portable`` then refuses the graph.
     """
     out = _copy(graph)
     consts = _consts(out)
@@ -487,33 +706,114 @@ def remove_dropout(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
         return None if value is None or value.size != 1 else float(value.reshape(()))
 
     def is_uniform(name):
-        node = by_name.get(split_tensor(name)[0])
-        return node is not None and node.op == "RandomUniform"
+        return _from_uniform(by_name, name)
 
-    ones, true = set(), set()
+    def unscale(tensor: str, factor: float):
+        """``tensor`` without dropout's 1/keep scaling: x for x * factor or x / (1/factor)."""
+        if abs(factor - 1.0) <= 1e-6:
+            return tensor
+        node = by_name.get(split_tensor(tensor)[0])
+        if node is None or len(node.input) != 2 or split_tensor(tensor)[1]:
+            return None
+        a, b = node.input
+        if node.op == "Mul":
+            for x, c in ((a, b), (b, a)):
+                value = const_value(c)
+                if value is not None and abs(value - factor) <= 1e-5 * abs(factor):
+                    return x
+        if node.op in ("RealDiv", "Div"):
+            value = const_value(b)
+            if value and abs(1.0 / value - factor) <= 1e-5 * abs(factor):
+                return a
+        return None
+
+    masks: dict[str, float] = {}   # boolean keep-masks -> their scale 1/keep
+    ones: dict[str, float] = {}    # float 0/1 masks -> their scale
     for node in out.node:
-        if node.op == "GreaterEqual" and is_uniform(node.input[0]) and (const_value(node.input[1]) or 0) <= 0 \
-                and const_value(node.input[1]) is not None:
-            true.add(node.name)
+        if node.op == "GreaterEqual" and is_uniform(node.input[0]):
+            rate = const_value(node.input[1])
+            if rate is not None and rate < 1.0:
+                masks[node.name] = 1.0 / (1.0 - max(rate, 0.0))
         elif node.op == "Floor":
             add = by_name.get(split_tensor(node.input[0])[0])
             if add is not None and add.op in ("Add", "AddV2") and len(add.input) == 2:
                 a, b = add.input
-                if (is_uniform(a) and const_value(b) == 1.0) or (is_uniform(b) and const_value(a) == 1.0):
-                    ones.add(node.name)
+                k = const_value(b) if is_uniform(a) else const_value(a) if is_uniform(b) else None
+                if k is not None and 0.0 < k <= 1.0:
+                    ones[node.name] = 1.0 / k
     changed = True
-    while changed:  # Cast(true) is ones; consumers of masks are rewired below
+    while changed:  # Cast(mask) is a 0/1 mask with the same scale
         changed = False
         for node in out.node:
-            if node.op == "Cast" and split_tensor(node.input[0])[0] in true and node.name not in ones:
-                ones.add(node.name)
+            src = split_tensor(node.input[0])[0] if node.input else None
+            if node.op == "Cast" and src in masks and node.name not in ones:
+                ones[node.name] = masks[src]
                 changed = True
-    if not (ones or true):
+    if not (ones or masks):
         return out
     for node in list(out.node):
         srcs = [split_tensor(i)[0] for i in node.input if not i.startswith("^")]
-        if node.op in ("SelectV2", "Select") and srcs and srcs[0] in true:
-            _bypass(out, node, node.input[1], keep)
+        if node.op in ("SelectV2", "Select") and srcs and srcs[0] in masks:
+            source = unscale(node.input[1], masks[srcs[0]])
         elif node.op == "Mul" and len(srcs) == 2 and (srcs[0] in ones or srcs[1] in ones):
-            _bypass(out, node, node.input[0] if srcs[1] in ones else node.input[1], keep)
+            mask, other = (srcs[1], node.input[0]) if srcs[1] in ones else (srcs[0], node.input[1])
+            source = unscale(other, ones[mask])
+        else:
+            continue
+        if source is not None:
+            _bypass(out, node, source, keep)
     return tf.compat.v1.graph_util.extract_sub_graph(out, ctx.output_nodes)
+
+
+# -- frame_constants ---------------------------------------------------------------
+
+def frame_constants(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """Put each new constant that a v1 while loop (an RNN's) reads inside the loop's frame.
+
+    A node in a loop runs in the loop's frame; TensorFlow puts a constant there
+    by a control edge from a node of the loop (Grappler and the While lowering do
+    so). A constant made by a hand-written pass (a folded bias, a static reshape
+    shape) has no inputs, so it lands in the root frame and the session refuses
+    the graph ("has inputs from different frames"). Such a constant gets a control
+    edge from a loop node its consumer reads; one read both inside and outside
+    a loop, or by two loops, gets a copy per frame.
+    """
+    in_loops = graphio.loop_nodes(graph)
+    if not in_loops:
+        return graph
+    out = _copy(graph)
+    by_name = {n.name: n for n in out.node}
+    names = set(by_name)
+    # const name -> {anchor or None (outside): [(consumer, input index)]}
+    uses: dict[str, dict] = {}
+    for node in out.node:
+        for i, inp in enumerate(node.input):
+            src = split_tensor(inp)[0]
+            const = by_name.get(src)
+            if const is None or const.op != "Const" or const.input:
+                continue
+            anchor = None
+            if node.name in in_loops and node.op not in ("Enter", "RefEnter"):
+                anchor = next((split_tensor(j)[0] for j in node.input if split_tensor(j)[0] in in_loops), None)
+            uses.setdefault(src, {}).setdefault(anchor, []).append((node, i))
+    new_nodes = []
+    for src in sorted(uses):
+        groups = uses[src]
+        anchors = sorted(a for a in groups if a is not None)
+        if not anchors:
+            continue
+        if len(groups) == 1:
+            by_name[src].input.append("^" + anchors[0])
+            continue
+        for anchor in anchors:
+            copy = node_def_pb2.NodeDef()
+            copy.CopyFrom(by_name[src])
+            copy.name = _unique_name(names, f"{src}/in_loop")
+            names.add(copy.name)
+            copy.input.append("^" + anchor)
+            new_nodes.append(copy)
+            for node, i in groups[anchor]:
+                inp = node.input[i]
+                node.input[i] = ("^" if inp.startswith("^") else "") + copy.name + inp.lstrip("^")[len(src):]
+    out.node.extend(new_nodes)
+    return out

@@ -52,6 +52,7 @@ def float16_weights(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphD
         half = out.node.add()
         half.name, half.op = half_name, "Const"
         half.attr["dtype"].type = tf.float16.as_datatype_enum
+        half.input.extend(i for i in node.input if i.startswith("^"))  # a weight inside a while loop stays in its frame
         half.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.astype(np.float16)))
         cast = out.node.add()
         cast.CopyFrom(node_def_pb2.NodeDef(name=node.name, op="Cast", input=[half_name]))

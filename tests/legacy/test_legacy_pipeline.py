@@ -18,15 +18,6 @@ from kfreeze import commands, graphio
 from kfreeze.verify import run_graph
 
 import tf_keras  # noqa: E402
-import typer  # noqa: E402
-
-# Measured 2026-11-21 on main 345b52b: the frozen.pb of ANY recurrent model (a plain Keras 3 LSTM .keras too)
-# fails in a TF session: "has inputs from different frames ... in frame 'functional_1/l_1/while'" (export
-# renames nodes but the lowered while loop's Enter frames and freeze's ConstantFolding nodes disagree).
-# That is export/freeze code, not the legacy converter; convert, export, freeze and optimize all pass
-# here and verify fails running the graph. Remove this marker when the export/freeze fix is merged.
-FROZEN_LOOPS_BROKEN = pytest.mark.xfail(raises=typer.Exit, strict=True,
-                                        reason="frozen while loops do not run in a TF session (export/freeze)")
 
 PARAMS = ("models:\n  {name}:\n    source: {source}\n    arch: {arch}\n    layout: null\n    theano_kernels: null\n"
           "    custom_objects: []\n    trust_code: false\n    inputs: []\n    outputs: []\n    input_shape: null\n"
@@ -44,7 +35,6 @@ def run_pipeline(tmp_path, monkeypatch, name, source, arch=None):
         json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
 
 
-@FROZEN_LOOPS_BROKEN
 def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     folder = tmp_path / "models" / "k1lstm"
     folder.mkdir(parents=True)
@@ -59,7 +49,6 @@ def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     assert not any(n.op.startswith("Random") for n in graph.node)
 
 
-@FROZEN_LOOPS_BROKEN
 @pytest.mark.parametrize("case", ["lstm_hard_sigmoid", "bidirectional_lstm"])
 def test_keras22_rnn_h5_end_to_end(tmp_path, monkeypatch, case):
     folder = tmp_path / "models" / "k2rnn"

@@ -728,9 +728,207 @@ def test_remove_dropout_at_rate_zero(rng, form):
     np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
 
 
-def test_remove_dropout_keeps_a_real_dropout(rng):
-    """A rate that is not zero is not inference mode: the mask stays, nothing is faked."""
-    graph = _dropout_graph(rng, "v2", 0.5)
+def _training_dropout_graph(rng, form):
+    """Dropout as TF1 training code writes it, its keep/rate flag at a *training* value."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+        h = tf.matmul(x, const(rng, 6, 4))
+        if form == "rate_default_0.5":  # TF >= 1.13 tf.nn.dropout(rate=...)
+            h = tf.nn.dropout(h, rate=tf.compat.v1.placeholder_with_default(0.5, [], name="dropout_rate"))
+        elif form == "keep_prob_default_0.5":  # tf.nn.dropout(keep_prob=...): rate = 1 - keep_prob
+            keep = tf.compat.v1.placeholder_with_default(0.5, [], name="keep_prob")
+            h = tf.nn.dropout(h, rate=1.0 - keep)
+        elif form == "keep_prob_placeholder":  # the MNIST tutorial: a plain placeholder fed 0.5 / 1.0
+            keep = tf.compat.v1.placeholder(tf.float32, name="keep_prob")
+            h = h / keep * tf.floor(keep + tf.random.uniform(tf.shape(h)))
+        elif form == "cast_mask":  # TF 1.13-1.15: x * scale * cast(mask)
+            rate = tf.compat.v1.placeholder_with_default(0.3, [], name="rate")
+            mask = tf.cast(tf.random.uniform(tf.shape(h)) >= rate, tf.float32)
+            h = h * (1.0 / (1.0 - rate)) * mask
+        elif form == "constant_rate":  # hard-coded: no flag at all
+            h = tf.nn.dropout(h, rate=0.25)
+        elif form == "learning_phase":  # Keras 2: tf.cond on a bool learning phase, default True
+            phase = tf.compat.v1.placeholder_with_default(True, [], name="keras_learning_phase")
+            tf.compat.v1.disable_control_flow_v2()  # TF1 graphs hold Switch/Merge, not If
+            try:
+                h = tf.cond(phase, lambda: tf.nn.dropout(h, rate=0.5), lambda: tf.identity(h))
+            finally:
+                tf.compat.v1.enable_control_flow_v2()
+        tf.nn.softmax(h, name="out")
+    return g.as_graph_def()
+
+
+INFERENCE_FEEDS = {"rate_default_0.5": {"dropout_rate:0": 0.0}, "keep_prob_default_0.5": {"keep_prob:0": 1.0},
+                   "keep_prob_placeholder": {"keep_prob:0": 1.0}, "cast_mask": {"rate:0": 0.0},
+                   "constant_rate": None, "learning_phase": {"keras_learning_phase:0": False}}
+
+
+@pytest.mark.parametrize("form", list(INFERENCE_FEEDS))
+def test_dropout_in_training_form_becomes_identity(rng, form):
+    """Whatever the flag's default, the optimized graph computes the inference value: no random op left."""
+    graph = _training_dropout_graph(rng, form)
     c = ctx(["x"])
-    out = passes.remove_dropout(passes.grappler(passes.placeholder_defaults(graph, c), c), c)
-    assert "RandomUniform" in ops(out)
+    out, _ = optimize(graph, c)
+    assert not [n.op for n in out.node if passes.is_random_op(n.op)], ops(out)
+    assert not {"SelectV2", "Floor", "GreaterEqual", "Switch", "Merge"} & set(ops(out)), ops(out)
+    xv = rng.normal(size=[5, 6]).astype(np.float32)
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(graph, name="")
+        h = g.get_tensor_by_name("MatMul:0")
+        with tf.compat.v1.Session(graph=g) as sess:
+            expected = sess.run(tf.nn.softmax(h), {"x:0": xv})  # the model without dropout
+    np.testing.assert_allclose(run(out, {"x:0": xv}), expected, rtol=RTOL, atol=ATOL)
+    if INFERENCE_FEEDS[form]:
+        np.testing.assert_allclose(run(graph, {"x:0": xv, **INFERENCE_FEEDS[form]}), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("form", [f for f, v in INFERENCE_FEEDS.items() if v])
+def test_training_flags_are_found_by_structure(rng, form):
+    flags = passes.training_flags(_training_dropout_graph(rng, form))
+    assert flags == {k.split(":")[0]: v for k, v in INFERENCE_FEEDS[form].items()}
+
+
+def test_a_keras2_learning_phase_without_default_is_false():
+    """Keras 2 (TF1) learning phase: a plain bool placeholder predicating the batch-norm cond."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        phase = tf.compat.v1.placeholder(tf.bool, [], name="keras_learning_phase")
+        tf.compat.v1.disable_control_flow_v2()
+        try:
+            y = tf.cond(phase, lambda: x - tf.reduce_mean(x, 0), lambda: x - 0.5)
+        finally:
+            tf.compat.v1.enable_control_flow_v2()
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    assert passes.training_flags(graph) == {"keras_learning_phase": False}
+    out, _ = optimize(graph, ctx(["x"]))
+    assert "keras_learning_phase" not in by_name(out) and "Switch" not in ops(out)
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(run(out, {"x:0": xv}), xv - 0.5)
+
+
+def test_training_flags_leave_other_flags_alone():
+    assert passes.training_flags(flag_graph()) == {}  # keep_prob there only scales: no random mask
+
+
+def test_check_portable_rejects_a_random_op_and_names_it():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x + tf.random.uniform([3], name="noise"), name="out")
+    with pytest.raises(KfreezeError, match=r"random ops.*noise/RandomUniform \(RandomUniform\)"):
+        passes.check_portable(g.as_graph_def(), ctx(["x"]))
+
+
+@pytest.mark.parametrize("op", ["RandomStandardNormal", "TruncatedNormal", "Multinomial", "RandomShuffle",
+                                "RandomUniformInt", "StatelessRandomUniformV2", "StatelessRandomNormalV2"])
+def test_random_ops_are_recognised(op):
+    assert passes.is_random_op(op)
+    assert not passes.is_random_op("Relu") and not passes.is_random_op("MatMul")
+
+
+def test_cut_inputs_allows_a_smaller_batch_than_the_graphs_fixed_batch(rng):
+    """An Estimator graph reshapes its queue input to [100, 28, 28, 1]; the seed's
+    transform_graph strip_unused_nodes(shape="1,...") cuts it to batch 1."""
+    with tf.Graph().as_default() as g:
+        q = tf.compat.v1.placeholder(tf.float32, [100, 16], name="q")
+        img = tf.reshape(q, [100, 4, 4, 1], name="reshape")
+        y = tf.nn.conv2d(img, const(rng, 3, 3, 1, 2), 1, "SAME")
+        tf.identity(tf.matmul(tf.reshape(y, [-1, 32]), const(rng, 32, 3)), name="out")
+    c = ctx([InputSpec("reshape", shape=(1, 4, 4, 1))])
+    out, _ = optimize(g.as_graph_def(), c)
+    assert by_name(out)["reshape"].op == "Placeholder"
+    xv = rng.normal(size=[100, 4, 4, 1]).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"reshape:0": xv[:1]}), run(g.as_graph_def(), {"reshape:0": xv})[:1],
+                               rtol=RTOL, atol=ATOL)
+    with pytest.raises(KfreezeError, match="input_shape"):  # the other dimensions must still fit
+        passes.cut_inputs(g.as_graph_def(), ctx([InputSpec("reshape", shape=(1, 4, 5, 1))]))
+
+
+# -- frame_constants -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gru_frozen():
+    """A frozen GRU (a v1 while loop with its bias added inside the loop), and its Keras outputs."""
+    from kfreeze import export, freeze
+    from kfreeze.keras_io import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 3), name="seq")
+    model = keras.Model(inp, keras.layers.GRU(4, name="gru")(inp), name="g")
+    cell = model.get_layer("gru").cell
+    cell.bias.assign(np.random.default_rng(0).normal(0, 0.5, cell.bias.shape).astype("float32"))
+    ex = export.export_model(model)
+    values = {k: v for k, v in ex.values.items()}
+    graph = graph_pb2.GraphDef()
+    graph.CopyFrom(ex.graph)
+    for node in graph.node:  # the checkpoint's values as constants, as freeze makes them
+        if node.name in values:
+            node.op = "Const"
+            node.ClearField("attr")
+            node.attr["dtype"].type = tf.as_dtype(values[node.name].dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(values[node.name]))
+    frozen = tf.compat.v1.graph_util.extract_sub_graph(graph, ["gru"])
+    x = np.random.default_rng(1).random((2, 5, 3), np.float32)
+    return frozen, x, np.asarray(model(x))
+
+
+def test_frame_constants_keeps_folded_constants_in_the_loop(gru_frozen):
+    frozen, x, expected = gru_frozen
+    ctx = Context((InputSpec("seq"),), ("gru",))
+    without = [(n, f) for n, f in passes_for(ctx) if not n.startswith("frame_constants")]
+    broken, _ = optimize(frozen, ctx, without)  # fold_affine's new bias lands in the root frame
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different frames"):
+        run(broken, {"seq:0": x}, "gru:0")
+    fixed, stats = optimize(frozen, ctx)
+    np.testing.assert_allclose(run(fixed, {"seq:0": x}, "gru:0"), expected, rtol=1e-5, atol=1e-6)
+    assert ops(fixed).get("Enter", 0) > 0  # still a loop, run by the session
+
+
+def test_frame_constants_copies_a_constant_read_inside_and_outside_a_loop(gru_frozen):
+    frozen, x, expected = gru_frozen
+    loop = graphio.loop_nodes(frozen)
+    reader = next(n for n in frozen.node if n.name in loop and n.op in ("MatMul", "BiasAdd"))
+    shared = node_def_pb2.NodeDef(name="shared_zero", op="Const")
+    zero = np.zeros([], np.float32)
+    shared.attr["dtype"].type = tf.float32.as_datatype_enum
+    shared.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(zero))
+    graph = graph_pb2.GraphDef()
+    graph.CopyFrom(frozen)
+    graph.node.append(shared)
+    # x + 0 inside the loop, and the output + 0 outside it
+    add_in = node_def_pb2.NodeDef(name=f"{reader.name}/plus_zero", op="AddV2", input=[reader.name, "shared_zero"])
+    add_in.attr["T"].type = tf.float32.as_datatype_enum
+    for node in graph.node:
+        for i, inp in enumerate(node.input):
+            if inp == reader.name:
+                node.input[i] = add_in.name
+    graph.node.append(add_in)
+    for node in graph.node:
+        if node.name == "gru":
+            node.name = "gru_raw"
+    for node in graph.node:
+        for i, inp in enumerate(node.input):
+            if inp == "gru":
+                node.input[i] = "gru_raw"
+    out = node_def_pb2.NodeDef(name="gru", op="AddV2", input=["gru_raw", "shared_zero"])
+    out.attr["T"].type = tf.float32.as_datatype_enum
+    graph.node.append(out)
+    ctx = Context((InputSpec("seq"),), ("gru",))
+    fixed = passes.frame_constants(graph, ctx)
+    copies = [n for n in fixed.node if n.name.startswith("shared_zero/in_loop")]
+    assert len(copies) == 1 and copies[0].input[0].startswith("^")
+    assert not by_name(fixed)["shared_zero"].input  # the outside reader keeps the root-frame constant
+    np.testing.assert_allclose(run(fixed, {"seq:0": x}, "gru:0"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_float16_weights_inside_a_loop_stay_in_its_frame(gru_frozen, monkeypatch):
+    from kfreeze.optimize import precision
+
+    frozen, x, expected = gru_frozen
+    monkeypatch.setattr(precision, "MIN_ELEMENTS", 8)  # the tiny GRU's kernels count as weights
+    ctx = Context((InputSpec("seq"),), ("gru",), precision="float16")
+    graph, _ = optimize(frozen, ctx)
+    loop = graphio.loop_nodes(graph)
+    halves = [n for n in graph.node if n.op == "Const" and n.attr["dtype"].type == tf.float16.as_datatype_enum]
+    assert any(n.name in loop or n.input for n in halves)  # some weight lives inside the loop
+    np.testing.assert_allclose(run(graph, {"seq:0": x}, "gru:0"), expected, atol=5e-3)

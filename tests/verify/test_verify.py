@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kfreeze import graphio, verify
+from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
 
 
@@ -17,15 +18,118 @@ def test_inputs_are_seeded_and_shaped():
     assert not np.array_equal(a["image"], c["image"])
 
 
-def test_compare_reports_diff_and_top1():
-    ref = {"p": np.array([[0.9, 0.1], [0.2, 0.8]]), "r": np.array([[1.0], [2.0]])}
-    got = {"p": np.array([[0.4, 0.6], [0.2, 0.8]]), "r": np.array([[1.5], [2.0]])}
-    result = verify.compare(ref, got)
-    assert result["p"] == {"max_abs_diff": pytest.approx(0.5), "top1_agree": 0.5}
-    assert result["r"] == {"max_abs_diff": pytest.approx(0.5), "top1_agree": None}
+def test_compare_relative_error_and_top1_only_for_probabilities():
+    ref = {"p": np.array([[0.9, 0.1], [0.2, 0.8]]), "r": np.array([[1.0, 5.0], [2.0, 3.0]])}
+    got = {"p": np.array([[0.4, 0.6], [0.2, 0.8]]), "r": np.array([[1.5, 5.0], [2.0, 3.0]])}
+    result = verify.compare(ref, got, {"p": True, "r": False}, atol=1e-4, rtol=1e-5)
+    assert result["p"]["max_abs_diff"] == pytest.approx(0.5) and result["p"]["top1_agree"] == 0.5
+    assert result["r"]["top1_agree"] is None  # a regression output with two columns has no top-1
+    assert result["r"]["rel_diff"] == pytest.approx(0.5 / 5.0)
+    assert not result["p"]["passed"] and not result["r"]["passed"]
 
 
-def test_run_batched_splits_for_a_fixed_batch():
+def test_tolerance_scales_with_the_output_magnitude():
+    """Large logits differ by float32 rounding, not by a wrong graph; tiny diffs on tiny outputs still fail."""
+    ref = np.linspace(-3e4, 3e4, 8).reshape(4, 2)
+    big = verify.compare({"y": ref}, {"y": ref + 0.05}, atol=1e-4, rtol=1e-5)["y"]
+    assert big["passed"] and big["tolerance"] == pytest.approx(1e-4 + 1e-5 * 3e4)
+    small = verify.compare({"y": ref * 1e-4}, {"y": ref * 1e-4 + 5e-4}, atol=1e-4, rtol=1e-5)["y"]
+    assert not small["passed"]
+
+
+@pytest.mark.parametrize("side", ["reference", "optimized graph"])
+def test_nan_or_inf_fails_and_names_the_side(side):
+    ref, got = np.ones((3, 2)), np.ones((3, 2))
+    (ref if side == "reference" else got)[1, 1] = np.nan if side == "reference" else np.inf
+    result = verify.compare({"y": ref}, {"y": got}, {"y": True}, atol=1e-4, rtol=1e-5)["y"]
+    assert result["passed"] is False and result["nonfinite"] == [side] and result["max_abs_diff"] is None
+
+
+def test_a_constant_output_is_flagged():
+    """MobileNetV3's saturated softmax: exactly 0.001 everywhere, whatever the input."""
+    ref = np.full((16, 1000), 0.001)
+    result = verify.compare({"p": ref}, {"p": ref.copy()}, {"p": True}, atol=1e-4, rtol=1e-5)["p"]
+    assert result["passed"] and result["constant"] is True and result["spread"] == 0.0
+    varied = verify.compare({"p": np.random.default_rng(0).random((16, 3))}, {"p": np.zeros((16, 3))},
+                            atol=1e-4, rtol=1e-5)["p"]
+    assert varied["constant"] is False
+
+
+def _prob_graph():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        y = tf.matmul(x, tf.ones([4, 3]), name="linear")
+        tf.identity(tf.nn.softmax(y), name="probs")
+        tf.nn.sigmoid(y, name="gate")
+        tf.identity(y, name="regression")
+    return g.as_graph_def()
+
+
+def test_probability_outputs_are_read_from_the_graph():
+    assert verify.probability_outputs(_prob_graph(), ["probs", "gate", "regression", "linear"]) == \
+        {"probs": True, "gate": True, "regression": False, "linear": False}
+
+
+def test_one_sigmoid_unit_agrees_on_the_thresholded_class():
+    ref, got = np.array([[0.2], [0.7], [0.9]]), np.array([[0.6], [0.7], [0.9]])
+    assert verify.compare({"g": ref}, {"g": got}, {"g": True})["g"]["top1_agree"] == pytest.approx(2 / 3)
+
+
+def test_input_range_and_integer_inputs():
+    infos = [verify.TensorInfo("img", "float32", (None, 8)), verify.TensorInfo("u8", "uint8", (None, 50)),
+             verify.TensorInfo("ids", "int32", (None, 50))]
+    wide = verify.make_inputs(infos, 64, 0, (0.0, 255.0))
+    assert wide["img"].max() > 100 and wide["img"].min() >= 0 and wide["u8"].max() > 200
+    default = verify.make_inputs(infos, 64, 0)
+    assert default["img"].max() < 1 and default["ids"].max() <= 9  # small integers stay valid indices
+    assert verify.make_inputs(infos, 4, 0, (-1000.0, 1000.0))["u8"].dtype == np.uint8
+
+
+def test_run_batched_pads_to_a_fixed_batch_and_keeps_the_rows_fed():
+    calls = []
+
+    def fn(feeds):
+        calls.append(len(feeds["x"]))
+        return {"y": feeds["x"] * 2}
+    out = verify.run_batched(fn, {"x": np.arange(5.0)}, batch=4)
+    assert calls == [4, 4]
+    np.testing.assert_array_equal(out["y"], np.arange(5.0) * 2)
+
+
+def _npz_infos():
+    return [verify.TensorInfo("image", "float32", (None, 2, 2, 1))]
+
+
+def test_data_npz_is_validated(tmp_path):
+    good = tmp_path / "s.npz"
+    np.savez(good, image=np.ones((3, 2, 2, 1), np.float32))
+    assert verify.load_data(good, _npz_infos(), ["image"], 2)["image"].shape == (2, 2, 2, 1)
+    cases = {"missing": ({"other": np.ones((3, 2, 2, 1))}, "no array for input 'image'"),
+             "shape": ({"image": np.ones((3, 2, 3, 1))}, "shape"),
+             "dtype": ({"image": np.array([["a"]])}, "dtype"),
+             "nan": ({"image": np.full((1, 2, 2, 1), np.nan)}, "NaN")}
+    for name, (arrays, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(KfreezeError, match=message):
+            verify.load_data(path, _npz_infos(), ["image"], 4)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, image=np.array([object()], dtype=object))
+    with pytest.raises(KfreezeError, match="cannot be read"):
+        verify.load_data(pickled, _npz_infos(), ["image"], 4)
+
+
+def test_data_path_must_stay_in_the_model_folder(tmp_path):
+    from kfreeze.params import ModelSpec, VerifySpec
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    outside = tmp_path / "secret.npz"
+    np.savez(outside, image=np.ones((1, 2, 2, 1), np.float32))
+    (tmp_path / "models" / "m" / "s.npz").symlink_to(outside)
+    with pytest.raises(KfreezeError, match="outside"):
+        verify.data_path(ModelSpec("m"), VerifySpec(data="s.npz"), tmp_path / "models")
+
+
+def test_run_batched_splits_for_a_fixed_batch():  # noqa: D103
     calls = []
 
     def fn(feeds):

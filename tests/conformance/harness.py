@@ -1,0 +1,144 @@
+"""Run one Keras model through convert -> export -> freeze -> optimize -> verify, in-process.
+
+The stage commands themselves are called (their undecorated functions, so a
+KfreezeError reaches the caller as an exception, not as an exit code), in a
+throwaway project folder with its own params.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from kfreeze import commands, graphio
+from kfreeze.keras_io import keras
+from kfreeze.tfenv import tf
+
+SAMPLES = 4
+SEED = 0
+REL_TOL = 1e-5  # float32: max|diff| / max|ref| over every output
+TIMES: dict[str, float] = {}  # seconds per stage over the session: where the budget goes
+STAGES = ("convert", "export", "freeze", "optimize", "verify")
+RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "Multinomial",
+              "RandomShuffle", "RandomGamma", "RandomPoisson", "RandomPoissonV2"}
+
+
+@contextlib.contextmanager
+def chdir(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def entry(source: str, **overrides) -> dict:
+    base = {"source": source, "arch": None, "layout": None, "theano_kernels": None, "custom_objects": [],
+            "trust_code": False, "inputs": [], "outputs": [], "input_shape": None, "opencv": False,
+            "precision": "float32"}
+    base.update(overrides)
+    return base
+
+
+@dataclass
+class Run:
+    name: str
+    project: Path
+    metrics: dict = field(default_factory=dict)
+    rel_err: float | None = None           # TF session on optimized.pb vs Keras
+    opencv_rel_err: float | None = None
+    opencv_error: str | None = None
+    random_ops: list = field(default_factory=list)
+    reference: dict = field(default_factory=dict)
+
+    @property
+    def build(self) -> Path:
+        return self.project / "build" / self.name
+
+
+def run_stages(project: Path, name: str, stages=STAGES) -> None:
+    with chdir(project):
+        for stage in stages:
+            t = time.perf_counter()
+            fn = getattr(commands, stage).__wrapped__
+            kwargs = {"params_file": "params.yaml", "build": Path("build")}
+            if stage == "verify":
+                kwargs["metrics"] = Path("metrics")
+            fn(name, debug=False, **kwargs)
+            TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - t
+
+
+def write_project(project: Path, name: str, model: keras.Model, suffix: str = ".keras", **overrides) -> Path:
+    folder = project / "models" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / f"model{suffix}")
+    params = {"models": {name: entry(f"models/{name}/model{suffix}", **overrides)}, "graphs": {},
+              "verify": {"samples": SAMPLES, "seed": SEED, "atol": 1.0e-4}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+    return project
+
+
+def keras_reference(model: keras.Model, optimized, inputs: list[str]) -> dict[str, np.ndarray]:
+    """Keras' own outputs on verify's feeds (same seed and samples), keyed by the exported output names."""
+    from kfreeze import verify as verify_lib
+    from kfreeze.export import output_layer_names
+    from kfreeze.keras_io import input_structure
+
+    if not getattr(model, "inputs", None):  # subclassed: called as the pipeline calls it
+        from kfreeze.keras_io import as_functional
+        model = as_functional(model, model.name)
+    feeds = verify_lib.make_inputs(verify_lib.placeholder_infos(optimized, inputs), SAMPLES, SEED)
+    batch = next(iter(feeds.values())).shape[0]
+    fixed = [t.shape[0] for t in tf.nest.flatten(input_structure(model))][0]
+
+    def call(chunk):
+        for layer in model._flatten_layers():
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+        args = [tf.constant(chunk[n]) for n in inputs]
+        out = model(tf.nest.pack_sequence_as(input_structure(model), args), training=False)
+        return dict(zip(output_layer_names(model), (np.asarray(t) for t in tf.nest.flatten(out))))
+
+    return feeds, verify_lib.run_batched(call, feeds, fixed if fixed and fixed != batch else None)
+
+
+def rel_err(ref: dict, got: dict) -> float:
+    worst = 0.0
+    for k, r in ref.items():
+        r = np.asarray(r, np.float64)
+        g = np.asarray(got[k], np.float64).reshape(r.shape)
+        scale = float(np.max(np.abs(r))) or 1.0
+        worst = max(worst, float(np.max(np.abs(g - r))) / scale)
+    return worst
+
+
+def run_model(tmp: Path, name: str, model: keras.Model, suffix: str = ".keras", **overrides) -> Run:
+    """Every stage, then Keras vs the TF session on optimized.pb by relative error, and OpenCV's outcome."""
+    from kfreeze import verify as verify_lib
+
+    project = write_project(tmp, name, model, suffix, **overrides)
+    run_stages(project, name)
+    result = Run(name, project)
+    result.metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+    optimized = graphio.read_graph(result.build / "optimized.pb")
+    names = json.loads((result.build / "names.json").read_text())
+    feeds, ref = keras_reference(model, optimized, names["inputs"])
+    batch = verify_lib.placeholder_infos(optimized, names["inputs"])[0].shape[0]
+    got = verify_lib.run_batched(lambda f: verify_lib.run_graph(optimized, f, names["outputs"]), feeds, batch)
+    result.reference = ref
+    result.rel_err = rel_err(ref, got)
+    result.random_ops = sorted({n.op for n in optimized.node if n.op in RANDOM_OPS or n.op.startswith("StatelessRandom")})
+    result.opencv_error = result.metrics.get("opencv_error")
+    ocv = result.metrics.get("opencv_max_abs_diff")
+    if ocv is not None:
+        scale = max(float(np.max(np.abs(r))) for r in ref.values()) or 1.0
+        result.opencv_rel_err = ocv / scale
+    return result

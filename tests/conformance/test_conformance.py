@@ -1,0 +1,80 @@
+"""The conformance matrix: one tiny model per model kind and layer family, through every stage
+in-process, compared with Keras by relative error; docs/conformance.md must match the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kfreeze import graphio
+from tests.conformance import harness, matrix, zoo
+
+RESULTS: dict[str, dict] = {}   # row id -> matrix outcome, filled by test_row
+RUNS: dict[str, harness.Run] = {}
+
+
+@pytest.mark.parametrize("row", zoo.ROWS, ids=[r.id for r in zoo.ROWS])
+def test_row(row, tmp_path):
+    run, RESULTS[row.id] = matrix.run_row(row, tmp_path)
+    assert run is not None, RESULTS[row.id]["tf"]
+    RUNS[row.id] = run
+    assert run.rel_err <= harness.REL_TOL, f"{row.id}: relative error {run.rel_err:.2e}"
+    assert not run.random_ops, f"{row.id}: random ops left in optimized.pb: {run.random_ops}"
+    # Outputs depend on the input: different samples give different outputs.
+    for name, ref in run.reference.items():
+        ref = np.asarray(ref).reshape(len(ref), -1)
+        assert np.ptp(ref, axis=0).max() > 1e-3, f"{row.id}: output {name} does not depend on the input"
+    # OpenCV's outcome is recorded either way; when it loads the graph, it must agree too.
+    if run.opencv_error is None:
+        assert run.opencv_rel_err <= 1e-4, f"{row.id}: OpenCV relative error {run.opencv_rel_err:.2e}"
+
+
+def test_a_broken_fold_fails_the_parity_check():
+    """Negative control: one weight in optimized.pb off by 1% gives a relative error over tolerance."""
+    run = RUNS.get("functional")
+    if run is None:
+        pytest.skip("the functional row did not run")
+    from kfreeze import verify as verify_lib
+    from kfreeze.tfenv import tf
+
+    import json
+    graph = graphio.read_graph(run.build / "optimized.pb")
+    names = json.loads((run.build / "names.json").read_text())
+    const = max((n for n in graph.node if n.op == "Const" and n.attr["dtype"].type == tf.float32.as_datatype_enum),
+                key=lambda n: (tf.make_ndarray(n.attr["value"].tensor).size, n.name))
+    value = tf.make_ndarray(const.attr["value"].tensor).copy()
+    flat = value.reshape(-1)
+    flat[np.argmax(np.abs(flat))] *= 1.01
+    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    feeds = verify_lib.make_inputs(verify_lib.placeholder_infos(graph, names["inputs"]), harness.SAMPLES, harness.SEED)
+    got = verify_lib.run_graph(graph, feeds, names["outputs"])
+    assert harness.rel_err(run.reference, got) > harness.REL_TOL
+
+
+@pytest.mark.parametrize("row_id", ["bidirectional", "stateful", "nested_functional", "shared_layers", "subclassed"])
+def test_rerun_is_byte_identical(row_id, tmp_path):
+    """Same source file, second run in this process (Keras' name counters moved on): same bytes,
+    for RNN loop bodies, nested models, shared layers and subclassed models."""
+    import shutil
+
+    first = RUNS.get(row_id)
+    if first is None:
+        pytest.skip(f"the {row_id} row did not run")
+    shutil.copytree(first.project / "models", tmp_path / "models")
+    shutil.copy(first.project / "params.yaml", tmp_path / "params.yaml")
+    harness.run_stages(tmp_path, row_id, ("convert", "export", "freeze", "optimize"))
+    for artifact in ("model/model.keras", "graph.pbtxt", "ckpt/model.ckpt.index", "frozen.pb", "optimized.pb"):
+        again = (tmp_path / "build" / row_id / artifact).read_bytes()
+        assert again == (first.build / artifact).read_bytes(), artifact
+    if row_id == "bidirectional":  # loop frames are named after the layers, without counters
+        frames = {n.attr["frame_name"].s.decode() for n in graphio.read_graph(first.build / "frozen.pb").node
+                  if n.op == "Enter"}
+        assert frames == {"bidir/bi/forward_lstm/while", "bidir/bi/backward_lstm/while"}, frames
+
+
+def test_docs_conformance_matches_the_run():
+    if set(RESULTS) != {r.id for r in zoo.ROWS}:
+        pytest.skip("only part of the matrix ran")
+    expected = matrix.render(RESULTS)
+    assert matrix.DOC.is_file(), "run: python -m tests.conformance.matrix"
+    assert matrix.DOC.read_text() == expected, "docs/conformance.md is stale: run python -m tests.conformance.matrix"

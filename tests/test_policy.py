@@ -1,0 +1,79 @@
+"""The op policy: what the outputs depend on, through data and control edges and function bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from kfreeze import policy
+from kfreeze.errors import KfreezeError
+from kfreeze.tfenv import tf
+
+
+def graph_with(kind: str, target: str = "/nonexistent/pwned"):
+    """x -> y = 2x, with a hostile op attached in one of the ways a graph can hide it."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        if kind == "control":
+            w = tf.io.write_file(target, "pwned", name="evil")
+            with tf.control_dependencies([w]):
+                y = tf.identity(x * 2.0, name="y")
+        elif kind == "read":
+            n = tf.cast(tf.strings.length(tf.io.read_file("/etc/hostname", name="evil")), tf.float32)
+            y = tf.identity(x * n, name="y")
+        elif kind == "pyfunc":
+            z = tf.compat.v1.py_func(lambda a: a, [x], tf.float32, name="evil")
+            y = tf.identity(tf.reshape(z, [-1, 3]), name="y")
+        elif kind == "function":
+            @tf.function
+            def double(a):
+                tf.io.write_file(target, "pwned")
+                return a * 2.0
+            y = tf.identity(double(x), name="y")
+        elif kind == "unused":  # the hostile op feeds nothing the output needs
+            tf.io.write_file(target, "pwned", name="evil")
+            y = tf.identity(x * 2.0, name="y")
+        elif kind == "upstream_of_cut":  # a file read before the input: cut away, never run
+            raw = tf.io.read_file("/etc/hostname", name="evil")
+            x2 = tf.identity(tf.fill([1, 3], tf.cast(tf.strings.length(raw), tf.float32)), name="cut")
+            y = tf.identity(x2 * 2.0, name="y")
+    return g.as_graph_def()
+
+
+@pytest.mark.parametrize("kind, op", [("control", "WriteFile"), ("read", "ReadFile"), ("pyfunc", "PyFunc"),
+                                      ("function", "WriteFile")])
+def test_hostile_op_is_refused_with_op_and_node(kind, op):
+    with pytest.raises(KfreezeError) as e:
+        policy.check(graph_with(kind), ["y"], ["x"], "g.pbtxt", "graphs.m")
+    line = e.value.line()
+    assert f"a {op} op" in line and "graphs.m.trust_code: true" in line and "node '" in line
+
+
+def test_trust_code_and_unused_or_cut_ops_pass():
+    policy.check(graph_with("control"), ["y"], ["x"], trust_code=True)
+    policy.check(graph_with("unused"), ["y"], ["x"])
+    policy.check(graph_with("upstream_of_cut"), ["y"], ["cut"])
+    with pytest.raises(KfreezeError, match="ReadFile"):
+        policy.check(graph_with("upstream_of_cut"), ["y"], [])
+
+
+def test_variable_with_a_control_input_is_walked():
+    """Restoring a variable (freeze, verify's reference) runs its control inputs too."""
+    g = tf.Graph()
+    with g.as_default():
+        tf.io.write_file("/nonexistent/pwned", "x", name="evil")
+        tf.compat.v1.Variable(tf.zeros([3]), name="v", use_resource=False)
+        x = tf.compat.v1.placeholder(tf.float32, [3], name="x")
+        tf.identity(x, name="y")
+    graph = g.as_graph_def()
+    policy.check(graph, ["y"], ["x"])
+    next(n for n in graph.node if n.name == "v").input.append("^evil")
+    with pytest.raises(KfreezeError, match="WriteFile"):
+        policy.check(graph, ["y"], ["x"])
+
+
+def test_reasons():
+    assert policy.reason("WriteFile") == "touches files"
+    assert policy.reason("EagerPyFunc") == "runs Python code"
+    assert policy.reason("TFRecordDataset") == "reads an input pipeline or talks to another process"
+    assert {"WriteFile", "ReadFile", "PyFunc", "SaveV2", "RestoreV2", "MatchingFiles", "PrintV2"}.isdisjoint(policy.ALLOWED)

@@ -1,0 +1,427 @@
+"""Hostile model files and params (issue 12): each must end with exit 1 and one clean line, with nothing
+run, nothing written outside build/, and no byte of a file outside models/<name>/ in any artifact.
+
+Every fixture is made here: TF1 graphs with file ops, HDF5 files with external storage, links and
+virtual datasets, symlinks out of the model folder, a zip bomb, an alias bomb.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.bad_input import Project
+from tests.conftest import build_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+TF1 = ROOT / "models" / "digits_tf1"
+CKPT = "model.ckpt-600"
+SECRET = b"root:x:0:0:FOREIGN-SECRET-BYTES:/root:/bin/bash\n"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    p = Project(tmp_path_factory.mktemp("untrusted"))
+    p.outside = tmp_path_factory.mktemp("outside")  # stands in for /etc: nothing may read or write it
+    (p.outside / "passwd").write_bytes(SECRET * 4096)
+    p.outside_before = sorted(os.listdir(p.outside))
+    return p
+
+
+def hostile(project, result, *expected) -> str:
+    line = result.stderr.strip()
+    assert result.code == 1, (result.code, result.stderr, result.stdout)
+    assert len(line.splitlines()) == 1 and line.startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in line and "\x1b" not in line
+    for text in expected:
+        assert text in line, line
+    assert sorted(os.listdir(project.outside)) == project.outside_before, "something was written outside"
+    build = project.root / "build"
+    for f in build.rglob("*") if build.exists() else []:
+        if f.is_file():
+            assert b"FOREIGN-SECRET" not in f.read_bytes(), f
+    return line
+
+
+# -- 1. TF1 graphs with ops that touch the machine -----------------------------------
+
+def tf1_graph(project, name: str, kind: str, **keys) -> None:
+    from tests.test_policy import graph_with
+    from kfreeze import graphio
+    from kfreeze.tfenv import tf
+
+    folder = project.root / "models" / name
+    folder.mkdir(parents=True)
+    graph = graph_with(kind, str(project.outside / "pwned"))
+    graphio.write_graph(graph, folder / "graph.pbtxt")
+    assert isinstance(tf, object)
+    project.add_graph(name, f"models/{name}/graph.pbtxt", f"models/{name}/{CKPT}",
+                      **{"inputs": ["x"], "outputs": ["y"], "input_shape": [1, 3], **keys})
+
+
+@pytest.mark.parametrize("kind, op", [("control", "WriteFile"), ("read", "ReadFile"), ("pyfunc", "PyFunc"),
+                                      ("function", "WriteFile")])
+def test_graph_with_file_or_python_ops_is_refused_at_freeze(project, kind, op):
+    name = f"ops_{kind}"
+    tf1_graph(project, name, kind)
+    line = hostile(project, project.run("freeze", name), f"models/{name}/graph.pbtxt", f"a {op} op",
+                   f"graphs.{name}.trust_code: true")
+    assert project.outputs("freeze", name) == []
+    assert "node '" in line
+
+
+def test_trust_code_lets_a_graph_through_freeze(project):
+    tf1_graph(project, "ops_trusted", "read", trust_code=True)
+    result = project.run("freeze", "ops_trusted")
+    assert result.code == 0, result.stderr
+
+
+def test_verify_checks_the_graph_it_runs(project):
+    """An optimized.pb swapped after optimize is refused before any Session.run."""
+    from kfreeze import graphio
+    from tests.test_policy import graph_with
+
+    tf1_graph(project, "swap", "unused")
+    for stage in ("freeze", "optimize"):
+        assert project.run(stage, "swap").code == 0
+    evil = graph_with("control", str(project.outside / "pwned"))
+    graphio.write_graph(evil, project.root / "build" / "swap" / "optimized.pb")
+    hostile(project, project.run("verify", "swap"), "build/swap/optimized.pb", "WriteFile")
+    assert project.outputs("verify", "swap") == []
+
+
+# -- 2. HDF5 files that read other files ----------------------------------------------
+
+def tf_keras_h5(path: Path) -> None:
+    import tf_keras
+    inp = tf_keras.Input((4,), name="x")
+    out = tf_keras.layers.Dense(3, name="probs")(tf_keras.layers.Dense(5, activation="relu", name="d")(inp))
+    tf_keras.Model(inp, out).save(path)
+
+
+def keras3_h5(path: Path) -> None:
+    build_tiny().save(path)
+
+
+def _weight_datasets(f) -> list[str]:
+    found = []
+    f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+    return [n for n in found if "kernel" in n]
+
+
+def make_external(path: Path, outside: Path) -> None:
+    """The first kernel's bytes live in ``outside`` (HDF5 external storage)."""
+    with h5py.File(path, "r+") as f:
+        name = _weight_datasets(f)[0]
+        ds = f[name]
+        shape, dtype = ds.shape, ds.dtype
+        del f[name]
+        f.create_dataset(name, shape, dtype, external=[(str(outside), 0, int(np.prod(shape)) * dtype.itemsize)])
+
+
+def _fixtures(outside: Path) -> Path:
+    """Helper files of the fixtures: outside models/<name>/, but not in the folder watched for writes."""
+    folder = outside.parent.parent / "fixtures"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def make_external_link(path: Path, outside: Path) -> None:
+    target = _fixtures(outside) / "linked.h5"
+    with h5py.File(target, "w") as t:
+        t["data"] = np.frombuffer(SECRET[:48], np.float32)
+    with h5py.File(path, "r+") as f:
+        name = _weight_datasets(f)[0]
+        del f[name]
+        f[name] = h5py.ExternalLink(str(target), "/data")
+
+
+def make_virtual(path: Path, outside: Path) -> None:
+    source = _fixtures(outside) / "vsource.h5"
+    with h5py.File(path, "r+") as f:
+        name = _weight_datasets(f)[0]
+        shape, dtype = f[name].shape, f[name].dtype
+        with h5py.File(source, "w") as s:
+            s["data"] = np.zeros(shape, dtype)
+        layout = h5py.VirtualLayout(shape, dtype)
+        layout[...] = h5py.VirtualSource(str(source), "data", shape)
+        del f[name]
+        f.create_virtual_dataset(name, layout)
+
+
+def make_huge(path: Path, outside: Path) -> None:
+    """A 2 GB dataset of fill values: a few KB on disk, 2 GB when read."""
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("junk", (2**29,), "float32", chunks=(2**20,), compression="gzip")
+
+
+H5_CASES = {"external_storage": (make_external, "external file"),
+            "external_link": (make_external_link, "external link"),
+            "virtual": (make_virtual, "virtual dataset"),
+            "huge_dataset": (make_huge, "MiB")}
+
+
+@pytest.mark.parametrize("writer", ["tf_keras", "keras3"])
+@pytest.mark.parametrize("case", list(H5_CASES))
+def test_hdf5_that_reads_outside_the_file_is_refused(project, writer, case):
+    make, message = H5_CASES[case]
+    name = f"h5_{case}_{writer}".replace("_", "-")
+    folder = project.root / "models" / name
+    folder.mkdir(parents=True)
+    (tf_keras_h5 if writer == "tf_keras" else keras3_h5)(folder / "m.h5")
+    make(folder / "m.h5", project.outside / "passwd")
+    project.add_keras(name, f"models/{name}/m.h5")
+    start = time.monotonic()
+    hostile(project, project.run("convert", name), f"models/{name}/m.h5", message)
+    assert time.monotonic() - start < 60
+    assert project.outputs("convert", name) == []
+
+
+def test_h5check_and_the_legacy_reader_refuse_external_storage_directly(project, tmp_path):
+    from kfreeze import h5check
+    from kfreeze.errors import KfreezeError
+    from kfreeze.legacy import source
+
+    path = tmp_path / "m.h5"
+    tf_keras_h5(path)
+    make_external(path, project.outside / "passwd")
+    with pytest.raises(KfreezeError, match="external file"):
+        h5check.check(path)
+    with pytest.raises(KfreezeError, match="external file"):
+        source.read_source(path, None)
+
+
+# -- 3. paths out of models/<name>/ ----------------------------------------------------
+
+def test_source_symlink_to_outside_is_refused(project):
+    keras3_h5(project.outside.parent / "real.h5")
+    (project.root / "models" / "lnk").mkdir()
+    os.symlink(project.outside.parent / "real.h5", project.root / "models" / "lnk" / "m.h5")
+    project.add_keras("lnk", "models/lnk/m.h5")
+    hostile(project, project.run("convert", "lnk"), "models.lnk.source", "leads outside models/lnk/")
+
+
+def test_model_folder_that_is_a_symlink_is_refused(project, tmp_path):
+    shutil.copy(project.root / "models" / "good" / "model.keras", tmp_path / "model.keras")
+    os.symlink(tmp_path, project.root / "models" / "folderlink")
+    project.add_keras("folderlink", "models/folderlink/model.keras")
+    hostile(project, project.run("convert", "folderlink"), "models/folderlink is a symlink")
+
+
+def test_checkpoint_state_naming_an_outside_prefix_is_refused(project, tmp_path):
+    for f in (f"{CKPT}.index", f"{CKPT}.data-00000-of-00001"):
+        shutil.copy(TF1 / f, tmp_path / f)
+    folder = project.root / "models" / "ckstate"
+    (folder / "ckpts").mkdir(parents=True)
+    shutil.copy(TF1 / "graph.pbtxt", folder / "graph.pbtxt")
+    (folder / "ckpts" / "checkpoint").write_text(f'model_checkpoint_path: "{tmp_path / CKPT}"\n')
+    project.add_graph("ckstate", "models/ckstate/graph.pbtxt", "models/ckstate/ckpts")
+    hostile(project, project.run("freeze", "ckstate"), "models/ckstate/ckpts/checkpoint", "outside")
+    (folder / "ckpts" / "checkpoint").write_text('model_checkpoint_path: "../../../outside/model.ckpt-600"\n')
+    hostile(project, project.run("freeze", "ckstate"), "outside")
+
+
+def test_checkpoint_file_symlinked_to_outside_is_refused(project, tmp_path):
+    shutil.copy(TF1 / f"{CKPT}.data-00000-of-00001", tmp_path / "data")
+    folder = project.root / "models" / "cklink"
+    folder.mkdir(parents=True)
+    shutil.copy(TF1 / "graph.pbtxt", folder / "graph.pbtxt")
+    shutil.copy(TF1 / f"{CKPT}.index", folder / f"{CKPT}.index")
+    os.symlink(tmp_path / "data", folder / f"{CKPT}.data-00000-of-00001")
+    project.add_graph("cklink", "models/cklink/graph.pbtxt", f"models/cklink/{CKPT}")
+    hostile(project, project.run("freeze", "cklink"), "leads outside models/cklink/")
+
+
+# -- 4. limits ----------------------------------------------------------------------
+
+def test_alias_bomb_and_duplicate_keys_in_params_fail_fast(project):
+    saved = (project.root / "params.yaml").read_text()
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = "\n".join(lines) + "\nmodels:\n  good:\n    source: *a9\ngraphs: {}\n"
+    try:
+        (project.root / "params.yaml").write_text(bomb)
+        start = time.monotonic()
+        line = hostile(project, project.run("convert", "good"), "params.yaml", "aliases")
+        assert time.monotonic() - start < 10 and len(line) < 500
+        (project.root / "params.yaml").write_text(saved + "\nmodels:\n  other: {}\n")
+        hostile(project, project.run("convert", "good"), "duplicate key 'models'")
+    finally:
+        (project.root / "params.yaml").write_text(saved)
+
+
+def test_keras_zip_bomb_is_refused_before_extraction(project):
+    folder = project.root / "models" / "bomb"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "m.keras", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", b"{}")
+        z.writestr("model.weights.h5", bytes(200 * 2**20))
+    assert (folder / "m.keras").stat().st_size < 2**20
+    project.add_keras("bomb", "models/bomb/m.keras")
+    hostile(project, project.run("convert", "bomb"), "models/bomb/m.keras", "zip bomb")
+
+
+def test_input_shape_beyond_memory_is_refused_with_the_estimate(project):
+    """A fully convolutional graph takes any image size; this one would need ~224 GiB."""
+    from kfreeze import graphio
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="x")
+        k = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 3, 4)).astype(np.float32))
+        tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(x, k, 1, "SAME")), axis=[1, 2], name="y")
+    (project.root / "models" / "huge").mkdir()
+    graphio.write_graph(g.as_graph_def(), project.root / "models" / "huge" / "graph.pbtxt")
+    project.add_graph("huge", "models/huge/graph.pbtxt", f"models/huge/{CKPT}", inputs=["x"], outputs=["y"],
+                      input_shape=[1, 100000, 100000, 3])
+    assert project.run("freeze", "huge").code == 0
+    hostile(project, project.run("optimize", "huge"), "graphs.huge.input_shape", "GiB")
+    assert project.outputs("optimize", "huge") == []
+
+
+def test_native_crash_in_the_isolated_step_is_one_error():
+    import signal
+
+    from kfreeze import resources
+    from kfreeze.errors import KfreezeError
+
+    assert resources.isolated(lambda a: a * 2, 21) == 42
+    with pytest.raises(KfreezeError, match="crashed during optimize .SIGSEGV"):
+        resources.isolated(lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(KfreezeError, match="bad input"):
+        resources.isolated(lambda: (_ for _ in ()).throw(KfreezeError("w", "bad input")))
+
+
+# -- 5. validation -------------------------------------------------------------------
+
+@pytest.mark.parametrize("keys, message", [
+    ({"input_shape": [1, True, 8, 1]}, "true/false are not numbers"),
+    ({"input_shape": [1, 8.0, 8, 1]}, "is not a shape"),
+    ({"input_shape": {"image": [1, 2**40, 8, 1]}}, "is not a shape"),
+    ({"opencv": 1}, "must be"),
+], ids=["bool_dim", "float_dim", "huge_dim", "int_as_bool"])
+def test_params_types_are_exact(project, keys, message):
+    project.file("models/typed/model.keras", copy_from=project.root / "models" / "good" / "model.keras")
+    project.add_keras("typed", "models/typed/model.keras", **keys)
+    try:
+        hostile(project, project.run("convert", "typed"), "models.typed", message)
+    finally:
+        del project.params["models"]["typed"]
+        project.save()
+
+
+@pytest.mark.parametrize("name", ["-x", "--help"])
+def test_model_names_that_look_like_options_are_refused(project, name):
+    project.params["models"][name] = dict(project.params["models"]["good"], source=f"models/{name}/model.keras")
+    project.save()
+    try:
+        hostile(project, project.run("convert", "--", name), "model name")
+    finally:
+        del project.params["models"][name]
+        project.save()
+
+
+def test_control_characters_are_escaped(project):
+    project.add_keras("ansi", "models/ansi/\x1b[31mred\x07.keras")
+    line = hostile(project, project.run("convert", "ansi"), "\\x1b[31mred\\x07.keras")
+    assert "\x07" not in line
+
+
+@pytest.mark.parametrize("err", ["EACCES", "ENOSPC", "EROFS"])
+def test_os_errors_name_the_path(project, monkeypatch, err):
+    """A full disk, a read-only or forbidden build folder: the line names the file being written."""
+    import errno
+
+    from kfreeze import atomic
+
+    name = f"os-{err.lower()}"
+    for f in ("graph.pbtxt", f"{CKPT}.index", f"{CKPT}.data-00000-of-00001"):
+        project.file(f"models/{name}/{f}", copy_from=TF1 / f)
+    project.add_graph(name, f"models/{name}/graph.pbtxt", f"models/{name}/{CKPT}")
+
+    def fail(fd):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+    monkeypatch.setattr(atomic.os, "fsync", fail)
+    line = hostile(project, project.run("freeze", name), f"build/{name}/frozen.pb", os.strerror(getattr(errno, err)))
+    assert line.count(";") >= 1
+
+
+def test_concurrent_writers_never_collide(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(tmp_path), i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert (tmp_path / "a.json").read_bytes() == b"same"
+    assert sorted(os.listdir(tmp_path / "d")) == ["x"]
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "d"]
+
+
+def _write_many(folder: str, seed: int) -> None:
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from kfreeze import atomic
+    for _ in range(40):
+        atomic.write_bytes(Path(folder) / "a.json", b"same")
+        with atomic.directory(Path(folder) / "d") as tmp:
+            (tmp / "x").write_text("same")
+
+
+def test_clean_stale_keeps_a_live_writers_temp_files(tmp_path):
+    from kfreeze import atomic
+
+    live = tmp_path / f".a.json.{os.getpid()}.abc.tmp"
+    dead = tmp_path / ".a.json.999999999.abc.tmp"
+    live.write_text("")
+    dead.write_text("")
+    atomic.clean_stale(tmp_path / "a.json")
+    assert live.exists() and not dead.exists()
+
+
+# -- 6. custom_objects ------------------------------------------------------------------
+
+@pytest.mark.parametrize("ref, message", [
+    ("os:system", "standard library"), ("subprocess:Popen", "standard library"), ("builtins:eval", "standard library"),
+    ("this:x", "standard library"), ("numpy:save", "is not a Keras"), ("models.co.notkeras:Thing", "is not a Keras"),
+    ("nosuchpackage.mod:X", "no module"),
+])
+def test_custom_objects_name_only_keras_objects(project, ref, message):
+    import sys
+
+    project.file("models/co/notkeras.py", b"class Thing:\n    pass\n")
+    project.file("models/co/model.keras", copy_from=project.root / "models" / "good" / "model.keras")
+    project.add_keras("co", "models/co/model.keras", custom_objects=[ref])
+    try:
+        result = project.run("convert", "co")
+        hostile(project, result, "models.co.custom_objects", message)
+        assert "Beautiful is better" not in result.stdout + result.stderr
+        assert "this" not in sys.modules and "nosuchpackage" not in sys.modules
+    finally:
+        del project.params["models"]["co"]
+        project.save()
+
+
+# -- 7. leftovers ------------------------------------------------------------------------
+
+def test_verify_removes_a_killed_runs_metrics_temp_file(project):
+    for stage in ("convert", "export", "freeze", "optimize"):
+        assert project.run(stage, "good").code == 0, stage
+    stale = project.root / "metrics" / ".good.json.999999999.x1y2.tmp"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_text("{")
+    result = project.run("verify", "good")
+    assert result.code == 0, result.stderr
+    assert sorted(os.listdir(project.root / "metrics")) == ["good.json"]
+    assert ".*.tmp" in (ROOT / ".dvcignore").read_text().split()
