@@ -79,7 +79,7 @@ def test_dvc_yaml_summary_stage_and_plots_read_columns_that_exist():
     assert stage["cmd"] == "python -m kfreeze.compare.summary metrics plots/models.csv plots/parity.json"
     assert stage["metrics"] == [{"plots/parity.json": {"cache": False}}]
     fields = [p[name]["x"] for p in dvc["plots"] for name in p]
-    assert {"ops_optimized", "bytes_optimized", "abs_digits", "opencv_abs_digits"} <= set(fields)
+    assert {"ops_optimized", "bytes_optimized", "abs_digits", "rel_digits", "opencv_abs_digits"} <= set(fields)
     assert set(fields) <= set(summary.COLUMNS)
 
 
@@ -96,7 +96,8 @@ def metrics_repo(tmp_path_factory):
                                                    "plots": plots}, sort_keys=False))
     (repo / "metrics").mkdir()
     for diff in (2.2351741790771484e-08, 2.9802322387695312e-08):
-        (repo / "metrics" / "alpha.json").write_text(json.dumps({**OLD_FORMAT, "max_abs_diff": diff}))
+        (repo / "metrics" / "alpha.json").write_text(json.dumps({**OLD_FORMAT, "max_abs_diff": diff,
+                                                                 "max_rel_diff": diff * 4}))
         summary.write_summary(repo / "metrics", repo / "plots" / "models.csv", repo / "plots" / "parity.json")
         commit(repo, f"parity {diff}")
     return repo
@@ -131,10 +132,12 @@ def test_plots_page_renders_offline(metrics_repo, tmp_path):
     assert len(html) > 500_000 and "vegaEmbed=" in html
     assert not re.search(r"<script[^>]*\bsrc=", html) and "cdn.jsdelivr" not in html
     specs = re.findall(r"var spec = (.*?);\s*vegaEmbed\('#([^']+)'", html, re.S)
-    assert [name for _, name in specs] == ["op_counts", "graph_bytes", "parity_tf", "parity_opencv"]
+    assert [name for _, name in specs] == ["op_counts", "graph_bytes", "parity_tf", "parity_relative",
+                                            "parity_opencv"]
     assert html.index("window.vegaEmbed=") < html.index("var spec = ")
     expected = {"op_counts": "ops_optimized: 12", "graph_bytes": "bytes_optimized: 2281",
-                "parity_tf": "abs_digits: 7.53", "parity_opencv": "opencv_abs_digits: 7.53"}
+                "parity_tf": "abs_digits: 7.53",
+                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}", "parity_opencv": "opencv_abs_digits: 7.53"}
     for spec, name in specs:
         svg = vl_convert.vegalite_to_svg(json.loads(spec), vl_version=VEGA_LITE_VERSION)
         assert f"{expected[name]}; model: alpha" in svg, name
