@@ -32,8 +32,9 @@ def diff(rev_a: str = typer.Argument(..., help="The first revision (commit, bran
          debug: bool = DebugOpt):
     """Compare two revisions' optimized graphs: signature, op counts, nodes, weights, output drift.
 
-    The artifacts are read through DVC (the cache, else the default remote), without checking
-    anything out. Exit status: 0 equivalent, 1 different, 2 error.
+    The artifacts are read through DVC, without checking anything out: the local cache
+    (.dvc/cache) first, then the default remote, so a project without a remote works.
+    Exit status: 0 equivalent, 1 different, 2 error.
     """
     from kfreeze.compare import report
     from kfreeze.compare.diff import diff_revisions, load_model, open_revision, repo_root

@@ -102,3 +102,63 @@ def make_repo(repo: Path) -> Path:
     sh("dvc", "init", "-q", cwd=repo)
     sh("dvc", "config", "core.analytics", "false", cwd=repo)
     return repo
+
+
+# --------------------------------------------------------------------------- a light DVC project
+# kfreeze diff only reads params.yaml and build/<name>/{optimized.pb,names.json} through git and
+# DVC. A one-stage pipeline that copies hand-built graphs into build/ exercises exactly that
+# reading (dvc.lock, the local cache, remotes) in seconds instead of minutes of TensorFlow stages.
+
+LIGHT_DVC_YAML = """\
+stages:
+  build:
+    foreach: ${models}
+    do:
+      cmd: mkdir -p build/${key} && cp src/${key}/optimized.pb src/${key}/names.json build/${key}/
+      deps:
+        - src/${key}
+      outs:
+        - build/${key}/optimized.pb
+        - build/${key}/names.json
+"""
+
+
+def tiny_graph(scale: float = 1.0):
+    """x[?,3] -> MatMul(W * scale) -> Identity 'y': (GraphDef bytes, names.json bytes)."""
+    import json
+
+    import numpy as np
+
+    from kfreeze.tfenv import tf
+
+    w = np.array([[0.5, -1.0], [2.0, 0.25], [-0.5, 1.5]], dtype=np.float32) * np.float32(scale)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(tf.raw_ops.MatMul(a=x, b=tf.constant(w, name="kernel"), name="matmul"), name="y")
+    names = {"inputs": ["x"], "outputs": ["y"]}
+    return g.as_graph_def().SerializeToString(deterministic=True), json.dumps(names).encode()
+
+
+def put_graph(repo: Path, name: str, scale: float) -> None:
+    """src/<name>/ gets the graph; the light pipeline copies it to build/<name>/."""
+    graph, names = tiny_graph(scale)
+    (repo / "src" / name).mkdir(parents=True, exist_ok=True)
+    (repo / "src" / name / "optimized.pb").write_bytes(graph)
+    (repo / "src" / name / "names.json").write_bytes(names)
+
+
+def make_light_repo(repo: Path, models=("alpha", "beta")) -> Path:
+    """git + DVC, params.yaml listing ``models``, the light pipeline, one graph per model (not built):
+    the i-th model's kernel is W * (1 + i)."""
+    import yaml
+
+    (repo / "dvc.yaml").write_text(LIGHT_DVC_YAML)
+    params = {"models": {m: {"source": f"src/{m}"} for m in models}, "verify": {"samples": 4, "seed": 0}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for i, m in enumerate(models):
+        put_graph(repo, m, 1.0 + i)  # distinct bytes: DVC's cache deduplicates equal files
+    sh("git", "init", "-q", "-b", "main", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "config", "core.analytics", "false", cwd=repo)
+    return repo

@@ -1,0 +1,144 @@
+"""The summary stage: plots/models.csv and plots/parity.json from metrics/*.json, what
+`dvc metrics diff` prints with them, and the plots page rendering offline."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+
+import pytest
+import yaml
+
+from kfreeze.compare import summary
+from tests.compare.repo_helpers import ROOT, commit, sh
+
+# The verify metrics as of today (no relative error)...
+OLD_FORMAT = {"max_abs_diff": 2.2351741790771484e-08, "opencv_max_abs_diff": 2.9802322387695312e-08,
+              "ops_frozen": 44, "ops_optimized": 12, "bytes_frozen": 5206, "bytes_optimized": 2281,
+              "outputs": {"probs": {"max_abs_diff": 2.2351741790771484e-08, "top1_agree": 1.0}}}
+# ...and with per-output rel_diff, rtol and nulls (an OpenCV failure, an unknown key).
+NEW_FORMAT = {"max_abs_diff": 0.0, "max_rel_diff": 0.0, "rtol": 1e-5, "opencv_max_abs_diff": None,
+              "opencv_error": "OpenCV crashed (SIGSEGV)", "ops_frozen": 30, "ops_optimized": 14,
+              "bytes_frozen": None, "something_new": [1, 2],
+              "outputs": {"cls": {"max_abs_diff": 0.0, "rel_diff": 0.0}}}
+
+
+def test_digits():
+    assert summary.digits(1e-8) == 8.0
+    assert summary.digits(2.2351741790771484e-08) == round(-math.log10(2.2351741790771484e-08), 2) == 7.65
+    assert summary.digits(0.5) == 0.3
+    assert summary.digits(0.0) == summary.EXACT_DIGITS == 16.0
+    assert summary.digits(1e-300) == 16.0  # never above the exact match
+    for unusable in (None, "n/a", True, float("nan"), float("inf"), -1.0):
+        assert summary.digits(unusable) is None
+
+
+def test_rows_tolerate_missing_extra_and_null_keys(tmp_path):
+    (tmp_path / "alpha.json").write_text(json.dumps(OLD_FORMAT))
+    (tmp_path / "beta.json").write_text(json.dumps(NEW_FORMAT))
+    (tmp_path / "gamma.json").write_text(json.dumps({"outputs": {"y": {"rel_diff": 1e-3}, "z": {"rel_diff": 1e-6}}}))
+    (tmp_path / "delta.json").write_text(json.dumps({"outputs": {"y": {"rel_diff": 1e-3}, "z": {"rel_diff": None}}}))
+    rows = {r["model"]: r for r in summary.summary_rows(tmp_path)}
+    assert list(rows) == ["alpha", "beta", "delta", "gamma"]
+    expected = {"abs_digits": 7.65, "opencv_abs_digits": 7.53, "max_rel_diff": None, "rel_digits": None,
+                "ops_optimized": 12}
+    assert {k: rows["alpha"][k] for k in expected} == expected
+    assert rows["beta"]["abs_digits"] == 16.0 and rows["beta"]["rel_digits"] == 16.0
+    assert rows["beta"]["opencv_abs_digits"] is None and rows["beta"]["bytes_frozen"] is None
+    assert "something_new" not in rows["beta"]
+    assert rows["gamma"]["max_rel_diff"] == 1e-3 and rows["gamma"]["rel_digits"] == 3.0  # largest output
+    assert rows["delta"]["max_rel_diff"] is None  # one output without a value: no maximum claimed
+    assert rows["gamma"]["ops_optimized"] is None
+
+
+def test_csv_and_parity_json_are_deterministic_and_keep_times(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "b.json").write_text(json.dumps({**OLD_FORMAT, "verify_seconds": 1.5}))
+    (metrics / "a.json").write_text(json.dumps(NEW_FORMAT))
+    summary.write_summary(metrics, tmp_path / "p" / "models.csv", tmp_path / "p" / "parity.json")
+    text = (tmp_path / "p" / "models.csv").read_text()
+    lines = text.splitlines()
+    assert lines[0] == ",".join(summary.COLUMNS) + ",verify_seconds"
+    assert lines[1].startswith("a,30,14,,")
+    assert lines[1].endswith(",16.0,16.0,,")  # exact match in TF; OpenCV failed; no time recorded
+    assert lines[2].endswith(",7.65,,7.53,1.5")
+    parity = json.loads((tmp_path / "p" / "parity.json").read_text())
+    assert parity == {"a": {"abs_digits": 16.0, "opencv_abs_digits": None, "rel_digits": 16.0},
+                      "b": {"abs_digits": 7.65, "opencv_abs_digits": 7.53, "rel_digits": None}}
+    before = (tmp_path / "p" / "parity.json").read_bytes()
+    summary.write_summary(metrics, tmp_path / "p" / "models.csv", tmp_path / "p" / "parity.json")
+    assert (tmp_path / "p" / "parity.json").read_bytes() == before and (tmp_path / "p" / "models.csv").read_text() == text
+
+
+def test_dvc_yaml_summary_stage_and_plots_read_columns_that_exist():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stage = dvc["stages"]["summary"]
+    assert stage["cmd"] == "python -m kfreeze.compare.summary metrics plots/models.csv plots/parity.json"
+    assert stage["metrics"] == [{"plots/parity.json": {"cache": False}}]
+    fields = [p[name]["x"] for p in dvc["plots"] for name in p]
+    assert {"ops_optimized", "bytes_optimized", "abs_digits", "rel_digits", "opencv_abs_digits"} <= set(fields)
+    assert set(fields) <= set(summary.COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def metrics_repo(tmp_path_factory):
+    """Two commits of one model's metrics (parity 2.2e-08 -> 2.98e-08), the summary run on each,
+    and the project's own plots section, in a git + DVC repository."""
+    repo = tmp_path_factory.mktemp("metrics_repo")
+    sh("git", "init", "-q", "-b", "main", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "config", "core.analytics", "false", cwd=repo)
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"metrics": ["metrics/alpha.json", "plots/parity.json"],
+                                                   "plots": plots}, sort_keys=False))
+    (repo / "metrics").mkdir()
+    for diff in (2.2351741790771484e-08, 2.9802322387695312e-08):
+        (repo / "metrics" / "alpha.json").write_text(json.dumps({**OLD_FORMAT, "max_abs_diff": diff,
+                                                                 "max_rel_diff": diff * 4}))
+        summary.write_summary(repo / "metrics", repo / "plots" / "models.csv", repo / "plots" / "parity.json")
+        commit(repo, f"parity {diff}")
+    return repo
+
+
+def _row(output: str, metric: str) -> list[str]:
+    return next(line.split() for line in output.splitlines() if f" {metric} " in f" {line} ")
+
+
+def test_metrics_diff_shows_parity(metrics_repo):
+    """DVC rounds to 5 decimal places: the raw parity prints 0.0 both sides; the digits show the
+    change; --precision 12 shows the raw values (what the README recommends)."""
+    out = sh("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--all", cwd=metrics_repo)
+    assert _row(out, "max_abs_diff")[2:] == ["0.0", "0.0", "0.0"]
+    assert _row(out, "alpha.abs_digits")[2:] == ["7.65", "7.53", "-0.12"]
+    out = sh("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--precision", "12", "--all", cwd=metrics_repo)
+    assert _row(out, "max_abs_diff")[2:4] == ["2.2352e-08", "2.9802e-08"]
+
+
+def test_plots_page_renders_offline(metrics_repo, tmp_path):
+    """The offline template inlines vega: no script is fetched, the bundle defines vegaEmbed before
+    the plots call it, and every plot's spec, as DVC wrote it into the page, renders to SVG with
+    the same libraries, showing each model's value."""
+    import vl_convert
+
+    from kfreeze.compare.plots_html import VEGA_LITE_VERSION, write_template
+
+    template = write_template(metrics_repo / ".dvc" / "tmp" / "plots_offline.html")
+    sh("dvc", "config", "--local", "plots.html_template", "tmp/plots_offline.html", cwd=metrics_repo)
+    sh("dvc", "plots", "show", "-o", tmp_path / "out", cwd=metrics_repo)
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert len(html) > 500_000 and "vegaEmbed=" in html
+    assert not re.search(r"<script[^>]*\bsrc=", html) and "cdn.jsdelivr" not in html
+    specs = re.findall(r"var spec = (.*?);\s*vegaEmbed\('#([^']+)'", html, re.S)
+    assert [name for _, name in specs] == ["op_counts", "graph_bytes", "parity_tf", "parity_relative",
+                                            "parity_opencv"]
+    assert html.index("window.vegaEmbed=") < html.index("var spec = ")
+    expected = {"op_counts": "ops_optimized: 12", "graph_bytes": "bytes_optimized: 2281",
+                "parity_tf": "abs_digits: 7.53",
+                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}", "parity_opencv": "opencv_abs_digits: 7.53"}
+    for spec, name in specs:
+        svg = vl_convert.vegalite_to_svg(json.loads(spec), vl_version=VEGA_LITE_VERSION)
+        assert f"{expected[name]}; model: alpha" in svg, name
+    assert template.read_text().count("{plot_divs}") == 1 and "{scripts}" not in template.read_text()
