@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test bench clean
+.PHONY: install repro test test-quick bench clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ repro: install
 
 test: install
 	python -m pytest -q
+
+# The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
+test-quick: install
+	python -m pytest -q -m "not slow"
 
 # The optimizer benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
 bench: install

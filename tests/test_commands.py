@@ -56,6 +56,7 @@ def test_debug_shows_the_traceback(project):
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
+@pytest.mark.slow
 def test_all_stages_then_a_wrong_output_name(project):
     for stage in ("convert", "export", "freeze", "optimize", "verify"):
         result = kfreeze(stage, "tiny", cwd=project)
@@ -70,6 +71,7 @@ def test_all_stages_then_a_wrong_output_name(project):
     assert (project / "build" / "tiny" / "frozen.pb").read_bytes() == before  # untouched
 
 
+@pytest.mark.slow
 def test_nodes_lists_inputs_and_outputs(project):
     for stage in ("convert", "export"):
         assert kfreeze(stage, "tiny", cwd=project).returncode == 0

@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import build_tiny
 from tests.entries import keras_entry, params_text
 
+pytestmark = pytest.mark.slow  # a stage process per case: seconds each
+
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = '''
 import os, time

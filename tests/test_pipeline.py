@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import build_tiny
 from tests.entries import graph_entry, keras_entry, params_text
 
+pytestmark = pytest.mark.slow  # real dvc runs / child processes: minutes, not seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = params_text(
     models={"alpha": keras_entry("models/alpha/model.keras"),

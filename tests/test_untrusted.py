@@ -354,6 +354,7 @@ def test_os_errors_name_the_path(project, monkeypatch, err):
     assert line.count(";") >= 1
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_collide(tmp_path):
     import multiprocessing
 
