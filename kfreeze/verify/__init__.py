@@ -464,7 +464,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     flags at their inference values (keep_prob 1, dropout rate 0, is_training False)."""
     from kfreeze import graphio
     from kfreeze.freeze import resolve_checkpoint
-    from kfreeze.optimize.passes import training_flags
+    from kfreeze.optimize.training import training_flags
 
     if spec.is_keras:
         signature = graphio.read_json(out / "signature.json")
