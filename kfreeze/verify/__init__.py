@@ -132,7 +132,7 @@ def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: 
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
-    with tf.compat.v1.Session(graph=g, config=_session_config()) as sess:
+    with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
         values = sess.run([_tensor(o) for o in outputs], {_tensor(k): v for k, v in feeds.items()})
     return dict(zip(outputs, values))
 
@@ -160,7 +160,7 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
         constant = {g.get_tensor_by_name(_tensor(k)): v for k, v in (fixed or {}).items()}
         fetches = [g.get_tensor_by_name(_tensor(o)) for o in outputs]
     batch = _fixed_batch(t.shape for t in tensors.values())
-    with tf.compat.v1.Session(graph=g, config=_session_config()) as sess:
+    with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
         if saver is not None:
             saver.restore(sess, checkpoint)
 
@@ -331,7 +331,8 @@ def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _session_config():
+def session_config():
+    """One thread each, as verify runs the graphs: latencies and float results comparable across runs."""
     return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
 
 
