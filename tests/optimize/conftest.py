@@ -9,6 +9,17 @@ from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 
 
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def rng7():
+    """The seed the tests of the rewrites that follow Grappler were written with."""
+    return np.random.default_rng(7)
+
+
 @pytest.fixture(scope="session")
 def gru_frozen():
     """A frozen GRU (a v1 while loop with its bias added inside the loop), and its Keras outputs."""

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze import graphio
 from kfreeze.optimize import PASSES, Context, InputSpec, optimize, passes, passes_for
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, const, assert_topological, mid_relu_graph, small_net, same_numbers, scale_graph
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
-@pytest.fixture
-def rng7():
-    return np.random.default_rng(7)  # the seed the Keras-like block and the opencv test were written with
-
 
 
 def test_optimize_pipeline(rng):

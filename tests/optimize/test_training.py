@@ -10,11 +10,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ctx, run, ops, by_name, flag_graph, training_dropout_graph, INFERENCE_FEEDS
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 @pytest.mark.parametrize("form", [f for f, v in INFERENCE_FEEDS.items() if v])
 def test_training_flags_are_found_by_structure(rng, form):
     flags = training.training_flags(training_dropout_graph(rng, form))

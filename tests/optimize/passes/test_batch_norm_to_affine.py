@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze.optimize import Context, passes
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, const
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
 
 
 def test_batch_norm_to_affine_after_a_bias_add(rng):

@@ -12,11 +12,6 @@ from tensorflow.core.framework import node_def_pb2
 from tests.optimize.helpers import ctx, ops, mid_relu_graph
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 def test_check_portable_rejects_internal_ops():
     graph = mid_relu_graph(np.random.default_rng(0))
     fused = graph.node.add()

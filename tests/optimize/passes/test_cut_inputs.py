@@ -11,11 +11,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, const, mid_relu_graph, split_graph
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 def test_cut_inputs_turns_an_intermediate_tensor_into_a_placeholder(rng):
     graph = mid_relu_graph(rng)
     c = ctx([InputSpec("mid", shape=(-1, 4))])

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze.optimize import passes
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ctx, ops, by_name, same_numbers
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)  # the seed these tests were written with
-
-
-def test_dedupe_constants_merges_equal_values_only(rng):
+def test_dedupe_constants_merges_equal_values_only(rng7):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [1, 2, 2, 3], name="x")
         a = tf.concat([x, x], axis=3, name="cat_a")
@@ -28,4 +22,4 @@ def test_dedupe_constants_merges_equal_values_only(rng):
     assert by_name(out)["cat_b"].input[2] == axis_a  # both read the first by name
     assert by_name(out)["cat_c"].input[2] != axis_a
     assert ops(out)["Const"] < ops(graph)["Const"]
-    same_numbers(out, graph, rng.normal(size=[1, 2, 2, 3]).astype(np.float32))
+    same_numbers(out, graph, rng7.normal(size=[1, 2, 2, 3]).astype(np.float32))

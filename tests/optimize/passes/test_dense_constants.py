@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze.optimize import passes
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ctx, by_name, const, same_numbers
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)  # the seed these tests were written with
-
-
-def test_dense_constants_writes_tensor_content(rng):
+def test_dense_constants_writes_tensor_content(rng7):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [2, 5], name="x")
         tf.add(x, tf.constant(0.5, shape=[5]), name="out")  # a splat: float_val holds one 0.5
@@ -26,7 +20,7 @@ def test_dense_constants_writes_tensor_content(rng):
     const = by_name(out)[splat.name].attr["value"].tensor
     assert const.tensor_content and not const.float_val
     np.testing.assert_array_equal(tf.make_ndarray(const), np.full([5], 0.5, np.float32))
-    same_numbers(out, graph, rng.normal(size=[2, 5]).astype(np.float32))
+    same_numbers(out, graph, rng7.normal(size=[2, 5]).astype(np.float32))
     assert passes.dense_constants(out, ctx()) is out
 
 

@@ -10,11 +10,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, const, const_value, assert_topological
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 def test_fold_affine_conv_bias_mul_add(rng):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [None, 5, 5, 2], name="x")

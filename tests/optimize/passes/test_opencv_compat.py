@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze.optimize import passes, passes_for
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ctx, ops, same_numbers
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)  # the seed these tests were written with
-
-
-def test_opencv_compat_spells_addv2_as_add(rng):
+def test_opencv_compat_spells_addv2_as_add(rng7):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [1, 4], name="x")
         tf.nn.relu(tf.raw_ops.AddV2(x=x, y=x * 2.0), name="out")
@@ -23,4 +17,4 @@ def test_opencv_compat_spells_addv2_as_add(rng):
     assert "opencv_compat" not in dict(passes_for(ctx()))  # off by default
     out = passes.opencv_compat(graph, ctx(opencv=True))
     assert "AddV2" not in ops(out) and ops(out)["Add"] == 1
-    same_numbers(out, graph, rng.normal(size=[1, 4]).astype(np.float32))
+    same_numbers(out, graph, rng7.normal(size=[1, 4]).astype(np.float32))

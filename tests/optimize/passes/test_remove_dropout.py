@@ -10,11 +10,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, dropout_graph, training_dropout_graph, INFERENCE_FEEDS
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 @pytest.mark.parametrize("form", ["v2", "old"])
 def test_remove_dropout_at_rate_zero(rng, form):
     graph = dropout_graph(rng, form, 0.0)

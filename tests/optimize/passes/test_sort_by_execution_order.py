@@ -10,11 +10,6 @@ from tensorflow.core.framework import graph_pb2
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, assert_topological, flatten_graph
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 def test_sort_by_execution_order_is_topological_and_deterministic(rng):
     graph = flatten_graph(rng)
     shuffled = graph_pb2.GraphDef()

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kfreeze.optimize import passes
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, const_value, flatten_graph
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
 
 
 def test_static_reshape_gives_reshape_a_constant_shape(rng):

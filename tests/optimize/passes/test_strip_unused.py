@@ -11,11 +11,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, mid_relu_graph
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 def test_strip_unused_drops_nodes_the_outputs_do_not_need(rng):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")

@@ -10,11 +10,6 @@ from kfreeze.tfenv import tf
 from tests.optimize.helpers import ATOL, RTOL, ctx, run, ops, by_name, conv_bn_graph
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)  # the seed these tests were written with
-
-
 @pytest.mark.parametrize("bn_name", ["FusedBatchNorm", "FusedBatchNormV3"])
 def test_transform_graph_folds_fused_batch_norm_into_conv(rng, bn_name):
     """TransformGraph folds V1; V3 (what tf.compat.v1.nn.fused_batch_norm emits) needs
