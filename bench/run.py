@@ -99,7 +99,8 @@ def _key_name(work: Path) -> str:
 
 
 def _model_file(work: Path) -> Path:
-    path = work / "build" / _key_name(work) / "model" / "model.keras"
+    """The model's source, where a project keeps it: ``work`` is the phase's project root."""
+    path = work / "models" / _key_name(work) / "model.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -115,7 +116,7 @@ def phase_keras(name: str, size: int, work: Path, runs: int) -> dict:
     keras = keras_io.keras
     keras.utils.set_random_seed(SEED)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
-    keras_io.save_canonical(model, _model_file(work))  # where the convert stage writes it
+    keras_io.save_canonical(model, _model_file(work))
     in_name = export_lib.input_names(model)[0]
     out_name = export_lib.output_layer_names(model)[0]
     feeds = make_inputs([TensorInfo(in_name, "float32", (1, size, size, 3))], SAMPLES, SEED)
@@ -196,11 +197,23 @@ def phase_pipeline(name: str, size: int, work: Path) -> dict:
     key = _key_name(work)
     variants = {"ours": (key, {}), "ours_opencv": (f"{key}_opencv", {"opencv": True}),
                 "ours_fp16": (f"{key}_fp16", {"precision": "float16"})}
-    entry = {"source": str(_model_file(work)), "input_shape": [1, size, size, 3]}
-    params_file = work / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"models": {k: {**entry, **extra} for k, extra in variants.values()}}))
-    build = work / "build"
+    # every key DVC tracks must be present: the defaults, as params.yaml writes them
+    entry = {"arch": None, "layout": None, "theano_kernels": None,
+             "custom_objects": [], "trust_code": False, "inputs": [], "outputs": [],
+             "input_shape": [1, size, size, 3], "opencv": False, "precision": "float32"}
+    os.chdir(work)  # the project root, as for `dvc repro`: sources in models/<name>/, outputs in build/
+    params_file = Path("params.yaml")
+    for vkey, _ in variants.values():  # each entry's source inside its own models/<name>/, as params requires
+        source = Path("models") / vkey / "model.keras"
+        if vkey != key and not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            os.link(_model_file(work), source)
+    params_file.write_text(yaml.safe_dump({"models": {k: {"source": f"models/{k}/model.keras", **entry, **extra}
+                                                      for k, extra in variants.values()},
+                                           "graphs": {}}))
+    build = Path("build")
     out = build / key
+    _stage(commands.convert, key, params_file, build)  # not timed: the benchmark's model is canonical already
     t0 = time.perf_counter()
     _stage(commands.export, key, params_file, build)
     t1 = time.perf_counter()
@@ -277,7 +290,7 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
 
 
 def child_main(args) -> int:
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the pipeline phase changes directory
     work.mkdir(parents=True, exist_ok=True)
     if args.phase == "keras":
         data = phase_keras(args.model, args.size, work, args.runs)
