@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kfreeze.nodes import split_tensor
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -32,7 +34,7 @@ class Context:
 
     @property
     def output_nodes(self) -> list[str]:
-        return [o.split(":")[0] for o in self.outputs]
+        return [split_tensor(o)[0] for o in self.outputs]
 
 
 def placeholder_name(tensor: str) -> str:

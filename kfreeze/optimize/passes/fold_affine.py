@@ -29,7 +29,7 @@ def _out_channels(node: node_def_pb2.NodeDef, weights) -> int | None:
         if node.attr["transpose_a"].b:
             return None
         return weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
-    if node.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
+    if not nhwc(node) and node.attr["data_format"].s != b"NDHWC":  # Conv3D's channels-last
         return None
     if node.op == "DepthwiseConv2dNative":
         return weights.shape[2] * weights.shape[3]
