@@ -11,10 +11,10 @@ result and peak RSS is the phase's own:
             seeded inputs, Keras reference outputs, Keras tf.function latency
   naive     TF's own path, timed: load + trace + convert_variables_to_constants_v2 + Grappler;
             then the baselines on that frozen graph: optimize_for_inference, the TransformGraph
-            seed recipe, Grappler-only (kfreeze.optimize.passes.grappler)
-  pipeline  kfreeze's stages through the library, timed: load + export (write_export) ->
-            freeze (TF freeze_graph from the checkpoint) -> optimize; peak RSS; then the same
-            frozen graph optimized with opencv=True and precision=float16
+            seed recipe (kfreeze.optimize.graph.transform), Grappler-only (kfreeze.optimize.passes.grappler)
+  pipeline  kfreeze's stages, timed: the functions `dvc repro` runs (kfreeze.commands.export,
+            freeze, optimize) on a params.yaml written for the model; peak RSS; then the optimize
+            stage again on the same frozen graph with opencv: true and precision: float16
   eval      parity of every graph vs Keras in a TF session, TF-session latency of ours,
             OpenCV (in a grandchild process per graph) on ours, ours-opencv, ours-float16, Grappler
 """
@@ -53,6 +53,22 @@ SEED_RECIPE = ("strip_unused_nodes fold_constants(ignore_errors=true) fold_batch
 PARITY_TF = 1e-4
 PARITY_OPENCV = 1e-3
 
+# The targets, one table: summary key -> (comparison, bound, how the bound is written).
+TARGETS = {
+    "ops_ratio": ("<=", 0.9, "0.9"),                     # total ops, kfreeze / Grappler-only
+    "parity_max": ("<=", PARITY_TF, "1e-4"),             # worst max abs diff from Keras, TF session
+    "opencv_fraction": (">=", 0.9, "90%"),               # models OpenCV loads with parity <= PARITY_OPENCV
+    "resnet50_time_ratio": ("<=", 1.5, "1.5"),           # ResNet50 kfreeze time / naive time
+    "resnet50_pipeline_rss_mb": ("<=", 3072, "3072 MB"),  # ResNet50 pipeline peak RSS
+}
+
+
+def _target(key: str, value) -> str:
+    """'(target <= 0.9): **met**' for ``value`` of summary ``key``."""
+    op, bound, shown = TARGETS[key]
+    met = value is not None and (value <= bound if op == "<=" else value >= bound)
+    return f"(target {op} {shown}): **{'met' if met else 'NOT met'}**"
+
 
 # ---------------------------------------------------------------------------- children
 
@@ -77,6 +93,18 @@ def _median_latency(fn, runs: int) -> float:
     return float(np.median(times)) * 1000.0
 
 
+def _key_name(work: Path) -> str:
+    """The params.yaml entry for the model: lower case, as model names must be."""
+    return work.name.lower()
+
+
+def _model_file(work: Path) -> Path:
+    """The model's source, where a project keeps it: ``work`` is the phase's project root."""
+    path = work / "models" / _key_name(work) / "model.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def phase_keras(name: str, size: int, work: Path, runs: int) -> dict:
     import numpy as np
 
@@ -88,7 +116,7 @@ def phase_keras(name: str, size: int, work: Path, runs: int) -> dict:
     keras = keras_io.keras
     keras.utils.set_random_seed(SEED)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
-    keras_io.save_canonical(model, work / "model.keras")
+    keras_io.save_canonical(model, _model_file(work))
     in_name = export_lib.input_names(model)[0]
     out_name = export_lib.output_layer_names(model)[0]
     feeds = make_inputs([TensorInfo(in_name, "float32", (1, size, size, 3))], SAMPLES, SEED)
@@ -105,14 +133,13 @@ def phase_keras(name: str, size: int, work: Path, runs: int) -> dict:
 def phase_naive(name: str, size: int, work: Path) -> dict:
     from kfreeze import graphio, keras_io
     from kfreeze.optimize import Context, InputSpec, passes
+    from kfreeze.optimize.graph import transform as transform_graph
     from kfreeze.tfenv import tf
-    from tensorflow.core.framework import graph_pb2
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.tools import optimize_for_inference_lib
-    from tensorflow.python.util import _pywrap_transform_graph
 
     t0 = time.perf_counter()
-    model = keras_io.load_model(work / "model.keras")
+    model = keras_io.load_model(_model_file(work))
     spec = tf.TensorSpec([1, size, size, 3], tf.float32, name="input")
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete).graph.as_graph_def()
@@ -132,11 +159,7 @@ def phase_naive(name: str, size: int, work: Path) -> dict:
                                                                  tf.float32.as_datatype_enum)
 
     def transform():
-        data = _pywrap_transform_graph.TransformGraphWithStringInputs(
-            frozen.SerializeToString(deterministic=True), in_name.encode(), out_name.encode(), SEED_RECIPE.encode())
-        tg = graph_pb2.GraphDef()
-        tg.ParseFromString(data)
-        return tg
+        return transform_graph(frozen, [in_name], [out_name], SEED_RECIPE)
 
     graphs = {"frozen": frozen, "grappler": grappled}
     for key, fn in (("ofi", ofi), ("tg", transform)):
@@ -154,43 +177,67 @@ def phase_naive(name: str, size: int, work: Path) -> dict:
     return result
 
 
-def phase_pipeline(name: str, size: int, work: Path) -> dict:
-    from kfreeze import export as export_lib
-    from kfreeze import freeze as freeze_lib
-    from kfreeze import graphio, keras_io
-    from kfreeze import optimize as opt
+def _stage(command, key: str, params_file: Path, build: Path) -> None:
+    """One stage as `dvc repro` runs it; its one-line error ends the phase."""
+    import typer
 
-    build = work / "build"
+    try:
+        command(key, params_file=str(params_file), build=build)
+    except typer.Exit as e:
+        raise SystemExit(e.exit_code) from None
+
+
+def phase_pipeline(name: str, size: int, work: Path) -> dict:
+    import shutil
+
+    import yaml
+
+    from kfreeze import commands, graphio
+
+    key = _key_name(work)
+    variants = {"ours": (key, {}), "ours_opencv": (f"{key}_opencv", {"opencv": True}),
+                "ours_fp16": (f"{key}_fp16", {"precision": "float16"})}
+    # every key DVC tracks must be present: the defaults, as params.yaml writes them
+    entry = {"arch": None, "layout": None, "theano_kernels": None,
+             "custom_objects": [], "trust_code": False, "inputs": [], "outputs": [],
+             "input_shape": [1, size, size, 3], "opencv": False, "precision": "float32"}
+    os.chdir(work)  # the project root, as for `dvc repro`: sources in models/<name>/, outputs in build/
+    params_file = Path("params.yaml")
+    for vkey, _ in variants.values():  # each entry's source inside its own models/<name>/, as params requires
+        source = Path("models") / vkey / "model.keras"
+        if vkey != key and not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            os.link(_model_file(work), source)
+    params_file.write_text(yaml.safe_dump({"models": {k: {"source": f"models/{k}/model.keras", **entry, **extra}
+                                                      for k, extra in variants.values()},
+                                           "graphs": {}}))
+    build = Path("build")
+    out = build / key
+    _stage(commands.convert, key, params_file, build)  # not timed: the benchmark's model is canonical already
     t0 = time.perf_counter()
-    model = keras_io.load_model(work / "model.keras")           # the export stage's own input
-    exported = export_lib.export_model(model)
-    export_lib.write_export(exported, build)
-    del model
+    _stage(commands.export, key, params_file, build)
     t1 = time.perf_counter()
-    graph = graphio.read_graph(build / "graph.pbtxt")           # what the freeze stage reads
-    inputs = [i["name"] for i in exported.signature["inputs"]]
-    outputs = [o["name"] for o in exported.signature["outputs"]]
-    del exported
-    frozen = freeze_lib.freeze(graph, freeze_lib.resolve_checkpoint(build / "ckpt"), outputs, "bench").graph
-    graphio.write_graph(frozen, build / "frozen.pb")
-    del graph
+    _stage(commands.freeze, key, params_file, build)
     t2 = time.perf_counter()
-    ctx = opt.Context((opt.InputSpec(inputs[0], None, (1, size, size, 3)),), tuple(outputs))
-    ours, stats = opt.optimize(frozen, ctx)
-    graphio.write_graph(ours, build / "optimized.pb")
-    graphio.write_json(build / "passes.json", [s.as_dict() for s in stats])
+    _stage(commands.optimize, key, params_file, build)
     t3 = time.perf_counter()
-    result = {"input": inputs[0], "output": outputs[0], "ops_frozen": len(frozen.node),
+    rss = _rss_mb()
+    names = graphio.read_json(out / "names.json")
+    stats = graphio.read_json(out / "passes.json")
+    result = {"input": names["inputs"][0], "output": names["outputs"][0],
+              "ops_frozen": len(graphio.read_graph(out / "frozen.pb").node),
               "time_export_s": t1 - t0, "time_freeze_s": t2 - t1, "time_optimize_s": t3 - t2,
-              "time_pipeline_s": t3 - t0, "rss_mb": _rss_mb(),
-              "passes": {s.name: s.ops_before - s.ops_after for s in stats if s.ops_before != s.ops_after}}
-    variants = {"ours": ours}
-    for key, kwargs in (("ours_opencv", {"opencv": True}), ("ours_fp16", {"precision": "float16"})):
-        variants[key], _ = opt.optimize(frozen, opt.Context(ctx.inputs, ctx.outputs, **kwargs))
-        graphio.write_graph(variants[key], work / f"{key}.pb")
-    for key, g in variants.items():
-        result[f"ops_{key}"] = len(g.node)
-        result[f"bytes_{key}"] = len(graphio.graph_bytes(g))
+              "time_pipeline_s": t3 - t0, "rss_mb": rss,
+              "passes": {s["pass"]: s["ops_before"] - s["ops_after"] for s in stats if s["ops_before"] != s["ops_after"]}}
+    for variant, (vkey, _) in variants.items():
+        if vkey != key:  # the optimize stage again, on the same frozen graph, with the variant's params
+            (build / vkey).mkdir(parents=True, exist_ok=True)
+            for f in ("frozen.pb", "names.json", "signature.json"):
+                shutil.copyfile(out / f, build / vkey / f)
+            _stage(commands.optimize, vkey, params_file, build)
+        graph = graphio.read_graph(build / vkey / "optimized.pb")
+        result[f"ops_{variant}"] = len(graph.node)
+        result[f"bytes_{variant}"] = len(graphio.graph_bytes(graph))
     return result
 
 
@@ -198,17 +245,16 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
     import numpy as np
 
     from kfreeze import graphio
-    from kfreeze.verify import opencv_layer, run_opencv
-    from kfreeze.verify import _session_config
+    from kfreeze.verify import opencv_layer, run_opencv, session_config
     from kfreeze.tfenv import tf
 
     ours = json.loads((work / "pipeline.json").read_text())
     naive = json.loads((work / "naive.json").read_text()) if (work / "naive.json").exists() else None
     x = next(iter(dict(np.load(work / "inputs.npz")).values()))
     reference = next(iter(dict(np.load(work / "reference.npz")).values())).astype(np.float64)
-    graphs = {"ours": (work / "build" / "optimized.pb", ours["input"], ours["output"]),
-              "ours_opencv": (work / "ours_opencv.pb", ours["input"], ours["output"]),
-              "ours_fp16": (work / "ours_fp16.pb", ours["input"], ours["output"])}
+    key = _key_name(work)
+    graphs = {variant: (work / "build" / vkey / "optimized.pb", ours["input"], ours["output"])
+              for variant, vkey in (("ours", key), ("ours_opencv", f"{key}_opencv"), ("ours_fp16", f"{key}_fp16"))}
     if naive:
         graphs.update({key: (work / f"{key}.pb", naive["input"], naive["output"]) for key in ("grappler", "ofi", "tg")})
     result = {}
@@ -220,7 +266,7 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
             g = tf.Graph()
             with g.as_default():
                 tf.graph_util.import_graph_def(graph, name="")
-            sess = tf.compat.v1.Session(graph=g, config=_session_config())
+            sess = tf.compat.v1.Session(graph=g, config=session_config())
             fetch, feed = g.get_tensor_by_name(out + ":0"), g.get_tensor_by_name(inp + ":0")
             got = np.concatenate([sess.run(fetch, {feed: x[i:i + 1]}) for i in range(len(x))])
             result[f"parity_{key}"] = float(np.max(np.abs(got.astype(np.float64) - reference)))
@@ -244,7 +290,7 @@ def phase_eval(name: str, size: int, work: Path, runs: int, opencv: bool) -> dic
 
 
 def child_main(args) -> int:
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the pipeline phase changes directory
     work.mkdir(parents=True, exist_ok=True)
     if args.phase == "keras":
         data = phase_keras(args.model, args.size, work, args.runs)
@@ -453,21 +499,20 @@ def markdown(rows: list[dict], summary: dict, info: dict, argv: list[str]) -> st
     lines += ["", "## Targets", ""]
     ratio = summary.get("ops_ratio")
     lines.append(f"- Ops: total {summary['ops_total_ours']} vs Grappler-only {summary['ops_total_grappler']} "
-                 f"= {_fmt(ratio, '.3f')} (target <= 0.9): **{'met' if ratio is not None and ratio <= 0.9 else 'NOT met'}**; "
+                 f"= {_fmt(ratio, '.3f')} {_target('ops_ratio', ratio)}; "
                  f"never above Grappler on a model: **{'met' if summary['ops_never_above_grappler'] else 'NOT met'}**; "
                  f"below the best TF baseline on every model: {summary['ops_below_best_baseline_everywhere']}.")
     pm = summary.get("parity_max")
-    lines.append(f"- Parity: worst {_fmt(pm, '.1e')} (target <= 1e-4): **{'met' if pm is not None and pm <= PARITY_TF else 'NOT met'}**.")
+    lines.append(f"- Parity: worst {_fmt(pm, '.1e')} {_target('parity_max', pm)}.")
     frac = summary.get("opencv_fraction")
-    lines.append(f"- OpenCV: {len(summary['opencv_loads'])}/{summary['models']} load with parity <= 1e-3 "
-                 f"(default or opencv mode; target >= 90%): **{'met' if frac is not None and frac >= 0.9 else 'NOT met'}**; "
+    lines.append(f"- OpenCV: {len(summary['opencv_loads'])}/{summary['models']} load with parity <= {PARITY_OPENCV:g} "
+                 f"(default or opencv mode) {_target('opencv_fraction', frac)}; "
                  f"Grappler-only graphs: {len(summary['opencv_loads_grappler'])}/{summary['models']}.")
     if "resnet50_time_ratio" in summary:
         tr = summary["resnet50_time_ratio"]
         rss = summary.get("resnet50_pipeline_rss_mb")
-        lines.append(f"- Time: ResNet50 kfreeze / naive = {tr:.2f} (target <= 1.5): **{'met' if tr <= 1.5 else 'NOT met'}**.")
-        lines.append(f"- Memory: ResNet50 pipeline peak RSS {_fmt(rss, '.0f')} MB (target <= 3072 MB): "
-                     f"**{'met' if rss is not None and rss <= 3072 else 'NOT met'}**.")
+        lines.append(f"- Time: ResNet50 kfreeze / naive = {tr:.2f} {_target('resnet50_time_ratio', tr)}.")
+        lines.append(f"- Memory: ResNet50 pipeline peak RSS {_fmt(rss, '.0f')} MB {_target('resnet50_pipeline_rss_mb', rss)}.")
     errors = [(r["model"], k, v) for r in rows for k, v in sorted(r.items())
               if k.startswith("opencv_error_") or k.startswith("error_")] + \
              [(r["model"], f"phase {p}", e) for r in rows for p, e in r.get("errors", {}).items()]

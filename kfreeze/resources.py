@@ -30,7 +30,7 @@ def activation_bytes(graph) -> tuple[int, str, int]:
     alive at once); unknown dimensions count as 1. Constants are not counted:
     they are already in memory.
     """
-    from kfreeze.optimize.rewrites import light_graph
+    from kfreeze.optimize.graph import light_graph
     from kfreeze.tfenv import tf
 
     g = tf.Graph()

@@ -1,8 +1,9 @@
 """Frozen GraphDef -> inference-optimized GraphDef, as an explicit ordered list of passes.
 
-Each pass is a pure ``(GraphDef, Context) -> GraphDef`` function. TensorFlow's
-own machinery (TransformGraph, Grappler) does the heavy folding; the passes in
-``kfreeze.optimize.passes`` cover only what neither does for Keras 3 or TF1 graphs.
+Each pass is a pure ``(GraphDef, Context) -> GraphDef`` function in its own module
+under ``kfreeze.optimize.passes``. TensorFlow's own machinery (TransformGraph,
+Grappler) does the heavy folding; the other passes cover only what neither does
+for Keras 3 or TF1 graphs. Helpers they share are in ``kfreeze.optimize.graph``.
 """
 
 from __future__ import annotations
@@ -11,35 +12,73 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kfreeze import graphio
-from kfreeze.optimize import compat, passes, precision, rewrites
-from kfreeze.optimize.context import Context, InputSpec  # noqa: F401  (public API)
+from kfreeze.optimize import passes as p
+from kfreeze.optimize.context import Context, InputSpec  # noqa: F401  (InputSpec: public API)
 from tensorflow.core.framework import graph_pb2
 
-Pass = Callable[[graph_pb2.GraphDef, Context], graph_pb2.GraphDef]
+PassFn = Callable[[graph_pb2.GraphDef, Context], graph_pb2.GraphDef]
 
-PASSES: list[tuple[str, Pass]] = [
-    ("cut_inputs", passes.cut_inputs),                    # named inputs become placeholders
-    ("placeholder_defaults", passes.placeholder_defaults),  # is_training/keep_prob take their defaults
-    ("strip_unused", passes.strip_unused),                # only what the outputs need
-    ("static_reshape", passes.static_reshape),            # Flatten's Shape/Pack -> a constant shape
-    ("frame_constants", passes.frame_constants),          # new constants read in a while loop join its frame
-    ("grappler", passes.grappler),                        # constant folding (is_training switches too), identities
-    ("remove_dropout", passes.remove_dropout),            # inference-mode dropout masks are all ones
-    ("transform_graph", passes.transform_graph),          # TF's fold_(old_)batch_norms: FusedBatchNorm V1
-    ("batch_norm_to_affine", passes.batch_norm_to_affine),  # FusedBatchNormV2/V3 -> Mul + BiasAdd
-    ("fold_affine", passes.fold_affine),                  # per-channel Mul/Add into conv/matmul weights
-    ("fold_input_scale", rewrites.fold_input_scale),      # Mul before (Relu ->) conv/matmul into its weights
-    ("fold_pad_into_conv", rewrites.fold_pad_into_conv),  # ZeroPadding -> the conv's SAME/EXPLICIT padding
-    ("keepdims_mean", rewrites.keepdims_mean),            # Mean + Reshape [N,1,1,C] -> Mean(keep_dims)
-    ("remove_noops", rewrites.remove_noops),              # no-op Identity/Reshape/Transpose/Cast/Pad, reshape chains
-    ("dense_constants", rewrites.dense_constants),        # values in tensor_content (OpenCV needs it)
-    ("dedupe_constants", rewrites.dedupe_constants),      # identical constants become one
-    ("name_outputs", rewrites.name_outputs),              # the op computing an output takes its name
-    ("frame_constants_late", passes.frame_constants),     # again, for the constants the rewrites made
-    ("opencv_compat", compat.opencv_compat),              # only with Context(opencv=True)
-    ("float16_weights", precision.float16_weights),       # only with Context(precision="float16")
-    ("sort_by_execution_order", passes.sort_by_execution_order),
-    ("check_portable", passes.check_portable),            # standard ops only
+
+def always(ctx: Context) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One step of ``optimize``. ``enabled(ctx)`` false: the pass does not run, and it is
+    absent from the stats, unless ``listed_when_off`` (then recorded as changing nothing)."""
+    name: str
+    fn: PassFn
+    enabled: Callable[[Context], bool] = always
+    listed_when_off: bool = False
+
+
+PASSES: list[Pass] = [
+    # The cut first: every later pass sees the graph as it will be fed.
+    Pass("cut_inputs", p.cut_inputs),
+    # Flags become constants before anything folds, so training branches fold away.
+    Pass("placeholder_defaults", p.placeholder_defaults),
+    # Only what the outputs need: later passes (and Grappler) never touch the training part.
+    Pass("strip_unused", p.strip_unused),
+    # A constant shape before Grappler, which cannot fold Keras 3 Flatten's Shape/Pack.
+    Pass("static_reshape", p.static_reshape),
+    # New constants read in a while loop join its frame before Grappler imports the graph.
+    Pass("frame_constants", p.frame_constants),
+    # Constant folding (the is_training switches too), arithmetic, identities.
+    Pass("grappler", p.grappler),
+    # After Grappler folded the rate to a constant: inference-mode dropout masks are all ones.
+    Pass("remove_dropout", p.remove_dropout),
+    # TF's fold_(old_)batch_norms: FusedBatchNorm V1 straight after a conv.
+    Pass("transform_graph", p.transform_graph),
+    # FusedBatchNormV2/V3 -> Mul + BiasAdd, which fold_affine folds next.
+    Pass("batch_norm_to_affine", p.batch_norm_to_affine),
+    # Per-channel Mul/Add after a conv/matmul into its weights.
+    Pass("fold_affine", p.fold_affine),
+    # Mul before (Relu ->) conv/matmul into its weights. Off in opencv mode (OpenCV 4.14
+    # cannot follow DenseNet's layout without the Mul), but listed, as it always was.
+    Pass("fold_input_scale", p.fold_input_scale, enabled=lambda ctx: not ctx.opencv, listed_when_off=True),
+    # ZeroPadding -> the conv's SAME/EXPLICIT padding.
+    Pass("fold_pad_into_conv", p.fold_pad_into_conv),
+    # Mean + Reshape [N,1,1,C] -> Mean(keep_dims).
+    Pass("keepdims_mean", p.keepdims_mean),
+    # No-op Identity/Reshape/Transpose/Cast/Pad and reshape chains the folds above left.
+    Pass("remove_noops", p.remove_noops),
+    # Values in tensor_content (OpenCV needs it), before dedupe compares those bytes.
+    Pass("dense_constants", p.dense_constants),
+    # Identical constants become one (compared by their tensor_content).
+    Pass("dedupe_constants", p.dedupe_constants),
+    # The op computing an output takes its name, once nothing else renames nodes.
+    Pass("name_outputs", p.name_outputs),
+    # Again, for the constants the rewrites made.
+    Pass("frame_constants_late", p.frame_constants),
+    # Spelling changes for OpenCV, on the final op set.
+    Pass("opencv_compat", p.opencv_compat, enabled=lambda ctx: ctx.opencv),
+    # Last of the rewrites: no pass after it folds constants, so the Casts stay.
+    Pass("float16_weights", p.float16_weights, enabled=lambda ctx: ctx.precision == "float16"),
+    # Canonical order for byte-identical files.
+    Pass("sort_by_execution_order", p.sort_by_execution_order),
+    # Standard, deterministic ops only: a check on the final graph.
+    Pass("check_portable", p.check_portable),
 ]
 
 
@@ -62,20 +101,19 @@ def _delta(before: dict[str, int], after: dict[str, int]):
     return dict(sorted(removed.items())), dict(sorted(added.items()))
 
 
-# Passes that run only when the Context asks for them; otherwise they are not listed in the stats.
-OPTIONAL: dict[str, Callable[[Context], bool]] = {
-    "opencv_compat": lambda ctx: ctx.opencv,
-    "float16_weights": lambda ctx: ctx.precision == "float16",
-}
+def _unchanged(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    return graph
 
 
-def passes_for(ctx: Context) -> list[tuple[str, Pass]]:
-    """The passes ``optimize`` runs for ``ctx``: PASSES without the optional ones it does not enable."""
-    return [(name, fn) for name, fn in PASSES if name not in OPTIONAL or OPTIONAL[name](ctx)]
+def passes_for(ctx: Context) -> list[tuple[str, PassFn]]:
+    """The (name, function) steps ``optimize`` records for ``ctx``: the enabled passes, and
+    the disabled ones that are ``listed_when_off`` as a step that changes nothing."""
+    return [(s.name, s.fn if s.enabled(ctx) else _unchanged) for s in PASSES
+            if s.enabled(ctx) or s.listed_when_off]
 
 
 def optimize(graph: graph_pb2.GraphDef, ctx: Context,
-             pipeline: list[tuple[str, Pass]] | None = None) -> tuple[graph_pb2.GraphDef, list[PassStat]]:
+             pipeline: list[tuple[str, PassFn]] | None = None) -> tuple[graph_pb2.GraphDef, list[PassStat]]:
     stats = []
     for name, fn in passes_for(ctx) if pipeline is None else pipeline:
         before = graphio.op_histogram(graph)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kfreeze.nodes import split_tensor
+from kfreeze.params import PRECISIONS  # the one definition (TF-free, like this module)
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -12,7 +15,6 @@ class InputSpec:
     shape: tuple | None = None       # None: the tensor's own shape; -1/None for a dynamic dim
 
 
-PRECISIONS = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Context:
 
     @property
     def output_nodes(self) -> list[str]:
-        return [o.split(":")[0] for o in self.outputs]
+        return [split_tensor(o)[0] for o in self.outputs]
 
 
 def placeholder_name(tensor: str) -> str:

@@ -13,7 +13,6 @@ from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, ope
                                 run_checkpoint_graph, run_graph, run_keras, run_opencv, session_config)
 
 
-_session_config = session_config  # bench/run.py's import until it uses session_config (issue 14)
 
 
 @dataclass
@@ -128,7 +127,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     from kfreeze import graphio
     from kfreeze.freeze import resolve_checkpoint
     from kfreeze.resolve import graph_and_checkpoint
-    from kfreeze.optimize.passes import training_flags
+    from kfreeze.optimize.training import training_flags
 
     if spec.is_keras:
         signature = graphio.read_json(out / "signature.json")

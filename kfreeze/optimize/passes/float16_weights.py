@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kfreeze.optimize.context import Context
+from kfreeze.optimize.graph import num_elements, unique_name
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
@@ -22,10 +23,9 @@ def float16_weights(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphD
     """``W`` (float32 Const, >= MIN_ELEMENTS) becomes ``W/float16`` (float16 Const) + ``W = Cast(W/float16)``.
 
     The Cast keeps the constant's name, so every consumer is unchanged. A weight
-    with values beyond float16's range (65504) stays float32.
+    with values beyond float16's range (65504) stays float32. ``PASSES`` runs it only with
+    ``Context(precision="float16")``.
     """
-    if ctx.precision != "float16":
-        return graph
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(graph.versions)
     out.library.CopyFrom(graph.library)
@@ -36,19 +36,14 @@ def float16_weights(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphD
         if tensor is None or tensor.dtype != f32 or node.name in ctx.output_nodes:
             out.node.add().CopyFrom(node)
             continue
-        size = int(np.prod([d.size for d in tensor.tensor_shape.dim])) if tensor.tensor_shape.dim else 1
-        if size < MIN_ELEMENTS:
+        if num_elements(tensor) < MIN_ELEMENTS:
             out.node.add().CopyFrom(node)
             continue
         value = tf.make_ndarray(tensor)
         if not np.isfinite(value).all() or np.abs(value).max() > _FLOAT16_MAX:
             out.node.add().CopyFrom(node)
             continue
-        half_name = f"{node.name}/float16"
-        k = 1
-        while half_name in names:
-            half_name, k = f"{node.name}/float16_{k}", k + 1
-        names.add(half_name)
+        half_name = unique_name(names, f"{node.name}/float16")
         half = out.node.add()
         half.name, half.op = half_name, "Const"
         half.attr["dtype"].type = tf.float16.as_datatype_enum

@@ -1,0 +1,33 @@
+"""The optimization passes, one a module: pure ``(GraphDef, Context) -> GraphDef`` functions.
+
+The run order and the reason for it are in ``kfreeze.optimize.PASSES``; the graph
+helpers the passes share are in ``kfreeze.optimize.graph``.
+"""
+
+from kfreeze.optimize.passes.batch_norm_to_affine import batch_norm_to_affine
+from kfreeze.optimize.passes.check_portable import check_portable
+from kfreeze.optimize.passes.cut_inputs import cut_inputs
+from kfreeze.optimize.passes.dedupe_constants import dedupe_constants
+from kfreeze.optimize.passes.dense_constants import dense_constants
+from kfreeze.optimize.passes.float16_weights import float16_weights
+from kfreeze.optimize.passes.fold_affine import fold_affine
+from kfreeze.optimize.passes.fold_input_scale import fold_input_scale
+from kfreeze.optimize.passes.fold_pad_into_conv import fold_pad_into_conv
+from kfreeze.optimize.passes.frame_constants import frame_constants
+from kfreeze.optimize.passes.grappler import GRAPPLER_OPTIMIZERS, grappler
+from kfreeze.optimize.passes.keepdims_mean import keepdims_mean
+from kfreeze.optimize.passes.name_outputs import name_outputs
+from kfreeze.optimize.passes.opencv_compat import opencv_compat
+from kfreeze.optimize.passes.placeholder_defaults import placeholder_defaults
+from kfreeze.optimize.passes.remove_dropout import remove_dropout
+from kfreeze.optimize.passes.remove_noops import remove_noops
+from kfreeze.optimize.passes.sort_by_execution_order import sort_by_execution_order
+from kfreeze.optimize.passes.static_reshape import static_reshape
+from kfreeze.optimize.passes.strip_unused import strip_unused
+from kfreeze.optimize.passes.transform_graph import transform_graph
+
+__all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "check_portable", "cut_inputs", "dedupe_constants",
+           "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
+           "frame_constants", "grappler", "keepdims_mean", "name_outputs", "opencv_compat", "placeholder_defaults",
+           "remove_dropout", "remove_noops", "sort_by_execution_order", "static_reshape", "strip_unused",
+           "transform_graph"]
