@@ -112,7 +112,7 @@ def optimize(name: str, params_file, build: Path) -> str:
     graphio.write_graph(graph, out / "optimized.pb")
     graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
     return (f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
-            f"({', '.join(f'{s.name} -{s.ops_before - s.ops_after}' for s in stats if s.ops_before != s.ops_after)})")
+            f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})")
 
 
 def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[str], None] = _warn) -> str:
