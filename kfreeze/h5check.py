@@ -1,10 +1,13 @@
 """Check an HDF5 file's structure (``check_structure``: no external storage, links or virtual datasets,
-no oversized datasets), then read every attribute and dataset in a child process, with a time limit.
+no oversized datasets) and its datasets' sizes against the architecture (``check_weights``), then read
+every attribute and dataset in a child process, with a time limit.
 
 libhdf5 can loop forever on a damaged file (seen when fuzzing: one inserted byte
-is enough), inside C code that no Python signal interrupts. Keras and h5py
-then read the same file only after a child process has read it all within the limit.
-Usage: python -m kfreeze.h5check FILE.
+is enough), inside C code that no Python signal interrupts. So a child reads the
+file first: ``check`` (convert's first step) reads only metadata, since no data may
+be read before the loader has compared the declared sizes with the architecture;
+``check_weights`` then has a child read all data, and only then do Keras and h5py read it.
+Usage: python -m kfreeze.h5check FILE [--data].
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ TIMEOUT_S = 60
 KFREEZE_PREFIX = "kfreeze-refused: "
 
 
-def check(path: str | Path, timeout: float = TIMEOUT_S) -> None:
-    cmd = [sys.executable, "-m", "kfreeze.h5check", str(path)]
+def check(path: str | Path, timeout: float = TIMEOUT_S, read_data: bool = False) -> None:
+    """In a child process: the structure, every attribute and dataset header, and with
+    ``read_data`` every dataset's values (only after ``check_weights``' size comparison)."""
+    cmd = [sys.executable, "-m", "kfreeze.h5check", str(path), *(["--data"] if read_data else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                          os.environ.get("PYTHONPATH", "")])}
     try:
@@ -101,7 +106,100 @@ def check_structure(path: str | Path) -> None:
                            "re-save the model")
 
 
-def _read_all(path: str) -> None:
+MAX_ITEMSIZE = 8     # float64: the widest weight dtype Keras writes
+SMALL_VALUES = 64    # scalars and counters (an optimizer's 'iterations') need no architecture match
+OPTIMIZER_SLOTS = 4  # optimizer_weights: Adam with amsgrad keeps 3 slots per weight, plus counters
+
+
+def check_weights(path: str | Path, layers: dict[str, list[tuple]], by_layer: bool = True,
+                  timeout: float = TIMEOUT_S) -> None:
+    """Refuse, from dataset headers alone, weights larger than the architecture ``layers``
+    (layer name -> its weights' shapes) needs; then read all data in a child (``check``).
+
+    ``by_layer``: a Keras 1/2 or ``model.save`` .h5, whose datasets sit in a group per
+    layer name (under 'model_weights' in a full model). Each layer may declare at most
+    ``RATIO`` times its weights' values: Keras 1 per-gate RNN weights fuse into the same
+    count, cuDNN biases are twice LSTM's. Otherwise, a Keras 3 ``.weights.h5``, whose groups
+    are named by class, not layer: each dataset must have one of the architecture's shapes.
+    A dataset in no layer's group is refused. Hand-written: Keras reads a dataset's values
+    before it compares shapes, so a 2 GB junk dataset would be read in full.
+    """
+    import h5py
+
+    path = Path(path)
+    need = {name: sum(_count(s) for s in shapes) for name, shapes in layers.items()}
+    total = sum(need.values())
+    shapes = {tuple(s) for ss in layers.values() for s in ss}
+    declared: dict[str, list] = {}  # group -> [values, bytes, (biggest values, dataset, shape)]
+
+    def refuse(problem: str) -> KfreezeError:
+        return KfreezeError(path, problem, "the weights file does not belong to this architecture; "
+                            "re-save it from the model it was trained as")
+
+    def mib(n: int) -> str:
+        return f"{n / 2**20:.1f} MiB"
+
+    try:
+        with h5py.File(path, "r") as f:
+            top = f["model_weights"] if by_layer and isinstance(f.get("model_weights"), h5py.Group) else f
+            items: list[tuple[str, h5py.Dataset]] = []
+            f.visititems(lambda n, o: items.append((n, o)) if isinstance(o, h5py.Dataset) else None)
+            prefix = top.name.strip("/")
+            for name, ds in items:
+                values, size = int(ds.size or 0), int(ds.size or 0) * ds.dtype.itemsize
+                inner = name if not prefix else name[len(prefix) + 1:] if name.startswith(prefix + "/") else None
+                if by_layer and inner is not None:
+                    group = inner.split("/")[0]
+                    if group == "top_level_model_weights":  # weights tf_keras keeps on the model itself
+                        group = "weights"
+                    elif group not in need:
+                        raise refuse(f"dataset '{name}' ({values} values, {mib(size)}) is for layer '{group}', "
+                                     "which the architecture does not have")
+                elif by_layer and name.split("/")[0] == "optimizer_weights":
+                    group = "optimizer_weights"
+                elif not by_layer and (tuple(ds.shape or ()) in shapes or values <= SMALL_VALUES):
+                    group = "weights"
+                elif values <= SMALL_VALUES:
+                    continue
+                elif by_layer:
+                    raise refuse(f"dataset '{name}' ({values} values, {mib(size)}) is outside every layer's "
+                                 "weights, where the architecture keeps none")
+                else:
+                    raise refuse(f"dataset '{name}' (layer '{name.rsplit('/vars/', 1)[0]}') declares shape "
+                                 f"{tuple(ds.shape or ())} ({values} values, {mib(size)}), which no weight of the "
+                                 f"architecture has (its largest has {max(need.values(), default=0)} values)")
+                entry = declared.setdefault(group, [0, 0, (-1, "", ())])
+                entry[0] += values
+                entry[1] += size
+                entry[2] = max(entry[2], (values, name, tuple(ds.shape or ())))
+    except KfreezeError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise KfreezeError(path, f"not a readable HDF5 file ({type(e).__name__}: {' '.join(str(e).split())[:160]})",
+                           "the file is damaged; re-save it") from None
+    for group, (values, size, (most, biggest, shape)) in sorted(declared.items()):
+        allowed = (OPTIMIZER_SLOTS * total if group == "optimizer_weights" else
+                   RATIO * total if group == "weights" else RATIO * need[group]) + SMALL_VALUES
+        if values > allowed or size > MAX_ITEMSIZE * allowed:
+            needs = (f"layer '{group}' needs {need[group]} values (shapes {', '.join(map(str, layers[group])) or 'none'})"
+                     if group in need else f"weights total {total} values")
+            where = f"layer '{group}'" if group in need else group.replace("_", " ")
+            raise refuse(f"dataset '{biggest}' ({where}) declares shape {shape}: {most} values, {values} in all of "
+                         f"{where} ({mib(size)}), but the architecture's {needs}")
+    check(path, timeout, read_data=True)
+
+
+RATIO = 2
+
+
+def _count(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _read_all(path: str, read_data: bool) -> None:
     import h5py
 
     check_structure(path)
@@ -109,7 +207,9 @@ def _read_all(path: str) -> None:
     def visit(_name, obj):
         dict(obj.attrs)
         if isinstance(obj, h5py.Dataset):
-            obj[()]
+            obj.shape, obj.dtype  # the header only; noqa: B018
+            if read_data:
+                obj[()]
 
     with h5py.File(path, "r") as f:
         dict(f.attrs)
@@ -118,7 +218,7 @@ def _read_all(path: str) -> None:
 
 if __name__ == "__main__":
     try:
-        _read_all(sys.argv[1])
+        _read_all(sys.argv[1], "--data" in sys.argv[2:])
     except KfreezeError as e:  # the whole line for the parent, which re-raises it
         print(f"{KFREEZE_PREFIX}{e.problem}\t{e.fix}", file=sys.stderr)
         sys.exit(3)

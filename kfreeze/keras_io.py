@@ -129,6 +129,7 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     else:
         from kfreeze import h5check
         h5check.check_structure(path)
+        _check_h5_sizes(path, custom_objects, trust_code, param)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
                                         custom_objects=custom_objects or None)
@@ -139,6 +140,32 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         model = as_functional(model, path)
     return model
+
+
+def _check_h5_sizes(path: Path, custom_objects: dict | None, trust_code: bool, param: str) -> None:
+    """Compare the .h5's declared dataset sizes with the architecture in its model_config, before
+    load_model reads a value. The architecture is built as Keras' legacy .h5 loader builds it (the
+    same calls and scopes; building reads no weights); a file it cannot build fails here as it would there.
+    """
+    import h5py
+    from keras.src.legacy.saving import json_utils, saving_options, saving_utils
+    from keras.src.saving import object_registration, serialization_lib
+
+    from kfreeze import h5check
+
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config")
+    if config is None:
+        return  # load_model refuses it ("No model config found") before reading any weights
+    try:
+        config = json_utils.decode(config.decode("utf8") if isinstance(config, bytes) else config)
+        custom_objects = {**(custom_objects or {}), **object_registration.GLOBAL_CUSTOM_OBJECTS}
+        with saving_options.keras_option_scope(use_legacy_config=True), \
+                serialization_lib.SafeModeScope(not trust_code):
+            model = saving_utils.model_from_config(config, custom_objects=custom_objects)
+    except Exception as e:  # Keras raises many types; all mean "cannot load this file"
+        raise _load_error(path, e, param) from None
+    h5check.check_weights(path, {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers})
 
 
 def as_functional(model: keras.Model, where) -> keras.Model:

@@ -88,13 +88,24 @@ def _keras3_arch(source, arch):
     if not source.name.lower().endswith(".weights.h5"):
         raise KfreezeError(source, "a Keras 3 architecture needs the weights Keras 3's save_weights() writes, "
                            "a '.weights.h5' file", "give that file (rename it to end in .weights.h5 if needed)")
+    from kfreeze import h5check
     try:
         model = keras3.keras.models.model_from_json(json.dumps(config))
+        shapes = {layer.name: [tuple(v.shape) for v in layer.variables] for layer in model.layers}
+    except Exception as e:  # Keras raises many types; all mean "this pair does not load"
+        raise _keras3_error(source, arch, e) from None
+    h5check.check_structure(source)
+    h5check.check_weights(source, shapes, by_layer=False)  # before Keras reads a value
+    try:
         model.load_weights(source)
     except Exception as e:  # Keras raises many types; all mean "this pair does not load"
-        raise KfreezeError(source, f"Keras 3 cannot load these weights into the architecture in {arch} "
-                           f"({' '.join(str(e).split())[:200]})", "give the weights saved from that model") from None
+        raise _keras3_error(source, arch, e) from None
     return model
+
+
+def _keras3_error(source, arch, e: Exception) -> KfreezeError:
+    return KfreezeError(source, f"Keras 3 cannot load these weights into the architecture in {arch} "
+                        f"({' '.join(str(e).split())[:200]})", "give the weights saved from that model")
 
 
 def _unchanged(model) -> Plan:

@@ -264,6 +264,8 @@ def load_weights(model: tf_keras.Model, src: SourceFile) -> None:
     kernels only when the version attribute is exactly "1" (Keras 1.2 wrote
     "1.2.2"), and its mismatch errors name layers by index, not by name.
     """
+    from kfreeze import h5check
+    h5check.check_weights(src.weights, {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers})
     with h5py.File(src.weights, "r") as f:
         group = _weights_group(f)
         stored = [n.decode("utf8") if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])]
