@@ -153,8 +153,8 @@ def check_weights(path: str | Path, layers: dict[str, list[tuple]], by_layer: bo
                     if group == "top_level_model_weights":  # weights tf_keras keeps on the model itself
                         group = "weights"
                     elif group not in need:
-                        raise refuse(f"dataset '{name}' ({values} values, {mib(size)}) is for layer '{group}', "
-                                     "which the architecture does not have")
+                        raise refuse(f"weights for layer '{group}' which the architecture does not have "
+                                     f"(dataset '{name}', {values} values, {mib(size)})")
                 elif by_layer and name.split("/")[0] == "optimizer_weights":
                     group = "optimizer_weights"
                 elif not by_layer and (tuple(ds.shape or ()) in shapes or values <= SMALL_VALUES):
