@@ -106,6 +106,7 @@ def check_structure(path: str | Path) -> None:
                            "re-save the model")
 
 
+RATIO = 2            # a layer's datasets may declare twice its weights' values (cuDNN biases)
 MAX_ITEMSIZE = 8     # float64: the widest weight dtype Keras writes
 SMALL_VALUES = 64    # scalars and counters (an optimizer's 'iterations') need no architecture match
 OPTIMIZER_SLOTS = 4  # optimizer_weights: Adam with amsgrad keeps 3 slots per weight, plus counters
@@ -188,8 +189,6 @@ def check_weights(path: str | Path, layers: dict[str, list[tuple]], by_layer: bo
                          f"{where} ({mib(size)}), but the architecture's {needs}")
     check(path, timeout, read_data=True)
 
-
-RATIO = 2
 
 
 def _count(shape) -> int:
