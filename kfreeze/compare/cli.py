@@ -37,7 +37,8 @@ def diff(rev_a: str = typer.Argument(..., help="The first revision (commit, bran
     Exit status: 0 equivalent, 1 different, 2 error.
     """
     from kfreeze.compare import report
-    from kfreeze.compare.diff import diff_revisions, load_model, open_revision, repo_root
+    from kfreeze.compare.diff import diff_revisions
+    from kfreeze.compare.revisions import load_model, open_revision, repo_root
 
     if json_ and md:
         raise KfreezeError("kfreeze diff", "--json and --md exclude each other", "choose one")

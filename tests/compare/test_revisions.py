@@ -167,7 +167,7 @@ def test_remote_pointing_nowhere_the_advice_works(project, monkeypatch):
 
 
 def _md5_at(repo, sha, path) -> str:
-    from kfreeze.compare.diff import git_file, locked_md5
+    from kfreeze.compare.revisions import git_file, locked_md5
     return locked_md5(git_file(repo, sha, "dvc.lock"), path)
 
 
