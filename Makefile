@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-quick bench clean
+.PHONY: install repro test test-quick test-docs bench clean
 
 install: $(VENV)/.installed
 
@@ -17,11 +17,15 @@ repro: install
 	dvc repro
 
 test: install
-	python -m pytest -q
+	python -m pytest -q -m "not docs"
 
 # The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
 test-quick: install
-	python -m pytest -q -m "not slow"
+	python -m pytest -q -m "not slow and not docs"
+
+# The README's pasted transcripts, regenerated for real and compared (several minutes; .ci/run runs it).
+test-docs: install
+	python -m pytest -q -m docs
 
 # The optimizer benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
 bench: install

@@ -78,11 +78,11 @@ def test_second_repro_runs_nothing(repo):
 
 
 def test_forced_rerun_in_other_processes_changes_no_hash(repo):
-    """Byte-identical artifacts whatever the hash seed (set order) of the processes."""
+    """Byte-identical artifacts whatever the hash seed (set order) of the processes: the first build
+    ran with Python's random hash seed, this one with a fixed one."""
     before = (repo / "dvc.lock").read_text()
-    for seed in ("1", "2"):
-        sh("dvc", "repro", "-f", cwd=repo, PYTHONHASHSEED=seed)
-        assert (repo / "dvc.lock").read_text() == before
+    sh("dvc", "repro", "-f", cwd=repo, PYTHONHASHSEED="1")
+    assert (repo / "dvc.lock").read_text() == before
 
 
 def test_editing_outputs_reruns_only_that_models_freeze_optimize_verify(repo):

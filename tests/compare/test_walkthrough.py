@@ -26,6 +26,7 @@ def test_masking_keeps_numbers():
 
 
 @pytest.mark.slow
+@pytest.mark.docs  # minutes: a whole scratch project; `make test-docs`, run by .ci/run
 def test_walkthrough_transcript_is_current(tmp_path):
     import importlib.util
 
