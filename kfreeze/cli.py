@@ -28,6 +28,7 @@ def _options(debug: bool = DebugOpt):
 for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)
+app.command("add")(commands.add)
 app.command("diff")(compare_cli.diff)
 app.command("show")(compare_cli.show)
 

@@ -131,3 +131,26 @@ def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras
     result = oneshot.run(source, out, settings or {}, arch=arch, graph=graph, checkpoint=checkpoint, echo=typer.echo)
     for line in oneshot.report(result):
         typer.echo(line)
+
+
+@cli_errors
+@_with_param_flags
+def add(name: str = typer.Argument(..., help="The model's name in params.yaml (a-z, 0-9, '_', '-')."),
+        source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+        arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        dvc_add: Optional[bool] = typer.Option(None, "--dvc-add/--no-dvc-add",
+                                               help="Track a source over 10 MB with 'dvc add' (default: ask, "
+                                                    "when run in a terminal)."),
+        params_file: str = ParamsOpt, debug: bool = DebugOpt, settings: dict = None):
+    """Register a model: copy its file(s) into models/NAME/ and add its entry to params.yaml.
+
+    Only what differs from the defaults is written (the flags are the params keys:
+    --input-shape '[1, 224, 224, 3]', --opencv ...); the file's comments stay.
+    """
+    import sys
+
+    from kfreeze import register
+    register.add(name, source, settings or {}, arch=arch, graph=graph, checkpoint=checkpoint,
+                 params_file=params_file, dvc_add=dvc_add, interactive=sys.stdin.isatty(), echo=typer.echo)

@@ -260,8 +260,14 @@ def load(path: str | Path = PARAMS_FILE) -> dict:
     path = Path(path)
     if not path.is_file():
         raise KfreezeError(path, "params file not found", "run from the project root, next to params.yaml")
+    return load_text(path.read_text(), path)
+
+
+def load_text(text: str, path: str | Path = PARAMS_FILE) -> dict:
+    """``load`` for text in hand (``kfreeze add`` checks its edit before writing it)."""
+    path = Path(path)
     try:
-        data = safe_yaml(path.read_text(), path) or {}
+        data = safe_yaml(text, path) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -304,12 +310,12 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     _check_types(entry, keys, where, hint=lambda key: (f" (a '{key}' entry belongs under '{other}:')"
                                                        if key in KEYS[other] else _suggest(key, keys)))
     needed = [k for k, key in keys.items() if key.required and k not in entry]
-    missing = [k for k in sorted(set(keys) - set(entry)) if k not in needed]  # every key: a stage reads each
-    if needed or missing:
-        raise KfreezeError(where, f"missing key(s) {', '.join(needed + missing)}",
-                           "every key DVC tracks must be present; use [] or null for defaults")
+    if needed:
+        raise KfreezeError(where, f"missing key(s) {', '.join(needed)}",
+                           "every other key has a default ('kfreeze params --defaults' lists them)")
     _check_values(entry, keys, where, name)
-    return ModelSpec(name=name, section=section, **{k: key.convert(entry[k]) for k, key in keys.items()})
+    return ModelSpec(name=name, section=section,
+                     **{k: key.convert(entry[k] if k in entry else key.default) for k, key in keys.items()})
 
 
 def _check_types(entry: dict, keys: dict[str, Key], where: str, hint) -> None:

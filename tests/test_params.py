@@ -76,11 +76,13 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
         params.model_spec("digit", path)
 
 
-def test_every_tracked_key_must_be_present(tmp_path):
-    """DVC refuses to run a stage whose declared param is missing; say which, up front."""
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    inputs: []\n")
-    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, custom_objects, input_shape, layout, opencv, outputs, precision, theano_kernels, trust_code"):
-        params.model_spec("m", path)
+def test_an_entry_takes_the_defaults_for_what_it_leaves_out(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    opencv: true\n")
+    spec = params.model_spec("m", path)
+    assert spec.opencv is True and spec.inputs == [] and spec.precision == "float32" and spec.input_shape is None
+    path = write(tmp_path, "models: {}\ngraphs:\n  g:\n    graph: models/g/g.pbtxt\n")
+    with pytest.raises(KfreezeError, match=r"graphs.g: missing key\(s\) checkpoint"):
+        params.model_spec("g", path)
 
 
 def test_files_must_live_in_the_models_folder(tmp_path):
