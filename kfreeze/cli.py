@@ -25,7 +25,7 @@ def _options(debug: bool = DebugOpt):
         os.environ["KFREEZE_DEBUG"] = "1"
 
 
-for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
+for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)
 app.command("add")(commands.add)

@@ -16,6 +16,13 @@ from kfreeze.cli_common import BuildOpt, DebugOpt, MetricsOpt, Name, ParamsOpt, 
 
 
 @cli_errors
+def resolve(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Validate the entry and write each stage's settings (defaults filled in) to BUILD/<name>/settings/."""
+    from kfreeze import pipeline
+    typer.echo(pipeline.resolve(name, params_file, build))
+
+
+@cli_errors
 def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import pipeline

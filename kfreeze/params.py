@@ -1,7 +1,15 @@
 """params.yaml: the model entries and the verify settings, validated up front.
 
-Each stage reads only the keys it declares in dvc.yaml (``STAGE_PARAMS``), so
-DVC reruns exactly the stages a change can affect.
+Defaults and precise reruns. An entry holds only what differs from the table's defaults
+(``KEYS``), so dvc.yaml cannot declare ``params:`` (DVC refuses a stage whose declared key is
+absent, before kfreeze can say anything). Instead a cheap, TensorFlow-free ``resolve`` stage per
+model depends on params.yaml as a whole, validates the entry with kfreeze's own messages, and
+writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults filled in) to
+``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
+file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
+freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
+A stage reads its settings through ``stage_spec``, the same resolution that wrote the file,
+and a key its file does not cover cannot be read (``StageSpec``), so the files cannot lie.
 """
 
 from __future__ import annotations
@@ -201,11 +209,9 @@ def stage_params(section: str) -> dict[str, tuple[str, ...]]:
 STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {s: stage_params(s) for s in MODEL_SECTIONS}
 
 
-def dvc_params(stage: str) -> list[str]:
-    """The params list dvc.yaml declares for ``stage``, e.g. ['models.${key}.source', ..., 'verify.seed']."""
-    section = next(s for s in MODEL_SECTIONS if stage in STAGE_PARAMS[s])
-    return ([f"{section}.${{key}}.{k}" for k in STAGE_PARAMS[section][stage]] +
-            [f"{VERIFY}.{k}" for k in stage_params(VERIFY).get(stage, ())])
+def settings_file(build: str | Path, name: str, stage: str) -> Path:
+    """Where the resolve stage writes what ``stage`` reads: BUILD/<name>/settings/<stage>.json."""
+    return Path(build) / name / "settings" / f"{stage}.json"
 
 
 def _spec_fields(sections) -> list[tuple]:
@@ -369,3 +375,63 @@ def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
     _check_types(raw, keys, f"{path}: verify", hint=lambda key: _suggest(key, keys))
     _check_values(raw, keys, f"{path}: verify", "")
     return VerifySpec(**{k: key.convert(raw.get(k, key.default)) for k, key in keys.items()})
+
+
+def _jsonable(value):
+    return [_jsonable(v) for v in value] if isinstance(value, (list, tuple)) else (
+        {k: _jsonable(v) for k, v in value.items()} if isinstance(value, dict) else value)
+
+
+def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]:
+    """{dvc stage: what it reads}, resolved with defaults: what the resolve stage writes per stage."""
+    spec = model_spec(name, path)
+    vspec = verify_spec(path)
+    verify_keys = stage_params(VERIFY)
+    return {stage: {"model": {k: _jsonable(getattr(spec, k)) for k in keys},
+                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}
+            for stage, keys in STAGE_PARAMS[spec.section].items()}
+
+
+def settings_bytes(settings: dict) -> bytes:
+    """Canonical JSON: same settings, same bytes (DVC compares the files by hash)."""
+    import json
+    return (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode()
+
+
+class StageSpec(ModelSpec):
+    """A ModelSpec for one stage: reading a key that stage's settings file does not cover is a bug
+    (DVC would not rerun the stage when that key changes), so it raises."""
+
+    def __getattribute__(self, attr):
+        if attr in object.__getattribute__(self, "_hidden"):
+            raise RuntimeError(f"stage {object.__getattribute__(self, '_stage')} read '{attr}', which its "
+                               "settings file does not cover (add the stage to that key's Key.stages)")
+        return object.__getattribute__(self, attr)
+
+
+def stage_spec(name: str, stage: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
+    """The entry ``name`` as ``stage`` (convert, export, freeze, optimize, verify) may read it."""
+    spec = model_spec(name, path)
+    dvc_stage = stage if spec.is_keras else f"{stage}_tf1"
+    hidden = set(KEYS[spec.section]) - set(STAGE_PARAMS[spec.section].get(dvc_stage, ()))
+    import dataclasses
+    partial = StageSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+    object.__setattr__(partial, "_hidden", frozenset(hidden))
+    object.__setattr__(partial, "_stage", dvc_stage)
+    return partial
+
+
+def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path = "build") -> list[str]:
+    """The resolve stage: validate the entry and write BUILD/<name>/settings/<stage>.json for each stage.
+
+    A file whose bytes would not change is left alone (its mtime too)."""
+    from kfreeze import atomic
+    written = []
+    for stage, settings in stage_settings(name, path).items():
+        target = settings_file(build, name, stage)
+        data = settings_bytes(settings)
+        if not (target.is_file() and target.read_bytes() == data):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(target, data)
+            written.append(stage)
+    return written

@@ -125,18 +125,41 @@ def test_verify_defaults_and_bad_values(tmp_path):
         params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\nverify: {samples: 0}\n"))
 
 
-def test_dvc_yaml_declares_exactly_what_each_stage_reads():
-    """The rerun rules rest on this: a stage must not read undeclared keys, nor declare unread ones."""
+def test_dvc_yaml_stages_depend_on_their_settings_files():
+    """The rerun rules rest on this: each stage depends on the settings file resolve writes for it,
+    and no stage declares params (DVC would refuse an entry that leaves a key to its default)."""
     import yaml
 
     stages = yaml.safe_load((params_root() / "dvc.yaml").read_text())["stages"]
+    resolve = {params.KERAS: "resolve", params.TF1: "resolve_tf1"}
     for section, per_stage in params.STAGE_PARAMS.items():
+        assert stages[resolve[section]]["foreach"] == f"${{{section}}}"
+        assert "params.yaml" in stages[resolve[section]]["do"]["deps"]
+        assert sorted(stages[resolve[section]]["do"]["outs"]) == sorted(
+            f"build/${{key}}/settings/{stage}.json" for stage in per_stage)
         for stage in per_stage:
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
-            assert stages[stage]["do"]["params"] == params.dvc_params(stage), stage
+            assert f"build/${{key}}/settings/{stage}.json" in stages[stage]["do"]["deps"], stage
+    assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
-    assert set(stages) - per_model == {"summary"}  # the one stage over all models, reading no params
-    assert "params" not in stages["summary"]
+    assert set(stages) - per_model == {"summary", "resolve", "resolve_tf1"}
+
+
+def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n")
+    spec = params.stage_spec("m", "optimize", path)
+    assert spec.input_shape is None and spec.precision == "float32"
+    with pytest.raises(RuntimeError, match="stage optimize read 'source'"):
+        spec.source
+
+
+def test_settings_files_are_canonical_and_per_stage(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    outputs: [p]\n")
+    settings = params.stage_settings("m", path)
+    assert settings["freeze"] == {"model": {"trust_code": False, "inputs": [], "outputs": ["p"]}, "verify": {}}
+    assert "outputs" not in settings["convert"]["model"] and settings["verify"]["verify"]["atol"] == 1.0e-4
+    assert params.write_settings("m", path, tmp_path / "b") == list(settings)
+    assert params.write_settings("m", path, tmp_path / "b") == []  # unchanged bytes: nothing rewritten
 
 
 def test_every_key_has_a_reader_and_the_specs_have_every_key():
