@@ -135,7 +135,7 @@ def test_editing_verify_atol_reruns_only_the_verify_stages(repo):
     data = yaml.safe_load(path.read_text())
     data["verify"]["atol"] = 2.0e-4
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert repro(repo) == ["verify@alpha", "verify@beta", "verify@gamma"]
+    assert repro(repo) == ["verify@alpha", "verify@beta", "verify_tf1@gamma"]
 
 
 def test_a_misspelled_key_gets_kfreezes_did_you_mean(repo):
