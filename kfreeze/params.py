@@ -10,6 +10,7 @@ file, and DVC skips a stage whose file's bytes did not change: a node-name edit 
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
 A stage reads its settings through ``stage_spec``, the same resolution that wrote the file,
 and a key its file does not cover cannot be read (``StageSpec``), so the files cannot lie.
+The stages that read models/<name>/ find its files' hashes in their settings (``model_files``).
 """
 
 from __future__ import annotations
@@ -421,13 +422,52 @@ def stage_spec(name: str, stage: str, path: str | Path = PARAMS_FILE) -> ModelSp
     return partial
 
 
-def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path = "build") -> list[str]:
-    """The resolve stage: validate the entry and write BUILD/<name>/settings/<stage>.json for each stage.
+# The stages that read the model's own files (models/<name>/): their settings carry the files' hashes.
+FILE_STAGES = ("convert", "verify", "freeze_tf1", "verify_tf1")
+# DVC's and git's bookkeeping beside a 'dvc add'-ed source: not the model's content.
+BOOKKEEPING = (".gitignore", ".dvcignore")
+
+
+def model_files(folder: str | Path) -> dict[str, str]:
+    """{path inside the folder: sha256} of the model's files, sorted; '*.dvc' and .gitignore left out.
+
+    Why not a DVC dependency on models/<name>/: 'dvc add models/<name>/model.keras' writes
+    model.keras.dvc and .gitignore there, which would change that folder's hash and rerun
+    convert and verify for nothing. The resolve stage depends on the folder instead (it is cheap),
+    and a stage reruns only when these hashes change. A symlink is recorded by its target's
+    name, never followed (the stages refuse links that leave the folder).
+    """
+    import hashlib
+    folder = Path(folder)
+    files = {}
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder).as_posix()
+        if file.name.endswith(".dvc") or file.name in BOOKKEEPING or (file.is_dir() and not file.is_symlink()):
+            continue
+        if file.is_symlink():
+            files[rel] = "symlink:" + os.readlink(file)
+            continue
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        files[rel] = digest.hexdigest()
+    return files
+
+
+def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path = "build",
+                   models_root: str | Path = "models") -> list[str]:
+    """The resolve stage: validate the entry and write BUILD/<name>/settings/<stage>.json for each stage,
+    with the hashes of the model's files for the stages that read them (``FILE_STAGES``).
 
     A file whose bytes would not change is left alone (its mtime too)."""
     from kfreeze import atomic
     written = []
+    files = None
     for stage, settings in stage_settings(name, path).items():
+        if stage in FILE_STAGES:
+            files = model_files(Path(models_root) / name) if files is None else files
+            settings = {**settings, "files": files}
         target = settings_file(build, name, stage)
         data = settings_bytes(settings)
         if not (target.is_file() and target.read_bytes() == data):

@@ -134,12 +134,13 @@ def test_dvc_yaml_stages_depend_on_their_settings_files():
     resolve = {params.KERAS: "resolve", params.TF1: "resolve_tf1"}
     for section, per_stage in params.STAGE_PARAMS.items():
         assert stages[resolve[section]]["foreach"] == f"${{{section}}}"
-        assert "params.yaml" in stages[resolve[section]]["do"]["deps"]
+        assert {"params.yaml", "models/${key}"} <= set(stages[resolve[section]]["do"]["deps"])
         assert sorted(stages[resolve[section]]["do"]["outs"]) == sorted(
             f"build/${{key}}/settings/{stage}.json" for stage in per_stage)
         for stage in per_stage:
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
             assert f"build/${{key}}/settings/{stage}.json" in stages[stage]["do"]["deps"], stage
+            assert "models/${key}" not in stages[stage]["do"]["deps"], stage  # its files' hashes are in settings
     assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
     assert set(stages) - per_model == {"summary", "resolve", "resolve_tf1"}
@@ -158,8 +159,18 @@ def test_settings_files_are_canonical_and_per_stage(tmp_path):
     settings = params.stage_settings("m", path)
     assert settings["freeze"] == {"model": {"trust_code": False, "inputs": [], "outputs": ["p"]}, "verify": {}}
     assert "outputs" not in settings["convert"]["model"] and settings["verify"]["verify"]["atol"] == 1.0e-4
-    assert params.write_settings("m", path, tmp_path / "b") == list(settings)
-    assert params.write_settings("m", path, tmp_path / "b") == []  # unchanged bytes: nothing rewritten
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    (models / "m" / "a.keras").write_bytes(b"weights")
+    assert params.write_settings("m", path, tmp_path / "b", models) == list(settings)
+    assert params.write_settings("m", path, tmp_path / "b", models) == []  # unchanged bytes: nothing rewritten
+    # 'dvc add models/m/a.keras' adds a.keras.dvc and .gitignore: no stage's settings change
+    (models / "m" / "a.keras.dvc").write_text("outs: ...")
+    (models / "m" / ".gitignore").write_text("/a.keras\n")
+    assert params.write_settings("m", path, tmp_path / "b", models) == []
+    # new weights: exactly the stages that read the model's files
+    (models / "m" / "a.keras").write_bytes(b"retrained")
+    assert params.write_settings("m", path, tmp_path / "b", models) == ["convert", "verify"]
 
 
 def test_every_key_has_a_reader_and_the_specs_have_every_key():
