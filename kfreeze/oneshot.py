@@ -121,16 +121,20 @@ def _inside(folder: Path):
         os.chdir(before)
 
 
-def _rename_where(e: KfreezeError, name: str, files: dict) -> KfreezeError:
+def _user_paths(text: str, name: str, files: dict, out: Path) -> str:
+    """The temp project's paths in a message, as the user knows them."""
+    for user in files.values():
+        text = text.replace(f"models/{name}/{Path(user).name}", str(user))
+    return text.replace(f"build/{name}/", f"{out}/")
+
+
+def _rename_where(e: KfreezeError, name: str, files: dict, out: Path) -> KfreezeError:
     """'params.yaml: models.x.input_shape' -> '--input-shape'; the temp project's paths -> the user's."""
     where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:(?:models|graphs)\.{re.escape(name)}|verify)\.(\w+)",
                    lambda m: "--" + m.group(1).replace("_", "-") if m.group(1) not in FILE_KEYS
                    else files.get(m.group(1), m.group(1)), e.where)
     where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:models|graphs)\.{re.escape(name)}", "kfreeze run", where)
-    text = f"{where}\x00{e.problem}\x00{e.fix}"
-    for key, user in files.items():
-        text = text.replace(f"models/{name}/{Path(user).name}", str(user))
-    where, problem, fix = text.split("\x00")
+    where, problem, fix = _user_paths(f"{where}\x00{e.problem}\x00{e.fix}", name, files, out).split("\x00")
     return KfreezeError(where, problem, fix)
 
 
@@ -196,9 +200,9 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
                     fn = getattr(pipeline, stage)
                     args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
                     kwargs = {"warn": warn} if stage in ("freeze", "verify") else {}
-                    echo(fn(*args, **kwargs))
+                    echo(_user_paths(fn(*args, **kwargs), name, files, out))
             except KfreezeError as e:
-                failure = _rename_where(e, name, files)
+                failure = _rename_where(e, name, files, out)
         built = ws / build / name
         if failure is not None and not (built / "verify_failed.json").exists():
             raise failure

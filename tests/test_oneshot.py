@@ -97,3 +97,14 @@ def test_run_a_tf1_graph_and_checkpoint(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["passed"]
     assert "import/softmax_tensor:0" in result.output
+
+
+def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "metrics.json").write_text("{}")  # a stale pass from an earlier run
+    result = invoke(tiny_path, "--out", tmp_path / "o", "--atol", "1e-30", "--rtol", "1e-30")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tmp_path / 'o'}/optimized.pb: output 'probs' differs from the source model")
+    assert json.loads((tmp_path / "o" / "verify_failed.json").read_text())["passed"] is False
+    assert (tmp_path / "o" / "optimized.pb").is_file() and not (tmp_path / "o" / "metrics.json").exists()
