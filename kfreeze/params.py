@@ -270,8 +270,9 @@ def load(path: str | Path = PARAMS_FILE) -> dict:
     return load_text(path.read_text(), path)
 
 
-def load_text(text: str, path: str | Path = PARAMS_FILE) -> dict:
-    """``load`` for text in hand (``kfreeze add`` checks its edit before writing it)."""
+def load_text(text: str, path: str | Path = PARAMS_FILE, require_models: bool = True) -> dict:
+    """``load`` for text in hand (``kfreeze add`` checks its edit before writing it, and may
+    start from a project with no models yet: ``require_models=False``)."""
     path = Path(path)
     try:
         data = safe_yaml(text, path) or {}
@@ -282,11 +283,13 @@ def load_text(text: str, path: str | Path = PARAMS_FILE) -> dict:
     if not isinstance(data, dict):
         raise KfreezeError(path, "must be a mapping with 'models:' and/or 'graphs:'", "see README")
     for section in (KERAS, TF1):
+        if section not in data and not require_models:
+            continue
         if section not in data:  # dvc.yaml iterates both; DVC cannot parse it without them
             raise KfreezeError(path, f"no '{section}:' section", f"add '{section}: {{}}' if you have no such models")
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise KfreezeError(f"{path}: {section}", "must be a mapping of model names to entries", "see README")
-    if not (data.get(KERAS) or data.get(TF1)):
+    if require_models and not (data.get(KERAS) or data.get(TF1)):
         raise KfreezeError(path, "no models", "add an entry under 'models:' (Keras) or 'graphs:' (TF graph + checkpoint)")
     both = set(data.get(KERAS) or {}) & set(data.get(TF1) or {})
     if both:

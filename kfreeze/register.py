@@ -94,7 +94,8 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
                            "e.g. kfreeze add mynet mynet.keras")
     if graph is not None and checkpoint is None:
         raise KfreezeError("--graph", "needs --checkpoint", "give the checkpoint prefix or folder")
-    data = params.load(path)
+    text = path.read_text() if path.is_file() else ""  # a new project: add writes the first entry
+    data = params.load_text(text, path, require_models=False)
     for section in (KERAS, TF1):
         if name in (data.get(section) or {}):
             raise KfreezeError(f"{path}: {section}.{name}", "already exists",
@@ -109,7 +110,8 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        entry, files, new_text = _place(name, section, folder, source, arch, graph, checkpoint, settings, path)
+        entry, files, new_text = _place(name, section, folder, source, arch, graph, checkpoint, settings, path,
+                                        text)
     except BaseException:
         if created:  # a refused entry leaves no half-made folder behind
             shutil.rmtree(folder, ignore_errors=True)
@@ -132,7 +134,7 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     return files
 
 
-def _place(name, section, folder, source, arch, graph, checkpoint, settings, path):
+def _place(name, section, folder, source, arch, graph, checkpoint, settings, path, text):
     """Copy the files, build and check the entry, and the new params text; writes nothing else."""
     from kfreeze.oneshot import copy_checkpoint
 
@@ -150,7 +152,10 @@ def _place(name, section, folder, source, arch, graph, checkpoint, settings, pat
                                          else copy_checkpoint(ckpt, folder))).as_posix()
     entry.update(settings)
     params.parse_model(name, entry, path, section)  # kfreeze's own messages, before anything is written
-    new_text = insert_entry(path.read_text(), section, name, entry)
+    new_text = insert_entry(text, section, name, entry)
+    other = TF1 if section == KERAS else KERAS
+    if not re.search(rf"^{other}:", new_text, re.M):  # dvc.yaml iterates both sections
+        new_text += f"{other}: {{}}\n"
     check = params.load_text(new_text, path)
     if check[section].get(name) != entry:
         raise KfreezeError(path, "could not add the entry without changing the rest of the file",

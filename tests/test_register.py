@@ -91,3 +91,12 @@ def test_a_large_source_is_offered_to_dvc(project):
     assert result.exit_code == 0, result.output
     assert (project / "models" / "big2" / "big.keras.dvc").is_file()
     assert "/big.keras" in (project / "models" / "big2" / ".gitignore").read_text()
+
+
+def test_add_the_first_model_of_a_new_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.keras").write_bytes(b"a model")
+    result = add("first", "net.keras")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "params.yaml").read_text() == "models:\n  first:\n    source: models/first/net.keras\ngraphs: {}\n"
+    assert params.model_spec("first").source == "models/first/net.keras"
