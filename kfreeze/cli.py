@@ -11,8 +11,9 @@ from kfreeze.cli_common import DebugOpt
 from kfreeze.compare import cli as compare_cli
 
 app = typer.Typer(
-    help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. The stages "
-         "(convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml; "
+    help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. 'run' does one file in one "
+         "command; 'add' registers a model in params.yaml. The stages "
+         "(resolve, convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml; "
          "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
          "'show' draws one.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
