@@ -11,8 +11,9 @@ from kfreeze.cli_common import DebugOpt
 from kfreeze.compare import cli as compare_cli
 
 app = typer.Typer(
-    help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. The stages "
-         "(convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml; "
+    help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. 'run' does one file in one "
+         "command; 'add' registers a model in params.yaml. The stages "
+         "(resolve, convert, export, freeze, optimize, verify) are what 'dvc repro' runs per model in params.yaml; "
          "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
          "'show' draws one.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -25,8 +26,10 @@ def _options(debug: bool = DebugOpt):
         os.environ["KFREEZE_DEBUG"] = "1"
 
 
-for fn in (commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
+for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
+app.command("run")(commands.run)
+app.command("add")(commands.add)
 app.command("diff")(compare_cli.diff)
 app.command("show")(compare_cli.show)
 

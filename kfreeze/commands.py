@@ -6,11 +6,20 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from kfreeze.cli_common import BuildOpt, DebugOpt, MetricsOpt, Name, ParamsOpt, cli_errors
+
+
+@cli_errors
+def resolve(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Validate the entry and write each stage's settings (defaults filled in) to BUILD/<name>/settings/."""
+    from kfreeze import pipeline
+    typer.echo(pipeline.resolve(name, params_file, build))
 
 
 @cli_errors
@@ -69,3 +78,86 @@ def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."
             typer.echo("  (none found)")
         for c in cands[:limit]:
             typer.echo(f"  {c.name:<40} {c.op:<18} {c.dtype:<10} {c.shape}")
+
+
+def _with_param_flags(fn):
+    """Give ``fn`` one option per params key (``kfreeze.oneshot.flag_keys``), passed on as ``settings``.
+
+    Generated from the params table, so a new key gets its flag without an edit here;
+    a flag left out takes the table's default.
+    """
+    import inspect
+
+    from kfreeze import oneshot
+
+    flags = oneshot.flag_keys()
+    sig = inspect.signature(fn)
+    extra = []
+    for flag, (key, spec) in flags.items():
+        default = "null" if spec.default is None else spec.default
+        if oneshot.is_switch(spec):
+            option = typer.Option(None, f"--{flag}/--no-{flag}", help=f"params key {key} (default {default}).")
+            extra.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                           annotation=Optional[bool]))
+        else:
+            option = typer.Option(None, f"--{flag}", metavar="YAML",
+                                  help=f"params key {key} (default {default}).")
+            extra.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                           annotation=Optional[str]))
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs):
+        settings = {}
+        for flag, (key, spec) in flags.items():
+            value = kwargs.pop(key, None)
+            if value is not None:
+                settings[key] = value if oneshot.is_switch(spec) else oneshot.parse_flag(key, spec, value)
+        return fn(settings=settings, **kwargs)
+
+    params = [p for p in sig.parameters.values() if p.name != "settings"]
+    wrapper.__signature__ = sig.replace(parameters=params + extra)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params + extra}
+    del wrapper.__wrapped__  # typer must see the generated signature
+    return wrapper
+
+
+@cli_errors
+@_with_param_flags
+def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Where the results go; default ./<stem>_frozen/."),
+        arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        debug: bool = DebugOpt, settings: dict = None):
+    """Freeze, optimize and verify one model file, without params.yaml or DVC.
+
+    Every params.yaml key is a flag (--input-shape '[1, 224, 224, 3]', --opencv, --samples 32 ...).
+    Prints the tensor names for TensorFlow and the layer names for OpenCV.
+    """
+    from kfreeze import oneshot
+    result = oneshot.run(source, out, settings or {}, arch=arch, graph=graph, checkpoint=checkpoint, echo=typer.echo)
+    for line in oneshot.report(result):
+        typer.echo(line)
+
+
+@cli_errors
+@_with_param_flags
+def add(name: str = typer.Argument(..., help="The model's name in params.yaml (a-z, 0-9, '_', '-')."),
+        source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+        arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        dvc_add: Optional[bool] = typer.Option(None, "--dvc-add/--no-dvc-add",
+                                               help="Track a source over 10 MB with 'dvc add' (default: ask, "
+                                                    "when run in a terminal)."),
+        params_file: str = ParamsOpt, debug: bool = DebugOpt, settings: dict = None):
+    """Register a model: copy its file(s) into models/NAME/ and add its entry to params.yaml.
+
+    Only what differs from the defaults is written (the flags are the params keys:
+    --input-shape '[1, 224, 224, 3]', --opencv ...); the file's comments stay.
+    """
+    import sys
+
+    from kfreeze import register
+    register.add(name, source, settings or {}, arch=arch, graph=graph, checkpoint=checkpoint,
+                 params_file=params_file, dvc_add=dvc_add, interactive=sys.stdin.isatty(), echo=typer.echo)

@@ -76,11 +76,13 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
         params.model_spec("digit", path)
 
 
-def test_every_tracked_key_must_be_present(tmp_path):
-    """DVC refuses to run a stage whose declared param is missing; say which, up front."""
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    inputs: []\n")
-    with pytest.raises(KfreezeError, match=r"missing key\(s\) arch, custom_objects, input_shape, layout, opencv, outputs, precision, theano_kernels, trust_code"):
-        params.model_spec("m", path)
+def test_an_entry_takes_the_defaults_for_what_it_leaves_out(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    opencv: true\n")
+    spec = params.model_spec("m", path)
+    assert spec.opencv is True and spec.inputs == [] and spec.precision == "float32" and spec.input_shape is None
+    path = write(tmp_path, "models: {}\ngraphs:\n  g:\n    graph: models/g/g.pbtxt\n")
+    with pytest.raises(KfreezeError, match=r"graphs.g: missing key\(s\) checkpoint"):
+        params.model_spec("g", path)
 
 
 def test_files_must_live_in_the_models_folder(tmp_path):
@@ -123,18 +125,52 @@ def test_verify_defaults_and_bad_values(tmp_path):
         params.verify_spec(write(tmp_path, "graphs: {}\nmodels:\n  m: {source: a}\nverify: {samples: 0}\n"))
 
 
-def test_dvc_yaml_declares_exactly_what_each_stage_reads():
-    """The rerun rules rest on this: a stage must not read undeclared keys, nor declare unread ones."""
+def test_dvc_yaml_stages_depend_on_their_settings_files():
+    """The rerun rules rest on this: each stage depends on the settings file resolve writes for it,
+    and no stage declares params (DVC would refuse an entry that leaves a key to its default)."""
     import yaml
 
     stages = yaml.safe_load((params_root() / "dvc.yaml").read_text())["stages"]
+    resolve = {params.KERAS: "resolve", params.TF1: "resolve_tf1"}
     for section, per_stage in params.STAGE_PARAMS.items():
+        assert stages[resolve[section]]["foreach"] == f"${{{section}}}"
+        assert {"params.yaml", "models/${key}"} <= set(stages[resolve[section]]["do"]["deps"])
+        assert sorted(stages[resolve[section]]["do"]["outs"]) == sorted(
+            f"build/${{key}}/settings/{stage}.json" for stage in per_stage)
         for stage in per_stage:
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
-            assert stages[stage]["do"]["params"] == params.dvc_params(stage), stage
+            assert f"build/${{key}}/settings/{stage}.json" in stages[stage]["do"]["deps"], stage
+            assert "models/${key}" not in stages[stage]["do"]["deps"], stage  # its files' hashes are in settings
+    assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
-    assert set(stages) - per_model == {"summary"}  # the one stage over all models, reading no params
-    assert "params" not in stages["summary"]
+    assert set(stages) - per_model == {"summary", "resolve", "resolve_tf1"}
+
+
+def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n")
+    spec = params.stage_spec("m", "optimize", path)
+    assert spec.input_shape is None and spec.precision == "float32"
+    with pytest.raises(RuntimeError, match="stage optimize read 'source'"):
+        spec.source
+
+
+def test_settings_files_are_canonical_and_per_stage(tmp_path):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    outputs: [p]\n")
+    settings = params.stage_settings("m", path)
+    assert settings["freeze"] == {"model": {"trust_code": False, "inputs": [], "outputs": ["p"]}, "verify": {}}
+    assert "outputs" not in settings["convert"]["model"] and settings["verify"]["verify"]["atol"] == 1.0e-4
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    (models / "m" / "a.keras").write_bytes(b"weights")
+    assert params.write_settings("m", path, tmp_path / "b", models) == list(settings)
+    assert params.write_settings("m", path, tmp_path / "b", models) == []  # unchanged bytes: nothing rewritten
+    # 'dvc add models/m/a.keras' adds a.keras.dvc and .gitignore: no stage's settings change
+    (models / "m" / "a.keras.dvc").write_text("outs: ...")
+    (models / "m" / ".gitignore").write_text("/a.keras\n")
+    assert params.write_settings("m", path, tmp_path / "b", models) == []
+    # new weights: exactly the stages that read the model's files
+    (models / "m" / "a.keras").write_bytes(b"retrained")
+    assert params.write_settings("m", path, tmp_path / "b", models) == ["convert", "verify"]
 
 
 def test_every_key_has_a_reader_and_the_specs_have_every_key():
@@ -147,12 +183,24 @@ def test_every_key_has_a_reader_and_the_specs_have_every_key():
     assert {f.name for f in dataclasses.fields(params.VerifySpec)} == set(params.KEYS[params.VERIFY])
 
 
-def test_the_example_params_yaml_has_every_key_in_table_order():
-    data = params.load(params_root() / "params.yaml")
+def test_the_example_params_yaml_is_minimal_and_lists_every_default():
+    """Entries hold only what differs from the defaults; the comments show every key with its default."""
+    import yaml
+    path = params_root() / "params.yaml"
+    data = params.load(path)
     for section in params.MODEL_SECTIONS:
         for name, entry in data[section].items():
-            assert list(entry) == list(params.KEYS[section]), name
-    assert list(data["verify"]) == list(params.KEYS[params.VERIFY])
+            keys = params.KEYS[section]
+            assert [k for k in entry if not keys[k].required and entry[k] == keys[k].default] == [], name
+    assert not data.get("verify")
+    text = path.read_text()
+    for section, keys in params.KEYS.items():
+        for key, spec in keys.items():
+            shown = [line for line in text.splitlines() if line.startswith(f"#   {key}: ")]
+            assert shown, key
+            if not spec.required:
+                values = [yaml.safe_load(line.split(": ", 1)[1].split("  #")[0]) for line in shown]
+                assert all(v == spec.default or v == spec.convert(spec.default) for v in values), (key, values)
 
 
 def params_root():

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # real dvc runs / child processes: minutes, not s
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = params_text(
-    models={"alpha": keras_entry("models/alpha/model.keras"),
+    models={"alpha": {"source": "models/alpha/model.keras"},  # only what differs from the defaults
             "beta": keras_entry("models/beta/model.keras", input_shape=[1, 8, 8, 1])},
     graphs={"gamma": graph_entry("models/gamma/graph.pbtxt", "models/gamma/model.ckpt-600", inputs=["IteratorGetNext"],
                                  outputs=["softmax_tensor"], input_shape=[1, 20, 20, 1], input_dtype="float32")},
@@ -32,9 +32,19 @@ def sh(*cmd, cwd, **extra_env):
 
 
 def repro(cwd) -> list[str]:
-    """The per-model stages that ran; the project-wide `summary` table stage is left out."""
+    """The per-model stages that ran; the project-wide `summary` table stage and the cheap `resolve`
+    stages (they run on every params.yaml edit and rewrite only settings that changed) are left out."""
     out = sh("dvc", "repro", cwd=cwd)
-    return sorted(s for s in re.findall(r"Running stage '([^']+)'", out) if s != "summary")
+    return sorted(s for s in re.findall(r"Running stage '([^']+)'", out)
+                  if s != "summary" and not s.startswith("resolve"))
+
+
+def edit(repo, section, name, **keys):
+    import yaml
+    path = repo / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data[section][name].update(keys)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +96,12 @@ def test_forced_rerun_in_other_processes_changes_no_hash(repo):
 
 
 def test_editing_outputs_reruns_only_that_models_freeze_optimize_verify(repo):
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("outputs: []", "outputs: [probs]", 1))
+    edit(repo, "models", "alpha", outputs=["probs"])
     assert repro(repo) == ["freeze@alpha", "optimize@alpha", "verify@alpha"]
 
 
 def test_editing_input_shape_reruns_only_optimize_and_verify(repo):
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("input_shape: null", "input_shape: [2, 8, 8, 1]", 1))
+    edit(repo, "models", "alpha", input_shape=[2, 8, 8, 1])
     assert repro(repo) == ["optimize@alpha", "verify@alpha"]
 
 
@@ -104,8 +112,7 @@ def test_replacing_a_source_reruns_its_five_stages(repo):
 
 
 def test_tf1_node_name_edit_reruns_only_its_freeze_optimize_verify(repo):
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("inputs: [IteratorGetNext]", "inputs: ['IteratorGetNext:0']"))
+    edit(repo, "graphs", "gamma", inputs=["IteratorGetNext:0"])
     assert repro(repo) == sorted(f"{s}@gamma" for s in TF1_STAGES)
 
 
@@ -122,3 +129,36 @@ def test_tf1_new_checkpoint_reruns_its_stages(repo):
     assert repro(repo) == sorted(f"{s}@gamma" for s in TF1_STAGES)
     metrics = json.loads((repo / "metrics" / "gamma.json").read_text())
     assert metrics["max_abs_diff"] <= 1e-5 and metrics["reference"] == "checkpoint"
+
+
+def test_editing_verify_atol_reruns_only_the_verify_stages(repo):
+    import yaml
+    path = repo / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["verify"]["atol"] = 2.0e-4
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert repro(repo) == ["verify@alpha", "verify@beta", "verify_tf1@gamma"]
+
+
+def test_a_misspelled_key_gets_kfreezes_did_you_mean(repo):
+    path = repo / "params.yaml"
+    before = path.read_text()
+    edit(repo, "models", "alpha", ouputs=["probs"])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    path.write_text(before)
+    assert result.returncode != 0
+    assert "error: params.yaml: models.alpha: unknown key 'ouputs' (did you mean 'outputs'?)" in result.stderr
+    assert "are missing" not in result.stdout + result.stderr
+    assert repro(repo) == []
+
+
+def test_a_dvc_tracked_source_builds(repo):
+    """dvc add models/<name>/model.keras: the file leaves git; the stages still see it and rerun on a new one."""
+    sh("dvc", "add", "-q", "models/beta/model.keras", cwd=repo)
+    assert (repo / "models" / "beta" / "model.keras.dvc").is_file()
+    assert repro(repo) == []  # the same bytes: nothing to do
+    build_tiny(seed=7).save(repo / "models" / "beta" / "model.keras")
+    sh("dvc", "add", "-q", "models/beta/model.keras", cwd=repo)
+    assert repro(repo) == sorted(f"{s}@beta" for s in STAGES)

@@ -1,0 +1,276 @@
+"""``kfreeze run``: one model file in, frozen + optimized + verified graph out, no params.yaml or DVC.
+
+The stages are the pipeline's own functions (``kfreeze.pipeline``), run in this process (one
+TensorFlow import) inside a throwaway project: a temp folder holding ``params.yaml`` with the one
+entry, and ``models/<name>/`` with copies of the user's files (copies, not links: the stages refuse
+files that lead outside their folder). Nothing here re-implements a stage.
+
+Every params key has a flag, generated from ``kfreeze.params.KEYS`` (``flag_keys``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import yaml
+
+from kfreeze import params
+from kfreeze.errors import KfreezeError
+from kfreeze.params import KERAS, KEYS, NAME_RE, TF1, VERIFY
+
+# Keys given as files (positional SOURCE, --arch, --graph, --checkpoint), not as value flags.
+FILE_KEYS = ("source", "arch", "graph", "checkpoint")
+# What --out receives from build/<name>/ (the metrics JSON is added as metrics.json).
+ARTIFACTS = ("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
+             "passes.json", "verify_failed.json")
+
+
+def flag_keys() -> dict[str, tuple[str, params.Key]]:
+    """Every params key that is a value (not a file), once: flag name -> (key, its Key).
+
+    A key in both model sections (inputs, opencv...) is one flag; its types are the union.
+    """
+    flags: dict[str, tuple[str, params.Key]] = {}
+    for section in (KERAS, TF1, VERIFY):
+        for key, spec in KEYS[section].items():
+            if key not in FILE_KEYS and key not in {k for k, _ in flags.values()}:
+                flags[key.replace("_", "-")] = (key, spec)
+    return flags
+
+
+def is_switch(spec: params.Key) -> bool:
+    """true/false keys become --key/--no-key switches."""
+    return bool in spec.types and not (set(spec.types) - {bool, type(None)})
+
+
+def parse_flag(key: str, spec: params.Key, text: str):
+    """A flag's text as YAML (``[1, 224, 224, 3]``, ``null``, ``1e-3``); a list key also takes ``a,b``."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise KfreezeError(f"--{key.replace('_', '-')}", f"cannot read {text!r}",
+                           "give a YAML value, e.g. [1, 224, 224, 3] or null") from None
+    if list in spec.types and isinstance(value, (str, int, float)) and str not in spec.types:
+        value = [v.strip() for v in text.split(",") if v.strip()]
+    if float in spec.types and isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return value
+
+
+def model_name(path: Path) -> str:
+    """A params name from the file name: lower case, other characters to '_'."""
+    name = re.sub(r"[^a-z0-9_-]", "_", path.stem.lower()).lstrip("-") or "model"
+    return name if NAME_RE.match(name) else "model"
+
+
+def _copy_file(src: Path, dst: Path, what: str) -> None:
+    if not src.exists():
+        raise KfreezeError(src, f"{what} not found", "check the path")
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=False)
+    else:
+        shutil.copyfile(src, dst)  # follows a symlink: the copy is a real file
+
+
+def copy_checkpoint(checkpoint: Path, folder: Path) -> str:
+    """A checkpoint folder, or a prefix (model.ckpt-600 -> its .index/.data-* and 'checkpoint' files)."""
+    if checkpoint.is_dir():
+        _copy_file(checkpoint, folder / checkpoint.name, "checkpoint")
+        return checkpoint.name
+    parts = sorted(checkpoint.parent.glob(glob_escape(checkpoint.name) + ".*"))
+    if not parts:
+        raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",
+                           "give the prefix, e.g. model.ckpt-600, or the checkpoint folder")
+    for part in parts:
+        _copy_file(part, folder / part.name, "checkpoint")
+    return checkpoint.name
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+@dataclass
+class Result:
+    name: str
+    out: Path
+    inputs: list
+    outputs: list
+    opencv: dict  # output -> OpenCV layer name, or {} when OpenCV could not load the graph
+    opencv_error: Optional[str]
+    metrics: dict
+
+
+@contextlib.contextmanager
+def _inside(folder: Path):
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _user_paths(text: str, name: str, files: dict, out: Path) -> str:
+    """The temp project's paths in a message, as the user knows them."""
+    for user in files.values():
+        text = text.replace(f"models/{name}/{Path(user).name}", str(user))
+    return text.replace(f"build/{name}/", f"{out}/")
+
+
+def _rename_where(e: KfreezeError, name: str, files: dict, out: Path) -> KfreezeError:
+    """'params.yaml: models.x.input_shape' -> '--input-shape'; the temp project's paths -> the user's."""
+    where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:(?:models|graphs)\.{re.escape(name)}|verify)\.(\w+)",
+                   lambda m: "--" + m.group(1).replace("_", "-") if m.group(1) not in FILE_KEYS
+                   else files.get(m.group(1), m.group(1)), e.where)
+    where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:models|graphs)\.{re.escape(name)}", "kfreeze run", where)
+    where, problem, fix = _user_paths(f"{where}\x00{e.problem}\x00{e.fix}", name, files, out).split("\x00")
+    return KfreezeError(where, problem, fix)
+
+
+def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optional[Path] = None,
+        graph: Optional[Path] = None, checkpoint: Optional[Path] = None,
+        echo: Callable[[str], None] = print, warn: Callable[[str], None] = None) -> Result:
+    """Freeze, optimize and verify one model; copy the artifacts to ``out``.
+
+    ``settings`` maps params keys (e.g. ``input_shape``) to values, as params.yaml would;
+    what is not given takes the table's default.
+    """
+    from kfreeze import pipeline
+
+    if (source is None) == (graph is None):
+        raise KfreezeError("kfreeze run", "give either SOURCE (a Keras file) or --graph with --checkpoint",
+                           "e.g. kfreeze run model.keras, or kfreeze run --graph g.pbtxt --checkpoint model.ckpt")
+    if graph is not None and checkpoint is None:
+        raise KfreezeError("--graph", "needs --checkpoint", "give the checkpoint prefix or folder")
+    section = KERAS if source is not None else TF1
+    main = Path(source if source is not None else graph)
+    name = model_name(main)
+    out = Path(out) if out is not None else Path(f"{main.stem}_frozen")
+    unknown = sorted(set(settings) - set(KEYS[section]) - set(KEYS[VERIFY]))
+    if unknown:
+        other = "SOURCE (a Keras file)" if section == TF1 else "--graph and --checkpoint"
+        raise KfreezeError(f"--{unknown[0].replace('_', '-')}", f"applies only with {other}",
+                           "leave it out for this model")
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="kfreeze-run-") as tmp:
+        ws = Path(tmp)
+        folder = ws / "models" / name
+        folder.mkdir(parents=True)
+        files = {}
+        entry = {}
+        if section == KERAS:
+            _copy_file(main, folder / main.name, "model file")
+            entry["source"], files["source"] = f"models/{name}/{main.name}", str(source)
+            if arch is not None:
+                _copy_file(Path(arch), folder / Path(arch).name, "architecture file")
+                entry["arch"], files["arch"] = f"models/{name}/{Path(arch).name}", str(arch)
+        else:
+            _copy_file(main, folder / main.name, "graph file")
+            entry["graph"], files["graph"] = f"models/{name}/{main.name}", str(graph)
+            entry["checkpoint"] = f"models/{name}/{copy_checkpoint(Path(checkpoint), folder)}"
+            files["checkpoint"] = str(checkpoint)
+        data_file = settings.get("data")
+        if data_file is not None:  # verify.data is read from models/<name>/
+            _copy_file(Path(data_file), folder / Path(data_file).name, "--data file")
+            settings = {**settings, "data": Path(data_file).name}
+            files["data"] = str(data_file)
+        entry.update({k: v for k, v in settings.items() if k in KEYS[section]})
+        full = {k: entry.get(k, spec.default) for k, spec in KEYS[section].items() if k in entry or not spec.required}
+        verify = {k: settings.get(k, spec.default) for k, spec in KEYS[VERIFY].items()}
+        (ws / params.PARAMS_FILE).write_text(yaml.safe_dump(
+            {KERAS: {name: full} if section == KERAS else {}, TF1: {name: full} if section == TF1 else {},
+             VERIFY: verify}, sort_keys=False))
+        build, metrics = Path("build"), Path("metrics")
+        stages = (("convert", "export") if section == KERAS else ()) + ("freeze", "optimize", "verify")
+        failure = None
+        with _inside(ws):
+            try:
+                for stage in stages:
+                    fn = getattr(pipeline, stage)
+                    args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
+                    kwargs = {"warn": warn} if stage in ("freeze", "verify") else {}
+                    echo(_user_paths(fn(*args, **kwargs), name, files, out))
+            except KfreezeError as e:
+                failure = _rename_where(e, name, files, out)
+        built = ws / build / name
+        if failure is not None and not (built / "verify_failed.json").exists():
+            raise failure
+        out.mkdir(parents=True, exist_ok=True)
+        for artifact in ARTIFACTS:
+            if (built / artifact).is_file():
+                shutil.copyfile(built / artifact, out / artifact)
+            elif (out / artifact).is_file() and artifact == "verify_failed.json":
+                (out / artifact).unlink()
+        metrics_file = ws / metrics / f"{name}.json"
+        if metrics_file.is_file():
+            shutil.copyfile(metrics_file, out / "metrics.json")
+        elif (out / "metrics.json").is_file():
+            (out / "metrics.json").unlink()  # a stale pass must not sit beside a failed verify
+        if failure is not None:
+            raise KfreezeError(failure.where, failure.problem, f"the report is in {out / 'verify_failed.json'}")
+        from kfreeze import graphio
+        names = graphio.read_json(built / "names.json")
+        result_metrics = graphio.read_json(out / "metrics.json")
+        layers, error = opencv_names(out / "optimized.pb", names["outputs"])
+        return Result(name, out, names["inputs"], names["outputs"], layers,
+                      result_metrics.get("opencv_error") or error, result_metrics)
+
+
+def opencv_names(graph_path: Path, outputs: list[str]) -> tuple[dict, Optional[str]]:
+    """The layer name ``net.forward`` takes for each output, as OpenCV itself names the layers.
+
+    Asked of OpenCV in a child process (as verify runs it: a bad graph can crash OpenCV);
+    the candidates are verify's ``opencv_layer``.
+    """
+    from kfreeze import graphio
+    from kfreeze.verify.run import opencv_layer
+
+    graph = graphio.read_graph(graph_path)
+    wanted = [opencv_layer(graph, o) for o in outputs]
+    code = ("import sys, cv2\nnet = cv2.dnn.readNetFromTensorflow(sys.argv[1])\n"
+            "layers = set(net.getLayerNames())\n"
+            "for w in sys.argv[2:]:\n"
+            "    print(next((c for c in w.split('|') if c in layers), ''))\n")
+    try:
+        child = subprocess.run([sys.executable, "-c", code, str(graph_path), *wanted], capture_output=True,
+                               text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return {}, "OpenCV did not load the graph within 300 s"
+    found = child.stdout.splitlines()
+    if child.returncode != 0 or len(found) != len(outputs):
+        lines = (child.stderr.strip().splitlines() or [f"exit code {child.returncode}"])
+        return {}, lines[-1][:300]
+    return {o: f for o, f in zip(outputs, found) if f}, None
+
+
+def report(result: Result) -> list[str]:
+    """What the user types next: file names, and the tensor and layer names for TF and OpenCV."""
+    from kfreeze.optimize.context import placeholder_name
+
+    m = result.metrics
+    lines = [f"wrote {result.out}/: optimized.pb ({m['ops_optimized']} ops, {m['bytes_optimized']} bytes), "
+             f"frozen.pb, metrics.json" + (", signature.json" if (result.out / "signature.json").exists() else ""),
+             "TensorFlow (tf.import_graph_def(graph_def, name='import')):"]
+    for i in result.inputs:
+        lines.append(f"  input   import/{placeholder_name(i)}:0")
+    for o in result.outputs:
+        lines.append(f"  output  import/{o.split(':')[0]}:{o.split(':')[1] if ':' in o else 0}")
+    lines.append("OpenCV (cv2.dnn.readNetFromTensorflow('optimized.pb'); input NCHW):")
+    if result.opencv and len(result.opencv) == len(result.outputs):
+        lines.append(f"  net.forward({[result.opencv[o] for o in result.outputs]!r})" if len(result.outputs) > 1
+                     else f"  net.forward({result.opencv[result.outputs[0]]!r})")
+        lines += [f"  {o} -> {result.opencv[o]!r}" for o in result.outputs if result.opencv[o] != o]
+    else:
+        lines.append(f"  OpenCV cannot run this graph: {result.opencv_error}")
+    return lines

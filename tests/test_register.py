@@ -1,0 +1,102 @@
+"""kfreeze add: files into models/NAME/, the minimal entry into params.yaml with its comments kept."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kfreeze import params
+from kfreeze.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = """# my project
+models:
+  old:                      # keep this comment
+    source: models/old/model.keras
+# TF1 models
+graphs: {}   # none yet
+verify:
+  samples: 8                # fewer
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "models" / "old").mkdir(parents=True)
+    (tmp_path / "models" / "old" / "model.keras").write_bytes(b"old")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "net.keras").write_bytes(b"a model")
+    return tmp_path
+
+
+def add(*args):
+    return CliRunner().invoke(app, ["add", *map(str, args)])
+
+
+def test_add_writes_only_the_new_lines_and_copies_the_file(project):
+    result = add("mynet", "in/net.keras", "--input-shape", "[1, 224, 224, 3]", "--opencv")
+    assert result.exit_code == 0, result.output
+    assert (project / "models" / "mynet" / "net.keras").read_bytes() == b"a model"
+    assert (project / "params.yaml").read_text() == PARAMS.replace(
+        "# TF1 models", "  mynet:\n    source: models/mynet/net.keras\n    input_shape: [1, 224, 224, 3]\n"
+                        "    opencv: true\n# TF1 models")
+    spec = params.model_spec("mynet")
+    assert spec.input_shape == [1, 224, 224, 3] and spec.opencv and spec.precision == "float32"
+    assert result.output.strip().endswith("next: dvc repro")
+
+
+def test_add_a_graph_into_an_empty_flow_section(project):
+    (project / "in" / "g.pbtxt").write_text("node {}")
+    for part in ("model.ckpt-5.index", "model.ckpt-5.data-00000-of-00001"):
+        (project / "in" / part).write_bytes(b"x")
+    result = add("g1", "--graph", "in/g.pbtxt", "--checkpoint", "in/model.ckpt-5", "--outputs", "probs")
+    assert result.exit_code == 0, result.output
+    text = (project / "params.yaml").read_text()
+    assert "graphs:  # none yet\n  g1:\n    graph: models/g1/g.pbtxt\n    checkpoint: models/g1/model.ckpt-5\n" \
+           "    outputs: [probs]\nverify:" in text
+    assert sorted(p.name for p in (project / "models" / "g1").iterdir()) == [
+        "g.pbtxt", "model.ckpt-5.data-00000-of-00001", "model.ckpt-5.index"]
+
+
+def test_an_existing_name_is_refused_and_nothing_changes(project):
+    result = add("old", "in/net.keras")
+    assert result.exit_code == 1 and "params.yaml: models.old: already exists" in result.output
+    assert (project / "params.yaml").read_text() == PARAMS
+    assert (project / "models" / "old" / "model.keras").read_bytes() == b"old"
+
+
+def test_a_bad_value_is_refused_before_anything_is_written(project):
+    result = add("mynet", "in/net.keras", "--precision", "float8")
+    assert result.exit_code == 1 and "models.mynet.precision: must be float32 or float16" in result.output
+    assert (project / "params.yaml").read_text() == PARAMS
+    assert not (project / "models" / "mynet").exists()
+
+
+def test_a_large_source_is_offered_to_dvc(project):
+    big = project / "in" / "big.keras"
+    with big.open("wb") as f:
+        f.truncate(11 * 2**20)
+    result = add("big1", big)  # CliRunner's stdin is no terminal: no prompt, a hint
+    assert result.exit_code == 0, result.output
+    assert "to keep it out of git: dvc add models/big1/big.keras" in result.output
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=project, check=True, env=env)
+    result = add("big2", big, "--dvc-add")
+    assert result.exit_code == 0, result.output
+    assert (project / "models" / "big2" / "big.keras.dvc").is_file()
+    assert "/big.keras" in (project / "models" / "big2" / ".gitignore").read_text()
+
+
+def test_add_the_first_model_of_a_new_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.keras").write_bytes(b"a model")
+    result = add("first", "net.keras")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "params.yaml").read_text() == "models:\n  first:\n    source: models/first/net.keras\ngraphs: {}\n"
+    assert params.model_spec("first").source == "models/first/net.keras"
