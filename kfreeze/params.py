@@ -8,9 +8,8 @@ writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults fi
 ``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
-A stage reads its settings through ``stage_spec``, the same resolution that wrote the file,
-and a key its file does not cover cannot be read (``StageSpec``), so the files cannot lie.
-The stages that read models/<name>/ find its files' hashes in their settings (``model_files``).
+``kfreeze.settings`` writes those files; a stage reads its settings through
+``settings.stage_spec``, the same resolution, and a key its file does not cover cannot be read.
 """
 
 from __future__ import annotations
@@ -210,11 +209,6 @@ def stage_params(section: str) -> dict[str, tuple[str, ...]]:
 STAGE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {s: stage_params(s) for s in MODEL_SECTIONS}
 
 
-def settings_file(build: str | Path, name: str, stage: str) -> Path:
-    """Where the resolve stage writes what ``stage`` reads: BUILD/<name>/settings/<stage>.json."""
-    return Path(build) / name / "settings" / f"{stage}.json"
-
-
 def _spec_fields(sections) -> list[tuple]:
     fields = {}
     for section in sections:
@@ -379,102 +373,3 @@ def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
     _check_types(raw, keys, f"{path}: verify", hint=lambda key: _suggest(key, keys))
     _check_values(raw, keys, f"{path}: verify", "")
     return VerifySpec(**{k: key.convert(raw.get(k, key.default)) for k, key in keys.items()})
-
-
-def _jsonable(value):
-    return [_jsonable(v) for v in value] if isinstance(value, (list, tuple)) else (
-        {k: _jsonable(v) for k, v in value.items()} if isinstance(value, dict) else value)
-
-
-def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]:
-    """{dvc stage: what it reads}, resolved with defaults: what the resolve stage writes per stage."""
-    spec = model_spec(name, path)
-    vspec = verify_spec(path)
-    verify_keys = stage_params(VERIFY)
-    return {stage: {"model": {k: _jsonable(getattr(spec, k)) for k in keys},
-                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}
-            for stage, keys in STAGE_PARAMS[spec.section].items()}
-
-
-def settings_bytes(settings: dict) -> bytes:
-    """Canonical JSON: same settings, same bytes (DVC compares the files by hash)."""
-    import json
-    return (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode()
-
-
-class StageSpec(ModelSpec):
-    """A ModelSpec for one stage: reading a key that stage's settings file does not cover is a bug
-    (DVC would not rerun the stage when that key changes), so it raises."""
-
-    def __getattribute__(self, attr):
-        if attr in object.__getattribute__(self, "_hidden"):
-            raise RuntimeError(f"stage {object.__getattribute__(self, '_stage')} read '{attr}', which its "
-                               "settings file does not cover (add the stage to that key's Key.stages)")
-        return object.__getattribute__(self, attr)
-
-
-def stage_spec(name: str, stage: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
-    """The entry ``name`` as ``stage`` (convert, export, freeze, optimize, verify) may read it."""
-    spec = model_spec(name, path)
-    dvc_stage = stage if spec.is_keras else f"{stage}_tf1"
-    hidden = set(KEYS[spec.section]) - set(STAGE_PARAMS[spec.section].get(dvc_stage, ()))
-    import dataclasses
-    partial = StageSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
-    object.__setattr__(partial, "_hidden", frozenset(hidden))
-    object.__setattr__(partial, "_stage", dvc_stage)
-    return partial
-
-
-# The stages that read the model's own files (models/<name>/): their settings carry the files' hashes.
-FILE_STAGES = ("convert", "verify", "freeze_tf1", "verify_tf1")
-# DVC's and git's bookkeeping beside a 'dvc add'-ed source: not the model's content.
-BOOKKEEPING = (".gitignore", ".dvcignore")
-
-
-def model_files(folder: str | Path) -> dict[str, str]:
-    """{path inside the folder: sha256} of the model's files, sorted; '*.dvc' and .gitignore left out.
-
-    Why not a DVC dependency on models/<name>/: 'dvc add models/<name>/model.keras' writes
-    model.keras.dvc and .gitignore there, which would change that folder's hash and rerun
-    convert and verify for nothing. The resolve stage depends on the folder instead (it is cheap),
-    and a stage reruns only when these hashes change. A symlink is recorded by its target's
-    name, never followed (the stages refuse links that leave the folder).
-    """
-    import hashlib
-    folder = Path(folder)
-    files = {}
-    for file in sorted(folder.rglob("*")):
-        rel = file.relative_to(folder).as_posix()
-        if file.name.endswith(".dvc") or file.name in BOOKKEEPING or (file.is_dir() and not file.is_symlink()):
-            continue
-        if file.is_symlink():
-            files[rel] = "symlink:" + os.readlink(file)
-            continue
-        digest = hashlib.sha256()
-        with open(file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        files[rel] = digest.hexdigest()
-    return files
-
-
-def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path = "build",
-                   models_root: str | Path = "models") -> list[str]:
-    """The resolve stage: validate the entry and write BUILD/<name>/settings/<stage>.json for each stage,
-    with the hashes of the model's files for the stages that read them (``FILE_STAGES``).
-
-    A file whose bytes would not change is left alone (its mtime too)."""
-    from kfreeze import atomic
-    written = []
-    files = None
-    for stage, settings in stage_settings(name, path).items():
-        if stage in FILE_STAGES:
-            files = model_files(Path(models_root) / name) if files is None else files
-            settings = {**settings, "files": files}
-        target = settings_file(build, name, stage)
-        data = settings_bytes(settings)
-        if not (target.is_file() and target.read_bytes() == data):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_bytes(target, data)
-            written.append(stage)
-    return written

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from kfreeze import params
+from kfreeze import params, settings
 from kfreeze.errors import KfreezeError, reading, warn as _warn
 from kfreeze.resolve import where
 
 
 def _keras_spec(name: str, stage: str, params_file) -> params.ModelSpec:
-    spec = params.stage_spec(name, stage, params_file)
+    spec = settings.stage_spec(name, stage, params_file)
     if not spec.is_keras:
         raise KfreezeError(f"{params_file}: graphs.{name}", "a graph + checkpoint model has no convert or export stage",
                            f"run 'kfreeze freeze {name}'")
@@ -29,7 +29,7 @@ def _legacy():
 
 def resolve(name: str, params_file, build: Path) -> str:
     """Validate the entry and write each stage's settings to BUILD/<name>/settings/<stage>.json (no TensorFlow)."""
-    written = params.write_settings(name, params_file, build)
+    written = settings.write_settings(name, params_file, build)
     return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
 
 
@@ -76,7 +76,7 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     from kfreeze import graphio, nodes, policy
     from kfreeze.resolve import graph_and_checkpoint, resolve_names
 
-    spec = params.stage_spec(name, "freeze", params_file)
+    spec = settings.stage_spec(name, "freeze", params_file)
     out = Path(build) / name
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
@@ -99,7 +99,7 @@ def optimize(name: str, params_file, build: Path) -> str:
     from kfreeze import optimize as opt
     from kfreeze.resolve import resolve_dtypes, resolve_shapes
 
-    spec = params.stage_spec(name, "optimize", params_file)
+    spec = settings.stage_spec(name, "optimize", params_file)
     out = Path(build) / name
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
@@ -132,7 +132,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
 
     metrics_file = Path(metrics) / f"{name}.json"
     atomic.clean_stale(metrics_file)  # a killed run's temp file must not reach dvc.lock
-    spec = params.stage_spec(name, "verify", params_file)
+    spec = settings.stage_spec(name, "verify", params_file)
     vspec = params.verify_spec(params_file)
     out = Path(build) / name
     verdict = verify_lib.verify_model(spec, vspec, out)

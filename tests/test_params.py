@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from kfreeze import params
+from kfreeze import params, settings
 from kfreeze.errors import KfreezeError
 
 
@@ -148,7 +148,7 @@ def test_dvc_yaml_stages_depend_on_their_settings_files():
 
 def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):
     path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n")
-    spec = params.stage_spec("m", "optimize", path)
+    spec = settings.stage_spec("m", "optimize", path)
     assert spec.input_shape is None and spec.precision == "float32"
     with pytest.raises(RuntimeError, match="stage optimize read 'source'"):
         spec.source
@@ -156,21 +156,21 @@ def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):
 
 def test_settings_files_are_canonical_and_per_stage(tmp_path):
     path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    outputs: [p]\n")
-    settings = params.stage_settings("m", path)
-    assert settings["freeze"] == {"model": {"trust_code": False, "inputs": [], "outputs": ["p"]}, "verify": {}}
-    assert "outputs" not in settings["convert"]["model"] and settings["verify"]["verify"]["atol"] == 1.0e-4
+    resolved = settings.stage_settings("m", path)
+    assert resolved["freeze"] == {"model": {"trust_code": False, "inputs": [], "outputs": ["p"]}, "verify": {}}
+    assert "outputs" not in resolved["convert"]["model"] and resolved["verify"]["verify"]["atol"] == 1.0e-4
     models = tmp_path / "models"
     (models / "m").mkdir(parents=True)
     (models / "m" / "a.keras").write_bytes(b"weights")
-    assert params.write_settings("m", path, tmp_path / "b", models) == list(settings)
-    assert params.write_settings("m", path, tmp_path / "b", models) == []  # unchanged bytes: nothing rewritten
+    assert settings.write_settings("m", path, tmp_path / "b", models) == list(resolved)
+    assert settings.write_settings("m", path, tmp_path / "b", models) == []  # unchanged bytes: nothing rewritten
     # 'dvc add models/m/a.keras' adds a.keras.dvc and .gitignore: no stage's settings change
     (models / "m" / "a.keras.dvc").write_text("outs: ...")
     (models / "m" / ".gitignore").write_text("/a.keras\n")
-    assert params.write_settings("m", path, tmp_path / "b", models) == []
+    assert settings.write_settings("m", path, tmp_path / "b", models) == []
     # new weights: exactly the stages that read the model's files
     (models / "m" / "a.keras").write_bytes(b"retrained")
-    assert params.write_settings("m", path, tmp_path / "b", models) == ["convert", "verify"]
+    assert settings.write_settings("m", path, tmp_path / "b", models) == ["convert", "verify"]
 
 
 def test_every_key_has_a_reader_and_the_specs_have_every_key():
