@@ -26,7 +26,9 @@ def params_text() -> str:
     models = {name: copy.deepcopy({**template, **defaults, "source": f"models/{name}/model.keras"})
               for name in ("alpha", "beta")}
     project = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = {"models": models, "graphs": {}, "verify": {**project["verify"], "samples": 4, "seed": 0}}
+    # atol written out: the README's walkthrough edits it with sed (a default is not in the file).
+    params = {"models": models, "graphs": {},
+              "verify": {**project["verify"], "samples": 4, "seed": 0, "atol": 1.0e-4}}
     return yaml.safe_dump(params, sort_keys=False)
 
 
