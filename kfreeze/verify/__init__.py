@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, opencv_layer, run_batched,
                                 run_checkpoint_graph, run_graph, run_keras, run_opencv, session_config)
 
-
+# The names above are this package's public API (kfreeze.verify.X); the modules hold them.
+__all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
+           "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
+           "fixed_batch", "opencv_layer", "run_batched", "run_checkpoint_graph", "run_graph", "run_keras",
+           "run_opencv", "session_config"]
 
 
 @dataclass
