@@ -9,7 +9,8 @@ checked against opencv-python-headless 4.14) keeps each node's name as its layer
   none, an ``Add``/``AddV2``: it renames AddV2 to Add first) into the ``MatMul`` before it: the
   layer takes the conv's or MatMul's name;
 - a ``Reshape`` to rank 4 adds a permute layer ``<name>/nchw`` after itself (unless the first two
-  dimensions are 1 or -1), and that permute holds the NHWC result.
+  dimensions are 1 or -1): that permute holds the result in NCHW order, as every 4-D layer does, so
+  it is the name to fetch (the layer ``<name>`` holds it in NHWC order).
 
 Pure functions on a GraphDef (no OpenCV, no TensorFlow session): the optimizer uses them to give
 every output a layer of its own name, ``kfreeze nodes`` to show the name; verify proves it by
@@ -52,7 +53,6 @@ def fused_into(graph, node, by_name: dict | None = None) -> str | None:
 
 
 def _reshape_permutes(node, by_name: dict) -> bool:
-    """A Reshape to rank 4 from a constant shape: OpenCV puts a permute layer '<name>/nchw' after it."""
     if node.op != "Reshape" or len(node.input) < 2:
         return False
     shape = by_name.get(split_tensor(node.input[1])[0])
@@ -62,11 +62,17 @@ def _reshape_permutes(node, by_name: dict) -> bool:
     return dims.size == 4 and not all(abs(int(d)) == 1 for d in dims[:2])
 
 
-def own_layer(graph, node, by_name: dict | None = None) -> bool:
-    """OpenCV makes a layer named ``node.name`` that holds ``node``'s value as its last layer."""
+def folded(graph, node, by_name: dict | None = None) -> bool:
+    """OpenCV has no layer named ``node.name``: it drops the op, or folds it into the layer before."""
     by_name = by_name if by_name is not None else {n.name: n for n in graph.node}
-    return node.op not in DROPPED + NO_LAYER and fused_into(graph, node, by_name) is None \
-        and not _reshape_permutes(node, by_name)
+    return node.op in DROPPED or fused_into(graph, node, by_name) is not None
+
+
+def reshape_permutes(graph, node, by_name: dict | None = None) -> bool:
+    """A Reshape to rank 4 (from a constant shape): OpenCV's layer of its name holds the values in
+    NHWC order, and the permute '<name>/nchw' after it holds them as NCHW, like every 4-D layer."""
+    by_name = by_name if by_name is not None else {n.name: n for n in graph.node}
+    return _reshape_permutes(node, by_name)
 
 
 def layer_name(graph, output: str) -> str | None:

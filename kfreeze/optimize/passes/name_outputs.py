@@ -21,10 +21,11 @@ def name_outputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     when OpenCV keeps ``y`` as a layer of its own (``kfreeze.opencv_names``).
 
     Then every float output OpenCV would still not name after itself (an Identity
-    it drops, a bias add it folds into the MatMul or conv before it, a Reshape it
-    follows with a permute) becomes ``out = Mul(y, 1)``: exact in TF (``y * 1`` is
-    ``y`` bit for bit), and a layer named ``out`` in OpenCV, so ``net.forward('out')``
-    works. Hand-written: no TF tool knows OpenCV's layer names.
+    it drops, a bias add it folds into the MatMul or conv before it) becomes
+    ``out = Mul(y, 1)``: exact in TF (``y * 1`` is ``y`` bit for bit), and a layer
+    named ``out`` in OpenCV, so ``net.forward('out')`` works. Not for a Reshape to
+    rank 4: OpenCV permutes its result into ``out/nchw``, the name to fetch (a Mul
+    would read the NHWC-ordered values). Hand-written: no TF tool knows OpenCV's names.
     """
     return _opencv_layers(_rename(graph, ctx), ctx)
 
@@ -46,7 +47,7 @@ def _rename(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
             continue
         if producer.attr["T"].type and node.attr["T"].type != producer.attr["T"].type:
             continue
-        if not opencv_names.own_layer(graph, producer, by_name):
+        if opencv_names.folded(graph, producer, by_name):
             continue  # renamed, it would still not be OpenCV's layer name: the Identity becomes a Mul below
         mapping[src] = name
     if not mapping:
@@ -74,9 +75,9 @@ def _opencv_layers(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
         if node.op == "Identity":
             by_name = {n.name: n for n in graph.node}
             src = by_name.get(split_tensor(node.input[0])[0]) if node.input else None
-            if src is None or src.op == "Const":
-                continue  # a constant output: OpenCV has no layer for it
-        elif opencv_names.own_layer(graph, node) or node.op in opencv_names.DROPPED + opencv_names.NO_LAYER:
+            if src is None or src.op == "Const" or opencv_names.reshape_permutes(graph, src, by_name):
+                continue  # no layer for a constant; a Mul after a rank-4 Reshape would be NHWC in OpenCV
+        elif not opencv_names.folded(graph, node) or node.op in opencv_names.DROPPED:
             continue
         if node.attr["T"].type not in FLOATS:
             continue
