@@ -123,11 +123,11 @@ def optimize(name: str, params_file, build: Path) -> str:
             + opencv_names_note({o: opencv_names.layer_name(graph, o) for o in outputs}))
 
 
-def opencv_names_note(names: dict | None) -> str:
-    """'' when ``net.forward`` takes every output's own name, else which name it takes for which output."""
+def opencv_names_note(names: dict | None, always: bool = False) -> str:
+    """Which name ``net.forward`` takes for which output: '' when each takes its own (unless ``always``)."""
     other = {o: n for o, n in (names or {}).items() if n != o.split(":")[0]}
     if not other:
-        return ""
+        return " (net.forward takes the output names)" if always and names else ""
     return "; OpenCV net.forward names: " + ", ".join(
         f"{o} -> {n!r}" if n else f"{o} -> none (OpenCV has no layer for it)" for o, n in other.items())
 
@@ -157,7 +157,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
                            f"the report is in {report} (no {metrics_file} is written for a failed verify)")
     report.unlink(missing_ok=True)
     graphio.write_json(metrics_file, result)
-    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}{opencv_names_note(result['opencv_names'])}"
+    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}{opencv_names_note(result['opencv_names'], True)}"
            if result["opencv_error"] is None else verify_lib.opencv_failure(result))
     return (f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
             f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "

@@ -60,6 +60,7 @@ def test_opencv_takes_the_output_names_and_they_are_recorded(two_io_run):
     'reg', verify called it so, and --out's names.json and signature.json say it."""
     tmp, _, result = two_io_run
     assert "  net.forward(['cls', 'reg'])" in result.output.splitlines()
+    assert "OpenCV max_abs_diff" in result.output and "(net.forward takes the output names)" in result.output
     out = tmp / "out"
     assert json.loads((out / "metrics.json").read_text())["opencv_names"] == {"cls": "cls", "reg": "reg"}
     assert json.loads((out / "names.json").read_text())["opencv_outputs"] == ["cls", "reg"]
