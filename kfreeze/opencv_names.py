@@ -52,16 +52,6 @@ def fused_into(graph, node, by_name: dict | None = None) -> str | None:
     return None
 
 
-def _reshape_permutes(node, by_name: dict) -> bool:
-    if node.op != "Reshape" or len(node.input) < 2:
-        return False
-    shape = by_name.get(split_tensor(node.input[1])[0])
-    if shape is None or shape.op != "Const":
-        return False
-    dims = np.asarray(tf.make_ndarray(shape.attr["value"].tensor)).reshape(-1)
-    return dims.size == 4 and not all(abs(int(d)) == 1 for d in dims[:2])
-
-
 def folded(graph, node, by_name: dict | None = None) -> bool:
     """OpenCV has no layer named ``node.name``: it drops the op, or folds it into the layer before."""
     by_name = by_name if by_name is not None else {n.name: n for n in graph.node}
@@ -72,7 +62,13 @@ def reshape_permutes(graph, node, by_name: dict | None = None) -> bool:
     """A Reshape to rank 4 (from a constant shape): OpenCV's layer of its name holds the values in
     NHWC order, and the permute '<name>/nchw' after it holds them as NCHW, like every 4-D layer."""
     by_name = by_name if by_name is not None else {n.name: n for n in graph.node}
-    return _reshape_permutes(node, by_name)
+    if node.op != "Reshape" or len(node.input) < 2:
+        return False
+    shape = by_name.get(split_tensor(node.input[1])[0])
+    if shape is None or shape.op != "Const":
+        return False
+    dims = np.asarray(tf.make_ndarray(shape.attr["value"].tensor)).reshape(-1)
+    return dims.size == 4 and not all(abs(int(d)) == 1 for d in dims[:2])
 
 
 def layer_name(graph, output: str) -> str | None:
@@ -88,4 +84,4 @@ def layer_name(graph, output: str) -> str | None:
     fused = fused_into(graph, node, by_name)
     if fused is not None:
         return fused
-    return f"{name}/nchw" if _reshape_permutes(node, by_name) else name
+    return f"{name}/nchw" if reshape_permutes(graph, node, by_name) else name
