@@ -1,0 +1,64 @@
+"""How many convs and matmuls a TensorFlow session actually runs fused.
+
+The file kfreeze writes holds only standard ops; at session creation TF's own
+Grappler (the remapper) fuses ``Conv2D + BiasAdd (+ activation)`` into
+``_FusedConv2D`` and the like. Whether it did is only visible in the graphs the
+session executed: ``RunOptions(output_partition_graphs=True)`` returns them in
+``RunMetadata.partition_graphs``. Those are counted here, not guessed from patterns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from kfreeze.tfenv import tf
+from tensorflow.core.framework import graph_pb2
+
+# op executed bare -> the fused op TF's remapper (or oneDNN, as _Mkl*) replaces it with
+LINEAR_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+FUSED_OPS = ("_FusedConv2D", "_FusedDepthwiseConv2dNative", "_FusedMatMul",
+             "_MklFusedConv2D", "_MklFusedDepthwiseConv2dNative", "_MklFusedMatMul",
+             "_MklNativeFusedConv2D", "_MklNativeFusedDepthwiseConv2dNative", "_MklNativeFusedMatMul")
+BARE_OPS = LINEAR_OPS + tuple(f"_Mkl{op}" for op in LINEAR_OPS) + tuple(f"_MklNative{op}" for op in LINEAR_OPS)
+
+
+def executed_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetches: list[str],
+                   threads: int = 1) -> graph_pb2.GraphDef:
+    """The graph a ``tf.compat.v1.Session`` ran for ``fetches`` (tensor names, 'node:0'),
+    after the session's own rewrites: its partition graphs, merged into one GraphDef."""
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+    options = tf.compat.v1.RunOptions(output_partition_graphs=True)
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(graph, name="")
+        with tf.compat.v1.Session(graph=g, config=config) as sess:
+            sess.run(fetches, feed_dict=feeds, options=options, run_metadata=metadata)
+    merged = graph_pb2.GraphDef()
+    for part in metadata.partition_graphs:
+        merged.node.extend(part.node)
+    return merged
+
+
+def runtime_fusion(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetches: list[str],
+                   threads: int = 1) -> dict:
+    """Conv/matmul ops a TF session executes fused vs bare, for ``graph`` fed ``feeds``.
+
+    ``feeds``: tensor name ('input:0') -> value; ``fetches``: tensor names to run.
+    Returns ``{"fused": n, "bare": n, "share": fused / (fused + bare) or None if there are
+    none, "fused_ops": {op: n}, "bare_ops": {op: n}, "fused_with": {fused_ops attr: n}}``;
+    ``fused_with`` names what each fusion absorbed, e.g. ``"BiasAdd,Relu"``.
+    Run under kfreeze's environment (``import kfreeze`` first: ONEDNN_MAX_CPU_ISA=AVX2,
+    TF_ENABLE_ONEDNN_OPTS=0), as the verify stage and the benchmark do.
+    """
+    executed = executed_graph(graph, feeds, fetches, threads)
+    ops = Counter(n.op for n in executed.node)
+    fused = {op: ops[op] for op in FUSED_OPS if ops[op]}
+    bare = {op: ops[op] for op in BARE_OPS if ops[op]}
+    with_ = Counter(",".join(a.decode() for a in n.attr["fused_ops"].list.s)
+                    for n in executed.node if n.op in FUSED_OPS)
+    total = sum(fused.values()) + sum(bare.values())
+    return {"fused": sum(fused.values()), "bare": sum(bare.values()),
+            "share": sum(fused.values()) / total if total else None,
+            "fused_ops": fused, "bare_ops": bare, "fused_with": dict(sorted(with_.items()))}
