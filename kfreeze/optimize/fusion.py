@@ -13,10 +13,11 @@ from collections import Counter
 
 import numpy as np
 
+from kfreeze.nodes import split_tensor
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 
-# op executed bare -> the fused op TF's remapper (or oneDNN, as _Mkl*) replaces it with
+# What TF's remapper (or, with TF_ENABLE_ONEDNN_OPTS=1, oneDNN as _Mkl*) runs for a conv/matmul.
 LINEAR_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 FUSED_OPS = ("_FusedConv2D", "_FusedDepthwiseConv2dNative", "_FusedMatMul",
              "_MklFusedConv2D", "_MklFusedDepthwiseConv2dNative", "_MklFusedMatMul",
@@ -47,8 +48,10 @@ def runtime_fusion(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetc
 
     ``feeds``: tensor name ('input:0') -> value; ``fetches``: tensor names to run.
     Returns ``{"fused": n, "bare": n, "share": fused / (fused + bare) or None if there are
-    none, "fused_ops": {op: n}, "bare_ops": {op: n}, "fused_with": {fused_ops attr: n}}``;
-    ``fused_with`` names what each fusion absorbed, e.g. ``"BiasAdd,Relu"``.
+    none, "fused_ops": {op: n}, "bare_ops": {op: n}, "fused_with": {fused_ops attr: n},
+    "bare_readers": {op: n}}``. ``fused_with`` names what each fusion absorbed, e.g.
+    ``"BiasAdd,Relu"``; ``bare_readers`` the ops that read a bare conv/matmul (a BiasAdd
+    there is a missed fusion; a ConcatV2 or AddV2, a conv with no bias to fuse).
     Run under kfreeze's environment (``import kfreeze`` first: ONEDNN_MAX_CPU_ISA=AVX2,
     TF_ENABLE_ONEDNN_OPTS=0), as the verify stage and the benchmark do.
     """
@@ -58,7 +61,11 @@ def runtime_fusion(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetc
     bare = {op: ops[op] for op in BARE_OPS if ops[op]}
     with_ = Counter(",".join(a.decode() for a in n.attr["fused_ops"].list.s)
                     for n in executed.node if n.op in FUSED_OPS)
+    bare_names = {n.name for n in executed.node if n.op in BARE_OPS}
+    readers = Counter(n.op for n in executed.node
+                      if any(split_tensor(i)[0] in bare_names for i in n.input if not i.startswith("^")))
     total = sum(fused.values()) + sum(bare.values())
     return {"fused": sum(fused.values()), "bare": sum(bare.values()),
             "share": sum(fused.values()) / total if total else None,
-            "fused_ops": fused, "bare_ops": bare, "fused_with": dict(sorted(with_.items()))}
+            "fused_ops": fused, "bare_ops": bare, "fused_with": dict(sorted(with_.items())),
+            "bare_readers": dict(sorted(readers.items()))}
