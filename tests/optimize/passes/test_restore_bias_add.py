@@ -35,8 +35,7 @@ CASES = HOISTED + [("conv", "keras_bias"), ("conv", "bias_add")]
 @pytest.mark.parametrize("kind,bias", CASES)
 def test_bias_follows_its_conv_and_outputs_stay(kind, bias, rng):
     graph = residual_block_graph(kind, rng, bias)
-    c = ctx()
-    new, _ = optimize(graph, c)
+    new, _ = optimize(graph, ctx())
     assert bare_linear(new) == {}, new
     x = rng.normal(size=[1, 6] if kind == "matmul" else [1, 6, 6, 4]).astype(np.float32)
     assert rel_err(run(new, {"x:0": x}), run(graph, {"x:0": x})) < 1e-5
@@ -48,6 +47,11 @@ def test_negative_control_old_pipeline_hoists_the_bias(kind, bias, rng):
     """Without the pass Grappler's sum leaves the conv bare: the check above would fail."""
     old, _ = optimize(residual_block_graph(kind, rng, bias), ctx(), pipeline=WITHOUT)
     assert list(bare_linear(old).values()) == ["AddN"]
+
+
+def test_opencv_mode_too(rng):
+    new, _ = optimize(residual_block_graph("conv", rng), ctx(opencv=True))
+    assert bare_linear(new) == {} and ops(new)["Add"] == 1 and "AddV2" not in ops(new)
 
 
 def test_no_bias_gets_none(rng):
