@@ -9,10 +9,18 @@ session executed: ``RunOptions(output_partition_graphs=True)`` returns them in
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
+from kfreeze import graphio
+from kfreeze.errors import KfreezeError
 from kfreeze.nodes import split_tensor
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
@@ -69,3 +77,39 @@ def runtime_fusion(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetc
             "share": sum(fused.values()) / total if total else None,
             "fused_ops": fused, "bare_ops": bare, "fused_with": dict(sorted(with_.items())),
             "bare_readers": dict(sorted(readers.items()))}
+
+
+def runtime_fusion_isolated(graph_path: str | Path, feeds: dict[str, np.ndarray], fetches: list[str],
+                            onednn: bool, threads: int = 1, timeout: float = 600) -> dict:
+    """``runtime_fusion`` of the graph file in a fresh Python process, with oneDNN's TF rewrites
+    on or off (``TF_ENABLE_ONEDNN_OPTS``). TensorFlow reads that switch once, when it loads,
+    so a process cannot measure both; kfreeze turns it off for repeatable numbers, while TF
+    turns it on by default on CPUs with AVX-512 VNNI, and only then fuses depthwise convs,
+    swish and residual adds. ONEDNN_MAX_CPU_ISA stays kfreeze's (AVX2 unless KFREEZE_CPU_ISA)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = Path(tmp) / "feeds.npz"
+        np.savez(arrays, *feeds.values())
+        cmd = [sys.executable, "-m", "kfreeze.optimize.fusion", str(graph_path), str(arrays),
+               json.dumps(list(feeds)), json.dumps(list(fetches)), str(threads)]
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0",
+               "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        raise KfreezeError(str(graph_path), f"the fusion measurement failed ({last})",
+                           "run it with runtime_fusion in this process to see the error")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _main(argv: list[str]) -> None:
+    graph_path, arrays, names, fetches, threads = argv
+    with np.load(arrays) as data:
+        values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    feeds = dict(zip(json.loads(names), values))
+    result = runtime_fusion(graphio.read_graph(graph_path), feeds, json.loads(fetches), int(threads))
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from kfreeze.optimize import PASSES, optimize
-from kfreeze.optimize.fusion import runtime_fusion
+from kfreeze import graphio
+from kfreeze.optimize.fusion import runtime_fusion, runtime_fusion_isolated
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import const, ctx, residual_block_graph
 
@@ -42,3 +44,18 @@ def test_optimize_makes_the_hoisted_conv_fused(rng):
     new, _ = optimize(graph, ctx())
     assert runtime_fusion(old, X, ["out:0"])["share"] == 0.5
     assert runtime_fusion(new, X, ["out:0"])["share"] == 1.0
+
+
+@pytest.mark.slow  # two fresh TensorFlow processes
+def test_isolated_measures_both_onednn_settings(rng, tmp_path):
+    """A depthwise conv + BiasAdd runs fused only with oneDNN's rewrites (TF 2.21 CPU)."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 6, 6, 4], name="x")
+        y = tf.nn.depthwise_conv2d(x, const(rng, 3, 3, 4, 1), [1, 1, 1, 1], "SAME")
+        tf.nn.relu6(tf.nn.bias_add(y, const(rng, 4)), name="out")
+    path = tmp_path / "dw.pb"
+    graphio.write_graph(g.as_graph_def(), path)
+    off = runtime_fusion_isolated(path, X, ["out:0"], onednn=False)
+    on = runtime_fusion_isolated(path, X, ["out:0"], onednn=True)
+    assert (off["fused"], off["bare"]) == (0, 1)
+    assert (on["fused"], on["bare"], on["fused_with"]) == (1, 0, {"BiasAdd,Relu6": 1})
