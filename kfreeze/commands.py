@@ -67,17 +67,16 @@ def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
 def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."),
           limit: int = typer.Option(10, help="How many candidates of each kind to list."),
           debug: bool = DebugOpt):
-    """List the likely input and output nodes of a graph, most likely first."""
+    """List the likely input and output nodes of a graph, most likely first.
+
+    On a frozen graph (no variables) each output also shows the layer name OpenCV dnn gives it:
+    the name to pass to net.forward.
+    """
     from kfreeze import graphio
     from kfreeze import nodes as nodes_lib
 
-    inputs, outputs = nodes_lib.discover(graphio.read_graph(graph))
-    for title, cands in (("inputs", inputs), ("outputs", outputs)):
-        typer.echo(f"{title}:")
-        if not cands:
-            typer.echo("  (none found)")
-        for c in cands[:limit]:
-            typer.echo(f"  {c.name:<40} {c.op:<18} {c.dtype:<10} {c.shape}")
+    for line in nodes_lib.listing(graphio.read_graph(graph), limit):
+        typer.echo(line)
 
 
 def _with_param_flags(fn):

@@ -255,3 +255,25 @@ def _inferred(graph: graph_pb2.GraphDef, cands: list[Candidate]) -> list[Candida
                          for t in op.outputs) or c.shape
         out.append(Candidate(c.name, c.op, dtype, shape, c.score))
     return out
+
+
+VARIABLE_OPS = ("VariableV2", "VarHandleOp", "Variable")
+
+
+def listing(graph: graph_pb2.GraphDef, limit: int = 10) -> list[str]:
+    """``kfreeze nodes``' lines: the likely inputs and outputs, and on a frozen graph the layer
+    name OpenCV dnn gives each output (``-``: none; OpenCV has no layer for a constant or an input)."""
+    from kfreeze import opencv_names
+
+    inputs, outputs = discover(graph)
+    frozen = not any(n.op in VARIABLE_OPS for n in graph.node)
+    lines = []
+    for title, cands in (("inputs", inputs), ("outputs", outputs)):
+        rows = [f"  {c.name:<40} {c.op:<18} {c.dtype:<10} {c.shape}" for c in cands[:limit]]
+        if frozen and title == "outputs" and rows:
+            width = max(len(r) for r in rows) + 2
+            lines.append(f"{title + ':':<{width}}OpenCV net.forward name")
+            lines += [f"{r:<{width}}{opencv_names.layer_name(graph, c.name) or '-'}" for r, c in zip(rows, cands)]
+        else:
+            lines += [f"{title}:"] + (rows or ["  (none found)"])
+    return lines

@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -106,7 +105,7 @@ class Result:
     out: Path
     inputs: list
     outputs: list
-    opencv: dict  # output -> OpenCV layer name, or {} when OpenCV could not load the graph
+    opencv: dict  # output -> the layer name verify called net.forward with, or {} when OpenCV failed
     opencv_error: Optional[str]
     metrics: dict
 
@@ -220,38 +219,29 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
         if failure is not None:
             raise KfreezeError(failure.where, failure.problem, f"the report is in {out / 'verify_failed.json'}")
         from kfreeze import graphio
+        from kfreeze.verify.run import opencv_failure
         names = graphio.read_json(built / "names.json")
         result_metrics = graphio.read_json(out / "metrics.json")
-        layers, error = opencv_names(out / "optimized.pb", names["outputs"])
+        layers = result_metrics.get("opencv_names") or {}
+        record_opencv_names(out, names["outputs"], layers)
         return Result(name, out, names["inputs"], names["outputs"], layers,
-                      result_metrics.get("opencv_error") or error, result_metrics)
+                      result_metrics.get("opencv_error") and opencv_failure(result_metrics), result_metrics)
 
 
-def opencv_names(graph_path: Path, outputs: list[str]) -> tuple[dict, Optional[str]]:
-    """The layer name ``net.forward`` takes for each output, as OpenCV itself names the layers.
-
-    Asked of OpenCV in a child process (as verify runs it: a bad graph can crash OpenCV);
-    the candidates are verify's ``opencv_layer``.
-    """
+def record_opencv_names(out: Path, outputs: list[str], layers: dict) -> None:
+    """The name ``net.forward`` takes per output, as verify called it, into --out's names.json
+    (``opencv_outputs``, beside ``outputs``) and signature.json (``opencv_name`` of each output)."""
     from kfreeze import graphio
-    from kfreeze.verify.run import opencv_layer
 
-    graph = graphio.read_graph(graph_path)
-    wanted = [opencv_layer(graph, o) for o in outputs]
-    code = ("import sys, cv2\nnet = cv2.dnn.readNetFromTensorflow(sys.argv[1])\n"
-            "layers = set(net.getLayerNames())\n"
-            "for w in sys.argv[2:]:\n"
-            "    print(next((c for c in w.split('|') if c in layers), ''))\n")
-    try:
-        child = subprocess.run([sys.executable, "-c", code, str(graph_path), *wanted], capture_output=True,
-                               text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        return {}, "OpenCV did not load the graph within 300 s"
-    found = child.stdout.splitlines()
-    if child.returncode != 0 or len(found) != len(outputs):
-        lines = (child.stderr.strip().splitlines() or [f"exit code {child.returncode}"])
-        return {}, lines[-1][:300]
-    return {o: f for o, f in zip(outputs, found) if f}, None
+    names = graphio.read_json(out / "names.json")
+    names["opencv_outputs"] = [layers.get(o) for o in outputs]
+    graphio.write_json(out / "names.json", names)
+    if (out / "signature.json").is_file():
+        signature = graphio.read_json(out / "signature.json")
+        for entry in signature.get("outputs", []):
+            if entry.get("name") in layers:
+                entry["opencv_name"] = layers[entry["name"]]
+        graphio.write_json(out / "signature.json", signature)
 
 
 def report(result: Result) -> list[str]:
@@ -272,5 +262,5 @@ def report(result: Result) -> list[str]:
                      else f"  net.forward({result.opencv[result.outputs[0]]!r})")
         lines += [f"  {o} -> {result.opencv[o]!r}" for o in result.outputs if result.opencv[o] != o]
     else:
-        lines.append(f"  OpenCV cannot run this graph: {result.opencv_error}")
+        lines.append(f"  {result.opencv_error}")
     return lines

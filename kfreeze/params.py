@@ -298,8 +298,29 @@ def model_spec(name: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
         if name in (data.get(section) or {}):
             return parse_model(name, data[section][name], path, section)
     known = [*(data.get(KERAS) or {}), *(data.get(TF1) or {})]
+    if looks_like_a_file(name):
+        raise not_a_name(name)
     raise KfreezeError(path, f"no model '{name}' under 'models:' or 'graphs:'{_suggest(name, known)}",
                        f"models are: {', '.join(known)}")
+
+
+GRAPH_SUFFIXES = (".pb", ".pbtxt", ".meta")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".json") + GRAPH_SUFFIXES
+
+
+def looks_like_a_file(name: str) -> bool:
+    """A path where a model name belongs: a '/', a model file's suffix, or an existing file."""
+    return "/" in name or "\\" in name or Path(name).suffix.lower() in MODEL_SUFFIXES or Path(name).is_file()
+
+
+def not_a_name(name: str) -> KfreezeError:
+    """The stage commands take a params.yaml name; a file goes to 'kfreeze run' or 'kfreeze add'."""
+    if Path(name).suffix.lower() in GRAPH_SUFFIXES:
+        run, add = f"kfreeze run --graph {name} --checkpoint CKPT", f"kfreeze add NAME --graph {name} --checkpoint CKPT"
+    else:
+        run, add = f"kfreeze run {name}", f"kfreeze add NAME {name}"
+    return KfreezeError(name, "is a file path; this command takes a model name from params.yaml",
+                        f"to freeze a single file use '{run}' (or '{add}' to register it)")
 
 
 def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS) -> ModelSpec:

@@ -117,8 +117,19 @@ def optimize(name: str, params_file, build: Path) -> str:
         raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
     graphio.write_graph(graph, out / "optimized.pb")
     graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
+    from kfreeze import opencv_names
     return (f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
-            f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})")
+            f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})"
+            + opencv_names_note({o: opencv_names.layer_name(graph, o) for o in outputs}))
+
+
+def opencv_names_note(names: dict | None, always: bool = False) -> str:
+    """Which name ``net.forward`` takes for which output: '' when each takes its own (unless ``always``)."""
+    other = {o: n for o, n in (names or {}).items() if n != o.split(":")[0]}
+    if not other:
+        return " (net.forward takes the output names)" if always and names else ""
+    return "; OpenCV net.forward names: " + ", ".join(
+        f"{o} -> {n!r}" if n else f"{o} -> none (OpenCV has no layer for it)" for o, n in other.items())
 
 
 def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[str], None] = _warn) -> str:
@@ -146,8 +157,8 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
                            f"the report is in {report} (no {metrics_file} is written for a failed verify)")
     report.unlink(missing_ok=True)
     graphio.write_json(metrics_file, result)
-    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}" if result["opencv_error"] is None
-           else f"OpenCV failed: {result['opencv_error']}")
+    ocv = (f"OpenCV max_abs_diff {result['opencv_max_abs_diff']:.3g}{opencv_names_note(result['opencv_names'], True)}"
+           if result["opencv_error"] is None else verify_lib.opencv_failure(result))
     return (f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
             f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "
             f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")

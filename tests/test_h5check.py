@@ -182,3 +182,20 @@ def test_check_weights_message_names_file_layer_and_sizes(files, spy):
     line = str(e.value)
     assert "layer 'd' needs 25 values" in line and "re-save it" in line, line
     assert json.dumps(str(big))[1:-1] in line
+
+
+def test_an_attribute_declaring_more_than_the_file_holds_is_refused(tmp_path):
+    """Attribute sizes need no bound of kfreeze's own: libhdf5 keeps an attribute's data in its
+    header message and refuses a dataspace larger than the message. A hand-edited attribute
+    that declares 2e9 bytes in a small file is refused in the child, as a damaged file."""
+    import struct
+
+    path = tmp_path / "attr.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("g").attrs["config"] = np.zeros(12345, np.uint8)
+    data = path.read_bytes()
+    assert data.count(struct.pack("<Q", 12345)) == 2  # the dataspace's size and maximum size
+    path.write_bytes(data.replace(struct.pack("<Q", 12345), struct.pack("<Q", 2 * 10**9)))
+    assert path.stat().st_size < 2**20
+    with pytest.raises(KfreezeError, match=r"attr\.h5: not a readable HDF5 file \(.*ran off end of input buffer"):
+        h5check.check(path)

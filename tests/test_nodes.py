@@ -145,3 +145,26 @@ def test_discover_ignores_a_tf_losses_loss():
 def test_discover_lists_only_the_inference_head_as_output():
     _, outputs = nodes.discover(tf1_graph())
     assert [c.name for c in outputs] == ["softmax_tensor"]
+
+
+def _head_graph(variable: bool):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", [4, 3]) if variable else tf.ones([4, 3])
+        logits = tf.nn.bias_add(tf.matmul(x, w, name="dense/MatMul"), tf.ones([3]), name="logits")
+        tf.nn.softmax(logits, name="probs")
+        tf.identity(logits, name="raw")
+    return g.as_graph_def()
+
+
+def test_listing_shows_the_opencv_name_of_each_output_of_a_frozen_graph():
+    lines = nodes.listing(_head_graph(variable=False))
+    header = next(ln for ln in lines if ln.startswith("outputs:"))
+    col = header.index("OpenCV net.forward name")
+    rows = {ln.split()[0]: ln[col:].strip() for ln in lines[lines.index(header) + 1:]}
+    # the bias add is fused into the MatMul layer, and OpenCV drops the Identity
+    assert rows == {"probs": "probs", "raw": "dense/MatMul"}
+
+
+def test_listing_shows_no_opencv_names_for_a_graph_with_variables():
+    assert not any("OpenCV" in ln for ln in nodes.listing(_head_graph(variable=True)))

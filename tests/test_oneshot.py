@@ -55,6 +55,18 @@ def test_run_writes_the_artifacts_and_prints_the_names(two_io_run):
     assert not list(tmp.glob("kfreeze-run-*"))
 
 
+def test_opencv_takes_the_output_names_and_they_are_recorded(two_io_run):
+    """reg is a linear Dense: OpenCV used to fold it into 'two/reg/MatMul'. Now net.forward takes
+    'reg', verify called it so, and --out's names.json and signature.json say it."""
+    tmp, _, result = two_io_run
+    assert "  net.forward(['cls', 'reg'])" in result.output.splitlines()
+    assert "OpenCV max_abs_diff" in result.output and "(net.forward takes the output names)" in result.output
+    out = tmp / "out"
+    assert json.loads((out / "metrics.json").read_text())["opencv_names"] == {"cls": "cls", "reg": "reg"}
+    assert json.loads((out / "names.json").read_text())["opencv_outputs"] == ["cls", "reg"]
+    assert [o["opencv_name"] for o in json.loads((out / "signature.json").read_text())["outputs"]] == ["cls", "reg"]
+
+
 def test_the_printed_tf_names_run_the_optimized_graph(two_io_run):
     """Feed and fetch exactly what run printed; the answer is the Keras model's."""
     from kfreeze.tfenv import tf

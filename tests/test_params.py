@@ -76,6 +76,20 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
         params.model_spec("digit", path)
 
 
+@pytest.mark.parametrize("given, run", [
+    ("models/x/model.keras", "kfreeze run models/x/model.keras"),
+    ("net.h5", "kfreeze run net.h5"),
+    ("build/x/frozen.pb", "kfreeze run --graph build/x/frozen.pb --checkpoint CKPT"),
+])
+def test_a_file_given_as_the_model_name_points_to_run_and_add(tmp_path, given, run):
+    path = write(tmp_path, "graphs: {}\nmodels:\n  digits:\n    source: models/m/a.keras\n" + FULL)
+    with pytest.raises(KfreezeError) as e:
+        params.model_spec(given, path)
+    line = e.value.line()
+    assert line.startswith(f"{given}: is a file path; this command takes a model name") and "\n" not in line
+    assert f"use '{run}'" in line and "kfreeze add NAME" in line
+
+
 def test_an_entry_takes_the_defaults_for_what_it_leaves_out(tmp_path):
     path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    opencv: true\n")
     spec = params.model_spec("m", path)

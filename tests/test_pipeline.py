@@ -162,3 +162,11 @@ def test_a_dvc_tracked_source_builds(repo):
     build_tiny(seed=7).save(repo / "models" / "beta" / "model.keras")
     sh("dvc", "add", "-q", "models/beta/model.keras", cwd=repo)
     assert repro(repo) == sorted(f"{s}@beta" for s in STAGES)
+
+
+def test_the_opencv_names_note_lists_only_the_names_that_differ():
+    from kfreeze.pipeline import opencv_names_note
+    assert opencv_names_note({"probs": "probs"}) == ""
+    assert opencv_names_note({"probs": "probs"}, always=True) == " (net.forward takes the output names)"
+    assert opencv_names_note({"probs": "probs", "grid": "grid/nchw", "c": None}) == \
+        "; OpenCV net.forward names: grid -> 'grid/nchw', c -> none (OpenCV has no layer for it)"

@@ -8,14 +8,15 @@ from pathlib import Path
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
-from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, opencv_layer, run_batched,
-                                run_checkpoint_graph, run_graph, run_keras, run_opencv, session_config)
+from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, opencv_failure, opencv_layer,
+                                opencv_problem, run_batched, run_checkpoint_graph, run_graph, run_keras, run_opencv,
+                                session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
            "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
-           "fixed_batch", "opencv_layer", "run_batched", "run_checkpoint_graph", "run_graph", "run_keras",
-           "run_opencv", "session_config"]
+           "fixed_batch", "opencv_failure", "opencv_layer", "opencv_problem", "run_batched", "run_checkpoint_graph",
+           "run_graph", "run_keras", "run_opencv", "session_config"]
 
 
 @dataclass
@@ -59,6 +60,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     layers = [opencv_layer(optimized, o) for o in outputs]
     ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
     ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
+    # The names net.forward was called with: proven by the call, not derived.
+    ocv_names = None if ocv.layers is None else {o: ocv.layers[layer] for o, layer in zip(outputs, layers)}
     ocv_cmp = compare(reference, ocv_got, probability) if ocv_got is not None else None
     ocv_error = ocv.error
     if ocv_cmp and any(v.get("error") or v.get("nonfinite") for v in ocv_cmp.values()):
@@ -113,6 +116,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         "opencv_mode": spec.opencv,
         "opencv_max_abs_diff": None if ocv_cmp is None else max(v["max_abs_diff"] for v in ocv_cmp.values()),
         "opencv_error": ocv_error,
+        "opencv_names": ocv_names,
+        "opencv_problem": opencv_problem(ocv_error, optimized),
         "opencv_version": cv2.__version__,
         "tensorflow_version": tf.__version__,
     }

@@ -3,7 +3,8 @@
 OpenCV 5.0 segfaults on some TensorFlow graphs; in a child process a crash is a
 recorded result, not a dead stage. Usage: python -m kfreeze.verify.opencv_child
 GRAPH.pb IN.npz OUT.npz INPUT_NAMES OUTPUTS BATCH (comma-separated; an output is
-'a|b', the first layer name the network has; arrays NHWC; BATCH 0 runs all
+'a|b', the first layer name the network has, fetched with net.forward and
+saved under ':layers'; arrays NHWC; BATCH 0 runs all
 samples at once, N runs N at a time for a fixed-batch graph).
 """
 
@@ -22,7 +23,12 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
     feeds = dict(np.load(inputs_path))
     names_in, wanted = input_names.split(","), output_names.split(",")
     layers = set(net.getLayerNames())
-    names_out = [next((c for c in w.split("|") if c in layers), w.split("|")[0]) for w in wanted]
+    names_out = []
+    for w in wanted:
+        found = next((c for c in w.split("|") if c in layers), None)
+        if found is None:
+            raise ValueError(f"OpenCV's network has no layer named {' or '.join(repr(c) for c in w.split('|'))}")
+        names_out.append(found)
     n = len(feeds[names_in[0]])
     step = int(batch) or n
     parts = []
@@ -34,7 +40,8 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
             net.setInput(np.ascontiguousarray(blob), name if len(names_in) > 1 else "")
         results = net.forward(names_out)
         parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 else y for y in results])
-    np.savez(outputs_path, **{name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(wanted)})
+    arrays = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(wanted)}
+    np.savez(outputs_path, **arrays, **{":layers": np.array(names_out)})  # run.LAYERS_KEY
     return 0
 
 

@@ -17,6 +17,7 @@ from tensorflow.core.framework import graph_pb2
 
 
 OPENCV_TIMEOUT_S = 300
+LAYERS_KEY = ":layers"  # in the child's npz: the layer names it fetched (no TF node name has a ':')
 
 
 def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str, np.ndarray]:
@@ -110,24 +111,53 @@ def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], outpu
 class OpenCVResult:
     outputs: dict[str, np.ndarray] | None
     error: str | None
+    layers: dict[str, str] | None = None  # candidates -> the layer name net.forward was called with
 
 
 def opencv_layer(graph: graph_pb2.GraphDef, output: str) -> str:
-    """The OpenCV layer names that may compute ``output``, as 'a|b|c', best first.
+    """The OpenCV layer names that may compute ``output``, as 'a|b', best first.
 
-    OpenCV's importer drops Identity nodes and fuses a BiasAdd into the MatMul
-    or Conv2D before it, naming the layer after that op; the child process takes
-    the first candidate its network has.
+    First the name ``kfreeze.opencv_names.layer_name`` derives from OpenCV's importer
+    rules; then, for graphs those rules do not cover, the op behind the output's
+    Identities and the MatMul or conv a bias add after it may be fused into. The
+    child process calls ``net.forward`` with the first its network has, and says which.
     """
+    from kfreeze import opencv_names
+
     by_name = {n.name: n for n in graph.node}
     name = output.split(":")[0]
     while name in by_name and by_name[name].op == "Identity" and by_name[name].input:
         name = by_name[name].input[0].split(":")[0]
-    chain = [name]
+    chain = [opencv_names.layer_name(graph, output), name]
     node = by_name.get(name)
     if node is not None and node.op in ("BiasAdd", "Add", "AddV2") and node.input:
         chain.append(node.input[0].split(":")[0])
-    return "|".join(chain)
+    return "|".join(dict.fromkeys(c for c in chain if c))
+
+
+# TF while-loop ops (v1 control flow and functional): OpenCV's TF importer has no loops.
+LOOP_OPS = {"While", "StatelessWhile", "Enter", "Exit", "NextIteration", "LoopCond"}
+
+
+def opencv_problem(error: str | None, graph: graph_pb2.GraphDef) -> str | None:
+    """What a user reads when OpenCV could not run the graph: one plain sentence.
+
+    The raw reason (OpenCV's own words, e.g. an assertion in ``removePhaseSwitches``)
+    stays in the metrics' ``opencv_error``; ``opencv_failure`` adds it under ``--debug``.
+    """
+    if error is None:
+        return None
+    if any(n.op in LOOP_OPS for n in graph.node):
+        return ("OpenCV's TF importer cannot run this graph: recurrent loops are not supported by OpenCV dnn "
+                "(the TF graph is fine; for OpenCV, consider the ONNX target)")
+    return f"OpenCV could not run this graph: {error}"
+
+
+def opencv_failure(metrics: dict) -> str:
+    """verify's metrics -> the line to print for a failed OpenCV run (the raw reason too with --debug)."""
+    error = metrics.get("opencv_error")
+    plain = metrics.get("opencv_problem") or f"OpenCV could not run this graph: {error}"
+    return f"{plain} [OpenCV: {error}]" if os.environ.get("KFREEZE_DEBUG") and error not in plain else plain
 
 
 def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
@@ -153,7 +183,8 @@ def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: li
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             return OpenCVResult(None, lines[-1][:400] if lines else f"OpenCV exited with {proc.returncode}")
         data = np.load(out)
-        return OpenCVResult({o: data[o] for o in outputs}, None)
+        return OpenCVResult({o: data[o] for o in outputs}, None,
+                            dict(zip(outputs, (str(x) for x in data[LAYERS_KEY]))))
 
 
 def tensor_name(name: str) -> str:

@@ -253,3 +253,23 @@ def residual_block_graph(kind, rng, bias="bn"):
             y = _batch_norm(rng, y, c)
         tf.nn.relu(y + r, name="out")
     return g.as_graph_def()
+
+
+def keras_frozen(model) -> tuple[graph_pb2.GraphDef, list[str], list[str]]:
+    """``model`` exported and frozen as the pipeline does it (variables -> constants), in-process:
+    the graph, the input names and the output names."""
+    from kfreeze import export
+
+    ex = export.export_model(model)
+    graph = graph_pb2.GraphDef()
+    graph.CopyFrom(ex.graph)
+    for node in graph.node:
+        if node.name in ex.values:
+            value = ex.values[node.name]
+            node.op = "Const"
+            node.ClearField("attr")
+            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    inputs = [i["name"] for i in ex.signature["inputs"]]
+    outputs = [o["name"] for o in ex.signature["outputs"]]
+    return tf.compat.v1.graph_util.extract_sub_graph(graph, outputs), inputs, outputs

@@ -156,9 +156,10 @@ def test_opencv_matches_tensorflow_and_follows_identities(tmp_path):
     graph, path = _graph(tmp_path)
     feeds = {"x": np.random.default_rng(0).random((3, 4), dtype=np.float32)}
     layers = [verify.opencv_layer(graph, o) for o in ("probs", "raw")]
-    assert layers[1] == "logits|MatMul"  # BiasAdd fused into the MatMul layer by OpenCV
+    assert layers[1] == "MatMul|logits"  # BiasAdd fused into the MatMul layer by OpenCV
     result = verify.run_opencv(path, feeds, layers)
     assert result.error is None
+    assert result.layers == {layers[0]: "Softmax", layers[1]: "MatMul"}  # the names net.forward was called with
     tf_out = verify.run_graph(graph, feeds, ["probs", "raw"])
     np.testing.assert_allclose(result.outputs[layers[0]], tf_out["probs"], atol=1e-5)
     np.testing.assert_allclose(result.outputs[layers[1]], tf_out["raw"], atol=1e-4)
@@ -184,3 +185,25 @@ def test_opencv_crash_is_recorded_with_its_signal(tmp_path, monkeypatch):
     result = verify.run_opencv(tmp_path / "g.pb", {"x": np.zeros((1, 4), np.float32)}, ["y"])
     assert result.outputs is None
     assert result.error == "OpenCV crashed with SIGSEGV (signal 11)"
+
+
+def test_opencv_names_no_layer_it_lacks(tmp_path):
+    """A name OpenCV's network lacks is a recorded error naming it, not a guess."""
+    graph, path = _graph(tmp_path)
+    result = verify.run_opencv(path, {"x": np.zeros((1, 4), np.float32)}, ["logits"])
+    assert result.outputs is None and result.error == "OpenCV's network has no layer named 'logits'"
+
+
+def test_opencv_problem_is_plain_for_a_recurrent_graph(monkeypatch):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.compat.v1.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y * 2.0), [tf.constant(0), x])
+    raw = "OpenCV(4.14.0) tf_graph_simplifier.cpp:1051: error: (-215:Assertion failed) in function 'removePhaseSwitches'"
+    plain = verify.opencv_problem(raw, g.as_graph_def())
+    assert "recurrent loops are not supported by OpenCV dnn" in plain and "ONNX" in plain and "removePhase" not in plain
+    metrics = {"opencv_error": raw, "opencv_problem": plain}
+    monkeypatch.delenv("KFREEZE_DEBUG", raising=False)
+    assert verify.opencv_failure(metrics) == plain
+    monkeypatch.setenv("KFREEZE_DEBUG", "1")
+    assert verify.opencv_failure(metrics) == f"{plain} [OpenCV: {raw}]"
+    assert verify.opencv_problem("bad", _prob_graph()) == "OpenCV could not run this graph: bad"
