@@ -60,8 +60,9 @@ def runtime_fusion(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetc
     "bare_readers": {op: n}}``. ``fused_with`` names what each fusion absorbed, e.g.
     ``"BiasAdd,Relu"``; ``bare_readers`` the ops that read a bare conv/matmul (a BiasAdd
     there is a missed fusion; a ConcatV2 or AddV2, a conv with no bias to fuse).
-    Run under kfreeze's environment (``import kfreeze`` first: ONEDNN_MAX_CPU_ISA=AVX2,
-    TF_ENABLE_ONEDNN_OPTS=0), as the verify stage and the benchmark do.
+    Measures under this process's TensorFlow settings: kfreeze's (ONEDNN_MAX_CPU_ISA=AVX2,
+    TF_ENABLE_ONEDNN_OPTS=0 unless the environment sets it) when kfreeze was imported before
+    TensorFlow; ``runtime_fusion_isolated`` picks the oneDNN setting.
     """
     executed = executed_graph(graph, feeds, fetches, threads)
     ops = Counter(n.op for n in executed.node)
