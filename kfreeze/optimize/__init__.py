@@ -54,6 +54,10 @@ PASSES: list[Pass] = [
     Pass("batch_norm_to_affine", p.batch_norm_to_affine),
     # Per-channel Mul/Add after a conv/matmul into its weights.
     Pass("fold_affine", p.fold_affine),
+    # The bias Grappler's arithmetic pass moved past a residual add goes back after its conv, so
+    # that a TF session fuses the two (_FusedConv2D). After fold_affine, which has folded what
+    # batch norm Grappler left into the weights and made the biases right after a conv BiasAdds.
+    Pass("restore_bias_add", p.restore_bias_add),
     # Mul before (Relu ->) conv/matmul into its weights. Off in opencv mode (OpenCV 4.14
     # cannot follow DenseNet's layout without the Mul), but listed, as it always was.
     Pass("fold_input_scale", p.fold_input_scale, enabled=lambda ctx: not ctx.opencv, listed_when_off=True),

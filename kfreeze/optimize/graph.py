@@ -188,6 +188,29 @@ def nhwc(node: node_def_pb2.NodeDef) -> bool:
     return node.attr["data_format"].s in (b"", b"NHWC")
 
 
+def channel_vector(value, channels: int):
+    """A per-output-channel vector from a scalar, [C] or [1, .., 1, C] constant; else None."""
+    value = np.asarray(value)
+    if value.size == 1:
+        return np.full([channels], value.reshape(()), dtype=value.dtype)
+    if value.shape[-1] == channels and value.size == channels:
+        return value.reshape([channels])
+    return None
+
+
+def out_channels(node: node_def_pb2.NodeDef, weights) -> int | None:
+    """Output channels of a conv/matmul ``node`` with ``weights``; None for a layout the folds skip."""
+    if node.op == "MatMul":
+        if node.attr["transpose_a"].b:
+            return None
+        return weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
+    if not nhwc(node) and node.attr["data_format"].s != b"NDHWC":  # Conv3D's channels-last
+        return None
+    if node.op == "DepthwiseConv2dNative":
+        return weights.shape[2] * weights.shape[3]
+    return weights.shape[-1]
+
+
 def to_bias_add(node: node_def_pb2.NodeDef, value: str, bias: str, dtype) -> None:
     """Turn ``node`` into ``BiasAdd(value, bias)``, in place, keeping its name."""
     name = node.name

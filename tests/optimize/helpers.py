@@ -219,6 +219,42 @@ def pad_graph(rng, pads, kernel, stride, depthwise=False, size=8, fill=None):
     return g.as_graph_def()
 
 
+def _linear(kind, rng, x, depthwise=False):
+    if kind == "matmul":
+        return tf.matmul(x, const(rng, 6, 6)), 6
+    if depthwise:
+        return tf.nn.depthwise_conv2d(x, const(rng, 3, 3, 4, 1), [1, 1, 1, 1], "SAME"), 4
+    return tf.nn.conv2d(x, const(rng, 3, 3, 4, 4), 1, "SAME"), 4
+
+
+def _batch_norm(rng, y, c):
+    return y * const(rng, c, low=0.5, high=1.5) + const(rng, c)
+
+
+def residual_block_graph(kind, rng, bias="bn"):
+    """x -> linear -> batch norm = r; r -> linear -> bias -> AddV2(r) -> Relu -> 'out', Keras 3's ops.
+
+    The residual ``r`` is an AddV2 itself (the previous block's batch norm), as in MobileNetV2:
+    then Grappler's AddOpsRewrite takes the sum apart. The second block's bias: ``bn``: a batch
+    norm after a conv without bias (Mul + AddV2; MobileNetV2's projections), ``keras_bias``: the
+    conv's own bias (Reshape(Const) + AddV2) then a batch norm, ``bias_add``: a TF1 BiasAdd
+    then a batch norm, ``none``: no bias and no batch norm.
+    """
+    shape = [1, 6] if kind == "matmul" else [1, 6, 6, 4]
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, shape, name="x")
+        r = _batch_norm(rng, *_linear(kind, rng, x))
+        y, c = _linear(kind, rng, r, depthwise=kind == "depthwise")
+        if bias == "keras_bias":
+            y = y + tf.reshape(const(rng, c), [1] * (len(shape) - 1) + [c])
+        elif bias == "bias_add":
+            y = tf.nn.bias_add(y, const(rng, c))
+        if bias != "none":
+            y = _batch_norm(rng, y, c)
+        tf.nn.relu(y + r, name="out")
+    return g.as_graph_def()
+
+
 def keras_frozen(model) -> tuple[graph_pb2.GraphDef, list[str], list[str]]:
     """``model`` exported and frozen as the pipeline does it (variables -> constants), in-process:
     the graph, the input names and the output names."""

@@ -21,6 +21,7 @@ from kfreeze.optimize.passes.opencv_compat import opencv_compat
 from kfreeze.optimize.passes.placeholder_defaults import placeholder_defaults
 from kfreeze.optimize.passes.remove_dropout import remove_dropout
 from kfreeze.optimize.passes.remove_noops import remove_noops
+from kfreeze.optimize.passes.restore_bias_add import restore_bias_add
 from kfreeze.optimize.passes.sort_by_execution_order import sort_by_execution_order
 from kfreeze.optimize.passes.static_reshape import static_reshape
 from kfreeze.optimize.passes.strip_unused import strip_unused
@@ -29,5 +30,5 @@ from kfreeze.optimize.passes.transform_graph import transform_graph
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
            "frame_constants", "grappler", "keepdims_mean", "name_outputs", "opencv_compat", "placeholder_defaults",
-           "remove_dropout", "remove_noops", "sort_by_execution_order", "static_reshape", "strip_unused",
+           "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "strip_unused",
            "transform_graph"]

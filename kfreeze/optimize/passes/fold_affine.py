@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import const_values, copy, make_const, nhwc, prune, to_bias_add, unique_name, consumers
+from kfreeze.optimize.graph import (channel_vector, const_values, consumers, copy, make_const, nhwc,
+                                    out_channels, prune, to_bias_add, unique_name)
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 
 _LINEAR = {"Conv2D", "MatMul", "DepthwiseConv2dNative", "Conv3D"}
 _ADD = {"Add", "AddV2", "BiasAdd"}
-
-
-def _channel_vector(value, channels: int):
-    """A per-output-channel vector from a scalar, [C] or [1, .., 1, C] constant; else None."""
-    value = np.asarray(value)
-    if value.size == 1:
-        return np.full([channels], value.reshape(()), dtype=value.dtype)
-    if value.shape[-1] == channels and value.size == channels:
-        return value.reshape([channels])
-    return None
-
-
-def _out_channels(node: node_def_pb2.NodeDef, weights) -> int | None:
-    if node.op == "MatMul":
-        if node.attr["transpose_a"].b:
-            return None
-        return weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
-    if not nhwc(node) and node.attr["data_format"].s != b"NDHWC":  # Conv3D's channels-last
-        return None
-    if node.op == "DepthwiseConv2dNative":
-        return weights.shape[2] * weights.shape[3]
-    return weights.shape[-1]
 
 
 def _scale_weights(node: node_def_pb2.NodeDef, weights, scale):
@@ -82,8 +59,8 @@ def fold_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                 continue
             if inner.op in _LINEAR and node.op != "BiasAdd" and split_tensor(inner.input[1])[0] in consts:
                 weights = consts[split_tensor(inner.input[1])[0]]
-                channels = _out_channels(inner, weights)
-                vec = _channel_vector(consts[b], channels) if channels else None
+                channels = out_channels(inner, weights)
+                vec = channel_vector(consts[b], channels) if channels else None
                 if vec is None or vec.dtype != weights.dtype:
                     continue
                 if node.op == "Mul":
@@ -104,7 +81,7 @@ def fold_affine(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
             if inner.op == "BiasAdd" and nhwc(inner) \
                     and split_tensor(inner.input[1])[0] in consts:
                 bias = consts[split_tensor(inner.input[1])[0]]
-                vec = _channel_vector(consts[b], bias.shape[0])
+                vec = channel_vector(consts[b], bias.shape[0])
                 if vec is None or vec.dtype != bias.dtype:
                     continue
                 bname = unique_name(names, f"{node.name}/folded_bias")
