@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
@@ -36,8 +37,9 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
 
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
-    frozen = graphio.read_graph(out / "frozen.pb")
-    optimized = graphio.read_graph(out / "optimized.pb")
+    with progress.step("reading frozen.pb and optimized.pb"):
+        frozen = graphio.read_graph(out / "frozen.pb")
+        optimized = graphio.read_graph(out / "optimized.pb")
     feed_names = [placeholder_name(i) for i in inputs]
     from kfreeze import policy  # nothing runs a graph that has not passed the op policy
     policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
@@ -52,12 +54,14 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     batch = fixed_batch(i.shape for i in infos if i.shape is not None)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
-    got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
+    with progress.step("running optimized.pb in a TF session", total=samples) as step:
+        got = run_batched(_counted(lambda f: run_graph(optimized, f, outputs), step), feeds, batch)
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
     layers = [opencv_layer(optimized, o) for o in outputs]
-    ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
+    with progress.step("running optimized.pb in OpenCV dnn (a child process)"):
+        ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
     ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
     ocv_cmp = compare(reference, ocv_got, probability) if ocv_got is not None else None
     ocv_error = ocv.error
@@ -119,6 +123,15 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     return Verdict(not failures, failures, warnings, metrics)
 
 
+def _counted(fn, step):
+    """``fn`` for run_batched, counting the samples done on ``step``."""
+    def run(chunk):
+        result = fn(chunk)
+        step.advance(len(next(iter(chunk.values()))))
+        return result
+    return run
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
@@ -146,12 +159,18 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 plan = legacy.layout_plan(spec.source, spec.arch, spec.layout)
                 src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
                           for n, cf in zip(keras_inputs, plan.inputs)]
-                outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels), src_in)
+                with progress.step(f"reference: the legacy source {spec.source}"):
+                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels),
+                                                    src_in)
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
-            model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
-            everything = run_batched(lambda f: run_keras(model, f, keras_inputs, keras_outputs), feeds, batch)
+            with progress.step(f"reference: loading {spec.source} in Keras"):
+                model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
+            samples = len(next(iter(feeds.values())))
+            with progress.step("reference: running the Keras model", total=samples) as step:
+                everything = run_batched(_counted(lambda f: run_keras(model, f, keras_inputs, keras_outputs), step),
+                                         feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
@@ -161,4 +180,6 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
     cut_nodes = {i.split(":")[0] for i in inputs}
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
-    return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags), "checkpoint", False
+    with progress.step(f"reference: {graph_path} with its checkpoint in a TF session"):
+        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
+    return reference, "checkpoint", False
