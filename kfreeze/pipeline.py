@@ -144,10 +144,12 @@ def optimize(name: str, params_file, build: Path) -> str:
             graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
     except KfreezeError as e:
         raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
+    ops_frozen = len(frozen.node)
+    del frozen  # a copy of every weight, while optimized.pb is serialized
     with progress.step(f"writing {out / 'optimized.pb'}"):
         graphio.write_graph(graph, out / "optimized.pb")
     graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
-    return (f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
+    return (f"{name}: {ops_frozen} -> {len(graph.node)} ops "
             f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})")
 
 

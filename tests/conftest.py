@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# No progress lines in the tests' stages (in process or children): many check stderr's exact
+# error line. tests/test_progress.py turns them on where it tests them.
+os.environ["KFREEZE_QUIET"] = "1"
 
 from kfreeze.keras_io import keras  # noqa: E402  (quiet TF import first)
 
