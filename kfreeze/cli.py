@@ -22,7 +22,7 @@ app = typer.Typer(
 @app.callback()
 def _options(debug: bool = DebugOpt,
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr "
-                                        "(as KFREEZE_QUIET=1, which the stage scripts read)."):
+                                        "(as KFREEZE_QUIET=1, which the stage scripts read).")):
     """Options for every command: ``kfreeze --debug <command>`` is ``kfreeze <command> --debug``."""
     if debug:
         os.environ["KFREEZE_DEBUG"] = "1"

@@ -35,16 +35,21 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     finite on both sides and within ``atol + rtol * max|reference|``. OpenCV is recorded, not judged."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
+    from kfreeze.optimize.graph import light_graph
+    from kfreeze.resources import activation_bytes
 
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
     with progress.step("reading frozen.pb and optimized.pb"):
         ops_frozen = len(graphio.read_graph(out / "frozen.pb").node)  # counted, not kept: a copy of the weights
         optimized = graphio.read_graph(out / "optimized.pb")
+        per_sample = activation_bytes(optimized)[0]
     feed_names = [placeholder_name(i) for i in inputs]
     from kfreeze import policy  # nothing runs a graph that has not passed the op policy
     policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
                  spec.trust_code)
+    # From here verify looks at its ops, names and shapes; the session reads the weights again.
+    optimized = light_graph(optimized)
     infos = placeholder_infos(optimized, feed_names)
     source = data_path(spec, vspec, models_root)
     if source is not None:
@@ -52,12 +57,12 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     else:
         feeds = make_inputs(infos, vspec.samples, vspec.seed, vspec.input_range)
     samples = len(next(iter(feeds.values())))
-    batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(optimized, samples)
+    batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     gc.collect()  # the reference model's reference cycles: its weights go before the graph's come in
     with progress.step("running optimized.pb in a TF session", total=samples) as step, \
-            graph_session(optimized, outputs) as run:
+            graph_session(graphio.read_graph(out / "optimized.pb"), outputs) as run:
         got = run_batched(_counted(run, step), feeds, batch)
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
@@ -129,12 +134,9 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
 ACTIVATION_BUDGET = 256 * 2**20
 
 
-def _chunk(graph, samples: int) -> int:
-    """Samples per run for a graph whose batch is free: as many as keep its activations within
-    ACTIVATION_BUDGET. All 16 at once made ResNet50's verify peak at 3.3 GB; one at a time, 1.3 GB."""
-    from kfreeze.resources import activation_bytes
-
-    per_sample = activation_bytes(graph)[0]
+def _chunk(per_sample: int, samples: int) -> int:
+    """Samples per run for a graph whose batch is free: as many as keep its activations (``per_sample``
+    bytes for one) within ACTIVATION_BUDGET. All 16 at once made ResNet50's verify peak at 3.3 GB."""
     return max(1, min(samples, ACTIVATION_BUDGET // max(per_sample, 1)))
 
 

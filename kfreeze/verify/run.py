@@ -58,6 +58,7 @@ def graph_session(graph: graph_pb2.GraphDef, outputs: list[str]):
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
+    del graph  # the caller's last reference, when it passed a graph read for this session
     config = session_config()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     with tf.compat.v1.Session(graph=g, config=config) as sess:
