@@ -60,6 +60,8 @@ def convert(name: str, params_file, build: Path) -> str:
                                        spec.theano_kernels)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
+    from kfreeze.resources import release_memory
+    release_memory()  # what loading the source left behind, before tracing and saving copy the weights
     with progress.step("tracing the model (what export will do)"):
         export_lib.check_convertible(model, spec.source)  # what cannot work fails here
     with progress.step(f"writing {Path(build) / name / 'model' / 'model.keras'}"), \
@@ -80,6 +82,8 @@ def export(name: str, params_file, build: Path) -> str:
     out = Path(build) / name
     with progress.step(f"loading {out / 'model' / 'model.keras'}"):
         model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
+    from kfreeze.resources import release_memory
+    release_memory()  # what loading the archive left behind, before tracing copies the weights
     with progress.step("tracing the model and turning its weights into variables"):
         exported = export_lib.export_model(model)
     with progress.step(f"writing the checkpoint and graph.pbtxt to {out}"):

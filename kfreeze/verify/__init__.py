@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
     from kfreeze.optimize.graph import light_graph
-    from kfreeze.resources import activation_bytes
+    from kfreeze.resources import activation_bytes, release_memory
 
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
@@ -50,6 +49,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
                  spec.trust_code)
     # From here verify looks at its ops, names and shapes; the session reads the weights again.
     optimized = light_graph(optimized)
+    release_memory()
     infos = placeholder_infos(optimized, feed_names)
     source = data_path(spec, vspec, models_root)
     if source is not None:
@@ -60,7 +60,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
-    gc.collect()  # the reference model's reference cycles: its weights go before the graph's come in
+    release_memory()  # the reference model (reference cycles): its weights go before the graph's come in
     with progress.step("running optimized.pb in a TF session", total=samples) as step, \
             graph_session(graphio.read_graph(out / "optimized.pb"), outputs) as run:
         got = run_batched(_counted(run, step), feeds, batch)
