@@ -64,6 +64,16 @@ def save_checkpoint(values: dict, prefix) -> None:
             saver.save(s, str(prefix), write_meta_graph=False, write_state=False)
 
 
+def tiny_project(root: Path, samples: int) -> Path:
+    """ROOT as a project with one model, ``tiny`` (models/tiny/model.keras), and its params.yaml."""
+    from tests.entries import keras_entry, params_text
+
+    (root / "models" / "tiny").mkdir(parents=True)
+    build_tiny().save(root / "models" / "tiny" / "model.keras")
+    (root / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=samples))
+    return root
+
+
 @pytest.fixture
 def tiny_model():
     return build_tiny()

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from kfreeze import progress
-from tests.conftest import build_tiny
-from tests.entries import keras_entry, params_text
+from tests.conftest import tiny_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,9 +79,7 @@ def _run_stages(project, quiet: bool):
 def test_stages_show_progress_and_write_the_same_artifacts_when_quiet(tmp_path):
     import shutil
 
-    (tmp_path / "models" / "tiny").mkdir(parents=True)
-    build_tiny().save(tmp_path / "models" / "tiny" / "model.keras")
-    (tmp_path / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=4))
+    tiny_project(tmp_path, samples=4)
     loud_err, loud_files = _run_stages(tmp_path, quiet=False)
     for folder in ("build", "metrics"):
         shutil.rmtree(tmp_path / folder)

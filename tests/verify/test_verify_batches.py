@@ -7,8 +7,7 @@ import pytest
 from kfreeze import pipeline
 from kfreeze import verify as verify_lib
 from kfreeze.verify import run as run_mod
-from tests.conftest import build_tiny
-from tests.entries import keras_entry, params_text
+from tests.conftest import tiny_project
 
 
 def test_chunk_keeps_activations_within_the_budget():
@@ -21,11 +20,7 @@ def test_chunk_keeps_activations_within_the_budget():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A free-batch tiny model through convert..optimize, in process."""
-    root = tmp_path_factory.mktemp("batches")
-    (root / "models" / "tiny").mkdir(parents=True)
-    build_tiny().save(root / "models" / "tiny" / "model.keras")
-    (root / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=5))
-    return root
+    return tiny_project(tmp_path_factory.mktemp("batches"), samples=5)
 
 
 def _verify(root, monkeypatch):
