@@ -51,13 +51,20 @@ def clean_stale(path: Path) -> None:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with writing(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike):
+    """A binary file to write ``path`` through, streamed: in place when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

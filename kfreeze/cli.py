@@ -7,7 +7,7 @@ import os
 import typer
 
 from kfreeze import commands
-from kfreeze.cli_common import DebugOpt
+from kfreeze.cli_common import DebugOpt, run_and_exit
 from kfreeze.compare import cli as compare_cli
 
 app = typer.Typer(
@@ -20,10 +20,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _options(debug: bool = DebugOpt):
+def _options(debug: bool = DebugOpt,
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr "
+                                        "(as KFREEZE_QUIET=1, which the stage scripts read).")):
     """Options for every command: ``kfreeze --debug <command>`` is ``kfreeze <command> --debug``."""
     if debug:
         os.environ["KFREEZE_DEBUG"] = "1"
+    if quiet:
+        os.environ["KFREEZE_QUIET"] = "1"
 
 
 for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.verify, commands.nodes):
@@ -35,7 +39,7 @@ app.command("show")(compare_cli.show)
 
 
 def main() -> None:
-    app()
+    run_and_exit(app)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,28 @@ def _internal(fn, e: Exception, exit_code: int):
           "(re-run with --debug for the traceback, and report it)", file=sys.stderr)
     return typer.Exit(max(exit_code, 2))
 
+
+def run_stage(fn) -> None:
+    """``typer.run(fn)`` for a stage script (stages/*.py), ended as ``run_and_exit`` does."""
+    run_and_exit(lambda: typer.run(fn))
+
+
+def run_and_exit(main) -> None:
+    """``main()``, then end the process without Python's teardown.
+
+    Tearing down an interpreter that has imported TensorFlow costs about 0.8 s of CPU
+    (measured: a digits freeze, 3.9 s -> 3.1 s), a fifth of a small model's stage. Every
+    file a stage writes is closed and renamed into place before ``main`` returns, so
+    nothing is left to flush but stdout and stderr.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

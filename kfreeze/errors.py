@@ -75,4 +75,6 @@ def reading(path):
 
 def warn(message: str) -> None:
     """A warning that does not stop the stage: one line on stderr."""
+    from kfreeze import progress
+    progress.newline()
     print(printable(message), file=sys.stderr)

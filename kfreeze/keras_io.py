@@ -292,24 +292,36 @@ def canonical_bytes(model: keras.Model) -> bytes:
     the current time; both are reset here so an unchanged model gives unchanged
     bytes and DVC skips everything downstream.
     """
+    out = io.BytesIO()
+    _write_canonical(model, out)
+    return out.getvalue()
+
+
+def _write_canonical(model: keras.Model, file) -> None:
+    """``canonical_bytes`` into ``file``, the weights streamed entry by entry (VGG16: 553 MB
+    that were held three times over as bytes)."""
+    import shutil
+
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "model.keras")
-        raw = (Path(tmp) / "model.keras").read_bytes()
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for name in sorted(src.namelist()):
-            data = src.read(name)
-            if name == "metadata.json":
-                meta = json.loads(data)
-                meta.pop("date_saved", None)
-                data = json.dumps(meta, sort_keys=True).encode()
-            elif name == "config.json":
-                data = _renumber_shared_objects(data)
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            dst.writestr(info, data)
-    return out.getvalue()
+        with zipfile.ZipFile(Path(tmp) / "model.keras") as src, zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as dst:
+            for name in sorted(src.namelist()):
+                info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                if name not in ("metadata.json", "config.json"):
+                    info.file_size = src.getinfo(name).file_size  # as writestr sets it: the same zip64 choice
+                    with src.open(name) as r, dst.open(info, "w") as w:
+                        shutil.copyfileobj(r, w, 1 << 20)
+                    continue
+                data = src.read(name)
+                if name == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                else:
+                    data = _renumber_shared_objects(data)
+                dst.writestr(info, data)
 
 
 def _renumber_shared_objects(data: bytes) -> bytes:
@@ -336,4 +348,5 @@ def _renumber_shared_objects(data: bytes) -> bytes:
 
 
 def save_canonical(model: keras.Model, path: str | Path) -> None:
-    atomic.write_bytes(path, canonical_bytes(model))
+    with atomic.writing(path) as f:
+        _write_canonical(model, f)

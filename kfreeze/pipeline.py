@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from kfreeze import params, settings
+from kfreeze import params, progress, settings
 from kfreeze.errors import KfreezeError, reading, warn as _warn
 from kfreeze.resolve import where
 
@@ -22,6 +22,14 @@ def _keras_spec(name: str, stage: str, params_file) -> params.ModelSpec:
     return spec
 
 
+def _import_tf(keras: bool = False) -> None:
+    """TensorFlow's import is most of a small model's stage: a step of its own."""
+    with progress.step("importing TensorFlow" + (" and Keras" if keras else "")):
+        from kfreeze import tfenv  # noqa: F401
+        if keras:
+            from kfreeze import keras_io  # noqa: F401
+
+
 def _legacy():
     from kfreeze import legacy  # imports tf_keras: only for .h5 and JSON sources
     return legacy
@@ -29,27 +37,35 @@ def _legacy():
 
 def resolve(name: str, params_file, build: Path) -> str:
     """Validate the entry and write each stage's settings to BUILD/<name>/settings/<stage>.json (no TensorFlow)."""
-    written = settings.write_settings(name, params_file, build)
+    progress.begin("resolve", name)
+    with progress.step(f"checking {params_file} and writing the settings"):
+        written = settings.write_settings(name, params_file, build)
     return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
 
 
 def convert(name: str, params_file, build: Path) -> str:
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
+    progress.begin("convert", name)
+    spec = _keras_spec(name, "convert", params_file)
+    _import_tf(keras=True)
     from kfreeze import atomic, h5check, keras_io
     from kfreeze import export as export_lib
     from kfreeze.graphio import check_file
 
-    spec = _keras_spec(name, "convert", params_file)
     if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
         h5check.check(spec.source)
-    with reading(spec.source):
+    with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
                                        spec.theano_kernels)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
-    export_lib.check_convertible(model, spec.source)  # the trace export makes: what cannot work fails here
-    with atomic.directory(Path(build) / name / "model") as tmp:
+    from kfreeze.resources import release_memory
+    release_memory()  # what loading the source left behind, before tracing and saving copy the weights
+    with progress.step("tracing the model (what export will do)"):
+        export_lib.check_convertible(model, spec.source)  # what cannot work fails here
+    with progress.step(f"writing {Path(build) / name / 'model' / 'model.keras'}"), \
+            atomic.directory(Path(build) / name / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     return (f"{name}: converted {spec.source} ({model.count_params()} parameters, "
             f"inputs {[t.name for t in model.inputs]})")
@@ -57,14 +73,21 @@ def convert(name: str, params_file, build: Path) -> str:
 
 def export(name: str, params_file, build: Path) -> str:
     """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
+    progress.begin("export", name)
+    spec = _keras_spec(name, "export", params_file)
+    _import_tf(keras=True)
     from kfreeze import export as export_lib
     from kfreeze import keras_io
 
-    spec = _keras_spec(name, "export", params_file)
     out = Path(build) / name
-    model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
-    exported = export_lib.export_model(model)
-    export_lib.write_export(exported, out)
+    with progress.step(f"loading {out / 'model' / 'model.keras'}"):
+        model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
+    from kfreeze.resources import release_memory
+    release_memory()  # what loading the archive left behind, before tracing copies the weights
+    with progress.step("tracing the model and turning its weights into variables"):
+        exported = export_lib.export_model(model)
+    with progress.step(f"writing the checkpoint and graph.pbtxt to {out}"):
+        export_lib.write_export(exported, out)
     sig = exported.signature
     return (f"{name}: exported {sig['variables']} variables; inputs "
             f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
@@ -72,21 +95,26 @@ def export(name: str, params_file, build: Path) -> str:
 
 def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
     """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
+    progress.begin("freeze", name)
+    spec = settings.stage_spec(name, "freeze", params_file)
+    _import_tf()
     from kfreeze import freeze as freeze_lib
     from kfreeze import graphio, nodes, policy
     from kfreeze.resolve import graph_and_checkpoint, resolve_names
 
-    spec = settings.stage_spec(name, "freeze", params_file)
     out = Path(build) / name
-    graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
+    with progress.step("reading the graph"):
+        graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
     nodes.require(graph, inputs, "input", where(params_file, spec, "inputs"))
     nodes.require(graph, outputs, "output", where(params_file, spec, "outputs"))
     nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
     # before freeze_graph runs the graph's variables (and whatever they depend on)
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
-    frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
-    graphio.write_graph(frozen.graph, out / "frozen.pb")
+    with progress.step("restoring the checkpoint into constants (freeze_graph)"):
+        frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
+    with progress.step(f"writing {out / 'frozen.pb'}"):
+        graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
     return (f"{name}: Converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops for outputs {outputs}")
@@ -95,30 +123,38 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
 def optimize(name: str, params_file, build: Path) -> str:
     """Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes:
     BUILD/<name>/optimized.pb and passes.json."""
+    progress.begin("optimize", name)
+    spec = settings.stage_spec(name, "optimize", params_file)
+    _import_tf()
     from kfreeze import graphio, nodes, resources
     from kfreeze import optimize as opt
     from kfreeze.resolve import resolve_dtypes, resolve_shapes
 
-    spec = settings.stage_spec(name, "optimize", params_file)
     out = Path(build) / name
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
     shapes = resolve_shapes(spec, inputs, params_file)
     dtypes = resolve_dtypes(spec, inputs, params_file)
-    frozen = graphio.read_graph(out / "frozen.pb")
+    with progress.step(f"reading {out / 'frozen.pb'}"):
+        frozen = graphio.read_graph(out / "frozen.pb")
     nodes.require(frozen, inputs, "input", where(params_file, spec, "inputs"))
     ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
                       opencv=spec.opencv, precision=spec.precision)
     try:
-        resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
-                                    where(params_file, spec, "input_shape"))
-        graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
+        with progress.step("estimating the activations' memory"):
+            resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
+                                        where(params_file, spec, "input_shape"))
+        with progress.step(f"running {len(opt.passes_for(ctx))} passes (Grappler among them) in a child process"):
+            graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
     except KfreezeError as e:
         raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
-    graphio.write_graph(graph, out / "optimized.pb")
+    ops_frozen = len(frozen.node)
+    del frozen  # a copy of every weight, while optimized.pb is serialized
+    with progress.step(f"writing {out / 'optimized.pb'}"):
+        graphio.write_graph(graph, out / "optimized.pb")
     graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
     from kfreeze import opencv_names
-    return (f"{name}: {len(frozen.node)} -> {len(graph.node)} ops "
+    return (f"{name}: {ops_frozen} -> {len(graph.node)} ops "
             f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})"
             + opencv_names_note({o: opencv_names.layer_name(graph, o) for o in outputs}))
 
@@ -138,12 +174,16 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
     A failing verify writes no metrics (DVC records no result for a failed stage):
     its report goes to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.
     """
-    from kfreeze import atomic, graphio
-    from kfreeze import verify as verify_lib
+    from kfreeze import atomic
 
+    progress.begin("verify", name)
     metrics_file = Path(metrics) / f"{name}.json"
     atomic.clean_stale(metrics_file)  # a killed run's temp file must not reach dvc.lock
     spec = settings.stage_spec(name, "verify", params_file)
+    _import_tf()
+    from kfreeze import graphio
+    from kfreeze import verify as verify_lib
+
     vspec = params.verify_spec(params_file)
     out = Path(build) / name
     verdict = verify_lib.verify_model(spec, vspec, out)

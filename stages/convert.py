@@ -4,9 +4,8 @@ import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
-import typer  # noqa: E402
-
+from kfreeze.cli_common import run_stage  # noqa: E402
 from kfreeze.commands import convert  # noqa: E402
 
 if __name__ == "__main__":
-    typer.run(convert)
+    run_stage(convert)

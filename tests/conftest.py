@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# No progress lines in the tests' stages (in process or children): many check stderr's exact
+# error line. tests/test_progress.py turns them on where it tests them.
+os.environ["KFREEZE_QUIET"] = "1"
 
 from kfreeze.keras_io import keras  # noqa: E402  (quiet TF import first)
 
@@ -57,6 +62,16 @@ def save_checkpoint(values: dict, prefix) -> None:
         with tf.compat.v1.Session(graph=g) as s:
             s.run(tf.compat.v1.global_variables_initializer())
             saver.save(s, str(prefix), write_meta_graph=False, write_state=False)
+
+
+def tiny_project(root: Path, samples: int) -> Path:
+    """ROOT as a project with one model, ``tiny`` (models/tiny/model.keras), and its params.yaml."""
+    from tests.entries import keras_entry, params_text
+
+    (root / "models" / "tiny").mkdir(parents=True)
+    build_tiny().save(root / "models" / "tiny" / "model.keras")
+    (root / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=samples))
+    return root
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_tiny
-from tests.entries import keras_entry, params_text
+from tests.conftest import tiny_project
 
 pytestmark = pytest.mark.slow  # a stage process per case: seconds each
 
@@ -36,10 +35,7 @@ os.fsync = fsync
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
-    (root / "models" / "tiny").mkdir(parents=True)
-    build_tiny().save(root / "models" / "tiny" / "model.keras")
-    (root / "params.yaml").write_text(params_text({"tiny": keras_entry("models/tiny/model.keras")}, samples=2))
+    root = tiny_project(tmp_path_factory.mktemp("crash"), samples=2)
     (root / "hook").mkdir()
     (root / "hook" / "sitecustomize.py").write_text(HOOK)
     for stage in ("convert", "export", "freeze", "optimize", "verify"):

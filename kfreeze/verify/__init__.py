@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
-from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, opencv_failure, opencv_layer,
-                                opencv_problem, run_batched, run_checkpoint_graph, run_graph, run_keras, run_opencv,
-                                session_config)
+from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
+                                opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_graph, run_keras,
+                                run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
            "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
-           "fixed_batch", "opencv_failure", "opencv_layer", "opencv_problem", "run_batched", "run_checkpoint_graph",
-           "run_graph", "run_keras", "run_opencv", "session_config"]
+           "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "run_batched",
+           "run_checkpoint_graph", "run_graph", "run_keras", "run_opencv", "session_config"]
 
 
 @dataclass
@@ -34,15 +35,22 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     finite on both sides and within ``atol + rtol * max|reference|``. OpenCV is recorded, not judged."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
+    from kfreeze.optimize.graph import light_graph
+    from kfreeze.resources import activation_bytes, release_memory
 
     names = graphio.read_json(out / "names.json")
     inputs, outputs = names["inputs"], names["outputs"]
-    frozen = graphio.read_graph(out / "frozen.pb")
-    optimized = graphio.read_graph(out / "optimized.pb")
+    with progress.step("reading frozen.pb and optimized.pb"):
+        ops_frozen = len(graphio.read_graph(out / "frozen.pb").node)  # counted, not kept: a copy of the weights
+        optimized = graphio.read_graph(out / "optimized.pb")
+        per_sample = activation_bytes(optimized)[0]
     feed_names = [placeholder_name(i) for i in inputs]
     from kfreeze import policy  # nothing runs a graph that has not passed the op policy
     policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
                  spec.trust_code)
+    # From here verify looks at its ops, names and shapes; the session reads the weights again.
+    optimized = light_graph(optimized)
+    release_memory()
     infos = placeholder_infos(optimized, feed_names)
     source = data_path(spec, vspec, models_root)
     if source is not None:
@@ -50,15 +58,19 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     else:
         feeds = make_inputs(infos, vspec.samples, vspec.seed, vspec.input_range)
     samples = len(next(iter(feeds.values())))
-    batch = fixed_batch(i.shape for i in infos if i.shape is not None)
+    batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
-    got = run_batched(lambda f: run_graph(optimized, f, outputs), feeds, batch)
+    release_memory()  # the reference model (reference cycles): its weights go before the graph's come in
+    with progress.step("running optimized.pb in a TF session", total=samples) as step, \
+            graph_session(graphio.read_graph(out / "optimized.pb"), outputs) as run:
+        got = run_batched(_counted(run, step), feeds, batch)
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
     layers = [opencv_layer(optimized, o) for o in outputs]
-    ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
+    with progress.step("running optimized.pb in OpenCV dnn (a child process)"):
+        ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
     ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
     # The names net.forward was called with: proven by the call, not derived.
     ocv_names = None if ocv.layers is None else {o: ocv.layers[layer] for o, layer in zip(outputs, layers)}
@@ -93,7 +105,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     rels = [v.get("rel_diff") for v in per_output.values()]
     metrics = {
         "passed": not failures,
-        "ops_frozen": len(frozen.node),
+        "ops_frozen": ops_frozen,
         "ops_optimized": len(optimized.node),
         "bytes_frozen": (out / "frozen.pb").stat().st_size,
         "bytes_optimized": (out / "optimized.pb").stat().st_size,
@@ -124,6 +136,24 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     return Verdict(not failures, failures, warnings, metrics)
 
 
+ACTIVATION_BUDGET = 256 * 2**20
+
+
+def _chunk(per_sample: int, samples: int) -> int:
+    """Samples per run for a graph whose batch is free: as many as keep its activations (``per_sample``
+    bytes for one) within ACTIVATION_BUDGET. All 16 at once made ResNet50's verify peak at 3.3 GB."""
+    return max(1, min(samples, ACTIVATION_BUDGET // max(per_sample, 1)))
+
+
+def _counted(fn, step):
+    """``fn`` for run_batched, counting the samples done on ``step``."""
+    def run(chunk):
+        result = fn(chunk)
+        step.advance(len(next(iter(chunk.values()))))
+        return result
+    return run
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
@@ -151,12 +181,18 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 plan = legacy.layout_plan(spec.source, spec.arch, spec.layout)
                 src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
                           for n, cf in zip(keras_inputs, plan.inputs)]
-                outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels), src_in)
+                with progress.step(f"reference: the legacy source {spec.source}"):
+                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels),
+                                                    src_in)
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
-            model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
-            everything = run_batched(lambda f: run_keras(model, f, keras_inputs, keras_outputs), feeds, batch)
+            with progress.step(f"reference: loading {spec.source} in Keras"):
+                model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
+            samples = len(next(iter(feeds.values())))
+            with progress.step("reference: running the Keras model", total=samples) as step:
+                everything = run_batched(_counted(lambda f: run_keras(model, f, keras_inputs, keras_outputs), step),
+                                         feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
@@ -166,4 +202,6 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
     cut_nodes = {i.split(":")[0] for i in inputs}
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
-    return run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags), "checkpoint", False
+    with progress.step(f"reference: {graph_path} with its checkpoint in a TF session"):
+        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
+    return reference, "checkpoint", False

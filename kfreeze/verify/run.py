@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,12 +42,32 @@ def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str
 
 
 def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    with graph_session(graph, outputs) as run:
+        return run(feeds)
+
+
+@contextlib.contextmanager
+def graph_session(graph: graph_pb2.GraphDef, outputs: list[str]):
+    """``run(feeds) -> {output: value}`` on one session: a graph imported (and its session
+    started) once however many batches it runs, which for ResNet50 is most of the cost.
+
+    The session runs the graph as written, without its own Grappler pass: the graph has been
+    through Grappler in the optimize stage, and a second pass at session start copied
+    ResNet50's weights several times over (verify peaked 0.7 GB higher). ResNet50's outputs are
+    the same to the last bit; where that pass fused MatMul + BiasAdd, the sums round differently
+    (two_heads' score: max_abs_diff 1.19e-06 instead of 9.5e-07).
+    """
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
-    with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
-        values = sess.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
-    return dict(zip(outputs, values))
+    del graph  # the caller's last reference, when it passed a graph read for this session
+    config = session_config()
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    with tf.compat.v1.Session(graph=g, config=config) as sess:
+        def run(feeds):
+            values = sess.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
+            return dict(zip(outputs, values))
+        yield run
 
 
 def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feeds: dict[str, np.ndarray],
