@@ -140,7 +140,7 @@ def _fusion_cell(row, key):
 
 def _header(info: dict, argv: list[str], runs: int) -> list[str]:
     v, p = info["versions"], info["peak"]
-    sgemm = info.get("sgemm_1thread_gflops")
+    sgemm, env = info.get("sgemm_1thread_gflops"), info.get("tf_env") or {}
     return [
         "# kfreeze benchmark",
         "",
@@ -156,7 +156,11 @@ def _header(info: dict, argv: list[str], runs: int) -> list[str]:
         f"FLOP/cycle ({p['why']}; CPU family {p['family']}, model {p['model']}, flags {' '.join(p['simd'])}) "
         f"x {p['mhz'] / 1000:.2f} GHz (the nominal clock /proc/cpuinfo shows); times the thread count. "
         f"For scale: numpy's BLAS reaches {_fmt(sgemm, '.0f')} GFLOP/s on one thread "
-        "(float32 GEMM 1024, best of 5).",
+        "(float32 GEMM 1024, best of 5). TensorFlow (Keras and the kfreeze session) runs under kfreeze's "
+        f"environment: TF_ENABLE_ONEDNN_OPTS={env.get('TF_ENABLE_ONEDNN_OPTS')}, "
+        f"ONEDNN_MAX_CPU_ISA={env.get('ONEDNN_MAX_CPU_ISA')} (kfreeze/__init__.py: sums that repeat across "
+        "machines), which caps TF's oneDNN GEMM at that instruction set; ONNX Runtime, XNNPACK and OpenCV pick "
+        "their own kernels.",
         "",
         f"Models: `keras.applications.<name>(weights=None, classifier_activation=None)` at their default input "
         f"size, seed {SEED}, every BatchNormalization with trained-looking statistics (bench/zoo.py), batch 1. "

@@ -288,6 +288,18 @@ def phase_peers(name: str, size: int, work: Path) -> dict:
     return result
 
 
+def _fusion(graph, inp: str, out: str, x) -> dict:
+    """Conv/matmul ops a TF session executes fused: kfreeze's own counter once it exists
+    (``kfreeze.optimize.fusion.runtime_fusion``, h15-fusion's branch), else the bench-local
+    stand-in ``graphstats.fusion_share``. The one call site to swap."""
+    try:
+        from kfreeze.optimize.fusion import runtime_fusion
+    except ImportError:
+        import graphstats
+        return graphstats.fusion_share(graph, inp, out, x)
+    return runtime_fusion(graph, {inp + ":0": x}, [out + ":0"])
+
+
 def phase_eval(name: str, size: int, work: Path, opencv: bool) -> dict:
     import graphstats
     import runtimes
@@ -315,8 +327,8 @@ def phase_eval(name: str, size: int, work: Path, opencv: bool) -> dict:
             result[f"parity_{gkey}"] = None
             result[f"error_{gkey}"] = _error(e)
         if gkey in ("ours", "grappler"):
-            try:  # the bench-local stand-in for h15-fusion's function: the one call site to swap
-                result[f"fusion_{gkey}"] = graphstats.fusion_share(graph, inp, out, x[:1])
+            try:
+                result[f"fusion_{gkey}"] = _fusion(graph, inp, out, x[:1])
             except Exception as e:  # noqa: BLE001
                 result[f"error_fusion_{gkey}"] = _error(e)
         if gkey == "ours":
@@ -375,6 +387,7 @@ def phase_latency(work: Path, threads: int, runs: int) -> dict:
             runners[name] = make()
         except Exception as e:  # noqa: BLE001
             result.setdefault("errors", {})[name] = _error(e)
+    result["tf_eager_intra_op_threads"] = runtimes.eager_threads()  # what Keras ran with, read back
     result["runtimes"] = runtimes.stats(runtimes.interleaved(runners, one, runs))
     result["rss_mb"] = _rss_mb()
     return result
@@ -466,8 +479,10 @@ def machine() -> dict:
     sgemm = subprocess.run([sys.executable, "-c", "import graphstats; print(graphstats.sgemm_gflops())"],
                            capture_output=True, text=True, timeout=300, cwd=BENCH,
                            env={**quiet, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    import kfreeze  # noqa: F401  (sets the environment every child's TensorFlow runs under)
     p = graphstats.peak()
-    return {"cpu": p["model_name"], "cores": os.cpu_count(), "memory_gb": mem, "os": platform.platform(),
+    return {"tf_env": {k: os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")},
+            "cpu": p["model_name"], "cores": os.cpu_count(), "memory_gb": mem, "os": platform.platform(),
             "python": platform.python_version(), "gpu": "none (CPU only)", "versions": versions,
             "peak": p, "sgemm_1thread_gflops": float(sgemm.stdout.strip()) if sgemm.returncode == 0 else None,
             "date": time.strftime("%Y-%m-%d")}

@@ -26,11 +26,18 @@ ORDER = ("keras", "kfreeze", "onnxruntime", "tflite", "opencv")
 
 
 def configure_process(threads: int) -> None:
-    """Before anything else in the process runs TensorFlow: eager (Keras) thread pools."""
+    """Before anything else in the process runs TensorFlow: eager (Keras) thread pools.
+    (``kfreeze.tfenv`` sets them to 1 on import, before TF's context starts; this overrides that.)"""
     from kfreeze.tfenv import tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def eager_threads() -> int:
+    from kfreeze.tfenv import tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads()
 
 
 def keras_runner(model_file: Path):
