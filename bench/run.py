@@ -418,6 +418,8 @@ def child_main(args) -> int:
 # ---------------------------------------------------------------------------- parent
 
 def _key(phase: str, key: str) -> str:
+    if key == "rss_mb":  # every phase's own peak: keras_rss_mb, naive_rss_mb, ...
+        return f"{phase}_rss_mb"
     shared = ("ops_", "bytes_", "time_", "parity_", "opencv_", "keras_", "error_", "params", "passes", "rss_",
               "fusion_", "flops", "weight_", "logits_", "onnx_", "stage_")
     return key if key.startswith(shared) else f"{phase}_{key}"
