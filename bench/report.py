@@ -143,7 +143,14 @@ def _fusion_cell(row, key):
     return f"{f['fused']}/{f['fused'] + f['bare']} ({_fmt(None if f['share'] is None else 100 * f['share'], '.0f')}%)"
 
 
-def _header(info: dict, argv: list[str], runs: int) -> list[str]:
+def _latency_env(rows: list[dict]) -> str:
+    """The TF environment the latency phases recorded (one line if all agree)."""
+    seen = sorted({", ".join(f"{k}={v}" for k, v in sorted(lat.get("tf_env", {}).items()))
+                   for r in rows for lat in r.get("latency", {}).values()} - {""})
+    return " / ".join(seen) if seen else "—"
+
+
+def _header(info: dict, rows: list[dict], argv: list[str], runs: int) -> list[str]:
     v, p = info["versions"], info["peak"]
     sgemm, env = info.get("sgemm_1thread_gflops"), info.get("tf_env") or {}
     return [
@@ -161,11 +168,13 @@ def _header(info: dict, argv: list[str], runs: int) -> list[str]:
         f"FLOP/cycle ({p['why']}; CPU family {p['family']}, model {p['model']}, flags {' '.join(p['simd'])}) "
         f"x {p['mhz'] / 1000:.2f} GHz (the nominal clock /proc/cpuinfo shows); times the thread count. "
         f"For scale: numpy's BLAS reaches {_fmt(sgemm, '.0f')} GFLOP/s on one thread "
-        "(float32 GEMM 1024, best of 5). TensorFlow (Keras and the kfreeze session) runs under kfreeze's "
-        f"environment: TF_ENABLE_ONEDNN_OPTS={env.get('TF_ENABLE_ONEDNN_OPTS')}, "
-        f"ONEDNN_MAX_CPU_ISA={env.get('ONEDNN_MAX_CPU_ISA')} (kfreeze/__init__.py: sums that repeat across "
-        "machines), which caps TF's oneDNN GEMM at that instruction set; ONNX Runtime, XNNPACK and OpenCV pick "
-        "their own kernels.",
+        "(float32 GEMM 1024, best of 5).",
+        "",
+        "TensorFlow's kernels: kfreeze's stages run with "
+        + ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
+        + " (kfreeze/__init__.py pins the ISA so that sums repeat across machines); the latency phases, "
+        "Keras and the kfreeze session alike, with " + _latency_env(rows)
+        + ". ONNX Runtime, XNNPACK and OpenCV pick their own kernels.",
         "",
         f"Models: `keras.applications.<name>(weights=None, classifier_activation=None)` at their default input "
         f"size, seed {SEED}, every BatchNormalization with trained-looking statistics (bench/zoo.py), batch 1. "
@@ -175,7 +184,7 @@ def _header(info: dict, argv: list[str], runs: int) -> list[str]:
 
 
 def markdown(rows: list[dict], summary: dict, info: dict, argv: list[str], runs: int) -> str:
-    lines = _header(info, argv, runs)
+    lines = _header(info, rows, argv, runs)
     titles = " | ".join(RUNTIME_TITLES[r] for r in RUNTIMES)
     for t in THREADS:
         lines += [

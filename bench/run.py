@@ -48,6 +48,8 @@ LATENCY_RUNS = 30
 THREADS = (1, 2)
 SEED_RECIPE = ("strip_unused_nodes fold_constants(ignore_errors=true) fold_batch_norms "
                "fold_old_batch_norms sort_by_execution_order")
+# what decides TensorFlow's kernels (kfreeze/__init__.py sets both unless told otherwise)
+TF_ENV = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
 STAGES = ("convert", "export", "freeze", "optimize", "verify")
 PHASES = ("keras", "naive", "pipeline", "peers", "eval") + tuple(f"latency{t}" for t in THREADS)
 
@@ -180,9 +182,10 @@ def phase_stage(stage: str, key: str, work: Path) -> dict:
     return {"time_s": time.perf_counter() - t, "rss_mb": _rss_mb()}
 
 
-def _child(args: list[str], timeout: float) -> tuple[int | None, str]:
+def _child(args: list[str], timeout: float, extra_env: dict | None = None) -> tuple[int | None, str]:
     """This script as a child process: (exit code or None on timeout, last stderr line)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           **(extra_env or {})}
     try:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
                               capture_output=True, text=True, timeout=timeout, env=env)
@@ -388,6 +391,7 @@ def phase_latency(work: Path, threads: int, runs: int) -> dict:
         except Exception as e:  # noqa: BLE001
             result.setdefault("errors", {})[name] = _error(e)
     result["tf_eager_intra_op_threads"] = runtimes.eager_threads()  # what Keras ran with, read back
+    result["tf_env"] = {k: os.environ.get(k) for k in TF_ENV}
     result["runtimes"] = runtimes.stats(runtimes.interleaved(runners, one, runs))
     result["rss_mb"] = _rss_mb()
     return result
@@ -444,7 +448,9 @@ def run_model(name: str, size: int, work: Path, args, runs: int) -> dict:
                "--timeout", str(args.timeout)] + (["--no-opencv"] if args.no_opencv else []) + \
               (["--no-verify"] if args.no_verify else [])
         t = time.perf_counter()
-        rc, err = _child(cmd, args.timeout * (len(STAGES) + 2 if phase == "pipeline" else 1))
+        # latency: TensorFlow's GEMM at the instruction set chosen (kfreeze itself pins AVX2; see --tf-isa)
+        extra = {"KFREEZE_CPU_ISA": args.tf_isa} if phase.startswith("latency") else None
+        rc, err = _child(cmd, args.timeout * (len(STAGES) + 2 if phase == "pipeline" else 1), extra)
         row[f"wall_{phase}_s"] = time.perf_counter() - t
         if rc != 0:
             row.setdefault("errors", {})[phase] = err
@@ -483,7 +489,7 @@ def machine() -> dict:
                            env={**quiet, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     import kfreeze  # noqa: F401  (sets the environment every child's TensorFlow runs under)
     p = graphstats.peak()
-    return {"tf_env": {k: os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")},
+    return {"tf_env": {k: os.environ.get(k) for k in TF_ENV},
             "cpu": p["model_name"], "cores": os.cpu_count(), "memory_gb": mem, "os": platform.platform(),
             "python": platform.python_version(), "gpu": "none (CPU only)", "versions": versions,
             "peak": p, "sgemm_1thread_gflops": float(sgemm.stdout.strip()) if sgemm.returncode == 0 else None,
@@ -501,6 +507,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-verify", action="store_true", help="skip the verify stage (the slowest)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per phase (per stage in pipeline)")
     ap.add_argument("--reuse", action="store_true", help="with --work: keep the phases already measured there")
+    ap.add_argument("--tf-isa", default="ALL",
+                    help="oneDNN instruction set for TensorFlow in the latency phases (KFREEZE_CPU_ISA): ALL, "
+                         "TF's own default, lets its GEMM use AVX-512; AVX2 is what kfreeze pins for its stages")
     ap.add_argument("--runs", type=int, help=f"latency iterations per runtime (default {LATENCY_RUNS})")
     ap.add_argument("--phase", choices=PHASES + ("stage",), help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
