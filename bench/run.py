@@ -458,8 +458,12 @@ def run_model(name: str, size: int, work: Path, args, runs: int) -> dict:
             if phase in ("keras", "pipeline"):
                 break
             continue
-        _merge(row, phase, json.loads((work / f"{phase}.json").read_text()))
+        data = json.loads((work / f"{phase}.json").read_text())
+        _merge(row, phase, data)
         print(f"  {name}: {phase} done in {row[f'wall_{phase}_s']:.1f} s", flush=True)
+        if phase == "pipeline" and "input" not in data:  # a stage before verify failed: no graph to measure
+            print(f"  {name}: stopped after {data.get('stage_errors')}", flush=True)
+            break
     return row
 
 
