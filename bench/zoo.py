@@ -4,9 +4,11 @@
 and the glorot-initialized convs shrink the signal layer by layer: the logits of such a model
 are about 1e-17 and barely depend on the input, so any parity figure on them is vacuous.
 Here every BatchNormalization gets the statistics a trained model would have on image-like
-inputs (the batch statistics of one seeded calibration batch, taken in a single training-mode
-pass with momentum 0), then random gamma and beta, so activations stay O(1) down the network
-and the logits depend on the input. Nothing is downloaded; the same seed gives the same model.
+inputs: random gamma and beta, then the batch statistics of one seeded calibration batch as
+moving mean and variance (a single training-mode pass with momentum 0, after gamma and beta, so
+every layer's statistics match what it sees at inference). Activations stay O(1) down the
+network and the logits depend on the input. (The other order, statistics first, lets EfficientNetB0's
+logits grow to 4e4 and every runtime differ from Keras by 10-70%: an ill-conditioned model.) Nothing is downloaded; the same seed gives the same model.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def build(name: str, size: int, seed: int):
     bns = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
            if isinstance(layer, keras.layers.BatchNormalization)]
     rng = np.random.default_rng(seed)
+    for bn in bns:  # first gamma and beta, so that the statistics below see their effect downstream
+        if bn.gamma is not None:
+            bn.gamma.assign(rng.uniform(0.5, 1.5, bn.gamma.shape).astype(np.float32))
+        if bn.beta is not None:
+            bn.beta.assign(rng.normal(0.0, 0.1, bn.beta.shape).astype(np.float32))
     if bns:
         calib = rng.random((CALIBRATION_BATCH, size, size, 3), dtype=np.float32)
         saved = [bn.momentum for bn in bns]
@@ -46,11 +53,6 @@ def build(name: str, size: int, seed: int):
         model(calib, training=True)
         for bn, momentum in zip(bns, saved):
             bn.momentum = momentum
-    for bn in bns:
-        if bn.gamma is not None:
-            bn.gamma.assign(rng.uniform(0.5, 1.5, bn.gamma.shape).astype(np.float32))
-        if bn.beta is not None:
-            bn.beta.assign(rng.normal(0.0, 0.1, bn.beta.shape).astype(np.float32))
     return model
 
 
