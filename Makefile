@@ -27,8 +27,13 @@ test-quick: install
 test-docs: install
 	python -m pytest -q -m docs
 
-# The optimizer benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
-bench: install
+# The benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
+# Its peer runtimes (ONNX Runtime, LiteRT) are the optional extra `bench`, installed here only.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,bench]"
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	python bench/run.py $(ARGS)
 
 clean:
