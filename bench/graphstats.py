@@ -13,8 +13,6 @@ import math
 from pathlib import Path
 
 COUNTED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
-# conv/matmul ops a TF session may run fused with their bias/activation (grappler remapper)
-FUSABLE_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def _dims(shape) -> list[int] | None:
@@ -52,38 +50,6 @@ def flops(graph_def) -> dict[str, int]:
         counts[op.type] = counts.get(op.type, 0) + 2 * macs
     counts["total"] = sum(counts.values())
     return counts
-
-
-def count_fused(partition_graphs) -> dict[str, int]:
-    """Among the conv/matmul ops a session executed: how many ran fused (``_Fused*``), how many bare."""
-    fused = bare = 0
-    for graph in partition_graphs:
-        for node in graph.node:
-            if node.op.startswith("_Fused") and any(k in node.op for k in FUSABLE_OPS):
-                fused += 1
-            elif node.op in FUSABLE_OPS:
-                bare += 1
-    return {"fused": fused, "bare": bare}
-
-
-def fusion_share(graph_def, input_name: str, output_name: str, x, threads: int = 1) -> dict:
-    """Run ``graph_def`` once in a TF session with partition graphs recorded; the conv/matmul ops
-    the runtime executed as ``_Fused*`` over all of them. A bench-local stand-in for h15-fusion's
-    library function (this is the one call site to swap)."""
-    from kfreeze.tfenv import tf
-
-    g = tf.Graph()
-    with g.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
-    options = tf.compat.v1.RunOptions(output_partition_graphs=True)
-    metadata = tf.compat.v1.RunMetadata()
-    with tf.compat.v1.Session(graph=g, config=config) as sess:
-        sess.run(g.get_tensor_by_name(output_name + ":0"), {g.get_tensor_by_name(input_name + ":0"): x},
-                 options=options, run_metadata=metadata)
-    counts = count_fused(metadata.partition_graphs)
-    total = counts["fused"] + counts["bare"]
-    return {**counts, "share": counts["fused"] / total if total else None}
 
 
 # ---------------------------------------------------------------------------- the CPU's peak

@@ -292,14 +292,8 @@ def phase_peers(name: str, size: int, work: Path) -> dict:
 
 
 def _fusion(graph, inp: str, out: str, x) -> dict:
-    """Conv/matmul ops a TF session executes fused: kfreeze's own counter once it exists
-    (``kfreeze.optimize.fusion.runtime_fusion``, h15-fusion's branch), else the bench-local
-    stand-in ``graphstats.fusion_share``. The one call site to swap."""
-    try:
-        from kfreeze.optimize.fusion import runtime_fusion
-    except ImportError:
-        import graphstats
-        return graphstats.fusion_share(graph, inp, out, x)
+    """Conv/matmul ops a TF session executes fused (``kfreeze.optimize.fusion``)."""
+    from kfreeze.optimize.fusion import runtime_fusion
     return runtime_fusion(graph, {inp + ":0": x}, [out + ":0"])
 
 
