@@ -52,6 +52,20 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
 
 
 @cli_errors
+def onnx(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """With 'onnx' in the model's targets: BUILD/<name>/onnx/model.onnx from optimized.pb (else a marker)."""
+    from kfreeze import pipeline
+    typer.echo(pipeline.onnx(name, params_file, build))
+
+
+@cli_errors
+def tflite(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """With 'tflite' in the model's targets: BUILD/<name>/tflite/model.tflite from optimized.pb (else a marker)."""
+    from kfreeze import pipeline
+    typer.echo(pipeline.tflite(name, params_file, build))
+
+
+@cli_errors
 def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
            metrics: Path = MetricsOpt, debug: bool = DebugOpt):
     """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json.

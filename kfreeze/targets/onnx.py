@@ -1,0 +1,98 @@
+"""optimized.pb -> model.onnx with tf2onnx's GraphDef path (``tf2onnx.convert.from_graph_def``).
+
+Choices, each measured (README-additions.md has the numbers):
+- ``OPSET`` 17: ONNX Runtime 1.31 and OpenCV 4.14's ``readNetFromONNX`` load the examples and the
+  conformance rows at every opset tf2onnx 1.17 writes (13-18); 17 is the newest before opset 18
+  turned the Reduce* axes and Split sizes into inputs, a form older consumers handle less well.
+- Layout ``NCHW`` by default (params ``onnx_layout``): tf2onnx's ``inputs_as_nchw``/``outputs_as_nchw``
+  on every 4-D input and output, what ``cv2.dnn.blobFromImage`` and most C++ code feed; the
+  Transposes fold into the convolutions. ``NHWC`` keeps the TensorFlow layout.
+- Names: the ONNX inputs are optimized.pb's placeholders and the outputs names.json's outputs,
+  without TensorFlow's ``:0`` (``tensors_to_rename``), so ``sess.run(['probs'], {'image': x})``.
+Same graph, same bytes: tf2onnx writes no timestamp; the file carries its producer version only.
+"""
+
+from __future__ import annotations
+
+from kfreeze.errors import KfreezeError
+from kfreeze.targets import Sibling
+
+OPSET = 17
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else f"{name}:0"
+
+
+def _ranks(graph, tensors: list[str]) -> dict[str, int | None]:
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph, name="")
+    return {t: g.get_tensor_by_name(_tensor(t)).shape.rank for t in tensors}
+
+
+def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: str, opset: int = OPSET) -> Sibling:
+    """``graph`` (optimized.pb) with placeholders ``inputs`` and fetches ``outputs`` as an ONNX model.
+
+    An op tf2onnx cannot convert stays in its output as an op no ONNX runtime knows; it is
+    refused here, naming the node and its TensorFlow op.
+    """
+    import onnx
+    import tf2onnx
+
+    ranks = _ranks(graph, inputs + outputs)
+    nchw = layout == "NCHW"
+    rename = {_tensor(t): t for t in inputs + outputs if ":" not in t}
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(
+            graph, input_names=[_tensor(i) for i in inputs], output_names=[_tensor(o) for o in outputs], opset=opset,
+            inputs_as_nchw=[_tensor(i) for i in inputs if nchw and ranks[i] == 4] or None,
+            outputs_as_nchw=[_tensor(o) for o in outputs if nchw and ranks[o] == 4] or None,
+            tensors_to_rename=rename)
+    except Exception as e:  # tf2onnx raises plain exceptions; its message names the node
+        raise KfreezeError(where, f"tf2onnx {tf2onnx.__version__} cannot convert the graph: "
+                           f"{' '.join(str(e).split())[:300]}", "leave onnx out of targets") from None
+    blocked = [n for n in model.graph.node if not onnx.defs.has(n.op_type, n.domain)]
+    if blocked:
+        node = blocked[0]
+        raise KfreezeError(where, f"op {node.op_type} (node '{node.name}') has no ONNX conversion in tf2onnx "
+                           f"{tf2onnx.__version__} at opset {opset}" +
+                           (f" ({len(blocked) - 1} more blocked)" if len(blocked) > 1 else ""),
+                           "leave onnx out of targets, or replace that layer")
+    data = model.SerializeToString(deterministic=True)
+    return Sibling(data, {"converter": f"tf2onnx {tf2onnx.__version__} from_graph_def", "opset": opset,
+                          "layout": layout, "layout_applies_to": "4-D inputs and outputs",
+                          "runtime": "onnxruntime.InferenceSession(path); cv2.dnn.readNetFromONNX(path)",
+                          **io_signature(model)})
+
+
+def io_signature(model) -> dict:
+    """Inputs and outputs with the dtype and shape the ONNX file declares (None = dynamic)."""
+    import onnx
+
+    def entries(values):
+        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 "shape": [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]}
+                for v in values]
+    return {"inputs": entries(model.graph.input), "outputs": entries(model.graph.output)}
+
+
+def op_count(data: bytes) -> int:
+    import onnx
+    return len(onnx.load_from_string(data).graph.node)
+
+
+def run(data: bytes, feeds: dict, outputs: list[str], layout: str) -> dict:
+    """ONNX Runtime on NHWC ``feeds`` (transposed here for an NCHW file); 4-D results back to NHWC."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    nchw = layout == "NCHW"
+    feed = {k: np.ascontiguousarray(v.transpose(0, 3, 1, 2)) if nchw and v.ndim == 4 else v for k, v in feeds.items()}
+    values = session.run(outputs, feed)
+    return {o: v.transpose(0, 2, 3, 1) if nchw and v.ndim == 4 else v for o, v in zip(outputs, values)}
