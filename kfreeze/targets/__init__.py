@@ -60,18 +60,20 @@ def build(target: str, out: Path, where: str, precision: str = "float32", layout
 
 
 def write(out: Path, target: str, sibling: Sibling | None) -> None:
-    """The stage's output folder, atomically: the file and its signature, or the 'not requested' marker."""
-    from kfreeze import atomic, graphio
+    """The stage's output folder, atomically: the file and its signature, or the 'not requested' marker
+    (written without kfreeze.graphio, which imports TensorFlow)."""
+    import json
 
+    from kfreeze import atomic
+
+    signature = {"requested": False, "target": target} if sibling is None else {
+        "requested": True, "target": target, "file": FILES[target], **sibling.signature}
     with atomic.directory(folder(out, target)) as tmp:
-        if sibling is None:
-            graphio.write_json(tmp / SIGNATURE, {"requested": False, "target": target})
-            return
-        (tmp / FILES[target]).write_bytes(sibling.data)
-        graphio.write_json(tmp / SIGNATURE, {"requested": True, "target": target, "file": FILES[target],
-                                             **sibling.signature})
+        if sibling is not None:
+            (tmp / FILES[target]).write_bytes(sibling.data)
+        (tmp / SIGNATURE).write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
 
 
 def read_signature(out: Path, target: str) -> dict:
     from kfreeze import graphio
-    return graphio.read_json(folder(out, target) / SIGNATURE)
+    return graphio.read_json(folder(out, target) / SIGNATURE)  # a missing file: one line naming it

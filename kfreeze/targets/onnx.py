@@ -24,13 +24,49 @@ def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _ranks(graph, tensors: list[str]) -> dict[str, int | None]:
+def _tensors(graph, tensors: list[str]) -> dict:
+    """{name: tf.Tensor} of ``graph`` imported as it is (for rank and dtype)."""
     from kfreeze.tfenv import tf
 
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
-    return {t: g.get_tensor_by_name(_tensor(t)).shape.rank for t in tensors}
+    return {t: g.get_tensor_by_name(_tensor(t)) for t in tensors}
+
+
+def _separate_outputs(graph, outputs: dict):
+    """An ``Identity`` after each of ``outputs`` ({tensor name: tf.Tensor}) that other nodes also read,
+    to fetch instead: (graph, {output: the Identity's name}).
+
+    Hand-written because of a tf2onnx 1.17 bug: ``outputs_as_nchw`` on a tensor that the graph
+    also consumes feeds those consumers the NCHW tensor as if it were NHWC (a feature map that is
+    both an output and the next layer's input); measured in tests/targets/test_onnx.py.
+    """
+    from kfreeze.nodes import split_tensor
+
+    read = {split_tensor(i)[0] for n in graph.node for i in n.input}
+    fetch = {o: f"{split_tensor(o)[0]}__output" for o in outputs if split_tensor(o)[0] in read}
+    if not fetch:
+        return graph, {}
+    copy = type(graph)()
+    copy.CopyFrom(graph)
+    for output, name in fetch.items():
+        node = copy.node.add(name=name, op="Identity", input=[output])
+        node.attr["T"].type = outputs[output].dtype.as_datatype_enum
+    return copy, fetch
+
+
+def _number_dynamic_dims(graph) -> None:
+    """Dynamic dimensions named ``unk__1``, ``unk__2``... in order of appearance (same name, same number).
+
+    tf2onnx numbers them from its global counter, which a process's first conversion advances
+    further than later ones even after the reset: the bytes would depend on the process's history.
+    """
+    names: dict[str, str] = {}
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param"):
+                dim.dim_param = names.setdefault(dim.dim_param, f"unk__{len(names) + 1}")
 
 
 def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: str, opset: int = OPSET) -> Sibling:
@@ -42,14 +78,20 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
     import onnx
     import tf2onnx
 
-    ranks = _ranks(graph, inputs + outputs)
+    tensors = _tensors(graph, inputs + outputs)
     nchw = layout == "NCHW"
-    rename = {_tensor(t): t for t in inputs + outputs if ":" not in t}
+    nchw_outputs = {o: tensors[o] for o in outputs if nchw and tensors[o].shape.rank == 4}
+    graph, fetch = _separate_outputs(graph, nchw_outputs)
+    rename = {_tensor(i): i for i in inputs if ":" not in i}
+    rename.update({_tensor(fetch.get(o, o)): o for o in outputs if ":" not in o or o in fetch})
+    # tf2onnx names the nodes it inserts from a module-global counter: without the reset, the bytes
+    # would depend on what this process converted before (kfreeze run, tests), not on the graph alone.
+    tf2onnx.utils.INTERNAL_NAME = 1
     try:
         model, _ = tf2onnx.convert.from_graph_def(
-            graph, input_names=[_tensor(i) for i in inputs], output_names=[_tensor(o) for o in outputs], opset=opset,
-            inputs_as_nchw=[_tensor(i) for i in inputs if nchw and ranks[i] == 4] or None,
-            outputs_as_nchw=[_tensor(o) for o in outputs if nchw and ranks[o] == 4] or None,
+            graph, input_names=[_tensor(i) for i in inputs], output_names=[_tensor(fetch.get(o, o)) for o in outputs],
+            opset=opset, inputs_as_nchw=[_tensor(i) for i in inputs if nchw and tensors[i].shape.rank == 4] or None,
+            outputs_as_nchw=[_tensor(fetch.get(o, o)) for o in nchw_outputs] or None,
             tensors_to_rename=rename)
     except Exception as e:  # tf2onnx raises plain exceptions; its message names the node
         raise KfreezeError(where, f"tf2onnx {tf2onnx.__version__} cannot convert the graph: "
@@ -61,6 +103,7 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
                            f"{tf2onnx.__version__} at opset {opset}" +
                            (f" ({len(blocked) - 1} more blocked)" if len(blocked) > 1 else ""),
                            "leave onnx out of targets, or replace that layer")
+    _number_dynamic_dims(model.graph)
     data = model.SerializeToString(deterministic=True)
     return Sibling(data, {"converter": f"tf2onnx {tf2onnx.__version__} from_graph_def", "opset": opset,
                           "layout": layout, "layout_applies_to": "4-D inputs and outputs",

@@ -23,7 +23,7 @@ from kfreeze.targets import Sibling
 
 def _blocking_op(message: str) -> str | None:
     """'MatrixInverse (node inv)' from the converter's error text, or None."""
-    node = re.search(r'loc\(fused\["(\w+):", "([^"]+)"\]\): error: .*?op is neither', message)
+    node = re.search(r'loc\(fused\["(\w+):", "([^"]+)"\]\)[^\n]*op is neither', message)
     if node:
         return f"{node.group(1)} (node '{node.group(2)}')"
     select = re.search(r"TF Select ops: ([\w, ]+)", message)
@@ -33,9 +33,33 @@ def _blocking_op(message: str) -> str | None:
     return op.group(1) if op else None
 
 
+def _identity_after_exits(graph, outputs: list[str]):
+    """An output computed by a loop's ``Exit`` node moves to an ``Identity`` of the same name.
+
+    Hand-written because the converter turns TF1 loops into functional While ops, drops the Exit
+    nodes and then cannot fetch the output ("Graph does not contain node: h", an LSTM's state).
+    """
+    from kfreeze.nodes import split_tensor
+    from kfreeze.optimize.graph import copy, rename_inputs, unique_name
+
+    exits = {n.name: n for n in graph.node if n.op == "Exit" and n.name in {split_tensor(o)[0] for o in outputs}}
+    if not exits:
+        return graph
+    graph = copy(graph)
+    names = {n.name for n in graph.node}
+    moved = {name: unique_name(names, f"{name}/exit") for name in sorted(exits)}
+    rename_inputs(graph, moved)
+    for node in graph.node:
+        node.name = moved.get(node.name, node.name)
+    for name, new in moved.items():
+        graph.node.add(name=name, op="Identity", input=[new]).attr["T"].CopyFrom(exits[name].attr["T"])
+    return graph
+
+
 def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str) -> Sibling:
     from kfreeze.tfenv import tf
 
+    graph = _identity_after_exits(graph, outputs)
     g = tf.Graph()
     with g.as_default():  # as from_frozen_graph does, without a file: the tensors carry the shapes
         tf.graph_util.import_graph_def(graph, name="")

@@ -30,8 +30,13 @@ def usage_lines(out: Path, metrics: dict) -> list[str]:
         else:
             lines.append(f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); "
                          f"weights {sig['weights']}, inputs NHWC):")
-        lines += [f"  input   {i['name']} {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"]]
-        lines += [f"  output  {o['name']} {o['dtype']} {_shape(o['shape'])}" for o in sig["outputs"]]
+        fed = ", ".join(f"'{i['name']}': {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
+        fetched = [o["name"] for o in sig["outputs"]]
+        if target == "onnx":
+            lines.append(f"  session.run({fetched!r}, {{{fed}}})")
+        else:
+            lines.append(f"  get_input_details(): {fed.replace(': ', ' ')}; get_output_details(): "
+                         + ", ".join(repr(o) for o in fetched))
         checked = f"  max_rel_diff {rel:.3g} against the source model" if rel is not None else "  not verified"
         if target == "onnx":
             checked += ("; OpenCV readNetFromONNX: " + (f"max_abs_diff {got['opencv_max_abs_diff']:.3g}"
