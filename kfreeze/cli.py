@@ -13,7 +13,8 @@ from kfreeze.compare import cli as compare_cli
 app = typer.Typer(
     help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. 'run' does one file in one "
          "command; 'add' registers a model in params.yaml. The stages "
-         "(resolve, convert, export, freeze, optimize, onnx, tflite, verify) are what 'dvc repro' runs per model in params.yaml; "
+         "(resolve, convert, export, freeze, optimize, onnx, tflite, verify) are what 'dvc repro' runs per model "
+         "in params.yaml; "
          "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
          "'show' draws one.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

@@ -193,7 +193,8 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
             {KERAS: {name: full} if section == KERAS else {}, TF1: {name: full} if section == TF1 else {},
              VERIFY: verify}, sort_keys=False))
         build, metrics = Path("build"), Path("metrics")
-        stages = (("convert", "export") if section == KERAS else ()) + ("freeze", "optimize", "onnx", "tflite", "verify")
+        stages = ((("convert", "export") if section == KERAS else ())
+                  + ("freeze", "optimize", "onnx", "tflite", "verify"))
         failure = None
         with _inside(ws):
             try:

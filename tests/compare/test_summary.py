@@ -156,7 +156,8 @@ def test_plots_page_renders_offline(metrics_repo, tmp_path):
     assert html.index("window.vegaEmbed=") < html.index("var spec = ")
     expected = {"op_counts": "ops_optimized: 12", "graph_bytes": "bytes_optimized: 2281",
                 "parity_tf": "abs_digits: 7.53",
-                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}", "parity_opencv": "opencv_abs_digits: 7.53",
+                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}",
+                "parity_opencv": "opencv_abs_digits: 7.53",
                 "parity_onnx": "onnx_rel_digits: 7", "parity_tflite": "tflite_rel_digits: 6"}
     for spec, name in specs:
         svg = vl_convert.vegalite_to_svg(json.loads(spec), vl_version=VEGA_LITE_VERSION)
