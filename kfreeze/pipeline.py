@@ -129,6 +129,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
     """
     from kfreeze import atomic, graphio
     from kfreeze import verify as verify_lib
+    from kfreeze.targets.usage import verify_note
 
     metrics_file = Path(metrics) / f"{name}.json"
     atomic.clean_stale(metrics_file)  # a killed run's temp file must not reach dvc.lock
@@ -150,7 +151,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
            else f"OpenCV failed: {result['opencv_error']}")
     return (f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
             f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "
-            f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
+            f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}{verify_note(result)}")
 
 
 def _target(target: str, name: str, params_file, build: Path) -> str:

@@ -1,8 +1,8 @@
 """optimized.pb -> model.onnx with tf2onnx's GraphDef path (``tf2onnx.convert.from_graph_def``).
 
 Choices, each measured (README-additions.md has the numbers):
-- ``OPSET`` 17: ONNX Runtime 1.31 and OpenCV 4.14's ``readNetFromONNX`` load the examples and the
-  conformance rows at every opset tf2onnx 1.17 writes (13-18); 17 is the newest before opset 18
+- ``OPSET`` 17: ONNX Runtime 1.31 and OpenCV 4.14's ``readNetFromONNX`` load the examples at the
+  opsets tf2onnx 1.17 writes (13, 15, 17, 18 measured, same parity); 17 is the newest before opset 18
   turned the Reduce* axes and Split sizes into inputs, a form older consumers handle less well.
 - Layout ``NCHW`` by default (params ``onnx_layout``): tf2onnx's ``inputs_as_nchw``/``outputs_as_nchw``
   on every 4-D input and output, what ``cv2.dnn.blobFromImage`` and most C++ code feed; the

@@ -3,8 +3,8 @@
 Why ``tf.compat.v1.lite.TFLiteConverter`` on the GraphDef (the class behind ``from_frozen_graph``):
 it is the converter entry point that takes a frozen graph with named tensors, so the file gets
 optimized.pb's cut, shapes and names (``image``, ``probs``) for Keras and TF1 entries alike; it
-runs the same MLIR converter as the v2 API. The Keras-model and concrete-function paths would start
-from the uncut model and name the outputs ``output_0``.
+runs the same MLIR converter as the v2 API. The Keras-model and concrete-function paths start from
+the uncut model, and TF1 entries have no Keras model at all.
 - float32 by default; ``precision: float16`` stores the weights as float16 (the converter's
   ``supported_types = [tf.float16]``), computed in float32 by the interpreter.
 - Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The

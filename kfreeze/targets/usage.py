@@ -12,6 +12,19 @@ def _shape(shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def verify_note(metrics: dict) -> str:
+    """What verify's line adds for the siblings: '; onnx max_rel_diff 1.2e-07 (OpenCV ...); tflite ...'."""
+    parts = []
+    for target, got in (metrics.get("targets") or {}).items():
+        text = f"{target} max_rel_diff {got['max_rel_diff']:.3g}" if got.get("max_rel_diff") is not None else \
+            f"{target} failed"
+        if target == "onnx":
+            text += (f" (OpenCV max_abs_diff {got['opencv_max_abs_diff']:.3g})" if got.get("opencv_error") is None
+                     and got.get("opencv_max_abs_diff") is not None else " (OpenCV failed)")
+        parts.append(text)
+    return "".join(f"; {p}" for p in parts)
+
+
 def usage_lines(out: Path, metrics: dict) -> list[str]:
     lines = []
     for target in EXTRA:
