@@ -21,7 +21,7 @@ from tests.compare.repo_helpers import commit, edit_params, hashes, make_repo, r
 # The fixture runs the real five-stage pipeline on two models (minutes on a shared 2-core machine).
 pytestmark = pytest.mark.slow
 
-STAGES = ("convert", "export", "freeze", "optimize", "verify")
+STAGES = ("convert", "export", "freeze", "optimize", "onnx", "tflite", "verify")  # onnx, tflite: markers here
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
