@@ -105,8 +105,11 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
                            "leave onnx out of targets, or replace that layer")
     _number_dynamic_dims(model.graph)
     data = model.SerializeToString(deterministic=True)
+    # tf2onnx folds precision: float16's Cast(float16 weight) back into float32 constants: say what the file holds.
+    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     return Sibling(data, {"converter": f"tf2onnx {tf2onnx.__version__} from_graph_def", "opset": opset,
                           "layout": layout, "layout_applies_to": "4-D inputs and outputs",
+                          "weights": "float16" if half else "float32",
                           "runtime": "onnxruntime.InferenceSession(path); cv2.dnn.readNetFromONNX(path)",
                           **io_signature(model)})
 
