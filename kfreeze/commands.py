@@ -51,18 +51,19 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
     typer.echo(pipeline.optimize(name, params_file, build))
 
 
-@cli_errors
-def onnx(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """With 'onnx' in the model's targets: BUILD/<name>/onnx/model.onnx from optimized.pb (else a marker)."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.onnx(name, params_file, build))
+def _target_command(target: str):
+    """The command of one target stage (kfreeze.targets): the same signature for each target."""
+    def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+        from kfreeze import pipeline
+        typer.echo(getattr(pipeline, target)(name, params_file, build))
+    command.__name__ = command.__qualname__ = target
+    command.__doc__ = (f"With '{target}' in the model's targets: BUILD/<name>/{target}/model.{target} from "
+                       "optimized.pb, and its signature.json (else only a 'not requested' marker).")
+    return cli_errors(command)
 
 
-@cli_errors
-def tflite(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """With 'tflite' in the model's targets: BUILD/<name>/tflite/model.tflite from optimized.pb (else a marker)."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.tflite(name, params_file, build))
+onnx = _target_command("onnx")
+tflite = _target_command("tflite")
 
 
 @cli_errors

@@ -45,3 +45,25 @@ def test_an_op_outside_the_builtins_is_refused_by_name():
         tflite.convert(graph.graph, graph.inputs, graph.outputs, "float32", "params.yaml: models.m.targets")
     assert e.value.problem.startswith("op MatrixInverse (node 'inverse') is not a TFLite builtin op")
     assert "\n" not in e.value.line()
+
+
+def test_why_select_tf_ops_are_refused_the_litert_interpreter_cannot_run_them():
+    """The reason for TFLITE_BUILTINS only: a TF Select (Flex) file converts, but the maintained
+    interpreter refuses it. If a later ai-edge-litert runs it, the refusal can become an option."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kfreeze.tfenv import tf
+
+    graph = graphs.matrix_inverse()
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph.graph, name="")
+    converter = tf.compat.v1.lite.TFLiteConverter(graph.graph, [g.get_tensor_by_name("x:0")],
+                                                  [g.get_tensor_by_name("inverse:0")])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    interpreter = Interpreter(model_content=converter.convert())
+    with pytest.raises(RuntimeError, match="Select TensorFlow op"):
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.eye(3, dtype=np.float32)[None])
+        interpreter.invoke()
