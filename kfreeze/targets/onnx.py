@@ -14,6 +14,8 @@ Same graph, same bytes: tf2onnx writes no timestamp; the file carries its produc
 
 from __future__ import annotations
 
+import re
+
 from kfreeze.errors import KfreezeError
 from kfreeze.targets import Sibling
 
@@ -54,6 +56,37 @@ def _separate_outputs(graph, outputs: dict):
         node = copy.node.add(name=name, op="Identity", input=[output])
         node.attr["T"].type = outputs[output].dtype.as_datatype_enum
     return copy, fetch
+
+
+_GENERATED = re.compile(r"^(.*)__(\d+)(:\d+)?$")
+
+
+def _number_generated_names(model) -> None:
+    """Names tf2onnx made up (``base__N``) numbered 1, 2... in the order the graph first uses them.
+
+    tf2onnx numbers them from a global counter whose course depends on set iteration order, so
+    the same graph came out as ``new_shape__17`` or ``new_shape__18`` with another PYTHONHASHSEED
+    (measured: tests/compare/test_sharing.py's forced rerun). Initializers are then sorted by name.
+    """
+    graph = model.graph
+    numbers: dict[tuple[str, str], str] = {}
+
+    def rename(name: str) -> str:
+        match = _GENERATED.match(name)
+        if not match:
+            return name
+        key = (match.group(1), match.group(2))
+        number = numbers.setdefault(key, str(len(numbers) + 1))
+        return f"{match.group(1)}__{number}{match.group(3) or ''}"
+
+    for node in graph.node:
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+        node.name = rename(node.name)
+    for value in [*graph.initializer, *graph.input, *graph.output, *graph.value_info]:
+        value.name = rename(value.name)
+    graph.initializer.sort(key=lambda t: t.name)
+    graph.value_info.sort(key=lambda v: v.name)
 
 
 def _number_dynamic_dims(graph) -> None:
@@ -103,6 +136,7 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
                            f"{tf2onnx.__version__} at opset {opset}" +
                            (f" ({len(blocked) - 1} more blocked)" if len(blocked) > 1 else ""),
                            "leave onnx out of targets, or replace that layer")
+    _number_generated_names(model)
     _number_dynamic_dims(model.graph)
     data = model.SerializeToString(deterministic=True)
     # tf2onnx folds precision: float16's Cast(float16 weight) back into float32 constants: say what the file holds.

@@ -78,3 +78,16 @@ def feeds_for(graph: Graph, samples: int = 4, seed: int = 0) -> dict:
 def rel_err(ref: dict, got: dict) -> float:
     return max(float(np.max(np.abs(np.asarray(got[k], np.float64) - r))) / float(np.max(np.abs(r)))
                for k, r in ref.items())
+
+
+def gray_conv() -> Graph:
+    """A one-channel image, batch 1, conv + pool + flatten + dense: tf2onnx turns its NCHW transpose
+    into a Reshape and folds constants, the nodes whose made-up names depended on the hash seed."""
+    rng = np.random.default_rng(2)
+    g = tf.Graph()
+    with g.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 1], name="image")
+        x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(image, _w(rng, 3, 3, 1, 4), 1, "SAME"), _w(rng, 4)))
+        x = tf.reshape(tf.nn.max_pool2d(x, 2, 2, "VALID"), [-1, 64])
+        tf.nn.softmax(tf.matmul(x, _w(rng, 64, 3)) + _w(rng, 3), name="probs")
+    return Graph(g.as_graph_def(), ["image"], ["probs"])

@@ -62,3 +62,21 @@ def test_an_op_without_conversion_is_refused_by_name():
         onnx_target.convert(graph.graph, graph.inputs, graph.outputs, "NCHW", "params.yaml: models.m.targets")
     assert e.value.where == "params.yaml: models.m.targets"
     assert "op MatrixInverse (node 'inverse')" in e.value.problem and "\n" not in e.value.line()
+
+
+@pytest.mark.slow
+def test_same_bytes_whatever_the_hash_seed():
+    """tf2onnx's made-up names followed set order; each conversion here runs in its own process."""
+    import hashlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import hashlib; from tests.targets import graphs; from kfreeze.targets import onnx; "
+            "g = graphs.gray_conv(); "
+            "print(hashlib.sha256(onnx.convert(g.graph, g.inputs, g.outputs, 'NCHW', 'x').data).hexdigest())")
+    root = Path(__file__).resolve().parents[2]
+    digests = {subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                              env={"PYTHONPATH": str(root), "PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"}
+                              ).stdout.split()[-1] for seed in (1, 2, 3, 4)}
+    assert len(digests) == 1, digests
