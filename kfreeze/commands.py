@@ -51,6 +51,21 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
     typer.echo(pipeline.optimize(name, params_file, build))
 
 
+def _target_command(target: str):
+    """The command of one target stage (kfreeze.targets): the same signature for each target."""
+    def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+        from kfreeze import pipeline
+        typer.echo(getattr(pipeline, target)(name, params_file, build))
+    command.__name__ = command.__qualname__ = target
+    command.__doc__ = (f"With '{target}' in the model's targets: BUILD/<name>/{target}/model.{target} from "
+                       "optimized.pb, and its signature.json (else only a 'not requested' marker).")
+    return cli_errors(command)
+
+
+onnx = _target_command("onnx")
+tflite = _target_command("tflite")
+
+
 @cli_errors
 def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
            metrics: Path = MetricsOpt, debug: bool = DebugOpt):

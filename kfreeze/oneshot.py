@@ -31,6 +31,7 @@ FILE_KEYS = ("source", "arch", "graph", "checkpoint")
 # What --out receives from build/<name>/ (the metrics JSON is added as metrics.json).
 ARTIFACTS = ("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
              "passes.json", "verify_failed.json")
+TARGET_FOLDERS = ("onnx", "tflite")  # build/<name>/<target>/ for --targets onnx,tflite (kfreeze.targets)
 
 
 def flag_keys() -> dict[str, tuple[str, params.Key]]:
@@ -191,7 +192,8 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
             {KERAS: {name: full} if section == KERAS else {}, TF1: {name: full} if section == TF1 else {},
              VERIFY: verify}, sort_keys=False))
         build, metrics = Path("build"), Path("metrics")
-        stages = (("convert", "export") if section == KERAS else ()) + ("freeze", "optimize", "verify")
+        stages = ((("convert", "export") if section == KERAS else ())
+                  + ("freeze", "optimize", "onnx", "tflite", "verify"))
         failure = None
         with _inside(ws):
             try:
@@ -211,6 +213,11 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
                 shutil.copyfile(built / artifact, out / artifact)
             elif (out / artifact).is_file() and artifact == "verify_failed.json":
                 (out / artifact).unlink()
+        for target in TARGET_FOLDERS:  # the siblings (--targets), each in its folder as under build/<name>/
+            if (out / target).is_dir():
+                shutil.rmtree(out / target)
+            if (built / target / "signature.json").is_file() and len(list((built / target).iterdir())) > 1:
+                shutil.copytree(built / target, out / target)
         metrics_file = ws / metrics / f"{name}.json"
         if metrics_file.is_file():
             shutil.copyfile(metrics_file, out / "metrics.json")
@@ -263,4 +270,5 @@ def report(result: Result) -> list[str]:
         lines += [f"  {o} -> {result.opencv[o]!r}" for o in result.outputs if result.opencv[o] != o]
     else:
         lines.append(f"  {result.opencv_error}")
-    return lines
+    from kfreeze.targets.usage import usage_lines
+    return lines + usage_lines(result.out, result.metrics)

@@ -36,6 +36,9 @@ NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")  # not '-' first: it would read 
 KERAS, TF1, VERIFY = "models", "graphs", "verify"
 
 PRECISIONS = ("float32", "float16")
+# Runtimes a model is built for: tf (optimized.pb, always built) and siblings made from it (kfreeze.targets).
+TARGETS = ("tf", "onnx", "tflite")
+ONNX_LAYOUTS = ("NCHW", "NHWC")
 LAYOUTS = (None, "channels_first", "channels_last")
 VERIFY_MAX_SAMPLES = 100_000
 SHAPE_DIM_MAX = 2**31 - 1  # int32, TensorShape's dimension type
@@ -58,6 +61,7 @@ class Key:
     check: Optional[Callable[[Any, str, str], None]] = None
     what: str = ""
     convert: Callable[[Any], Any] = lambda v: list(v) if isinstance(v, list) else v
+    per_stage: Optional[Callable[[Any, str], Any]] = None  # (value, stage) -> what that stage's settings hold
 
 
 def _is_type(value, types: tuple) -> bool:
@@ -70,6 +74,7 @@ _SHAPE = (list, dict, _NONE)
 _KERAS_SOURCE = ("convert", "verify")
 _FREEZE_K, _OPT_K, _VERIFY_K = ("freeze", "optimize", "verify")
 _FREEZE_T, _OPT_T, _VERIFY_T = ("freeze_tf1", "optimize_tf1", "verify_tf1")
+_ONNX_K, _TFLITE_K, _ONNX_T, _TFLITE_T = ("onnx", "tflite", "onnx_tf1", "tflite_tf1")
 
 
 def _check_names(value, where, _name):
@@ -94,6 +99,24 @@ def _one_of(choices, shown: str):
         if value not in choices:
             raise KfreezeError(where, f"must be {shown}, got {value!r}", "fix the value in params.yaml")
     return check
+
+
+def _check_targets(value, where, _name):
+    for target in value:
+        if target not in TARGETS:
+            raise KfreezeError(where, f"unknown target {short(target)}{_suggest(str(target), TARGETS)}",
+                               f"targets are {', '.join(TARGETS)}, e.g. targets: [tf, onnx, tflite]")
+
+
+def _targets(value) -> list[str]:
+    """Canonical order, no repeats, tf always (the other targets are made from optimized.pb)."""
+    return [t for t in TARGETS if t in value or t == "tf"]
+
+
+def _target_stage(targets: list[str], stage: str) -> list[str]:
+    """What a target's stage (onnx, onnx_tf1...) sees of ``targets``: its own target or nothing, so adding
+    tflite to a model leaves its onnx settings file, and so its onnx stage, untouched."""
+    return [t for t in targets if t == stage.removesuffix("_tf1")]
 
 
 def _check_file(value, where, name):
@@ -151,6 +174,8 @@ def _check_data(data, where, _name):
 
 _NAMES = dict(check=_check_names)
 _TOL = dict(check=_check_tolerance, what="a finite number > 0", convert=float)
+_TARGETS = dict(check=_check_targets, what="a list of targets (tf, onnx, tflite)", convert=_targets,
+                per_stage=lambda v, stage: _target_stage(v, stage) if stage.startswith(("onnx", "tflite")) else v)
 
 # Every key of params.yaml, in the order params.yaml writes them. dvc.yaml, STAGE_PARAMS,
 # the spec dataclasses and the tests' example entries all derive from this table.
@@ -167,7 +192,10 @@ KEYS: dict[str, dict[str, Key]] = {
         "outputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
         "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
         "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
-        "precision": Key((str,), "float32", (_OPT_K, _VERIFY_K), check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
+        "precision": Key((str,), "float32", (_OPT_K, _TFLITE_K, _VERIFY_K),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
+        "targets": Key((list,), ["tf"], (_ONNX_K, _TFLITE_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite
+        "onnx_layout": Key((str,), "NCHW", (_ONNX_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     TF1: {
         "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # GraphDef file
@@ -177,8 +205,11 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_shape": Key(_SHAPE, None, (_OPT_T, _VERIFY_T), check=_check_shape),
         "input_dtype": Key((str, list, _NONE), None, (_OPT_T, _VERIFY_T), check=_check_dtypes),
         "opencv": Key((bool,), False, (_OPT_T, _VERIFY_T)),
-        "precision": Key((str,), "float32", (_OPT_T, _VERIFY_T), check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
+        "precision": Key((str,), "float32", (_OPT_T, _TFLITE_T, _VERIFY_T),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
         "trust_code": Key((bool,), False, (_FREEZE_T, _VERIFY_T)),
+        "targets": Key((list,), ["tf"], (_ONNX_T, _TFLITE_T, _VERIFY_T), **_TARGETS),
+        "onnx_layout": Key((str,), "NCHW", (_ONNX_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     VERIFY: {
         "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T), check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),

@@ -183,6 +183,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
     _import_tf()
     from kfreeze import graphio
     from kfreeze import verify as verify_lib
+    from kfreeze.targets.usage import verify_note
 
     vspec = params.verify_spec(params_file)
     out = Path(build) / name
@@ -193,7 +194,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
     if not verdict.passed:
         metrics_file.unlink(missing_ok=True)
         graphio.write_json(report, {**result, "failures": verdict.failures, "warnings": verdict.warnings})
-        raise KfreezeError(out / "optimized.pb", "; ".join(verdict.failures),
+        raise KfreezeError(verdict.where or out / "optimized.pb", "; ".join(verdict.failures),
                            f"the report is in {report} (no {metrics_file} is written for a failed verify)")
     report.unlink(missing_ok=True)
     graphio.write_json(metrics_file, result)
@@ -201,4 +202,34 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
            if result["opencv_error"] is None else verify_lib.opencv_failure(result))
     return (f"{name}: max_abs_diff {result['max_abs_diff']:.3g}, max_rel_diff {result['max_rel_diff']:.3g} "
             f"(atol {result['atol_used']:g}, rtol {result['rtol_used']:g}), top1_agree {result['top1_agree']}, "
-            f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}")
+            f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}{verify_note(result)}")
+
+
+def _target(target: str, name: str, params_file, build: Path) -> str:
+    """BUILD/<name>/<target>/: the sibling made from optimized.pb, or a 'not requested' marker (no TensorFlow)."""
+    from kfreeze import targets
+
+    progress.begin(target, name)
+    spec = settings.stage_spec(name, target, params_file)
+    out = Path(build) / name
+    if target not in spec.targets:
+        targets.write(out, target, None)
+        return f"{name}: {target} not requested (params targets)"
+    _import_tf()
+    with progress.step(f"converting optimized.pb to {targets.FILES[target]}"):
+        sibling = targets.build(target, out, where(params_file, spec, "targets"), spec.precision if target == "tflite"
+                                else "float32", spec.onnx_layout if target == "onnx" else "NCHW")
+    targets.write(out, target, sibling)
+    sig = sibling.signature
+    return (f"{name}: wrote {target}/{targets.FILES[target]} ({len(sibling.data)} bytes; inputs "
+            f"{[(i['name'], i['shape']) for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]})")
+
+
+def onnx(name: str, params_file, build: Path) -> str:
+    """With 'onnx' in targets: BUILD/<name>/onnx/model.onnx from optimized.pb (tf2onnx), and its signature.json."""
+    return _target("onnx", name, params_file, build)
+
+
+def tflite(name: str, params_file, build: Path) -> str:
+    """With 'tflite' in targets: BUILD/<name>/tflite/model.tflite from optimized.pb, and its signature.json."""
+    return _target("tflite", name, params_file, build)

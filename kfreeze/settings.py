@@ -31,9 +31,16 @@ def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]
     spec = model_spec(name, path)
     vspec = verify_spec(path)
     verify_keys = stage_params(VERIFY)
-    return {stage: {"model": {k: _jsonable(getattr(spec, k)) for k in keys},
+    return {stage: {"model": {k: _jsonable(_for_stage(spec, k, stage)) for k in keys},
                     VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}
             for stage, keys in STAGE_PARAMS[spec.section].items()}
+
+
+def _for_stage(spec: ModelSpec, key: str, stage: str):
+    """The key's value as ``stage`` sees it (``Key.per_stage``: a target's stage sees only its own target)."""
+    per_stage = KEYS[spec.section][key].per_stage
+    value = getattr(spec, key)
+    return value if per_stage is None else per_stage(value, stage)
 
 
 def settings_bytes(settings: dict) -> bytes:
@@ -54,12 +61,14 @@ class StageSpec(ModelSpec):
 
 
 def stage_spec(name: str, stage: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
-    """The entry ``name`` as ``stage`` (convert, export, freeze, optimize, verify) may read it."""
+    """The entry ``name`` as ``stage`` (convert, export, freeze, optimize, onnx, tflite, verify) may read it."""
     spec = model_spec(name, path)
     dvc_stage = stage if spec.is_keras else f"{stage}_tf1"
     hidden = set(KEYS[spec.section]) - set(STAGE_PARAMS[spec.section].get(dvc_stage, ()))
     import dataclasses
-    partial = StageSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+    seen = {f.name: _for_stage(spec, f.name, dvc_stage) if f.name in KEYS[spec.section] else getattr(spec, f.name)
+            for f in dataclasses.fields(spec)}
+    partial = StageSpec(**seen)
     object.__setattr__(partial, "_hidden", frozenset(hidden))
     object.__setattr__(partial, "_stage", dvc_stage)
     return partial

@@ -37,7 +37,7 @@ def two_io_run(tmp_path_factory):
     model = build_two_io(3)
     model.save(tmp / "Two IO.keras")
     result = invoke(tmp / "Two IO.keras", "--out", tmp / "out", "--input-shape", "{img: [2, 6, 6, 2], vec: [2, 5]}",
-                    "--samples", "4", "--atol", "1e-3")
+                    "--samples", "4", "--atol", "1e-3", "--targets", "tf,onnx,tflite")
     return tmp, model, result
 
 
@@ -82,6 +82,26 @@ def test_the_printed_tf_names_run_the_optimized_graph(two_io_run):
             got = sess.run(names[2:], {names[0]: img, names[1]: vec})
     want = model.predict([img, vec], verbose=0)
     for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_run_with_targets_writes_verifies_and_prints_the_siblings(two_io_run):
+    """--targets: the siblings beside optimized.pb, verified, and the ONNX call printed runs as printed."""
+    import onnxruntime as ort
+
+    tmp, model, result = two_io_run
+    out = tmp / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {t: m["passed"] for t, m in metrics["targets"].items()} == {"onnx": True, "tflite": True}
+    assert (out / "onnx" / "model.onnx").is_file() and (out / "tflite" / "model.tflite").is_file()
+    call = next(line.strip() for line in result.output.splitlines() if line.strip().startswith("session.run("))
+    assert call.startswith("session.run(['cls', 'reg'], {'img': float32 [2, 2, 6, 6], 'vec': float32 [2, 5]})")
+    assert "get_input_details(): 'img' float32 [2, 6, 6, 2], 'vec' float32 [2, 5]" in result.output
+    rng = np.random.default_rng(1)
+    img, vec = rng.uniform(0, 1, (2, 6, 6, 2)).astype("float32"), rng.uniform(0, 1, (2, 5)).astype("float32")
+    session = ort.InferenceSession(str(out / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["cls", "reg"], {"img": img.transpose(0, 3, 1, 2), "vec": vec})  # NCHW, as printed
+    for a, b in zip(got, model.predict([img, vec], verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 

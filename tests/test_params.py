@@ -243,3 +243,28 @@ def test_verify_new_keys_are_read(tmp_path):
     spec = params.verify_spec(write(tmp_path, VERIFY_BASE + "{rtol: 1.0e-3, input_range: [0, 255], data: s.npz}\n"))
     assert (spec.rtol, spec.input_range, spec.data) == (1e-3, (0.0, 255.0), "s.npz")
     assert spec.rtol_for("float16") == 5e-3 and spec.rtol_for("float32") == 1e-3
+
+
+def test_targets_are_checked_with_a_suggestion_and_kept_in_canonical_order(tmp_path):
+    base = "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    targets: "
+    with pytest.raises(KfreezeError, match=r"models.m.targets: unknown target 'onxx' \(did you mean 'onnx'\?\)"):
+        params.model_spec("m", write(tmp_path, base + "[tf, onxx]\n"))
+    with pytest.raises(KfreezeError, match="models.m.targets: must be a list of targets"):
+        params.model_spec("m", write(tmp_path, base + "onnx\n"))
+    assert params.model_spec("m", write(tmp_path, base + "[tflite, onnx, onnx]\n")).targets == ["tf", "onnx", "tflite"]
+    assert params.model_spec("m", write(tmp_path, "graphs: {}\nmodels:\n  m: {source: models/m/a}\n")).targets == ["tf"]
+
+
+@pytest.mark.parametrize("section, entry, sfx", [
+    ("models", "source: models/m/a.keras", ""),
+    ("graphs", "graph: models/m/g.pbtxt\n    checkpoint: models/m/ckpt", "_tf1")])
+def test_adding_a_target_changes_only_its_own_stage_and_verify_settings(tmp_path, section, entry, sfx):
+    """What keeps 'adding tflite reruns only tflite and verify': the onnx stage's file holds only onnx."""
+    other = "graphs" if section == "models" else "models"
+    text = f"{other}: {{}}\n{section}:\n  m:\n    {entry}\n    targets: "
+    before = settings.stage_settings("m", write(tmp_path, text + "[tf, onnx]\n"))
+    after = settings.stage_settings("m", write(tmp_path, text + "[tf, onnx, tflite]\n"))
+    assert {stage for stage in after if before[stage] != after[stage]} == {f"tflite{sfx}", f"verify{sfx}"}
+    assert after[f"onnx{sfx}"]["model"]["targets"] == ["onnx"] and before[f"tflite{sfx}"]["model"]["targets"] == []
+    assert after[f"verify{sfx}"]["model"]["targets"] == ["tf", "onnx", "tflite"]
+    assert settings.stage_spec("m", "tflite", tmp_path / "params.yaml").targets == ["tflite"]

@@ -67,8 +67,9 @@ def repo(tmp_path_factory):
     return repo
 
 
-STAGES = ("convert", "export", "freeze", "optimize", "verify")
-TF1_STAGES = ("freeze_tf1", "optimize_tf1", "verify_tf1")
+# onnx and tflite run for every model: without those targets they only write a marker (no TensorFlow).
+STAGES = ("convert", "export", "freeze", "optimize", "onnx", "tflite", "verify")
+TF1_STAGES = ("freeze_tf1", "optimize_tf1", "onnx_tf1", "tflite_tf1", "verify_tf1")
 
 
 def test_first_repro_builds_everything(repo):
@@ -81,6 +82,7 @@ def test_first_repro_builds_everything(repo):
         assert metrics["max_abs_diff"] <= 1e-5
         assert metrics["ops_optimized"] < metrics["ops_frozen"]
         assert metrics["opencv_error"] is None and metrics["opencv_max_abs_diff"] <= 1e-4
+        assert metrics["targets"] == {}  # targets default to [tf]
 
 
 def test_second_repro_runs_nothing(repo):
@@ -97,12 +99,13 @@ def test_forced_rerun_in_other_processes_changes_no_hash(repo):
 
 def test_editing_outputs_reruns_only_that_models_freeze_optimize_verify(repo):
     edit(repo, "models", "alpha", outputs=["probs"])
+    # outputs [] already meant [probs]: optimized.pb comes out the same, so onnx and tflite do not rerun
     assert repro(repo) == ["freeze@alpha", "optimize@alpha", "verify@alpha"]
 
 
 def test_editing_input_shape_reruns_only_optimize_and_verify(repo):
     edit(repo, "models", "alpha", input_shape=[2, 8, 8, 1])
-    assert repro(repo) == ["optimize@alpha", "verify@alpha"]
+    assert repro(repo) == ["onnx@alpha", "optimize@alpha", "tflite@alpha", "verify@alpha"]  # a new optimized.pb
 
 
 def test_replacing_a_source_reruns_its_five_stages(repo):
@@ -138,6 +141,15 @@ def test_editing_verify_atol_reruns_only_the_verify_stages(repo):
     data["verify"]["atol"] = 2.0e-4
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert repro(repo) == ["verify@alpha", "verify@beta", "verify_tf1@gamma"]
+
+
+def test_adding_a_target_reruns_only_that_targets_stage_and_verify(repo):
+    import json
+    edit(repo, "models", "alpha", targets=["tf", "tflite"])
+    assert repro(repo) == ["tflite@alpha", "verify@alpha"]
+    assert json.loads((repo / "metrics" / "alpha.json").read_text())["targets"]["tflite"]["passed"]
+    edit(repo, "graphs", "gamma", targets=["tf", "onnx"])
+    assert repro(repo) == ["onnx_tf1@gamma", "verify_tf1@gamma"]
 
 
 def test_a_misspelled_key_gets_kfreezes_did_you_mean(repo):

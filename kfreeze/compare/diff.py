@@ -235,6 +235,10 @@ def diff_revisions(root: Path, rev_a: Optional[str], rev_b: Optional[str], model
             ga, names_a = load_model(a, name)
             gb, names_b = load_model(b, name)
             entry.update(compare_graphs(ga, names_a, gb, names_b, [a.verify, b.verify], drift=drift))
+            from kfreeze.compare.targets import compare_targets  # model.onnx, model.tflite (params targets)
+            entry["targets"] = compare_targets(a, b, name)
+            if any(t["status"] != "same" for t in entry["targets"].values()):
+                entry.update(equivalent=False, status="changed")
         results.append(entry)
     return {"a": a.label, "b": b.label, "a_sha": a.sha, "b_sha": b.sha,
             "equivalent": all(r["equivalent"] for r in results), "models": results}

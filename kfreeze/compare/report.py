@@ -84,7 +84,8 @@ def details(entry: dict) -> list[str]:
         lines.append(f"output drift on the verification inputs ({runs}): " + ", ".join(parts))
     if drift.get("note") and drift["note"] != "identical graphs":
         lines.append(f"output drift: {drift['note']}")
-    return lines
+    from kfreeze.compare.targets import target_lines
+    return lines + target_lines(entry.get("targets") or {})
 
 
 def _verdict(result: dict) -> str:

@@ -26,10 +26,15 @@ import math
 import sys
 from pathlib import Path
 
+# The siblings (metrics "targets", kfreeze.targets): size, ops and parity per target; empty when not built.
+TARGET_COLUMNS = {"onnx": ("bytes_onnx", "ops_onnx", "onnx_max_rel_diff", "onnx_rel_digits",
+                           "opencv_onnx_max_abs_diff"),
+                  "tflite": ("bytes_tflite", "ops_tflite", "tflite_max_rel_diff", "tflite_rel_digits")}
 COLUMNS = ("model", "ops_frozen", "ops_optimized", "bytes_frozen", "bytes_optimized",
            "max_abs_diff", "max_rel_diff", "opencv_max_abs_diff",
-           "abs_digits", "rel_digits", "opencv_abs_digits")
+           "abs_digits", "rel_digits", "opencv_abs_digits", *[c for cols in TARGET_COLUMNS.values() for c in cols])
 DIGITS = {"abs_digits": "max_abs_diff", "rel_digits": "max_rel_diff", "opencv_abs_digits": "opencv_max_abs_diff"}
+TARGET_DIGITS = {f"{t}_rel_digits": f"{t}_max_rel_diff" for t in TARGET_COLUMNS}
 EXACT_DIGITS = 16.0
 TIME_SUFFIX = "_seconds"
 
@@ -63,10 +68,24 @@ def _max_rel_diff(data: dict):
     return None
 
 
+def _target_values(data: dict) -> dict:
+    """The target columns from metrics' {"targets": {target: {bytes, ops, max_rel_diff, ...}}}."""
+    targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
+    row = {}
+    for target, columns in TARGET_COLUMNS.items():
+        got = targets.get(target) if isinstance(targets.get(target), dict) else {}
+        row.update({f"bytes_{target}": _number(got.get("bytes")), f"ops_{target}": _number(got.get("ops")),
+                    f"{target}_max_rel_diff": _max_rel_diff(got) if got else None})
+        if "opencv_onnx_max_abs_diff" in columns:
+            row["opencv_onnx_max_abs_diff"] = _number(got.get("opencv_max_abs_diff"))
+    return row
+
+
 def model_row(name: str, data: dict) -> dict:
     row = {"model": name, **{k: _number(data.get(k)) for k in COLUMNS[1:] if k not in DIGITS}}
     row["max_rel_diff"] = _max_rel_diff(data)
-    for column, source in DIGITS.items():
+    row.update(_target_values(data))
+    for column, source in {**DIGITS, **TARGET_DIGITS}.items():
         row[column] = digits(row[source])
     for key in sorted(data):
         if key.endswith(TIME_SUFFIX):
@@ -92,8 +111,9 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def parity_json(rows: list[dict]) -> str:
-    """{model: {abs_digits, rel_digits, opencv_abs_digits}}: the metrics file for ``dvc metrics diff``."""
-    table = {row["model"]: {k: row[k] for k in DIGITS} for row in rows}
+    """{model: {abs_digits, rel_digits, opencv_abs_digits, onnx_rel_digits, tflite_rel_digits}}: the metrics
+    file for ``dvc metrics diff``."""
+    table = {row["model"]: {k: row[k] for k in (*DIGITS, *TARGET_DIGITS)} for row in rows}
     return json.dumps(table, indent=2, sort_keys=True) + "\n"
 
 

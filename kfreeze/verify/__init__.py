@@ -16,8 +16,8 @@ from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, gra
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
            "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
-           "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "run_batched",
-           "run_checkpoint_graph", "run_graph", "run_keras", "run_opencv", "session_config"]
+           "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
+           "run_batched", "run_checkpoint_graph", "run_graph", "run_keras", "run_opencv", "session_config"]
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Verdict:
     failures: list[str]
     warnings: list[str]
     metrics: dict
+    where: Path | None = None  # the file that failed, when it is not optimized.pb (a target's sibling)
 
 
 def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> Verdict:
@@ -85,15 +86,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     if vspec.data and source is None:
         warnings.append(f"verify.data is set, but {Path(models_root) / spec.name / vspec.data} does not exist: "
                         f"random inputs in {list(vspec.input_range)}")
+    failures += output_failures(per_output)
     for name, v in per_output.items():
-        if v.get("error"):
-            failures.append(f"output '{name}': {v['error']}")
-        elif v.get("nonfinite"):
-            failures.append(f"output '{name}': NaN or Inf in the {' and the '.join(v['nonfinite'])}")
-        elif not v["passed"]:
-            failures.append(f"output '{name}' differs from the source model by {v['max_abs_diff']:.3g} "
-                            f"(relative {_fmt(v['rel_diff'])}), more than atol + rtol * max|reference| = "
-                            f"{v['tolerance']:.3g}")
         if v.get("constant"):
             warnings.append(f"output '{name}' hardly depends on the input: across {samples} samples it varies by "
                             f"{v['spread']:.3g}, within the tolerance {v['tolerance']:.3g}, so this comparison "
@@ -133,7 +127,28 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         "opencv_version": cv2.__version__,
         "tensorflow_version": tf.__version__,
     }
-    return Verdict(not failures, failures, warnings, metrics)
+    # The siblings (params targets) on the same inputs, judged by the same tolerances.
+    from kfreeze.targets.check import check_targets
+    metrics["targets"], target_failures = check_targets(spec, out, feeds, reference, probability, atol, rtol, batch)
+    where = None if failures or not target_failures else target_failures[0][0]
+    failures += [line for _, line in target_failures]
+    metrics["passed"] = not failures
+    return Verdict(not failures, failures, warnings, metrics, where)
+
+
+def output_failures(per_output: dict, prefix: str = "") -> list[str]:
+    """One line per failing output of ``compare``, each naming the output (after ``prefix``)."""
+    failures = []
+    for name, v in per_output.items():
+        if v.get("error"):
+            failures.append(f"{prefix}output '{name}': {v['error']}")
+        elif v.get("nonfinite"):
+            failures.append(f"{prefix}output '{name}': NaN or Inf in the {' and the '.join(v['nonfinite'])}")
+        elif not v["passed"]:
+            failures.append(f"{prefix}output '{name}' differs from the source model by {v['max_abs_diff']:.3g} "
+                            f"(relative {_fmt(v['rel_diff'])}), more than atol + rtol * max|reference| = "
+                            f"{v['tolerance']:.3g}")
+    return failures
 
 
 ACTIVATION_BUDGET = 256 * 2**20

@@ -2,10 +2,11 @@
 
 OpenCV 5.0 segfaults on some TensorFlow graphs; in a child process a crash is a
 recorded result, not a dead stage. Usage: python -m kfreeze.verify.opencv_child
-GRAPH.pb IN.npz OUT.npz INPUT_NAMES OUTPUTS BATCH (comma-separated; an output is
+GRAPH.pb IN.npz OUT.npz INPUT_NAMES OUTPUTS BATCH [LAYOUT] (comma-separated; an output is
 'a|b', the first layer name the network has, fetched with net.forward and
-saved under ':layers'; arrays NHWC; BATCH 0 runs all
-samples at once, N runs N at a time for a fixed-batch graph).
+saved under ':layers'; arrays NHWC; BATCH 0 runs all samples at once, N runs N at
+a time for a fixed-batch graph; LAYOUT, optional: NHWC for an .onnx file that
+takes NHWC as it is).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 
 
 def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, output_names: str,
-         batch: str = "0") -> int:
+         batch: str = "0", layout: str = "NCHW") -> int:
     import cv2
 
-    net = cv2.dnn.readNetFromTensorflow(graph)
+    # An .onnx file (kfreeze.targets) goes to the ONNX importer; its layout says whether it takes NCHW.
+    net = cv2.dnn.readNetFromONNX(graph) if graph.endswith(".onnx") else cv2.dnn.readNetFromTensorflow(graph)
+    nchw = layout == "NCHW"
     feeds = dict(np.load(inputs_path))
     names_in, wanted = input_names.split(","), output_names.split(",")
     layers = set(net.getLayerNames())
@@ -36,10 +39,10 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
         for name in names_in:
             x = feeds[name][start:start + step]
             # OpenCV's importer turns NHWC graphs into NCHW layers: feed it NCHW.
-            blob = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+            blob = x.transpose(0, 3, 1, 2) if x.ndim == 4 and nchw else x
             net.setInput(np.ascontiguousarray(blob), name if len(names_in) > 1 else "")
         results = net.forward(names_out)
-        parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 else y for y in results])
+        parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 and nchw else y for y in results])
     arrays = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(wanted)}
     np.savez(outputs_path, **arrays, **{":layers": np.array(names_out)})  # run.LAYERS_KEY
     return 0
@@ -47,7 +50,7 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(*sys.argv[1:7]))
+        sys.exit(main(*sys.argv[1:8]))
     except Exception as e:  # reported to the parent as the one-line reason
         print(" ".join(str(e).split())[:400], file=sys.stderr)
         sys.exit(2)

@@ -182,15 +182,16 @@ def opencv_failure(metrics: dict) -> str:
 
 
 def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
-               batch: int | None = None, timeout: float = OPENCV_TIMEOUT_S) -> OpenCVResult:
-    """``outputs`` are OpenCV layer candidates (see ``opencv_layer``); results are keyed by them."""
+               batch: int | None = None, timeout: float = OPENCV_TIMEOUT_S, layout: str = "NCHW") -> OpenCVResult:
+    """``outputs`` are OpenCV layer candidates (see ``opencv_layer``); results are keyed by them.
+    A ``.onnx`` file is read with ``readNetFromONNX``; ``layout`` NHWC feeds it NHWC arrays as they are."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(inp, **feeds)
         # Run as a script, not '-m kfreeze.verify.opencv_child': that imports this package, and
         # with it TensorFlow (about 8 s), in a child that needs only numpy and cv2.
         cmd = [sys.executable, str(Path(__file__).with_name("opencv_child.py")), str(graph_path), str(inp), str(out),
-               ",".join(feeds), ",".join(outputs), str(batch or 0)]
+               ",".join(feeds), ",".join(outputs), str(batch or 0), layout]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                              os.environ.get("PYTHONPATH", "")])}
         try:

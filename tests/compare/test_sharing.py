@@ -21,7 +21,7 @@ from tests.compare.repo_helpers import commit, edit_params, hashes, make_repo, r
 # The fixture runs the real five-stage pipeline on two models (minutes on a shared 2-core machine).
 pytestmark = pytest.mark.slow
 
-STAGES = ("convert", "export", "freeze", "optimize", "verify")
+STAGES = ("convert", "export", "freeze", "optimize", "onnx", "tflite", "verify")
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -134,7 +134,8 @@ def test_retrained_weights(project, monkeypatch):
 def test_output_node_change(project, monkeypatch, tmp_path):
     repo, shas = project["repo"], project["shas"]
     edit_params(repo, lambda p: p["models"]["beta"].update(outputs=["cls"]))
-    assert repro(repo) == ["freeze@beta", "optimize@beta", "verify@beta"]
+    # the example entries' targets (params.yaml): a new optimized.pb reruns the onnx and tflite stages too
+    assert repro(repo) == ["freeze@beta", "onnx@beta", "optimize@beta", "tflite@beta", "verify@beta"]
     shas["c4"] = commit(repo, "c4: beta serves cls only")
 
     result = kfreeze(monkeypatch, repo, "diff", "HEAD~1", "HEAD", "--model", "beta", "--json",

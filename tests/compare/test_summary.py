@@ -63,14 +63,30 @@ def test_csv_and_parity_json_are_deterministic_and_keep_times(tmp_path):
     lines = text.splitlines()
     assert lines[0] == ",".join(summary.COLUMNS) + ",verify_seconds"
     assert lines[1].startswith("a,30,14,,")
-    assert lines[1].endswith(",16.0,16.0,,")  # exact match in TF; OpenCV failed; no time recorded
-    assert lines[2].endswith(",7.65,,7.53,1.5")
+    cells = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    shown = ("abs_digits", "rel_digits", "opencv_abs_digits", "verify_seconds")
+    assert [cells[0][k] for k in shown] == ["16.0", "16.0", "", ""]  # exact in TF; OpenCV failed; no time
+    assert [cells[1][k] for k in shown] == ["7.65", "", "7.53", "1.5"]
+    assert {cells[0][c] for cs in summary.TARGET_COLUMNS.values() for c in cs} == {""}  # no targets built
     parity = json.loads((tmp_path / "p" / "parity.json").read_text())
-    assert parity == {"a": {"abs_digits": 16.0, "opencv_abs_digits": None, "rel_digits": 16.0},
-                      "b": {"abs_digits": 7.65, "opencv_abs_digits": 7.53, "rel_digits": None}}
+    none = {"onnx_rel_digits": None, "tflite_rel_digits": None}
+    assert parity == {"a": {"abs_digits": 16.0, "opencv_abs_digits": None, "rel_digits": 16.0, **none},
+                      "b": {"abs_digits": 7.65, "opencv_abs_digits": 7.53, "rel_digits": None, **none}}
     before = (tmp_path / "p" / "parity.json").read_bytes()
     summary.write_summary(metrics, tmp_path / "p" / "models.csv", tmp_path / "p" / "parity.json")
     assert (tmp_path / "p" / "parity.json").read_bytes() == before and (tmp_path / "p" / "models.csv").read_text() == text
+
+
+def test_target_columns_come_from_the_targets_metrics(tmp_path):
+    targets = {"onnx": {"bytes": 5000, "ops": 11, "max_rel_diff": 1e-7, "opencv_max_abs_diff": 2e-6,
+                        "outputs": {"probs": {"rel_diff": 1e-7}}},
+               "tflite": {"bytes": 5400, "ops": 7, "max_rel_diff": None, "outputs": {"probs": {"rel_diff": 1e-3}}}}
+    (tmp_path / "m.json").write_text(json.dumps({**OLD_FORMAT, "targets": targets}))
+    row = summary.summary_rows(tmp_path)[0]
+    assert {k: row[k] for k in (*summary.TARGET_COLUMNS["onnx"], *summary.TARGET_COLUMNS["tflite"])} == {
+        "bytes_onnx": 5000, "ops_onnx": 11, "onnx_max_rel_diff": 1e-7, "onnx_rel_digits": 7.0,
+        "opencv_onnx_max_abs_diff": 2e-6, "bytes_tflite": 5400, "ops_tflite": 7,
+        "tflite_max_rel_diff": 1e-3, "tflite_rel_digits": 3.0}  # a null maximum: the largest output's
 
 
 def test_dvc_yaml_summary_stage_and_plots_read_columns_that_exist():
@@ -97,10 +113,13 @@ def metrics_repo(tmp_path_factory):
     (repo / "metrics").mkdir()
     for diff in (2.2351741790771484e-08, 2.9802322387695312e-08):
         (repo / "metrics" / "alpha.json").write_text(json.dumps({**OLD_FORMAT, "max_abs_diff": diff,
-                                                                 "max_rel_diff": diff * 4}))
+                                                                 "max_rel_diff": diff * 4, "targets": TARGETS}))
         summary.write_summary(repo / "metrics", repo / "plots" / "models.csv", repo / "plots" / "parity.json")
         commit(repo, f"parity {diff}")
     return repo
+
+
+TARGETS = {"onnx": {"bytes": 5000, "max_rel_diff": 1e-7}, "tflite": {"bytes": 5400, "max_rel_diff": 1e-6}}
 
 
 def _row(output: str, metric: str) -> list[str]:
@@ -133,11 +152,13 @@ def test_plots_page_renders_offline(metrics_repo, tmp_path):
     assert not re.search(r"<script[^>]*\bsrc=", html) and "cdn.jsdelivr" not in html
     specs = re.findall(r"var spec = (.*?);\s*vegaEmbed\('#([^']+)'", html, re.S)
     assert [name for _, name in specs] == ["op_counts", "graph_bytes", "parity_tf", "parity_relative",
-                                            "parity_opencv"]
+                                            "parity_opencv", "parity_onnx", "parity_tflite"]
     assert html.index("window.vegaEmbed=") < html.index("var spec = ")
     expected = {"op_counts": "ops_optimized: 12", "graph_bytes": "bytes_optimized: 2281",
                 "parity_tf": "abs_digits: 7.53",
-                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}", "parity_opencv": "opencv_abs_digits: 7.53"}
+                "parity_relative": f"rel_digits: {round(-math.log10(2.9802322387695312e-08 * 4), 2)}",
+                "parity_opencv": "opencv_abs_digits: 7.53",
+                "parity_onnx": "onnx_rel_digits: 7", "parity_tflite": "tflite_rel_digits: 6"}
     for spec, name in specs:
         svg = vl_convert.vegalite_to_svg(json.loads(spec), vl_version=VEGA_LITE_VERSION)
         assert f"{expected[name]}; model: alpha" in svg, name

@@ -25,7 +25,8 @@ SAMPLES = 4
 SEED = 0
 REL_TOL = 1e-5  # float32: max|diff| / max|ref| over every output
 TIMES: dict[str, float] = {}  # seconds per stage over the session: where the budget goes
-STAGES = ("convert", "export", "freeze", "optimize", "verify")
+STAGES = ("convert", "export", "freeze", "optimize", "onnx", "tflite", "verify")
+TARGETS = ("onnx", "tflite")  # the siblings each row is also built for (kfreeze.targets)
 RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "Multinomial",
               "RandomShuffle", "RandomGamma", "RandomPoisson", "RandomPoissonV2"}
 
@@ -55,6 +56,8 @@ class Run:
     opencv_error: str | None = None
     random_ops: list = field(default_factory=list)
     reference: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)        # verify's metrics per sibling that was built
+    target_errors: dict = field(default_factory=dict)  # target -> why its stage could not make it
 
     @property
     def build(self) -> Path:
@@ -117,14 +120,47 @@ def rel_err(ref: dict, got: dict) -> float:
     return worst
 
 
-def run_model(tmp: Path, name: str, model: keras.Model, suffix: str = ".keras", **overrides) -> Run:
-    """Every stage, then Keras vs the TF session on optimized.pb by relative error, and OpenCV's outcome."""
+def _build_targets(project: Path, name: str, result: Run) -> None:
+    """Each target stage on its own: one that cannot be made is recorded and left out of verify."""
+    from kfreeze.errors import KfreezeError
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for target in [t for t in params["models"][name]["targets"] if t != "tf"]:
+        try:
+            run_stages(project, name, (target,))
+        except KfreezeError as e:
+            result.target_errors[target] = e.problem
+            params["models"][name]["targets"].remove(target)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
+
+
+def _verify(project: Path, name: str) -> dict:
+    """verify's metrics; a verify failed by a sibling alone still gives them (from verify_failed.json)."""
+    from kfreeze.errors import KfreezeError
+
+    try:
+        run_stages(project, name, ("verify",))
+    except KfreezeError:
+        report = project / "build" / name / "verify_failed.json"
+        failed = json.loads(report.read_text()) if report.is_file() else {}
+        if not failed.get("failures") or not all(f.startswith("target ") for f in failed["failures"]):
+            raise
+        return failed
+    return json.loads((project / "metrics" / f"{name}.json").read_text())
+
+
+def run_model(tmp: Path, name: str, model: keras.Model, suffix: str = ".keras", targets: tuple = (),
+              **overrides) -> Run:
+    """Every stage, then Keras vs the TF session on optimized.pb by relative error, and OpenCV's outcome;
+    ``targets`` are built too, each recorded as it comes out (made and verified, or why not)."""
     from kfreeze import verify as verify_lib
 
-    project = write_project(tmp, name, model, suffix, **overrides)
-    run_stages(project, name)
+    project = write_project(tmp, name, model, suffix, **{"targets": ["tf", *targets], **overrides})
+    run_stages(project, name, STAGES[:4])
     result = Run(name, project)
-    result.metrics = json.loads((project / "metrics" / f"{name}.json").read_text())
+    _build_targets(project, name, result)
+    result.metrics = _verify(project, name)
+    result.targets = result.metrics.get("targets", {})
     optimized = graphio.read_graph(result.build / "optimized.pb")
     names = json.loads((result.build / "names.json").read_text())
     feeds, ref = keras_reference(model, optimized, names["inputs"])

@@ -10,7 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from tests.conformance import harness, zoo
+
+OPENCV_REL_TOL = 1e-4  # what test_row requires of OpenCV on optimized.pb when it loads it
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 FAMILIES = {"kind": "Model kinds", "recurrent": "Recurrent layers", "layer": "Other layers"}
@@ -22,12 +26,16 @@ weights and random BatchNorm statistics, run through convert -> export -> freeze
 *TF parity*: the TF session on `optimized.pb` against the Keras model on the same inputs, as the relative
 error max|diff| / max|ref| over the raw outputs (the test requires <= {tol:g}). *OpenCV*: OpenCV {cv} dnn
 on the same `optimized.pb`, as it is: its relative error, or why it fails.
+The target columns (`targets: [tf, onnx, tflite]`, made from `optimized.pb`; verify judges each with the
+same tolerances): *ONNX*: `model.onnx` (tf2onnx, opset {opset}, NCHW) in ONNX Runtime; *OpenCV ONNX*: the
+same file in OpenCV's `readNetFromONNX`, recorded as it is; *TFLite*: `model.tflite` in the LiteRT
+interpreter. A target that cannot be made shows the op that blocks it.
 """
 
 
 def outcome(run: harness.Run | None, error: str | None) -> dict:
     if run is None:
-        return {"tf": f"fails: {error}", "opencv": "-"}
+        return {"tf": f"fails: {error}", "opencv": "-", **{k: "-" for k in TARGET_COLUMNS}}
     tf = f"ok, {rel(run.rel_err)}" if run.rel_err <= harness.REL_TOL else f"differs, {run.rel_err:.1e}"
     if run.random_ops:
         tf += f" (random ops left: {', '.join(run.random_ops)})"
@@ -35,7 +43,42 @@ def outcome(run: harness.Run | None, error: str | None) -> dict:
         opencv = f"fails: {short(run.opencv_error)}"
     else:
         opencv = f"ok, {rel(run.opencv_rel_err)}"
-    return {"tf": tf, "opencv": opencv}
+    return {"tf": tf, "opencv": opencv, **target_outcomes(run)}
+
+
+TARGET_COLUMNS = {"onnx": "ONNX", "opencv_onnx": "OpenCV ONNX", "tflite": "TFLite"}
+
+
+def _parity(passed: bool, rel_err: float | None) -> str:
+    return f"ok, {rel(rel_err)}" if passed else f"differs, rel {rel_err:.0e}"
+
+
+def target_outcomes(run: harness.Run) -> dict:
+    """Each target: its parity in its runtime, or why it could not be made (the blocking op)."""
+    import re
+
+    result = {}
+    for target in harness.TARGETS:
+        got = run.targets.get(target)
+        if target in run.target_errors:
+            op = re.search(r"op (\w+)", run.target_errors[target])
+            result[target] = f"fails: {op.group(1) if op else short(run.target_errors[target])}"
+        elif got is None:
+            result[target] = "-"
+        elif got.get("error"):
+            result[target] = f"fails: {short(got['error'])}"
+        else:
+            result[target] = _parity(got["passed"], got["max_rel_diff"])
+    onnx = run.targets.get("onnx")
+    if onnx is None or onnx.get("error"):
+        result["opencv_onnx"] = "-"
+    elif onnx["opencv_error"] is not None:
+        result["opencv_onnx"] = f"fails: {short(onnx['opencv_error'])}"
+    else:
+        scale = max(float(np.max(np.abs(r))) for r in run.reference.values()) or 1.0
+        rel_err = onnx["opencv_max_abs_diff"] / scale
+        result["opencv_onnx"] = _parity(rel_err <= OPENCV_REL_TOL, rel_err)
+    return result
 
 
 def rel(x: float) -> str:
@@ -60,20 +103,24 @@ def short(reason: str) -> str:
 def render(results: dict[str, dict]) -> str:
     import cv2
 
-    lines = [HEADER.format(tol=harness.REL_TOL, cv=cv2.__version__)]
+    from kfreeze.targets.onnx import OPSET
+
+    lines = [HEADER.format(tol=harness.REL_TOL, cv=cv2.__version__, opset=OPSET)]
+    columns = ["tf", "opencv", *TARGET_COLUMNS]
     for family, title in FAMILIES.items():
-        lines += [f"## {title}", "", "| kind or layer | TF parity | OpenCV |", "|---|---|---|"]
+        lines += [f"## {title}", "", "| kind or layer | TF parity | OpenCV | " + " | ".join(TARGET_COLUMNS.values())
+                  + " |", "|---" * (len(columns) + 1) + "|"]
         for row in zoo.ROWS:
             if row.family == family:
                 r = results[row.id]
-                lines.append(f"| {row.title} | {r['tf']} | {r['opencv']} |")
+                lines.append(f"| {row.title} | " + " | ".join(r[c] for c in columns) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def run_row(row: zoo.Row, tmp: Path) -> tuple[harness.Run | None, dict]:
     try:
-        run = harness.run_model(tmp, row.id, zoo.build(row), row.suffix, **row.params)
+        run = harness.run_model(tmp, row.id, zoo.build(row), row.suffix, harness.TARGETS, **row.params)
     except Exception as e:  # the matrix records a failure as it is
         return None, outcome(None, " ".join(str(e).split())[:160])
     return run, outcome(run, None)

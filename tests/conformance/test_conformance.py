@@ -3,6 +3,8 @@ in-process, compared with Keras by relative error; docs/conformance.md must matc
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,13 @@ def test_row(row, tmp_path):
         assert np.ptp(ref, axis=0).max() > 1e-3, f"{row.id}: output {name} does not depend on the input"
     # OpenCV's outcome is recorded either way; when it loads the graph, it must agree too.
     if run.opencv_error is None:
-        assert run.opencv_rel_err <= 1e-4, f"{row.id}: OpenCV relative error {run.opencv_rel_err:.2e}"
+        assert run.opencv_rel_err <= matrix.OPENCV_REL_TOL, f"{row.id}: OpenCV relative error {run.opencv_rel_err:.2e}"
+    # Each target is made and agrees within verify's tolerances, or its stage names the op that blocks it.
+    assert set(run.targets) | set(run.target_errors) == set(harness.TARGETS), row.id
+    for target, got in run.targets.items():
+        assert got["passed"] and got["max_rel_diff"] <= harness.REL_TOL, f"{row.id}: {target} {got}"
+    for target, error in run.target_errors.items():
+        assert re.match(r"op \w+", error) and "\n" not in error, f"{row.id}: {target}: {error}"
 
 
 def test_a_broken_fold_fails_the_parity_check():

@@ -1,0 +1,79 @@
+"""Siblings of ``optimized.pb`` for other runtimes: ONNX (``onnx.py``) and TFLite (``tflite.py``).
+
+A model's ``targets`` (params.yaml, default ``[tf]``) say which are built. Each extra target is
+its own DVC stage (``onnx@<name>``, ``tflite@<name>``; ``*_tf1`` for 'graphs:' entries) that
+writes the folder ``build/<name>/<target>/``:
+
+- requested: ``model.onnx`` / ``model.tflite`` and ``signature.json`` (the names, dtypes and
+  shapes in the file's own layout, and the choices made: opset, layout, weight precision);
+- not requested: only ``signature.json`` saying ``requested: false`` (a few bytes, no TensorFlow
+  import). DVC's foreach cannot filter a mapping, so the stage exists for every model; its
+  settings file holds only its own target (``params.Key.per_stage``), so adding ``tflite`` to a
+  model reruns its tflite stage and verify, and not its onnx stage.
+
+Both converters read ``optimized.pb`` itself, so every sibling has the same cut inputs, fixed
+shapes and names as the graph verify already checked. ``kfreeze.targets.check`` runs a sibling
+on verify's inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfreeze.params import TARGETS
+
+EXTRA = tuple(t for t in TARGETS if t != "tf")
+FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+SIGNATURE = "signature.json"
+
+
+@dataclass
+class Sibling:
+    """A converted model: its bytes and what ``signature.json`` says about them."""
+    data: bytes
+    signature: dict
+
+
+def folder(out: Path, target: str) -> Path:
+    """BUILD/<name>/<target>/: the target stage's one output."""
+    return Path(out) / target
+
+
+def model_file(out: Path, target: str) -> Path:
+    return folder(out, target) / FILES[target]
+
+
+def build(target: str, out: Path, where: str, precision: str = "float32", layout: str = "NCHW") -> Sibling:
+    """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it."""
+    from kfreeze import graphio
+    from kfreeze.optimize.context import placeholder_name
+
+    names = graphio.read_json(Path(out) / "names.json")
+    inputs = [placeholder_name(i) for i in names["inputs"]]
+    graph = graphio.read_graph(Path(out) / "optimized.pb")
+    if target == "onnx":
+        from kfreeze.targets import onnx
+        return onnx.convert(graph, inputs, names["outputs"], layout, where)
+    from kfreeze.targets import tflite
+    return tflite.convert(graph, inputs, names["outputs"], precision, where)
+
+
+def write(out: Path, target: str, sibling: Sibling | None) -> None:
+    """The stage's output folder, atomically: the file and its signature, or the 'not requested' marker
+    (written without kfreeze.graphio, which imports TensorFlow)."""
+    import json
+
+    from kfreeze import atomic
+
+    signature = {"requested": False, "target": target} if sibling is None else {
+        "requested": True, "target": target, "file": FILES[target], **sibling.signature}
+    with atomic.directory(folder(out, target)) as tmp:
+        if sibling is not None:
+            (tmp / FILES[target]).write_bytes(sibling.data)
+        (tmp / SIGNATURE).write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
+
+
+def read_signature(out: Path, target: str) -> dict:
+    from kfreeze import graphio
+    return graphio.read_json(folder(out, target) / SIGNATURE)  # a missing file: one line naming it

@@ -1,0 +1,124 @@
+"""optimized.pb -> model.tflite with TensorFlow's own converter; run with the LiteRT interpreter.
+
+Why ``tf.compat.v1.lite.TFLiteConverter`` on the GraphDef (the class behind ``from_frozen_graph``):
+it is the converter entry point that takes a frozen graph with named tensors, so the file gets
+optimized.pb's cut, shapes and names (``image``, ``probs``) for Keras and TF1 entries alike; it
+runs the same MLIR converter as the v2 API. The Keras-model and concrete-function paths start from
+the uncut model, and TF1 entries have no Keras model at all.
+- float32 by default; ``precision: float16`` stores the weights as float16 (the converter's
+  ``supported_types = [tf.float16]``), computed in float32 by the interpreter.
+- Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The
+  maintained interpreter (``ai_edge_litert``) has no Flex delegate, so such a file could not be
+  run, let alone verified.
+- Run with ``ai_edge_litert.interpreter.Interpreter``; ``tf.lite.Interpreter`` is deprecated.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kfreeze.errors import KfreezeError
+from kfreeze.targets import Sibling
+
+
+def _blocking_op(message: str) -> str | None:
+    """'MatrixInverse (node inv)' from the converter's error text, or None."""
+    node = re.search(r'loc\(fused\["(\w+):", "([^"]+)"\]\)[^\n]*op is neither', message)
+    if node:
+        return f"{node.group(1)} (node '{node.group(2)}')"
+    select = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if select:
+        return select.group(1).strip()
+    op = re.search(r"'tf\.(\w+)' op", message)
+    return op.group(1) if op else None
+
+
+def _identity_after_exits(graph, outputs: list[str]):
+    """An output computed by a loop's ``Exit`` node moves to an ``Identity`` of the same name.
+
+    Hand-written because the converter turns TF1 loops into functional While ops, drops the Exit
+    nodes and then cannot fetch the output ("Graph does not contain node: h", an LSTM's state).
+    """
+    from kfreeze.nodes import split_tensor
+    from kfreeze.optimize.graph import copy, rename_inputs, unique_name
+
+    exits = {n.name: n for n in graph.node if n.op == "Exit" and n.name in {split_tensor(o)[0] for o in outputs}}
+    if not exits:
+        return graph
+    graph = copy(graph)
+    names = {n.name for n in graph.node}
+    moved = {name: unique_name(names, f"{name}/exit") for name in sorted(exits)}
+    rename_inputs(graph, moved)
+    for node in graph.node:
+        node.name = moved.get(node.name, node.name)
+    for name, new in moved.items():
+        graph.node.add(name=name, op="Identity", input=[new]).attr["T"].CopyFrom(exits[name].attr["T"])
+    return graph
+
+
+def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str) -> Sibling:
+    from kfreeze.tfenv import tf
+
+    graph = _identity_after_exits(graph, outputs)
+    g = tf.Graph()
+    with g.as_default():  # as from_frozen_graph does, without a file: the tensors carry the shapes
+        tf.graph_util.import_graph_def(graph, name="")
+    tensor = lambda n: g.get_tensor_by_name(n if ":" in n else f"{n}:0")  # noqa: E731
+    converter = tf.compat.v1.lite.TFLiteConverter(graph, [tensor(i) for i in inputs], [tensor(o) for o in outputs])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        data = converter.convert()
+    except Exception as e:  # ConverterError: MLIR diagnostics, many lines
+        text = str(e)
+        op = _blocking_op(text)
+        if op is not None:
+            raise KfreezeError(where, f"op {op} is not a TFLite builtin op (it would need TF Select, which the "
+                               "LiteRT interpreter cannot run)", "leave tflite out of targets, or replace that layer"
+                               ) from None
+        lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [text.strip()]
+        raise KfreezeError(where, f"the TFLite converter failed: {lines[0][:300]}",
+                           "leave tflite out of targets") from None
+    return Sibling(data, {"converter": f"tf.compat.v1.lite.TFLiteConverter (TensorFlow {tf.__version__})",
+                          "weights": precision, "layout": "NHWC (as optimized.pb)",
+                          "runtime": "ai_edge_litert.interpreter.Interpreter(model_path=path)",
+                          **io_signature(data)})
+
+
+def _interpreter(data: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+    return Interpreter(model_content=data, num_threads=1)
+
+
+def io_signature(data: bytes) -> dict:
+    """Inputs and outputs as the interpreter reports them (None = dynamic, from shape_signature)."""
+    it = _interpreter(data)
+
+    def entries(details):
+        return [{"name": d["name"], "dtype": d["dtype"].__name__,
+                 "shape": [None if s < 0 else int(s) for s in d["shape_signature"]]} for d in details]
+    return {"inputs": entries(it.get_input_details()), "outputs": entries(it.get_output_details())}
+
+
+def op_count(data: bytes) -> int:
+    return len(_interpreter(data)._get_ops_details())
+
+
+def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
+    """The LiteRT interpreter on ``feeds``; a dynamic batch is resized to the samples fed."""
+    import numpy as np
+
+    it = _interpreter(data)
+    details = {d["name"]: d for d in it.get_input_details()}
+    for name, value in feeds.items():
+        if list(details[name]["shape"]) != list(value.shape):
+            it.resize_tensor_input(details[name]["index"], list(value.shape))
+    it.allocate_tensors()
+    for name, value in feeds.items():
+        it.set_tensor(details[name]["index"], np.ascontiguousarray(value, dtype=details[name]["dtype"]))
+    it.invoke()
+    by_name = {d["name"]: d for d in it.get_output_details()}
+    order = it.get_output_details()
+    return {o: np.array(it.get_tensor((by_name.get(o) or order[i])["index"])) for i, o in enumerate(outputs)}
