@@ -15,7 +15,14 @@ RESULTS: dict[str, dict] = {}   # row id -> matrix outcome, filled by test_row
 RUNS: dict[str, harness.Run] = {}
 
 
-@pytest.mark.parametrize("row", zoo.ROWS, ids=[r.id for r in zoo.ROWS])
+# make test-quick runs one row per kind of thing that broke before (and the rows the rerun test
+# needs); make test runs them all, and only a full run checks docs/conformance.md.
+QUICK_ROWS = {"seq_input", "functional", "nested_functional", "shared_layers", "multi_io", "embedding_int",
+              "subclassed", "lstm_seq", "gru", "bidirectional", "stateful", "conv1d", "mha"}
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=() if r.id in QUICK_ROWS else pytest.mark.slow)
+                                 for r in zoo.ROWS])
 def test_row(row, tmp_path):
     run, RESULTS[row.id] = matrix.run_row(row, tmp_path)
     assert run is not None, RESULTS[row.id]["tf"]
