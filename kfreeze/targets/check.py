@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kfreeze import progress
 from kfreeze import targets as targets_lib
 from kfreeze.errors import KfreezeError
 
@@ -90,6 +91,8 @@ def check_targets(spec, out: Path, feeds: dict, reference: dict, probability: di
     metrics, failures = {}, []
     for target in spec.targets:
         if target in targets_lib.EXTRA:
-            metrics[target], lines = check_target(target, out, feeds, reference, probability, atol, rtol, batch)
+            runtime = "ONNX Runtime and OpenCV dnn" if target == "onnx" else "the LiteRT interpreter"
+            with progress.step(f"running {target}/{targets_lib.FILES[target]} in {runtime}"):
+                metrics[target], lines = check_target(target, out, feeds, reference, probability, atol, rtol, batch)
             failures += [(targets_lib.model_file(out, target), line) for line in lines]
     return metrics, failures
