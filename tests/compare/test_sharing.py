@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from tests.compare.repo_helpers import commit, edit_params, hashes, make_repo, repro, run, sh, stages_run
 
 # The fixture runs the real five-stage pipeline on two models (minutes on a shared 2-core machine).
-pytestmark = pytest.mark.slow
+# Whole scratch projects across commits, DVC remotes and hash seeds: make test-e2e (run by .ci/run).
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 STAGES = ("convert", "export", "freeze", "optimize", "onnx", "tflite", "verify")
 UP_TO_DATE = "Data and pipelines are up to date."
