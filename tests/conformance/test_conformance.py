@@ -17,8 +17,8 @@ RUNS: dict[str, harness.Run] = {}
 
 # make test-quick runs one row per kind of thing that broke before (and the rows the rerun test
 # needs); make test runs them all, and only a full run checks docs/conformance.md.
-QUICK_ROWS = {"seq_input", "functional", "nested_functional", "shared_layers", "multi_io", "embedding_int",
-              "subclassed", "lstm_seq", "gru", "bidirectional", "stateful", "conv1d", "mha"}
+QUICK_ROWS = {"seq_input", "functional", "nested_functional", "shared_layers", "multi_io", "subclassed",
+              "lstm_seq", "bidirectional", "stateful"}
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=() if r.id in QUICK_ROWS else pytest.mark.slow)

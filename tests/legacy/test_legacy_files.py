@@ -23,6 +23,7 @@ DIGITS_TH = ROOT / "models" / "digits_th"
 L = tf_keras.layers
 
 
+@pytest.mark.slow  # a whole MobileNetV2 (3.6 s)
 def test_mobilenetv2_h5_that_keras3_rejects(save):
     tf_keras.utils.set_random_seed(0)
     m = tf_keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), alpha=0.35, classes=10)

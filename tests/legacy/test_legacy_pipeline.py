@@ -33,6 +33,7 @@ def run_pipeline(tmp_path, monkeypatch, name, source, arch=None):
         json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
 
 
+@pytest.mark.slow  # every stage (3.8 s); the other Keras 1 RNN paths stay in the quick tier
 def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     folder = tmp_path / "models" / "k1lstm"
     folder.mkdir(parents=True)
