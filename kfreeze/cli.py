@@ -41,6 +41,8 @@ app.command("show")(compare_cli.show)
 
 
 def main() -> None:
+    import kfreeze
+    kfreeze.pin_tensorflow()
     run_and_exit(app)
 
 

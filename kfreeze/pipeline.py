@@ -126,7 +126,7 @@ def optimize(name: str, params_file, build: Path) -> str:
     progress.begin("optimize", name)
     spec = settings.stage_spec(name, "optimize", params_file)
     _import_tf()
-    from kfreeze import graphio, nodes, resources
+    from kfreeze import graphio
     from kfreeze import optimize as opt
     from kfreeze.resolve import resolve_dtypes, resolve_shapes
 
@@ -135,28 +135,43 @@ def optimize(name: str, params_file, build: Path) -> str:
     inputs, outputs = names["inputs"], names["outputs"]
     shapes = resolve_shapes(spec, inputs, params_file)
     dtypes = resolve_dtypes(spec, inputs, params_file)
-    with progress.step(f"reading {out / 'frozen.pb'}"):
-        frozen = graphio.read_graph(out / "frozen.pb")
-    nodes.require(frozen, inputs, "input", where(params_file, spec, "inputs"))
     ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
                       opencv=spec.opencv, precision=spec.precision)
-    try:
-        with progress.step("estimating the activations' memory"):
-            resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize",
-                                        where(params_file, spec, "input_shape"))
-        with progress.step(f"running {len(opt.passes_for(ctx))} passes (Grappler among them) in a child process"):
-            graph, stats = resources.isolated(opt.optimize, frozen, ctx, what="optimize", where="Grappler")
-    except KfreezeError as e:
-        raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
-    ops_frozen = len(frozen.node)
-    del frozen  # a copy of every weight, while optimized.pb is serialized
-    with progress.step(f"writing {out / 'optimized.pb'}"):
-        graphio.write_graph(graph, out / "optimized.pb")
-    graphio.write_json(out / "passes.json", [s.as_dict() for s in stats])
+    from kfreeze import child
+    with progress.step(f"running {len(opt.passes_for(ctx))} passes (Grappler among them) in a child process"):
+        try:
+            ops_frozen, stats = child.call(
+                optimize_file, out / "frozen.pb", ctx, out / "optimized.pb", where(params_file, spec, "inputs"),
+                where(params_file, spec, "input_shape"), what="optimize", where="Grappler",
+                memory=child.memory_bound((out / "frozen.pb").stat().st_size))
+        except KfreezeError as e:
+            if e.where == where(params_file, spec, "inputs"):  # names the key already
+                raise
+            raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
+    graph = graphio.read_graph(out / "optimized.pb")
+    graphio.write_json(out / "passes.json", stats)
     from kfreeze import opencv_names
-    return (f"{name}: {ops_frozen} -> {len(graph.node)} ops "
-            f"({', '.join(f'{s.name} {s.ops_after - s.ops_before:+d}' for s in stats if s.ops_before != s.ops_after)})"
+    changed = ", ".join(f"{s['pass']} {s['ops_after'] - s['ops_before']:+d}" for s in stats
+                        if s["ops_before"] != s["ops_after"])
+    return (f"{name}: {ops_frozen} -> {len(graph.node)} ops ({changed})"
             + opencv_names_note({o: opencv_names.layer_name(graph, o) for o in outputs}))
+
+
+def optimize_file(frozen_path: Path, ctx, out_path: Path, inputs_where: str, shape_where: str) -> tuple[int, list[dict]]:
+    """frozen.pb -> optimized.pb, in the optimize stage's child process (kfreeze.child): the parent
+    never holds the frozen graph, and Grappler's threads live and die in a fresh interpreter.
+    Returns the frozen graph's op count and the passes' stats."""
+    from kfreeze import graphio, nodes, resources
+    from kfreeze import optimize as opt
+
+    frozen = graphio.read_graph(frozen_path)
+    nodes.require(frozen, [i.name for i in ctx.inputs], "input", inputs_where)
+    resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize", shape_where)
+    ops_frozen = len(frozen.node)
+    graph, stats = opt.optimize(frozen, ctx)
+    del frozen
+    graphio.write_graph(graph, out_path)
+    return ops_frozen, [s.as_dict() for s in stats]
 
 
 def opencv_names_note(names: dict | None, always: bool = False) -> str:

@@ -1,8 +1,9 @@
 """Import TensorFlow quietly and deterministically.
 
 Every kfreeze module imports TensorFlow through here, lazily from the commands,
-so ``kfreeze --help`` stays instant. One intra-op thread makes float reductions
-run in one order, so the numbers in artifacts and metrics repeat exactly.
+so ``kfreeze --help`` stays instant. In kfreeze's own processes (``kfreeze.pin_tensorflow``)
+one intra-op thread makes float reductions run in one order, so the numbers in artifacts and
+metrics repeat exactly; a program that imports kfreeze keeps its own TensorFlow settings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 import warnings
 
-import kfreeze  # noqa: F401  (sets the TF environment variables first)
+import kfreeze
 
 
 @contextlib.contextmanager
@@ -45,10 +46,11 @@ with _stderr_silenced():
 
 tf.get_logger().setLevel(logging.ERROR)
 logging.getLogger("absl").setLevel(logging.ERROR)
-try:
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-except RuntimeError:  # already initialised by the caller: keep its settings
-    pass
+if os.environ.get(kfreeze.PINNED) == "1":
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by the caller: keep its settings
+        pass
 
 __all__ = ["tf"]

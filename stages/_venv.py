@@ -17,3 +17,5 @@ def ensure() -> None:
     python = VENV / "bin" / "python"
     if python.is_file() and Path(sys.prefix).resolve() != VENV.resolve():
         os.execv(str(python), [str(python), *sys.argv])
+    import kfreeze
+    kfreeze.pin_tensorflow()  # a stage pins TensorFlow as the CLI does

@@ -80,3 +80,9 @@ class Project:
     def tree(self, name: str) -> dict:
         base = self.root / "build" / name
         return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def refuse(problem: str):
+    """A function that fails as kfreeze refuses an input (run in a kfreeze.child by the tests)."""
+    from kfreeze.errors import KfreezeError
+    raise KfreezeError("w", problem)

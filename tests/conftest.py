@@ -17,6 +17,10 @@ if str(ROOT) not in sys.path:
 # error line. tests/test_progress.py turns them on where it tests them.
 os.environ["KFREEZE_QUIET"] = "1"
 
+import kfreeze  # noqa: E402
+
+kfreeze.pin_tensorflow()  # as the CLI and the stages run TensorFlow (the metrics they record)
+
 from kfreeze.keras_io import keras  # noqa: E402  (quiet TF import first)
 
 

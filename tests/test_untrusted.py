@@ -287,17 +287,28 @@ def test_input_shape_beyond_memory_is_refused_with_the_estimate(project):
     assert project.outputs("optimize", "huge") == []
 
 
-def test_native_crash_in_the_isolated_step_is_one_error():
-    import signal
+def test_a_child_is_a_fresh_bounded_process_and_its_failures_are_one_error():
+    """kfreeze.child: a result, a crash, a KfreezeError, the memory bound and the time bound."""
+    import ctypes
+    import operator
+    import time
 
-    from kfreeze import resources
+    from kfreeze import child
     from kfreeze.errors import KfreezeError
+    from tests import bad_input
 
-    assert resources.isolated(lambda a: a * 2, 21) == 42
-    with pytest.raises(KfreezeError, match="crashed during optimize .SIGSEGV"):
-        resources.isolated(lambda: os.kill(os.getpid(), signal.SIGSEGV))
-    with pytest.raises(KfreezeError, match="bad input"):
-        resources.isolated(lambda: (_ for _ in ()).throw(KfreezeError("w", "bad input")))
+    assert child.call(operator.mul, 21, 2, what="optimize", where="w") == 42
+    assert child.call(os.getpid, what="optimize", where="w") != os.getpid()
+    with pytest.raises(KfreezeError, match=r"optimize crashed \(SIGSEGV"):
+        child.call(ctypes.string_at, 0, what="optimize", where="w")
+    with pytest.raises(KfreezeError, match="names the key"):
+        child.call(bad_input.refuse, "names the key", what="optimize", where="w")
+    with pytest.raises(KfreezeError, match="more than the memory bound of 1.0 GiB"):
+        child.call(bytearray, 3 * 2**30, what="optimize", where="w", memory=2**30)
+    start = time.monotonic()
+    with pytest.raises(KfreezeError, match="did not finish within 3 s"):
+        child.call(time.sleep, 60, what="optimize", where="w", timeout=3)
+    assert time.monotonic() - start < 30
 
 
 # -- 5. validation -------------------------------------------------------------------

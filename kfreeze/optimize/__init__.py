@@ -58,6 +58,8 @@ PASSES: list[Pass] = [
     # that a TF session fuses the two (_FusedConv2D). After fold_affine, which has folded what
     # batch norm Grappler left into the weights and made the biases right after a conv BiasAdds.
     Pass("restore_bias_add", p.restore_bias_add),
+    # ...but not inside a while loop, where a default (oneDNN) TF process cannot run it.
+    Pass("loop_bias_adds", p.loop_bias_adds),
     # Mul before (Relu ->) conv/matmul into its weights. Off in opencv mode (OpenCV 4.14
     # cannot follow DenseNet's layout without the Mul), but listed, as it always was.
     Pass("fold_input_scale", p.fold_input_scale, enabled=lambda ctx: not ctx.opencv, listed_when_off=True),

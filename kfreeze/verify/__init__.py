@@ -10,14 +10,15 @@ from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
-                                opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_graph, run_keras,
-                                run_opencv, session_config)
+                                opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
+                                run_graph, run_keras, run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
            "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
            "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
-           "run_batched", "run_checkpoint_graph", "run_graph", "run_keras", "run_opencv", "session_config"]
+           "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
+           "session_config"]
 
 
 @dataclass
@@ -33,7 +34,10 @@ class Verdict:
 
 def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> Verdict:
     """Run the source model and optimized.pb on the same inputs and decide: every output
-    finite on both sides and within ``atol + rtol * max|reference|``. OpenCV is recorded, not judged."""
+    finite on both sides and within ``atol + rtol * max|reference|``, in kfreeze's pinned TF
+    session (the recorded numbers) and in a TF process with TF's defaults (pass/fail: oneDNN on,
+    as deployed). OpenCV is judged by the same rule when the model asks for it (``opencv: true``),
+    and recorded otherwise."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
     from kfreeze.optimize.graph import light_graph
@@ -69,13 +73,16 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
+    with progress.step("running optimized.pb in TensorFlow's default configuration (a child process)"):
+        default_got, default_error = run_default_tf(out / "optimized.pb", feeds, outputs, batch)
+    default_cmp = None if default_got is None else compare(reference, default_got, probability, atol, rtol)
     layers = [opencv_layer(optimized, o) for o in outputs]
     with progress.step("running optimized.pb in OpenCV dnn (a child process)"):
         ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
     ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
     # The names net.forward was called with: proven by the call, not derived.
     ocv_names = None if ocv.layers is None else {o: ocv.layers[layer] for o, layer in zip(outputs, layers)}
-    ocv_cmp = compare(reference, ocv_got, probability) if ocv_got is not None else None
+    ocv_cmp = compare(reference, ocv_got, probability, atol, rtol) if ocv_got is not None else None
     ocv_error = ocv.error
     if ocv_cmp and any(v.get("error") or v.get("nonfinite") for v in ocv_cmp.values()):
         ocv_error = "; ".join(f"{k}: {v.get('error') or 'NaN or Inf in the output'}" for k, v in ocv_cmp.items()
@@ -87,6 +94,17 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         warnings.append(f"verify.data is set, but {Path(models_root) / spec.name / vspec.data} does not exist: "
                         f"random inputs in {list(vspec.input_range)}")
     failures += output_failures(per_output)
+    # The pinned session's numbers are what metrics record; a deployed TF process must agree.
+    default_prefix = "in a TensorFlow process with TF's defaults (oneDNN on, as deployed): "
+    if default_error is not None:
+        failures.append(f"{default_prefix}{default_error}")
+    else:
+        failures += output_failures(default_cmp, default_prefix)
+    if spec.opencv:  # asked for: OpenCV failing or disagreeing fails the stage
+        if ocv_error is not None:
+            failures.append(f"opencv is true, and {opencv_problem(ocv_error, optimized)}")
+        else:
+            failures += output_failures(ocv_cmp, "in OpenCV dnn: ")
     for name, v in per_output.items():
         if v.get("constant"):
             warnings.append(f"output '{name}' hardly depends on the input: across {samples} samples it varies by "
@@ -120,7 +138,9 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         "rtol_used": rtol,
         "precision": spec.precision,
         "opencv_mode": spec.opencv,
+        "tf_default_passed": default_error is None and all(v["passed"] for v in default_cmp.values()),
         "opencv_max_abs_diff": None if ocv_cmp is None else max(v["max_abs_diff"] for v in ocv_cmp.values()),
+        "opencv_passed": None if ocv_cmp is None else all(v["passed"] for v in ocv_cmp.values()),
         "opencv_error": ocv_error,
         "opencv_names": ocv_names,
         "opencv_problem": opencv_problem(ocv_error, optimized),

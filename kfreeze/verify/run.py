@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -170,7 +168,7 @@ def opencv_problem(error: str | None, graph: graph_pb2.GraphDef) -> str | None:
         return None
     if any(n.op in LOOP_OPS for n in graph.node):
         return ("OpenCV's TF importer cannot run this graph: recurrent loops are not supported by OpenCV dnn "
-                "(the TF graph is fine; for OpenCV, consider the ONNX target)")
+                "(the TF graph is fine: deploy it with TensorFlow)")
     return f"OpenCV could not run this graph: {error}"
 
 
@@ -184,7 +182,11 @@ def opencv_failure(metrics: dict) -> str:
 def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
                batch: int | None = None, timeout: float = OPENCV_TIMEOUT_S, layout: str = "NCHW") -> OpenCVResult:
     """``outputs`` are OpenCV layer candidates (see ``opencv_layer``); results are keyed by them.
-    A ``.onnx`` file is read with ``readNetFromONNX``; ``layout`` NHWC feeds it NHWC arrays as they are."""
+    A ``.onnx`` file is read with ``readNetFromONNX``; ``layout`` NHWC feeds it NHWC arrays as they are.
+    OpenCV runs in a child bounded in memory: a graph that makes it allocate without bound (a
+    Bidirectional LSTM in OpenCV 4.6) becomes a recorded reason."""
+    from kfreeze import child
+
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(inp, **feeds)
@@ -192,21 +194,42 @@ def run_opencv(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: li
         # with it TensorFlow (about 8 s), in a child that needs only numpy and cv2.
         cmd = [sys.executable, str(Path(__file__).with_name("opencv_child.py")), str(graph_path), str(inp), str(out),
                ",".join(feeds), ",".join(outputs), str(batch or 0), layout]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
-                                                             os.environ.get("PYTHONPATH", "")])}
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return OpenCVResult(None, f"OpenCV did not finish within {timeout:.0f} s")
-        if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name
-            return OpenCVResult(None, f"OpenCV crashed with {name} (signal {-proc.returncode})")
-        if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            return OpenCVResult(None, lines[-1][:400] if lines else f"OpenCV exited with {proc.returncode}")
+        memory = child.memory_bound(Path(graph_path).stat().st_size + sum(v.nbytes for v in feeds.values()), 8)
+        done = child.run(cmd, what="OpenCV", timeout=child.time_bound(timeout), memory=memory)
+        if done.problem:
+            return OpenCVResult(None, done.problem)
         data = np.load(out)
         return OpenCVResult({o: data[o] for o in outputs}, None,
                             dict(zip(outputs, (str(x) for x in data[LAYERS_KEY]))))
+
+
+DEFAULT_TF_TIMEOUT_S = 600
+
+
+def run_default_tf(graph_path: str | Path, feeds: dict[str, np.ndarray], outputs: list[str],
+                   batch: int | None = None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The graph in a TensorFlow process with TF's defaults (oneDNN on, a session's own Grappler,
+    every core), as a deployed program runs it: (outputs, None) or (None, the reason it failed).
+    kfreeze's own processes pin TensorFlow (``kfreeze.pin_tensorflow``) for repeatable numbers;
+    this child gets the environment without those switches."""
+    import kfreeze
+    from kfreeze import child
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(inp, **feeds)
+        cmd = [sys.executable, str(Path(__file__).with_name("tf_default_child.py")), str(graph_path), str(inp),
+               str(out), ",".join(outputs), str(batch or 0)]
+        pinned = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", kfreeze.PINNED)
+        env = {k: v for k, v in os.environ.items() if k not in pinned}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet; not a numeric switch
+        memory = child.memory_bound(Path(graph_path).stat().st_size + sum(v.nbytes for v in feeds.values()))
+        done = child.run(cmd, what="TensorFlow (default configuration)", timeout=child.time_bound(DEFAULT_TF_TIMEOUT_S),
+                         memory=memory, env=env)
+        if done.problem:
+            return None, done.problem
+        with np.load(out) as data:
+            return {o: data[o] for o in outputs}, None
 
 
 def tensor_name(name: str) -> str:

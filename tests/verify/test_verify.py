@@ -172,19 +172,34 @@ def test_opencv_failure_is_a_recorded_result(tmp_path):
     assert result.outputs is None and result.error and "\n" not in result.error
 
 
+def _child_runs(monkeypatch, script):
+    """OpenCV's child replaced by ``script`` (run by kfreeze.child as the real one would be)."""
+    from kfreeze import child
+    real = child.subprocess.Popen
+    monkeypatch.setattr(child.subprocess, "Popen", lambda cmd, **kw: real([sys.executable, str(script)], **kw))
+
+
 def test_opencv_crash_is_recorded_with_its_signal(tmp_path, monkeypatch):
     """A segfault in the child (as OpenCV 5.0 does on some graphs) becomes the error string."""
     crash = tmp_path / "crash.py"
     crash.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
-    from kfreeze.verify import run as verify_run
-    real_run = verify_run.subprocess.run
-
-    def run(cmd, **kwargs):
-        return real_run([sys.executable, str(crash)], **kwargs)
-    monkeypatch.setattr(verify_run.subprocess, "run", run)
+    _child_runs(monkeypatch, crash)
+    (tmp_path / "g.pb").write_bytes(b"")
     result = verify.run_opencv(tmp_path / "g.pb", {"x": np.zeros((1, 4), np.float32)}, ["y"])
     assert result.outputs is None
-    assert result.error == "OpenCV crashed with SIGSEGV (signal 11)"
+    assert result.error.startswith("OpenCV crashed (SIGSEGV, signal 11)")
+
+
+def test_opencv_that_allocates_without_bound_is_stopped_at_the_memory_bound(tmp_path, monkeypatch):
+    """OpenCV 4.6 allocated 18.9 GB on a Bidirectional LSTM graph: the child's address space is capped."""
+    hog = tmp_path / "hog.py"
+    hog.write_text("blocks = []\nwhile True:\n    blocks.append(bytearray(2**28))\n")
+    _child_runs(monkeypatch, hog)
+    monkeypatch.setenv("KFREEZE_MEMORY_LIMIT_GB", "1")
+    (tmp_path / "g.pb").write_bytes(b"")
+    result = verify.run_opencv(tmp_path / "g.pb", {"x": np.zeros((1, 4), np.float32)}, ["y"])
+    assert result.outputs is None
+    assert result.error == "OpenCV needed more than the memory bound of 1.0 GiB (KFREEZE_MEMORY_LIMIT_GB sets another)"
 
 
 def test_opencv_names_no_layer_it_lacks(tmp_path):
@@ -200,7 +215,8 @@ def test_opencv_problem_is_plain_for_a_recurrent_graph(monkeypatch):
         tf.compat.v1.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y * 2.0), [tf.constant(0), x])
     raw = "OpenCV(4.14.0) tf_graph_simplifier.cpp:1051: error: (-215:Assertion failed) in function 'removePhaseSwitches'"
     plain = verify.opencv_problem(raw, g.as_graph_def())
-    assert "recurrent loops are not supported by OpenCV dnn" in plain and "ONNX" in plain and "removePhase" not in plain
+    assert "recurrent loops are not supported by OpenCV dnn" in plain and "deploy it with TensorFlow" in plain
+    assert "ONNX" not in plain and "removePhase" not in plain  # no advice that leads to another failure
     metrics = {"opencv_error": raw, "opencv_problem": plain}
     monkeypatch.delenv("KFREEZE_DEBUG", raising=False)
     assert verify.opencv_failure(metrics) == plain
