@@ -368,8 +368,15 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     needed = [k for k, key in keys.items() if key.required and k not in entry]
     if needed:
         raise KfreezeError(where, f"missing key(s) {', '.join(needed)}",
-                           "every other key has a default ('kfreeze params --defaults' lists them)")
+                           "every other key has a default (README: the keys table lists them)")
     _check_values(entry, keys, where, name)
+    if entry.get("opencv") is True and entry.get("precision") == "float16":
+        # Checked here, before any stage runs: OpenCV 4.6, 4.14 and 5.0 all fail to load such a graph
+        # ("Const input blob for weights not found": its importer has no Cast after a weight).
+        raise KfreezeError(f"{where}.precision", "float16 weights and opencv: true do not go together: OpenCV's "
+                           "TF importer cannot read float16 weights",
+                           "use precision: float32 for OpenCV (OpenCV halves weights itself with "
+                           "net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU_FP16)), or set opencv: false")
     return ModelSpec(name=name, section=section,
                      **{k: key.convert(entry[k] if k in entry else key.default) for k, key in keys.items()})
 

@@ -268,3 +268,15 @@ def test_adding_a_target_changes_only_its_own_stage_and_verify_settings(tmp_path
     assert after[f"onnx{sfx}"]["model"]["targets"] == ["onnx"] and before[f"tflite{sfx}"]["model"]["targets"] == []
     assert after[f"verify{sfx}"]["model"]["targets"] == ["tf", "onnx", "tflite"]
     assert settings.stage_spec("m", "tflite", tmp_path / "params.yaml").targets == ["tflite"]
+
+
+@pytest.mark.parametrize("section, source", [("models", "source: models/m/m.keras"),
+                                             ("graphs", "graph: models/m/g.pb\n    checkpoint: models/m/ckpt")])
+def test_float16_with_opencv_is_refused_before_any_stage(tmp_path, section, source):
+    """OpenCV 4.6, 4.14 and 5.0 cannot load float16 weights: said at resolve, with what to use instead."""
+    other = "graphs" if section == "models" else "models"
+    path = write(tmp_path, f"{other}: {{}}\n{section}:\n  m:\n    {source}\n    opencv: true\n    precision: float16\n")
+    with pytest.raises(KfreezeError) as e:
+        params.model_spec("m", path)
+    assert e.value.where.endswith(f"{section}.m.precision")
+    assert "float16" in e.value.problem and "OpenCV" in e.value.problem and "float32" in e.value.fix
