@@ -31,7 +31,7 @@ def _options(debug: bool = DebugOpt,
         os.environ["KFREEZE_QUIET"] = "1"
 
 
-for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.onnx,
+for fn in (commands.names, commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.onnx,
            commands.tflite, commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)

@@ -23,6 +23,13 @@ def resolve(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildO
 
 
 @cli_errors
+def names(params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Check every model name in params.yaml (DVC stage 'names', before any stage built from a name)."""
+    from kfreeze import pipeline
+    typer.echo(pipeline.check_names(params_file, build))
+
+
+@cli_errors
 def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     from kfreeze import pipeline

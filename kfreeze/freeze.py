@@ -1,4 +1,4 @@
-"""Graph + checkpoint -> one GraphDef of constants, with TensorFlow's own freeze_graph."""
+"""Graph + checkpoint -> one GraphDef of constants, with TensorFlow's own convert_variables_to_constants."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from kfreeze.errors import KfreezeError
 from kfreeze.graphio import PROTOBUF_LIMIT
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
-from tensorflow.python.tools import freeze_graph as tf_freeze_graph
 
 VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "AutoReloadVariable"}
 LEFTOVER_OPS = VARIABLE_OPS | {"ReadVariableOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2",
@@ -90,14 +89,8 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str]
             raise KfreezeError(checkpoint, f"variable '{name}' has shape {list(stored[name])} in the checkpoint "
                                f"but {shapes[name]} in the graph", "use the checkpoint written with this graph")
     try:
-        # A fresh default graph: freeze_graph imports into the default one, and a second
-        # freeze in the same process would otherwise restore into the first model's nodes.
-        with tf.Graph().as_default():
-            frozen = tf_freeze_graph.freeze_graph_with_def_protos(
-                input_graph_def=graph, input_saver_def=None, input_checkpoint=checkpoint,
-                output_node_names=",".join(outputs), restore_op_name=None, filename_tensor_name=None,
-                output_graph="", clear_devices=True, initializer_nodes="")
-    except (tf.errors.OpError, ValueError) as e:
+        frozen = _restore_and_convert(graph, reader, needed, outputs)
+    except (tf.errors.OpError, ValueError, TypeError) as e:
         message = tf_reason(e)
         raise KfreezeError(checkpoint, f"cannot restore the weights for {where} ({message})",
                            "the checkpoint files are damaged or belong to another graph; re-save them") from None
@@ -107,6 +100,48 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str]
                            "report this graph; it uses a variable type kfreeze cannot freeze")
     converted = len({n.name for n in frozen.node if n.op == "Const"} & needed)
     return Frozen(frozen, converted)
+
+
+def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], outputs: list[str]) -> graph_pb2.GraphDef:
+    """The needed variables, and only they, set from the checkpoint; then TF's own
+    ``convert_variables_to_constants`` turns them into Consts.
+
+    Not ``freeze_graph``: it restores every checkpoint key that names a tensor of the graph, so a
+    key naming a ``ReadVariableOp`` whose handle waits on a WriteFile ran the WriteFile, on a path
+    the op policy (outputs and variables) never walks. Its Saver also fails on resource variables
+    (``VarHandleOp``: "tuple index out of range"). Here each needed variable gets one assign from a
+    fed value read with the checkpoint reader: nothing but the variables and the outputs' ancestors
+    ever runs, and VariableV2 and VarHandleOp are both handled.
+    """
+    graph = graph_pb2.GraphDef.FromString(graph.SerializeToString())
+    for node in graph.node:
+        node.ClearField("device")
+    # TF's converter reads a resource variable's value from '<name>/Read/ReadVariableOp', as
+    # tf.compat.v1 names it; a graph written another way gets that reader (the outputs do not use it).
+    names = {n.name for n in graph.node}
+    for node in [n for n in graph.node if n.op == "VarHandleOp" and n.name in needed]:
+        if f"{node.name}/Read/ReadVariableOp" not in names:
+            read = graph.node.add(name=f"{node.name}/Read/ReadVariableOp", op="ReadVariableOp", input=[node.name])
+            read.attr["dtype"].CopyFrom(node.attr["dtype"])
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(graph, name="")
+        assigns, feeds = [], {}
+        with tf.name_scope("kfreeze_restore"):
+            for name in sorted(needed):
+                op = g.get_operation_by_name(name)
+                if op.type == "VarHandleOp":
+                    value = tf.compat.v1.placeholder(op.get_attr("dtype"))
+                    assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+                else:
+                    value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
+                    assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
+                feeds[value] = reader.get_tensor(name)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
+        with tf.compat.v1.Session(graph=g, config=config) as sess:
+            sess.run(assigns, feeds)
+            del feeds
+            return tf.compat.v1.graph_util.convert_variables_to_constants(
+                sess, graph, [o.split(":")[0] for o in outputs], variable_names_whitelist=sorted(needed))
 
 
 def check_size(graph: graph_pb2.GraphDef, needed: set[str], shapes: dict, where: str) -> None:

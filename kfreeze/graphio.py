@@ -54,6 +54,7 @@ def read_graph(path: str | Path) -> graph_pb2.GraphDef:
     if not graph.node:
         raise KfreezeError(path, "graph has no nodes", "the file is damaged or of another type; re-export it")
     check_references(graph, path)
+    check_constants(graph, path)
     return graph
 
 
@@ -73,6 +74,32 @@ def check_references(graph: graph_pb2.GraphDef, where) -> None:
 
 
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized GraphDef (any protobuf message) cannot be larger
+
+
+def check_constants(graph: graph_pb2.GraphDef, where) -> None:
+    """Refuse constants that declare more than a GraphDef can hold, before anything expands them.
+
+    A Const may store one value for a whole shape (a splat): 8 KB of graph declaring a
+    [60000, 60000] float tensor becomes 13 GiB once folded, densified or run. A real frozen
+    graph holds its weights in the file, so their declared bytes stay under protobuf's 2 GiB.
+    """
+    total = 0
+    for node in graph.node:
+        if node.op != "Const" or "value" not in node.attr:
+            continue
+        tensor = node.attr["value"].tensor
+        count = 1
+        for dim in tensor.tensor_shape.dim:
+            count *= max(dim.size, 0)
+            if count > PROTOBUF_LIMIT:
+                break
+        size = tf.as_dtype(tensor.dtype).size if tensor.dtype not in (0, 7, 20, 21) else 1  # string, resource, variant
+        total += count * size
+        if total > PROTOBUF_LIMIT:
+            raise KfreezeError(where, f"constant '{node.name}' declares {count * size / 2**30:.1f} GiB "
+                               f"(shape {[d.size for d in tensor.tensor_shape.dim]}); the constants together "
+                               "would exceed the 2 GiB a GraphDef can hold", "re-export the graph; kfreeze does "
+                               "not expand constants that large")
 
 
 def graph_bytes(graph: graph_pb2.GraphDef) -> bytes:

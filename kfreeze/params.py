@@ -28,7 +28,8 @@ from kfreeze.errors import KfreezeError
 from kfreeze.safeyaml import safe_yaml, short
 
 PARAMS_FILE = "params.yaml"
-NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")  # not '-' first: it would read as a CLI option
+# Not '-' first: it would read as a CLI option. \Z, not $: '$' also matches before a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9_][a-z0-9_-]{0,99}\Z")
 
 # Keras models live under 'models:', TF graph + checkpoint models under 'graphs:'.
 # They are two sections because DVC's foreach cannot filter: TF1 models have no
@@ -354,11 +355,41 @@ def not_a_name(name: str) -> KfreezeError:
                         f"to freeze a single file use '{run}' (or '{add}' to register it)")
 
 
+def check_name(name: Any, where: str) -> None:
+    """A model name is data that dvc.yaml puts on command lines: a-z, 0-9, '_', '-', at most 100."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise KfreezeError(where, "model name may only use a-z, 0-9, '_' and '-', at most 100 of them, not '-' "
+                           "first (it names DVC stages and is part of their command lines)", "rename the entry")
+
+
+def check_all_names(path: str | Path = PARAMS_FILE) -> list[str]:
+    """Every model name in params.yaml, checked: the 'names' DVC stage runs this before any stage whose
+    command line holds a name; and no FIFO or device in their folders, which DVC would hash next.
+    Returns them as 'models.<name>' / 'graphs.<name>'."""
+    from kfreeze.settings import special_file
+
+    raw = load(path)
+    found = []
+    for section in (KERAS, TF1):
+        for name in raw.get(section) or {}:
+            check_name(name, f"{path}: {section}.{escape_name(name)}")
+            found.append(f"{section}.{name}")
+            # DVC hashes models/<name>/ for resolve@<name> next: a FIFO there would block it for good.
+            folder = Path(path).parent / "models" / name
+            for file in sorted(folder.rglob("*")) if folder.is_dir() and not folder.is_symlink() else []:
+                special_file(file)
+    return found
+
+
+def escape_name(name: Any) -> str:
+    """A name as it can be shown on one line: control characters and quotes escaped."""
+    text = str(name)
+    return text if NAME_RE.match(text) else repr(text)
+
+
 def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS) -> ModelSpec:
     where = f"{path}: {section}.{name}"
-    if not NAME_RE.match(str(name)):
-        raise KfreezeError(where, "model name may only use a-z, 0-9, '_' and '-' (DVC stage names)",
-                           "rename the entry")
+    check_name(name, where)
     if not isinstance(entry, dict):
         raise KfreezeError(where, "entry must be a mapping of keys", "see README 'Add your own model'")
     other = KERAS if section == TF1 else TF1

@@ -93,6 +93,15 @@ def export(name: str, params_file, build: Path) -> str:
             f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
 
 
+def check_names(params_file, build: Path) -> str:
+    """DVC stage 'names': every model name checked before a per-model stage's command is built from it
+    (dvc.yaml puts names into shell commands). Writes BUILD/models.txt, which every resolve@ reads."""
+    from kfreeze import atomic
+    found = params.check_all_names(params_file)
+    atomic.write_text(Path(build) / "models.txt", "".join(f"{n}\n" for n in found))
+    return f"{len(found)} model names checked"
+
+
 def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
     """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
     progress.begin("freeze", name)

@@ -142,12 +142,19 @@ def _tensor(name: str) -> tuple[str, str]:
 
 
 def _functions_called(node, library: dict) -> list[str]:
+    """Every function ``node`` may call: its op, and each function value in its attrs at any depth
+    (``f=outer[inner_fn=evil]`` binds 'evil' to a placeholder that 'outer' calls)."""
     called = [node.op] if node.op in library else []
-    for value in node.attr.values():
+    stack = list(node.attr.values())
+    while stack:
+        value = stack.pop()
         if value.HasField("func"):
             called.append(value.func.name)
+            stack += value.func.attr.values()
         elif value.HasField("list"):
-            called += [f.name for f in value.list.func]
+            for func in value.list.func:
+                called.append(func.name)
+                stack += func.attr.values()
     return called
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kfreeze.errors import KfreezeError
 from kfreeze.params import KEYS, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, model_spec, stage_params, verify_spec
 
 
@@ -80,6 +81,17 @@ FILE_STAGES = ("convert", "verify", "freeze_tf1", "verify_tf1")
 BOOKKEEPING = (".gitignore", ".dvcignore")
 
 
+def special_file(path: Path) -> None:
+    """Refuse a FIFO, device or socket where a file is read: opening one blocks or never ends."""
+    import stat
+    mode = path.lstat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket")
+        raise KfreezeError(path, f"is {kind}, not a regular file; reading it would block or never end",
+                           "remove it from the model's folder and put the real file there")
+
+
 def model_files(folder: str | Path) -> dict[str, str]:
     """{path inside the folder: sha256} of the model's files, sorted; '*.dvc' and .gitignore left out.
 
@@ -99,6 +111,7 @@ def model_files(folder: str | Path) -> dict[str, str]:
         if file.is_symlink():
             files[rel] = "symlink:" + os.readlink(file)
             continue
+        special_file(file)
         digest = hashlib.sha256()
         with open(file, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -157,7 +157,11 @@ def test_dvc_yaml_stages_depend_on_their_settings_files():
             assert "models/${key}" not in stages[stage]["do"]["deps"], stage  # its files' hashes are in settings
     assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
-    assert set(stages) - per_model == {"summary", "resolve", "resolve_tf1"}
+    assert set(stages) - per_model == {"summary", "names", "resolve", "resolve_tf1"}
+    # Names are checked by a stage with no name on its command line, before any stage built from one.
+    assert "$" not in stages["names"]["cmd"] and stages["names"]["outs"] == ["build/models.txt"]
+    for stage in resolve.values():
+        assert "build/models.txt" in stages[stage]["do"]["deps"]
 
 
 def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):

@@ -32,11 +32,11 @@ def sh(*cmd, cwd, **extra_env):
 
 
 def repro(cwd) -> list[str]:
-    """The per-model stages that ran; the project-wide `summary` table stage and the cheap `resolve`
+    """The per-model stages that ran; the project-wide `summary` and `names` stages and the cheap `resolve`
     stages (they run on every params.yaml edit and rewrite only settings that changed) are left out."""
     out = sh("dvc", "repro", cwd=cwd)
     return sorted(s for s in re.findall(r"Running stage '([^']+)'", out)
-                  if s != "summary" and not s.startswith("resolve"))
+                  if s not in ("summary", "names") and not s.startswith("resolve"))
 
 
 def edit(repo, section, name, **keys):
@@ -163,6 +163,31 @@ def test_a_misspelled_key_gets_kfreezes_did_you_mean(repo):
     assert result.returncode != 0
     assert "error: params.yaml: models.alpha: unknown key 'ouputs' (did you mean 'outputs'?)" in result.stderr
     assert "are missing" not in result.stdout + result.stderr
+    assert repro(repo) == []
+
+
+def test_a_model_name_with_shell_in_it_never_reaches_a_shell(repo):
+    """dvc.yaml puts ${key} into shell commands: the 'names' stage, whose command holds no name, refuses it first."""
+    import yaml
+    path = repo / "params.yaml"
+    before = path.read_text()
+    evil = "x;touch${IFS}PWNED;#"
+    data = yaml.safe_load(before)
+    data["models"][evil] = {"source": f"models/{evil}/model.keras"}
+    (repo / "models" / evil).mkdir()
+    build_tiny().save(repo / "models" / evil / "model.keras")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT)}
+    try:
+        result = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        path.write_text(before)
+        shutil.rmtree(repo / "models" / evil)
+    assert not list(repo.rglob("PWNED")), "a model name ran as a shell command"
+    assert result.returncode != 0
+    assert "models.'x;touch${IFS}PWNED;#': model name may only use a-z" in result.stderr, result.stderr
+    assert "Running stage 'resolve@" not in result.stdout
     assert repro(repo) == []
 
 

@@ -77,3 +77,73 @@ def test_reasons():
     assert policy.reason("EagerPyFunc") == "runs Python code"
     assert policy.reason("TFRecordDataset") == "reads an input pipeline or talks to another process"
     assert {"WriteFile", "ReadFile", "PyFunc", "SaveV2", "RestoreV2", "MatchingFiles", "PrintV2"}.isdisjoint(policy.ALLOWED)
+
+
+def test_a_function_named_only_inside_an_attr_is_walked():
+    """``PartitionedCall f=outer[inner_fn=evil]``: 'evil' is bound to a placeholder that 'outer' calls."""
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.node.add(name="x", op="Placeholder").attr["dtype"].type = 1
+    call = graph.node.add(name="y", op="PartitionedCall", input=["x"])
+    call.attr["f"].func.name = "outer"
+    call.attr["f"].func.attr["inner_fn"].func.name = "evil"
+    outer = graph.library.function.add()
+    outer.signature.name = "outer"
+    outer.node_def.add(name="id", op="Identity")
+    evil = graph.library.function.add()
+    evil.signature.name = "evil"
+    evil.node_def.add(name="w", op="WriteFile")
+    with pytest.raises(KfreezeError, match="a WriteFile op"):
+        policy.check(graph, ["y"], ["x"])
+    del call.attr["f"].func.attr["inner_fn"]
+    policy.check(graph, ["y"], ["x"])  # the same graph without the binding passes
+
+
+# Where kfreeze hands a TF graph to something that runs it, and how the op policy covers that place:
+# the function itself calls policy.check, or (named here) the only callers do before calling it.
+EXECUTION_SITES = {
+    ("kfreeze/verify/run.py", "graph_session"): "itself",
+    ("kfreeze/verify/run.py", "run_checkpoint_graph"): "itself",
+    ("kfreeze/optimize/fusion.py", "executed_graph"): "itself",
+    ("kfreeze/targets/onnx.py", "convert"): ("kfreeze/targets/__init__.py", "build"),
+    ("kfreeze/targets/tflite.py", "convert"): ("kfreeze/targets/__init__.py", "build"),
+    ("kfreeze/freeze.py", "_restore_and_convert"): ("kfreeze/pipeline.py", "freeze"),
+    ("kfreeze/verify/tf_default_child.py", "main"): ("kfreeze/verify/__init__.py", "verify_model"),
+}
+_RUNNERS = {"Session", "from_graph_def", "from_function", "from_concrete_functions", "from_saved_model",
+            "from_keras_model", "convert_model", "InteractiveSession"}
+
+
+def _sites():
+    """(file, enclosing function) of every call that starts a TF session or a converter in kfreeze/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = set()
+    for path in sorted((root / "kfreeze").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for call in ast.walk(func):
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr in _RUNNERS:
+                    found.add((str(path.relative_to(root)), func.name))
+    return found, root
+
+
+def _source_of(root, file, name):
+    import ast
+    tree = ast.parse((root / file).read_text())
+    return next(ast.get_source_segment((root / file).read_text(), f) for f in ast.walk(tree)
+                if isinstance(f, ast.FunctionDef) and f.name == name)
+
+
+def test_every_graph_execution_goes_through_the_policy():
+    """A new Session.run or converter call in kfreeze/ must be listed with how the policy covers it."""
+    found, root = _sites()
+    assert found <= set(EXECUTION_SITES), f"unlisted execution sites: {sorted(found - set(EXECUTION_SITES))}"
+    for (file, name), cover in EXECUTION_SITES.items():
+        checker = (file, name) if cover == "itself" else cover
+        assert "policy.check(" in _source_of(root, *checker), (file, name, checker)

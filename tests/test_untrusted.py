@@ -437,3 +437,105 @@ def test_verify_removes_a_killed_runs_metrics_temp_file(project):
     assert result.code == 0, result.stderr
     assert sorted(os.listdir(project.root / "metrics")) == ["good.json"]
     assert ".*.tmp" in (ROOT / ".dvcignore").read_text().split()
+
+
+# -- 8. round 3: every path by which a graph runs an op ------------------------------------
+
+def _trap_graph(project, name: str):
+    """A graph whose output needs only 'v', plus a ReadVariableOp 'trap' behind a WriteFile's
+    control edge, and a checkpoint holding a key 'trap': TF's freeze_graph restores every checkpoint
+    key that names a graph tensor, which ran the WriteFile."""
+    import numpy as np
+
+    from kfreeze import graphio
+    from kfreeze.tfenv import tf
+
+    folder = project.root / "models" / name
+    folder.mkdir(parents=True)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        v = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[3, 2], shared_name="v", name="v")
+        w = tf.raw_ops.ReadVariableOp(resource=v, dtype=tf.float32, name="v/read")
+        tf.identity(tf.matmul(x, w), name="y")
+        h2 = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[1], shared_name="h2", name="h2")
+        writer = tf.io.write_file(str(project.outside / "pwned"), "x", name="writer")
+        with tf.control_dependencies([writer]):
+            ident = tf.identity(h2, name="ident")
+        tf.raw_ops.ReadVariableOp(resource=ident, dtype=tf.float32, name="trap")
+    graphio.write_graph(g.as_graph_def(), folder / "graph.pbtxt")
+    tf.raw_ops.SaveV2(prefix=str(folder / CKPT), tensor_names=["v", "trap"], shape_and_slices=["", ""],
+                      tensors=[np.ones((3, 2), np.float32), np.ones(1, np.float32)])
+    project.add_graph(name, f"models/{name}/graph.pbtxt", f"models/{name}/{CKPT}",
+                      inputs=["x"], outputs=["y"], input_shape=[1, 3])
+
+
+def test_a_checkpoint_key_naming_a_trapped_tensor_runs_nothing(project):
+    _trap_graph(project, "ckpt_trap")
+    result = project.run("freeze", "ckpt_trap")
+    assert not (project.outside / "pwned").exists(), "the restore path ran a WriteFile"
+    assert result.code == 0, result.stderr
+
+
+def test_a_splat_constant_declaring_gigabytes_is_refused_before_it_expands(tmp_path):
+    """8 KB of graph: a Const of shape [60000, 60000] with one float_val (13 GiB once dense)."""
+    from kfreeze import graphio
+    from kfreeze.errors import KfreezeError
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    x = graph.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = 1
+    big = graph.node.add(name="big", op="Const")
+    big.attr["dtype"].type = 1
+    tensor = big.attr["value"].tensor
+    tensor.dtype = 1
+    tensor.tensor_shape.dim.add(size=60000)
+    tensor.tensor_shape.dim.add(size=60000)
+    tensor.float_val.append(1.0)
+    graph.node.add(name="y", op="AddV2", input=["x", "big"]).attr["T"].type = 1
+    (tmp_path / "g.pb").write_bytes(graph.SerializeToString())
+    assert (tmp_path / "g.pb").stat().st_size < 8192
+    with pytest.raises(KfreezeError, match=r"constant 'big' declares 13.4 GiB"):
+        graphio.read_graph(tmp_path / "g.pb")
+    tensor.tensor_shape.dim[0].size = 6  # the same splat at a sane size reads
+    (tmp_path / "g.pb").write_bytes(graph.SerializeToString())
+    assert len(graphio.read_graph(tmp_path / "g.pb").node) == 3
+
+
+def test_a_fifo_in_a_model_folder_is_refused_before_anything_reads_it(tmp_path):
+    """resolve (and DVC's hash of models/<name>/, which runs after the names stage) would block on it."""
+    import threading
+
+    from kfreeze import params, settings
+    from kfreeze.errors import KfreezeError
+
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    os.mkfifo(tmp_path / "models" / "m" / "model.keras")
+    (tmp_path / "params.yaml").write_text("graphs: {}\nmodels:\n  m:\n    source: models/m/model.keras\n")
+    done = []
+
+    def check():
+        for fn in (lambda: params.check_all_names(tmp_path / "params.yaml"),
+                   lambda: settings.model_files(tmp_path / "models" / "m")):
+            with pytest.raises(KfreezeError, match="is a FIFO, not a regular file"):
+                fn()
+            done.append(fn)
+    worker = threading.Thread(target=check, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert len(done) == 2, "blocked on the FIFO"
+
+
+@pytest.mark.parametrize("name", ["x\n", "x;touch${IFS}PWNED;#", "a" * 101, "-rf", "Caps"])
+def test_every_name_dvc_would_put_on_a_command_line_is_checked(tmp_path, name):
+    from kfreeze import params
+    from kfreeze.errors import KfreezeError
+    import yaml
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"graphs": {}, "models": {name: {"source": "x"}}}))
+    with pytest.raises(KfreezeError, match="model name may only use a-z") as e:
+        params.check_all_names(tmp_path / "params.yaml")
+    assert "\n" not in e.value.line()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"graphs": {}, "models": {"a" * 100: {"source": "x"}}}))
+    assert params.check_all_names(tmp_path / "params.yaml") == ["models." + "a" * 100]

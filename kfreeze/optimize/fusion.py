@@ -37,6 +37,8 @@ def executed_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], fetc
                    threads: int = 1) -> graph_pb2.GraphDef:
     """The graph a ``tf.compat.v1.Session`` ran for ``fetches`` (tensor names, 'node:0'),
     after the session's own rewrites: its partition graphs, merged into one GraphDef."""
+    from kfreeze import policy
+    policy.check(graph, fetches, list(feeds))
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
     options = tf.compat.v1.RunOptions(output_partition_graphs=True)
     metadata = tf.compat.v1.RunMetadata()

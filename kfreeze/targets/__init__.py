@@ -52,6 +52,8 @@ def build(target: str, out: Path, where: str, precision: str = "float32", layout
     names = graphio.read_json(Path(out) / "names.json")
     inputs = [placeholder_name(i) for i in names["inputs"]]
     graph = graphio.read_graph(Path(out) / "optimized.pb")
+    from kfreeze import policy  # tf2onnx and the TFLite converter evaluate parts of the graph
+    policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
     if target == "onnx":
         from kfreeze.targets import onnx
         return onnx.convert(graph, inputs, names["outputs"], layout, where)

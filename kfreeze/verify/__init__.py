@@ -68,7 +68,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     release_memory()  # the reference model (reference cycles): its weights go before the graph's come in
     with progress.step("running optimized.pb in a TF session", total=samples) as step, \
-            graph_session(graphio.read_graph(out / "optimized.pb"), outputs) as run:
+            graph_session(graphio.read_graph(out / "optimized.pb"), outputs, spec.trust_code,
+                          str(out / "optimized.pb")) as run:
         got = run_batched(_counted(run, step), feeds, batch)
     atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
     probability = probability_outputs(optimized, outputs)
@@ -238,5 +239,5 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     cut_nodes = {i.split(":")[0] for i in inputs}
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
     with progress.step(f"reference: {graph_path} with its checkpoint in a TF session"):
-        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
+        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags, spec.trust_code, str(graph_path))
     return reference, "checkpoint", False

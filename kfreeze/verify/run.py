@@ -39,15 +39,17 @@ def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-    with graph_session(graph, outputs) as run:
+def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: list[str],
+              trust_code: bool = False, where: str = "graph") -> dict[str, np.ndarray]:
+    with graph_session(graph, outputs, trust_code, where) as run:
         return run(feeds)
 
 
 @contextlib.contextmanager
-def graph_session(graph: graph_pb2.GraphDef, outputs: list[str]):
+def graph_session(graph: graph_pb2.GraphDef, outputs: list[str], trust_code: bool = False, where: str = "graph"):
     """``run(feeds) -> {output: value}`` on one session: a graph imported (and its session
     started) once however many batches it runs, which for ResNet50 is most of the cost.
+    Nothing runs before the op policy has passed the graph (``trust_code`` switches it off).
 
     The session runs the graph as written, without its own Grappler pass: the graph has been
     through Grappler in the optimize stage, and a second pass at session start copied
@@ -55,6 +57,8 @@ def graph_session(graph: graph_pb2.GraphDef, outputs: list[str]):
     the same to the last bit; where that pass fused MatMul + BiasAdd, the sums round differently
     (two_heads' score: max_abs_diff 1.19e-06 instead of 9.5e-07).
     """
+    from kfreeze import policy
+    policy.check(graph, outputs, (), where, trust_code=trust_code)
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
@@ -69,7 +73,8 @@ def graph_session(graph: graph_pb2.GraphDef, outputs: list[str]):
 
 
 def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feeds: dict[str, np.ndarray],
-                         outputs: list[str], fixed: dict[str, object] | None = None) -> dict[str, np.ndarray]:
+                         outputs: list[str], fixed: dict[str, object] | None = None, trust_code: bool = False,
+                         where: str = "graph") -> dict[str, np.ndarray]:
     """The original graph with its variables restored: the reference for TF1 models and cuts.
 
     ``fixed`` feeds training flags their inference values (keep_prob 1, rate 0,
@@ -77,6 +82,8 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
     queue-fed Estimator graph reshaped to [100, 28, 28, 1] runs 100 rows at a
     time, the samples padded (see run_batched).
     """
+    from kfreeze import policy
+    policy.check(graph, outputs, list(feeds), where, trust_code=trust_code)  # variables' control inputs too
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")

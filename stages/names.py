@@ -1,0 +1,12 @@
+"""DVC stage 'names': see `kfreeze names --help`. It takes no model name: it checks them all,
+before DVC runs any stage whose command line holds one."""
+
+import _venv
+
+_venv.ensure()  # before any third-party import: the system Python may lack them
+
+from kfreeze.cli_common import run_stage  # noqa: E402
+from kfreeze.commands import names  # noqa: E402
+
+if __name__ == "__main__":
+    run_stage(names)
