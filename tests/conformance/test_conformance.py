@@ -28,6 +28,8 @@ def test_row(row, tmp_path):
     assert run is not None, RESULTS[row.id]["tf"]
     RUNS[row.id] = run
     assert run.rel_err <= harness.REL_TOL, f"{row.id}: relative error {run.rel_err:.2e}"
+    # Both ways: kfreeze's pinned session (above) and a TF process with TF's defaults (oneDNN on).
+    assert run.metrics["tf_default_passed"], f"{row.id}: fails in a default TensorFlow process"
     assert not run.random_ops, f"{row.id}: random ops left in optimized.pb: {run.random_ops}"
     # Outputs depend on the input: different samples give different outputs.
     for name, ref in run.reference.items():
