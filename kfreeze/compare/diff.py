@@ -144,7 +144,7 @@ def output_drift(a: graph_pb2.GraphDef, names_a: dict, b: graph_pb2.GraphDef, na
     Needs the same inputs (names, dtypes, shapes). ``verify_settings`` holds each revision's
     {samples, seed}; both graphs run on the inputs of every distinct setting.
     """
-    from kfreeze.verify import compare, make_inputs, placeholder_infos, run_batched, run_graph
+    from kfreeze.verify import compare, index_limits, make_inputs, placeholder_infos, run_batched, run_graph
 
     sig_a, sig_b = signature(a, names_a), signature(b, names_b)
     if sig_a["inputs"] != sig_b["inputs"]:
@@ -162,7 +162,7 @@ def output_drift(a: graph_pb2.GraphDef, names_a: dict, b: graph_pb2.GraphDef, na
     runs = []
     for setting in {(s["samples"], s["seed"]): s for s in verify_settings}.values():
         try:
-            feeds = make_inputs(infos, setting["samples"], setting["seed"])
+            feeds = make_inputs(infos, setting["samples"], setting["seed"], index_limits=index_limits(a, feed_names))
         except KfreezeError as e:
             return {"max_abs_diff": None, "outputs": {}, "note": f"cannot make inputs: {e.problem}"}
         try:  # each graph passes the op policy before it runs: a committed graph is untrusted input

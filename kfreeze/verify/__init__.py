@@ -8,14 +8,14 @@ from pathlib import Path
 from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
-from kfreeze.verify.inputs import TensorInfo, data_path, load_data, make_inputs, placeholder_infos
+from kfreeze.verify.inputs import TensorInfo, data_path, index_limits, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
                                 run_graph, run_keras, run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
-           "data_path", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
+           "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
            "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
            "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
            "session_config"]
@@ -61,7 +61,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     if source is not None:
         feeds = load_data(source, infos, inputs, vspec.samples)
     else:
-        feeds = make_inputs(infos, vspec.samples, vspec.seed, vspec.input_range)
+        feeds = make_inputs(infos, vspec.samples, vspec.seed, vspec.input_range, index_limits(optimized, feed_names))
     samples = len(next(iter(feeds.values())))
     batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
 

@@ -20,12 +20,14 @@ class TensorInfo:
 
 
 def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
-                input_range: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
+                input_range: tuple[float, float] = (0.0, 1.0),
+                index_limits: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded inputs: floats uniform in ``input_range`` ([0, 1) by default, image-like).
 
-    Integers: with the default range, small integers 0..9 (safe as indices into
-    an embedding); with an explicit range, integers in [low, high) clipped to the
-    dtype. Booleans: 0/1.
+    Integers: with the default range, every id the input's first layer takes
+    (``index_limits``: an Embedding's input_dim, a one-hot depth; see ``index_limits``),
+    else small integers 0..9; with an explicit range, integers in [low, high) clipped to
+    the dtype. Booleans: 0/1.
     """
     rng = np.random.default_rng(seed)
     low, high = input_range
@@ -40,7 +42,8 @@ def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
         elif dtype == np.bool_:
             feeds[info.name] = rng.integers(0, 2, dims).astype(dtype)
         else:
-            lo, hi = (0, 10) if (low, high) == (0.0, 1.0) else (int(np.ceil(low)), int(np.ceil(high)))
+            default = (0, (index_limits or {}).get(info.name, 10))
+            lo, hi = default if (low, high) == (0.0, 1.0) else (int(np.ceil(low)), int(np.ceil(high)))
             limits = np.iinfo(dtype)
             lo, hi = max(lo, int(limits.min)), min(hi, int(limits.max) + 1)
             feeds[info.name] = rng.integers(lo, max(hi, lo + 1), dims).astype(dtype)
@@ -99,6 +102,57 @@ def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: in
     if len(rows) > 1:
         raise KfreezeError(path, f"arrays have different numbers of rows {sorted(rows)}", "one row per sample in each")
     return feeds
+
+
+_THROUGH = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StopGradient", "Snapshot"}
+
+
+def index_limits(graph: graph_pb2.GraphDef, names: list[str]) -> dict[str, int]:
+    """{integer input: how many ids it indexes}, for inputs that feed (through casts and
+    reshapes) the indices of a Gather over a constant table (an Embedding: its input_dim) or a
+    OneHot (its depth). Ids 0..9 into a 10000-word embedding check ten rows of it; a text model
+    fed zeros gives a constant output that proves nothing."""
+    by_name = {n.name: n for n in graph.node}
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for i, inp in enumerate(node.input):
+            users.setdefault(inp.lstrip("^").split(":")[0], []).append((node, i))
+
+    def const_shape(name):
+        node = by_name.get(name.split(":")[0])
+        if node is None or node.op not in ("Const", "Placeholder"):
+            return None
+        shape = node.attr["value"].tensor.tensor_shape if node.op == "Const" else node.attr["shape"].shape
+        return [d.size for d in shape.dim]
+
+    def const_value(name):
+        node = by_name.get(name.split(":")[0])
+        return None if node is None or node.op != "Const" else tf.make_ndarray(node.attr["value"].tensor)
+
+    limits = {}
+    for name in names:
+        stack, seen, found = [name], set(), []
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for node, i in users.get(current, []):
+                if (node.op in _THROUGH and i == 0) or (node.op in ("SelectV2", "Select") and i > 0) \
+                        or node.op in ("AddV2", "Add"):  # Keras 3's Embedding wraps negative ids: x < 0 ? x + n : x
+                    stack.append(node.name)
+                elif node.op in ("GatherV2", "Gather", "ResourceGather") and i == 1:
+                    axis = const_value(node.input[2]) if node.op == "GatherV2" and len(node.input) > 2 else 0
+                    shape = const_shape(node.input[0])
+                    if shape and axis is not None and int(axis) == 0 and shape[0] > 0:
+                        found.append(shape[0])
+                elif node.op == "OneHot" and i == 0:
+                    depth = const_value(node.input[1])
+                    if depth is not None and int(depth) > 0:
+                        found.append(int(depth))
+        if found:
+            limits[name] = min(found)
+    return limits
 
 
 def placeholder_infos(graph: graph_pb2.GraphDef, names: list[str]) -> list[TensorInfo]:
