@@ -10,6 +10,8 @@ columns put parity on a scale that survives that rounding:
 
 Higher is better. An exact match (difference 0) is written as ``EXACT_DIGITS`` (16: float64
 resolution), not infinity, so that it plots and diffs; a missing or null metric stays empty/null.
+A model with an output that hardly depends on its input (metrics' ``constant_outputs``) gets no
+digits at all: a comparison that cannot tell a wrong graph from a right one is never drawn as exact.
 The raw values stay in the CSV and in metrics/<name>.json (``dvc metrics diff --precision 12``).
 
 Times: verify records none yet (a timing is not byte-deterministic, and metrics must be). Any
@@ -85,8 +87,9 @@ def model_row(name: str, data: dict) -> dict:
     row = {"model": name, **{k: _number(data.get(k)) for k in COLUMNS[1:] if k not in DIGITS}}
     row["max_rel_diff"] = _max_rel_diff(data)
     row.update(_target_values(data))
+    constant = bool(data.get("constant_outputs"))
     for column, source in {**DIGITS, **TARGET_DIGITS}.items():
-        row[column] = digits(row[source])
+        row[column] = None if constant else digits(row[source])
     for key in sorted(data):
         if key.endswith(TIME_SUFFIX):
             row[key] = _number(data[key])

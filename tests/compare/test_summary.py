@@ -53,6 +53,16 @@ def test_rows_tolerate_missing_extra_and_null_keys(tmp_path):
     assert rows["gamma"]["ops_optimized"] is None
 
 
+def test_a_constant_output_is_never_drawn_as_exact(tmp_path):
+    """An output that hardly depends on the input agrees trivially: no digits, not 16 (EXACT)."""
+    (tmp_path / "flat.json").write_text(json.dumps({**NEW_FORMAT, "constant_outputs": ["cls"]}))
+    (tmp_path / "live.json").write_text(json.dumps({**NEW_FORMAT, "constant_outputs": []}))
+    rows = {r["model"]: r for r in summary.summary_rows(tmp_path)}
+    assert rows["flat"]["abs_digits"] is None and rows["flat"]["rel_digits"] is None
+    assert rows["flat"]["max_abs_diff"] == 0.0  # the raw value stays
+    assert rows["live"]["abs_digits"] == summary.EXACT_DIGITS
+
+
 def test_csv_and_parity_json_are_deterministic_and_keep_times(tmp_path):
     metrics = tmp_path / "metrics"
     metrics.mkdir()
