@@ -217,7 +217,9 @@ KEYS: dict[str, dict[str, Key]] = {
         "seed": Key((int,), 0, (_VERIFY_K, _VERIFY_T), check=_at_least(0, example="e.g. seed: 0")),
         "atol": Key((int, float), 1.0e-4, (_VERIFY_K, _VERIFY_T), **_TOL),
         "atol_float16": Key((int, float), 5.0e-3, (_VERIFY_K, _VERIFY_T), **_TOL),  # for precision: float16
-        "rtol": Key((int, float), 1.0e-5, (_VERIFY_K, _VERIFY_T), **_TOL),  # times max|reference|
+        # times max|reference|: float32 sums over a ResNet50 differ by 3.5e-5 of the output's scale
+        # between two correct conversions (Keras vs the TFLite converter's own file)
+        "rtol": Key((int, float), 1.0e-4, (_VERIFY_K, _VERIFY_T), **_TOL),
         "rtol_float16": Key((int, float), 5.0e-3, (_VERIFY_K, _VERIFY_T), **_TOL),
         "input_range": Key((list,), [0.0, 1.0], (_VERIFY_K, _VERIFY_T), check=_check_range,  # random inputs
                            what="[low, high]", convert=lambda r: (float(r[0]), float(r[1]))),
