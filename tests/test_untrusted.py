@@ -539,3 +539,22 @@ def test_every_name_dvc_would_put_on_a_command_line_is_checked(tmp_path, name):
     assert "\n" not in e.value.line()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"graphs": {}, "models": {"a" * 100: {"source": "x"}}}))
     assert params.check_all_names(tmp_path / "params.yaml") == ["models." + "a" * 100]
+
+
+def test_a_loop_that_does_not_end_is_stopped_at_the_time_bound(monkeypatch):
+    """A while loop of allowed ops counting to 2^62: verify's session stops it, in one line."""
+    from kfreeze import verify
+    from kfreeze.errors import KfreezeError
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        _, y = tf.compat.v1.while_loop(lambda i, v: i < 2**62, lambda i, v: (i + 1, v * 1.0),
+                                       [tf.constant(0, tf.int64), x])
+        tf.identity(y, name="y")
+    monkeypatch.setenv("KFREEZE_TIME_LIMIT_S", "2")
+    start = time.monotonic()
+    with pytest.raises(KfreezeError, match="did not finish within 2 s"):
+        verify.run_graph(g.as_graph_def(), {"x": np.zeros((1, 3), np.float32)}, ["y"])
+    assert time.monotonic() - start < 30

@@ -67,7 +67,8 @@ def graph_session(graph: graph_pb2.GraphDef, outputs: list[str], trust_code: boo
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     with tf.compat.v1.Session(graph=g, config=config) as sess:
         def run(feeds):
-            values = sess.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
+            values = bounded_run(sess, [tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()},
+                                 where)
             return dict(zip(outputs, values))
         yield run
 
@@ -103,9 +104,27 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
             saver.restore(sess, checkpoint)
 
         def run(chunk):
-            values = sess.run(fetches, {**constant, **{tensors[k]: v for k, v in chunk.items()}})
+            values = bounded_run(sess, fetches, {**constant, **{tensors[k]: v for k, v in chunk.items()}}, where)
             return dict(zip(outputs, values))
         return run_batched(run, typed, batch)
+
+
+RUN_TIMEOUT_S = 600.0
+
+
+def bounded_run(sess, fetches, feeds, where: str):
+    """``sess.run`` with a deadline (``KFREEZE_TIME_LIMIT_S``, default 600 s a batch): a graph whose
+    loop does not end (a while loop of allowed ops counting to 2^62) stops with one line."""
+    from kfreeze import child
+    from kfreeze.errors import KfreezeError
+
+    limit = child.time_bound(RUN_TIMEOUT_S)
+    options = tf.compat.v1.RunOptions(timeout_in_ms=int(limit * 1000))
+    try:
+        return sess.run(fetches, feeds, options=options)
+    except tf.errors.DeadlineExceededError:
+        raise KfreezeError(where, f"running the graph did not finish within {limit:.0f} s (a loop that does not "
+                           "end?)", "KFREEZE_TIME_LIMIT_S sets another bound if the model is that slow") from None
 
 
 def fixed_batch(shapes) -> int | None:
