@@ -223,3 +223,19 @@ def test_opencv_problem_is_plain_for_a_recurrent_graph(monkeypatch):
     monkeypatch.setenv("KFREEZE_DEBUG", "1")
     assert verify.opencv_failure(metrics) == f"{plain} [OpenCV: {raw}]"
     assert verify.opencv_problem("bad", _prob_graph()) == "OpenCV could not run this graph: bad"
+
+
+def test_nan_at_the_same_places_on_both_sides_passes_and_is_counted():
+    """asin outside [-1, 1]: TF, ONNX and TFLite agree on NaN there; the finite rest is still compared."""
+    ref = np.array([[0.5, np.nan, -np.inf], [0.25, 1.0, np.nan]])
+    same = verify.compare({"y": ref}, {"y": ref.copy()}, atol=1e-4, rtol=1e-5)["y"]
+    assert same["passed"] and same["nonfinite_agree"] == 3 and same["max_abs_diff"] == 0.0
+    off = ref.copy()
+    off[0, 0] = 0.6  # a finite value wrong: still caught
+    assert not verify.compare({"y": ref}, {"y": off}, atol=1e-4, rtol=1e-5)["y"]["passed"]
+    moved = ref.copy()
+    moved[0, 1], moved[0, 0] = 0.5, np.nan  # NaN somewhere else: not agreement
+    assert verify.compare({"y": ref}, {"y": moved}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
+    signs = ref.copy()
+    signs[0, 2] = np.inf  # -inf became +inf
+    assert verify.compare({"y": ref}, {"y": signs}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
