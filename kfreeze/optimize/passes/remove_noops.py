@@ -12,12 +12,15 @@ from tensorflow.core.framework import graph_pb2
 
 
 _SHAPE_OPS = ("Reshape", "Squeeze", "ExpandDims")
+# Their output is their input at inference. CheckNumerics only stops a run on NaN/Inf (TF's
+# optimize_for_inference strips it too); the others are gradient or aliasing markers.
+_PASS_THROUGH = ("Identity", "CheckNumerics", "CheckNumericsV2", "StopGradient", "PreventGradient", "Snapshot")
 
 
 def remove_noops(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     """Drop ops that change nothing and merge reshape chains.
 
-    - Identity (not an output), Cast to its own type, Transpose by the identity
+    - Identity, CheckNumerics, StopGradient and the like (not an output), Cast to its own type, Transpose by the identity
       permutation, Pad by zeros, and Reshape/Squeeze/ExpandDims whose static
       output shape is its input's: consumers read the input instead.
     - A chain of Reshape/Squeeze/ExpandDims: the last one becomes a single
@@ -43,7 +46,7 @@ def remove_noops(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
             continue
         src = node.input[0]
         noop = False
-        if node.op == "Identity":
+        if node.op in _PASS_THROUGH:
             noop = True
         elif node.op == "Cast":
             noop = node.attr["SrcT"].type == node.attr["DstT"].type

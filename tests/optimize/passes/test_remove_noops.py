@@ -48,3 +48,16 @@ def test_remove_noops_keeps_an_output_identity_and_a_real_transpose(rng7):
     graph = g.as_graph_def()
     out = passes.remove_noops(graph, ctx())
     assert ops(out) == ops(graph)
+
+
+def test_remove_noops_strips_check_numerics_and_gradient_markers(rng7):
+    """As TF's optimize_for_inference does (its test_strip_check_numerics... cases)."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        y = tf.debugging.check_numerics(x * 2.0, "bad", name="check")
+        y = tf.stop_gradient(y, name="stop")
+        tf.nn.relu(y, name="out")
+    graph = g.as_graph_def()
+    out = passes.remove_noops(graph, ctx())
+    assert not {"CheckNumerics", "StopGradient"} & set(ops(out)), ops(out)
+    same_numbers(out, graph, rng7.normal(size=[2, 3]).astype(np.float32))
