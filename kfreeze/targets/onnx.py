@@ -176,3 +176,57 @@ def run(data: bytes, feeds: dict, outputs: list[str], layout: str) -> dict:
     feed = {k: np.ascontiguousarray(v.transpose(0, 3, 1, 2)) if nchw and v.ndim == 4 else v for k, v in feeds.items()}
     values = session.run(outputs, feed)
     return {o: v.transpose(0, 2, 3, 1) if nchw and v.ndim == 4 else v for o, v in zip(outputs, values)}
+
+
+# The registry's interface (kfreeze/targets/registry.py).
+
+EXTRA_RUNTIME = "OpenCV dnn"  # extra_check's runtime, named in verify's progress line
+
+def build(graph, inputs: list[str], outputs: list[str], where: str, onnx_layout: str = "NCHW") -> Sibling:
+    return convert(graph, inputs, outputs, onnx_layout, where)
+
+
+def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:
+    from pathlib import Path
+    return run((Path(folder) / "model.onnx").read_bytes(), feeds, outputs, signature["layout"])
+
+
+def note(got: dict) -> str:
+    """Verify's line for model.onnx adds OpenCV's result."""
+    return (f" (OpenCV max_abs_diff {got['opencv_max_abs_diff']:.3g})" if got.get("opencv_error") is None
+            and got.get("opencv_max_abs_diff") is not None else " (OpenCV failed)")
+
+
+def usage(path, sig: dict, got: dict) -> list[str]:
+    fed = ", ".join(f"'{i['name']}': {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
+    fetched = [o["name"] for o in sig["outputs"]]
+    return [f"ONNX (onnxruntime.InferenceSession('{path}'); opset {sig['opset']}, 4-D inputs {sig['layout']}):",
+            f"  session.run({fetched!r}, {{{fed}}})"]
+
+
+def checked(got: dict) -> str:
+    """What usage's 'checked' line adds: OpenCV's readNetFromONNX result."""
+    return "; OpenCV readNetFromONNX: " + (f"max_abs_diff {got['opencv_max_abs_diff']:.3g}"
+                                           if got.get("opencv_error") is None and got.get("opencv_max_abs_diff")
+                                           is not None else f"fails ({str(got.get('opencv_error'))[:120]})")
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def extra_check(path, feeds: dict, reference: dict, probability: dict, batch, signature: dict) -> dict:
+    """OpenCV dnn's ``readNetFromONNX`` on model.onnx, in a child process: recorded, does not decide."""
+    from kfreeze.targets.check import summary
+    from kfreeze.verify import compare, run_opencv
+
+    result = run_opencv(path, feeds, list(reference), batch, layout=signature["layout"])
+    error = result.error
+    if result.outputs is not None:
+        cmp = compare(reference, result.outputs, probability)
+        bad = {k: v.get("error") or "NaN or Inf in the output" for k, v in cmp.items()
+               if v.get("error") or v.get("nonfinite")}
+        if not bad:
+            return {"opencv_max_abs_diff": summary(cmp)["max_abs_diff"], "opencv_error": None}
+        error = "; ".join(f"{k}: {v}" for k, v in bad.items())
+    return {"opencv_max_abs_diff": None, "opencv_error": error}
