@@ -70,6 +70,7 @@ def _target_commands() -> dict:
 
 
 TARGETS = _target_commands()  # one command per target: its stage script runs it (stages/target_<name>.py)
+globals().update(TARGETS)  # commands.onnx, commands.tflite...: as the other stages' commands
 onnx = TARGETS["onnx"]
 tflite = TARGETS["tflite"]
 

@@ -43,6 +43,7 @@ class Target:
 REGISTRY: tuple[Target, ...] = (
     Target("onnx", "kfreeze.targets.onnx", "model.onnx", "ONNX Runtime", ("onnx_layout",)),
     Target("tflite", "kfreeze.targets.tflite", "model.tflite", "the LiteRT interpreter", ("precision",)),
+    Target("openvino", "kfreeze.targets.openvino", "model.xml", "OpenVINO's CPU plugin", ("precision",)),
 )
 
 BY_NAME = {t.name: t for t in REGISTRY}
