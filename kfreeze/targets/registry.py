@@ -44,6 +44,7 @@ REGISTRY: tuple[Target, ...] = (
     Target("onnx", "kfreeze.targets.onnx", "model.onnx", "ONNX Runtime", ("onnx_layout",)),
     Target("tflite", "kfreeze.targets.tflite", "model.tflite", "the LiteRT interpreter", ("precision",)),
     Target("openvino", "kfreeze.targets.openvino", "model.xml", "OpenVINO's CPU plugin", ("precision",)),
+    Target("saved_model", "kfreeze.targets.saved_model", "saved_model.pb", "TensorFlow (tf.saved_model.load)"),
 )
 
 BY_NAME = {t.name: t for t in REGISTRY}

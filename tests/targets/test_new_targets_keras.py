@@ -9,7 +9,7 @@ import pytest
 
 from tests.conformance import harness, zoo
 
-NEW = ("openvino",)
+NEW = ("openvino", "saved_model")
 
 
 @pytest.fixture(scope="module")
