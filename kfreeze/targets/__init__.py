@@ -1,8 +1,9 @@
 """Siblings of ``optimized.pb`` for other runtimes, one module each, listed in ``registry.REGISTRY``:
-ONNX (``onnx.py``) and TFLite (``tflite.py``).
+ONNX (``onnx.py``), TFLite (``tflite.py``), OpenVINO IR (``openvino.py``) and a TF SavedModel
+(``saved_model.py``). docs/targets.md says how to load each and what was measured.
 
 A model's ``targets`` (params.yaml, default ``[tf]``) say which are built. Each extra target is
-its own DVC stage (``onnx@<name>``, ``tflite@<name>``; ``*_tf1`` for 'graphs:' entries) that
+its own DVC stage (``onnx@<name>``, ``tflite@<name>``...; ``*_tf1`` for 'graphs:' entries) that
 writes the folder ``build/<name>/<target>/``:
 
 - requested: the target's file(s) (``model.onnx``, ``model.tflite``...) and ``signature.json`` (the
