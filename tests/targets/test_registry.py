@@ -38,3 +38,19 @@ def test_each_target_has_its_stages_and_verify_depends_on_them(entry):
         assert stage["do"]["outs"] == [f"build/${{key}}/{entry.name}"]
         assert {"build/${key}/optimized.pb", "build/${key}/names.json"} <= set(stage["do"]["deps"])
         assert f"build/${{key}}/{entry.name}" in stages[verify]["do"]["deps"]
+
+
+@pytest.mark.parametrize("entry", registry.REGISTRY, ids=lambda e: e.name)
+def test_a_target_not_requested_writes_only_its_marker(entry, tmp_path, monkeypatch):
+    import json
+
+    from kfreeze import pipeline
+    from tests.entries import keras_entry, params_text
+
+    (tmp_path / "params.yaml").write_text(params_text({"m": keras_entry("models/m/model.keras")}))
+    monkeypatch.chdir(tmp_path)
+    assert pipeline.target(entry.name, "m", "params.yaml", Path("build")) == f"m: {entry.name} not requested " \
+                                                                             "(params targets)"
+    folder = tmp_path / "build" / "m" / entry.name
+    assert [p.name for p in folder.iterdir()] == ["signature.json"]
+    assert json.loads((folder / "signature.json").read_text()) == {"requested": False, "target": entry.name}
