@@ -26,7 +26,7 @@ def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _tensors(graph, tensors: list[str]) -> dict:
+def graph_tensors(graph, tensors: list[str]) -> dict:
     """{name: tf.Tensor} of ``graph`` imported as it is (for rank and dtype)."""
     from kfreeze.tfenv import tf
 
@@ -36,13 +36,14 @@ def _tensors(graph, tensors: list[str]) -> dict:
     return {t: g.get_tensor_by_name(_tensor(t)) for t in tensors}
 
 
-def _separate_outputs(graph, outputs: dict):
+def separate_outputs(graph, outputs: dict):
     """An ``Identity`` after each of ``outputs`` ({tensor name: tf.Tensor}) that other nodes also read,
     to fetch instead: (graph, {output: the Identity's name}).
 
     Hand-written because of a tf2onnx 1.17 bug: ``outputs_as_nchw`` on a tensor that the graph
     also consumes feeds those consumers the NCHW tensor as if it were NHWC (a feature map that is
-    both an output and the next layer's input); measured in tests/targets/test_onnx.py.
+    both an output and the next layer's input); measured in tests/targets/test_onnx.py. OpenVINO's
+    frontend needs it too (kfreeze/targets/openvino.py): it takes only sink nodes as outputs.
     """
     from kfreeze.nodes import split_tensor
 
@@ -111,10 +112,10 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
     import onnx
     import tf2onnx
 
-    tensors = _tensors(graph, inputs + outputs)
+    tensors = graph_tensors(graph, inputs + outputs)
     nchw = layout == "NCHW"
     nchw_outputs = {o: tensors[o] for o in outputs if nchw and tensors[o].shape.rank == 4}
-    graph, fetch = _separate_outputs(graph, nchw_outputs)
+    graph, fetch = separate_outputs(graph, nchw_outputs)
     rename = {_tensor(i): i for i in inputs if ":" not in i}
     rename.update({_tensor(fetch.get(o, o)): o for o in outputs if ":" not in o or o in fetch})
     # tf2onnx names the nodes it inserts from a module-global counter: without the reset, the bytes

@@ -5,7 +5,7 @@
   and output tensors are renamed to optimized.pb's names without ``:0`` (``image``, ``probs``).
 - An output that other nodes also read (a feature map that is also the next layer's input) is not
   a model output to the frontend ("not found among model outputs"): it is fetched through an added
-  ``Identity``, as for ONNX (``onnx._separate_outputs``).
+  ``Identity``, as for ONNX (``onnx.separate_outputs``).
 - ``openvino.save_model(..., compress_to_fp16=False)``: float32 weights unless ``precision:
   float16`` (then float16 weights in model.bin, decompressed to float32 by the plugin).
 - Same graph, same bytes: the frontend names the nodes it makes ``<Type>_<N>`` from a process-wide
@@ -49,9 +49,9 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
 
     import openvino as ov
 
-    from kfreeze.targets.onnx import _separate_outputs, _tensors
+    from kfreeze.targets.onnx import graph_tensors, separate_outputs
 
-    graph, fetch = _separate_outputs(graph, _tensors(graph, outputs))
+    graph, fetch = separate_outputs(graph, graph_tensors(graph, outputs))
     try:
         model = ov.convert_model(graph, input=[_tensor(i) for i in inputs])
         results = [model.output(_tensor(fetch.get(o, o))).get_node() for o in outputs]
