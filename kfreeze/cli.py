@@ -13,7 +13,8 @@ from kfreeze.compare import cli as compare_cli
 app = typer.Typer(
     help="Turn Keras models into frozen, inference-optimized TensorFlow graphs. 'run' does one file in one "
          "command; 'add' registers a model in params.yaml. The stages "
-         "(resolve, convert, export, freeze, optimize, onnx, tflite, verify) are what 'dvc repro' runs per model "
+         "(resolve, convert, export, freeze, optimize, the targets (onnx, tflite...), verify) are what 'dvc repro' runs "
+         "per model "
          "in params.yaml; "
          "'nodes' lists a graph's likely inputs and outputs, 'diff' compares two commits' graphs, "
          "'show' draws one.",
@@ -31,8 +32,8 @@ def _options(debug: bool = DebugOpt,
         os.environ["KFREEZE_QUIET"] = "1"
 
 
-for fn in (commands.names, commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize, commands.onnx,
-           commands.tflite, commands.verify, commands.nodes):
+for fn in (commands.names, commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize,
+           *commands.TARGETS.values(), commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)
 app.command("add")(commands.add)

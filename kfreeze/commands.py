@@ -59,18 +59,27 @@ def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = Build
 
 
 def _target_command(target: str):
-    """The command of one target stage (kfreeze.targets): the same signature for each target."""
+    """The command of one target stage (kfreeze.targets.registry): the same signature for each target."""
+    from kfreeze.targets.registry import get
+
     def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
         from kfreeze import pipeline
-        typer.echo(getattr(pipeline, target)(name, params_file, build))
+        typer.echo(pipeline.target(target, name, params_file, build))
     command.__name__ = command.__qualname__ = target
-    command.__doc__ = (f"With '{target}' in the model's targets: BUILD/<name>/{target}/model.{target} from "
+    command.__doc__ = (f"With '{target}' in the model's targets: BUILD/<name>/{target}/{get(target).file} from "
                        "optimized.pb, and its signature.json (else only a 'not requested' marker).")
     return cli_errors(command)
 
 
-onnx = _target_command("onnx")
-tflite = _target_command("tflite")
+def _target_commands() -> dict:
+    from kfreeze.targets.registry import EXTRA
+    return {target: _target_command(target) for target in EXTRA}
+
+
+TARGETS = _target_commands()  # one command per target: its stage script runs it (stages/target_<name>.py)
+globals().update(TARGETS)  # commands.onnx, commands.tflite...: as the other stages' commands
+onnx = TARGETS["onnx"]
+tflite = TARGETS["tflite"]
 
 
 @cli_errors

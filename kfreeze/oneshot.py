@@ -11,6 +11,7 @@ Every params key has a flag, generated from ``kfreeze.params.KEYS`` (``flag_keys
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -25,13 +26,14 @@ import yaml
 from kfreeze import params
 from kfreeze.errors import KfreezeError
 from kfreeze.params import KERAS, KEYS, NAME_RE, TF1, VERIFY
+from kfreeze.targets.registry import EXTRA
 
 # Keys given as files (positional SOURCE, --arch, --graph, --checkpoint), not as value flags.
 FILE_KEYS = ("source", "arch", "graph", "checkpoint")
 # What --out receives from build/<name>/ (the metrics JSON is added as metrics.json).
 ARTIFACTS = ("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
              "passes.json", "verify_failed.json")
-TARGET_FOLDERS = ("onnx", "tflite")  # build/<name>/<target>/ for --targets onnx,tflite (kfreeze.targets)
+TARGET_FOLDERS = EXTRA  # build/<name>/<target>/ for --targets onnx,tflite (kfreeze.targets.registry)
 
 
 def flag_keys() -> dict[str, tuple[str, params.Key]]:
@@ -193,12 +195,12 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
              VERIFY: verify}, sort_keys=False))
         build, metrics = Path("build"), Path("metrics")
         stages = ((("convert", "export") if section == KERAS else ())
-                  + ("freeze", "optimize", "onnx", "tflite", "verify"))
+                  + ("freeze", "optimize", *EXTRA, "verify"))
         failure = None
         with _inside(ws):
             try:
                 for stage in stages:
-                    fn = getattr(pipeline, stage)
+                    fn = functools.partial(pipeline.target, stage) if stage in EXTRA else getattr(pipeline, stage)
                     args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
                     kwargs = {"warn": warn} if stage in ("freeze", "verify") else {}
                     echo(_user_paths(fn(*args, **kwargs), name, files, out))

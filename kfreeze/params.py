@@ -26,6 +26,7 @@ import yaml
 
 from kfreeze.errors import KfreezeError
 from kfreeze.safeyaml import safe_yaml, short
+from kfreeze.targets import registry as _registry
 
 PARAMS_FILE = "params.yaml"
 # Not '-' first: it would read as a CLI option. \Z, not $: '$' also matches before a trailing newline.
@@ -37,8 +38,9 @@ NAME_RE = re.compile(r"[a-z0-9_][a-z0-9_-]{0,99}\Z")
 KERAS, TF1, VERIFY = "models", "graphs", "verify"
 
 PRECISIONS = ("float32", "float16")
-# Runtimes a model is built for: tf (optimized.pb, always built) and siblings made from it (kfreeze.targets).
-TARGETS = ("tf", "onnx", "tflite")
+# Runtimes a model is built for: tf (optimized.pb, always built) and siblings made from it, one per
+# entry of kfreeze/targets/registry.py (onnx, tflite...).
+TARGETS = ("tf", *_registry.EXTRA)
 ONNX_LAYOUTS = ("NCHW", "NHWC")
 LAYOUTS = (None, "channels_first", "channels_last")
 VERIFY_MAX_SAMPLES = 100_000
@@ -75,7 +77,9 @@ _SHAPE = (list, dict, _NONE)
 _KERAS_SOURCE = ("convert", "verify")
 _FREEZE_K, _OPT_K, _VERIFY_K = ("freeze", "optimize", "verify")
 _FREEZE_T, _OPT_T, _VERIFY_T = ("freeze_tf1", "optimize_tf1", "verify_tf1")
-_ONNX_K, _TFLITE_K, _ONNX_T, _TFLITE_T = ("onnx", "tflite", "onnx_tf1", "tflite_tf1")
+_TARGETS_K, _TARGETS_T = _registry.stages_reading("targets"), _registry.stages_reading("targets", "_tf1")
+_PRECISION_K, _PRECISION_T = _registry.stages_reading("precision"), _registry.stages_reading("precision", "_tf1")
+_LAYOUT_K, _LAYOUT_T = _registry.stages_reading("onnx_layout"), _registry.stages_reading("onnx_layout", "_tf1")
 
 
 def _check_names(value, where, _name):
@@ -175,8 +179,8 @@ def _check_data(data, where, _name):
 
 _NAMES = dict(check=_check_names)
 _TOL = dict(check=_check_tolerance, what="a finite number > 0", convert=float)
-_TARGETS = dict(check=_check_targets, what="a list of targets (tf, onnx, tflite)", convert=_targets,
-                per_stage=lambda v, stage: _target_stage(v, stage) if stage.startswith(("onnx", "tflite")) else v)
+_TARGETS = dict(check=_check_targets, what=f"a list of targets ({', '.join(TARGETS)})", convert=_targets,
+                per_stage=lambda v, stage: _target_stage(v, stage) if _registry.is_target_stage(stage) else v)
 
 # Every key of params.yaml, in the order params.yaml writes them. dvc.yaml, STAGE_PARAMS,
 # the spec dataclasses and the tests' example entries all derive from this table.
@@ -193,10 +197,10 @@ KEYS: dict[str, dict[str, Key]] = {
         "outputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
         "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
         "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
-        "precision": Key((str,), "float32", (_OPT_K, _TFLITE_K, _VERIFY_K),
+        "precision": Key((str,), "float32", (_OPT_K, *_PRECISION_K, _VERIFY_K),
                          check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
-        "targets": Key((list,), ["tf"], (_ONNX_K, _TFLITE_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite
-        "onnx_layout": Key((str,), "NCHW", (_ONNX_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
+        "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...
+        "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     TF1: {
         "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # GraphDef file
@@ -206,11 +210,11 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_shape": Key(_SHAPE, None, (_OPT_T, _VERIFY_T), check=_check_shape),
         "input_dtype": Key((str, list, _NONE), None, (_OPT_T, _VERIFY_T), check=_check_dtypes),
         "opencv": Key((bool,), False, (_OPT_T, _VERIFY_T)),
-        "precision": Key((str,), "float32", (_OPT_T, _TFLITE_T, _VERIFY_T),
+        "precision": Key((str,), "float32", (_OPT_T, *_PRECISION_T, _VERIFY_T),
                          check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
         "trust_code": Key((bool,), False, (_FREEZE_T, _VERIFY_T)),
-        "targets": Key((list,), ["tf"], (_ONNX_T, _TFLITE_T, _VERIFY_T), **_TARGETS),
-        "onnx_layout": Key((str,), "NCHW", (_ONNX_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
+        "targets": Key((list,), ["tf"], (*_TARGETS_T, _VERIFY_T), **_TARGETS),
+        "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     VERIFY: {
         "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T), check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),

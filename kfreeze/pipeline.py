@@ -241,12 +241,17 @@ def _target(target: str, name: str, params_file, build: Path) -> str:
         return f"{name}: {target} not requested (params targets)"
     _import_tf()
     with progress.step(f"converting optimized.pb to {targets.FILES[target]}"):
-        sibling = targets.build(target, out, where(params_file, spec, "targets"), spec.precision if target == "tflite"
-                                else "float32", spec.onnx_layout if target == "onnx" else "NCHW")
+        sibling = targets.build(target, out, where(params_file, spec, "targets"), **targets.options(target, spec))
     targets.write(out, target, sibling)
     sig = sibling.signature
     return (f"{name}: wrote {target}/{targets.FILES[target]} ({len(sibling.data)} bytes; inputs "
             f"{[(i['name'], i['shape']) for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]})")
+
+
+def target(target: str, name: str, params_file, build: Path) -> str:
+    """With ``target`` (kfreeze.targets.registry) in the model's targets: BUILD/<name>/<target>/ made from
+    optimized.pb, its file(s) and signature.json; else only a 'not requested' marker."""
+    return _target(target, name, params_file, build)
 
 
 def onnx(name: str, params_file, build: Path) -> str:

@@ -108,10 +108,12 @@ EXECUTION_SITES = {
     ("kfreeze/optimize/fusion.py", "executed_graph"): "itself",
     ("kfreeze/targets/onnx.py", "convert"): ("kfreeze/targets/__init__.py", "build"),
     ("kfreeze/targets/tflite.py", "convert"): ("kfreeze/targets/__init__.py", "build"),
+    ("kfreeze/targets/openvino.py", "convert"): ("kfreeze/targets/__init__.py", "build"),
+    ("kfreeze/targets/saved_model.py", "_module"): ("kfreeze/targets/__init__.py", "build"),
     ("kfreeze/freeze.py", "_restore_and_convert"): ("kfreeze/pipeline.py", "freeze"),
     ("kfreeze/verify/tf_default_child.py", "main"): ("kfreeze/verify/__init__.py", "verify_model"),
 }
-_RUNNERS = {"Session", "from_graph_def", "from_function", "from_concrete_functions", "from_saved_model",
+_RUNNERS = {"Session", "from_graph_def", "wrap_function", "import_graph_def_in_function", "from_function", "from_concrete_functions", "from_saved_model",
             "from_keras_model", "convert_model", "InteractiveSession"}
 
 

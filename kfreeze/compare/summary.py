@@ -28,6 +28,8 @@ import math
 import sys
 from pathlib import Path
 
+from kfreeze.targets.registry import EXTRA
+
 # The siblings (metrics "targets", kfreeze.targets): size, ops and parity per target; empty when not built.
 TARGET_COLUMNS = {"onnx": ("bytes_onnx", "ops_onnx", "onnx_max_rel_diff", "onnx_rel_digits",
                            "opencv_onnx_max_abs_diff"),
@@ -37,6 +39,10 @@ COLUMNS = ("model", "ops_frozen", "ops_optimized", "bytes_frozen", "bytes_optimi
            "abs_digits", "rel_digits", "opencv_abs_digits", *[c for cols in TARGET_COLUMNS.values() for c in cols])
 DIGITS = {"abs_digits": "max_abs_diff", "rel_digits": "max_rel_diff", "opencv_abs_digits": "opencv_max_abs_diff"}
 TARGET_DIGITS = {f"{t}_rel_digits": f"{t}_max_rel_diff" for t in TARGET_COLUMNS}
+# The other targets (kfreeze/targets/registry.py: openvino, saved_model...) get the same four columns, but
+# only in a summary where some model built them, as the times: the files of projects that build none
+# keep their bytes (and columns), and a plot can be declared for them once they exist.
+OPTIONAL_TARGETS = tuple(t for t in EXTRA if t not in TARGET_COLUMNS)
 EXACT_DIGITS = 16.0
 TIME_SUFFIX = "_seconds"
 
@@ -70,11 +76,18 @@ def _max_rel_diff(data: dict):
     return None
 
 
+def target_columns(target: str) -> tuple[str, ...]:
+    return TARGET_COLUMNS.get(target) or (f"bytes_{target}", f"ops_{target}", f"{target}_max_rel_diff",
+                                          f"{target}_rel_digits")
+
+
 def _target_values(data: dict) -> dict:
-    """The target columns from metrics' {"targets": {target: {bytes, ops, max_rel_diff, ...}}}."""
+    """The target columns from metrics' {"targets": {target: {bytes, ops, max_rel_diff, ...}}}; an optional
+    target's only when this model built it."""
     targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
     row = {}
-    for target, columns in TARGET_COLUMNS.items():
+    built = [t for t in OPTIONAL_TARGETS if isinstance(targets.get(t), dict)]
+    for target, columns in [*TARGET_COLUMNS.items(), *((t, target_columns(t)) for t in built)]:
         got = targets.get(target) if isinstance(targets.get(target), dict) else {}
         row.update({f"bytes_{target}": _number(got.get("bytes")), f"ops_{target}": _number(got.get("ops")),
                     f"{target}_max_rel_diff": _max_rel_diff(got) if got else None})
@@ -90,6 +103,9 @@ def model_row(name: str, data: dict) -> dict:
     constant = bool(data.get("constant_outputs"))
     for column, source in {**DIGITS, **TARGET_DIGITS}.items():
         row[column] = None if constant else digits(row[source])
+    for target in OPTIONAL_TARGETS:
+        if f"{target}_max_rel_diff" in row:
+            row[f"{target}_rel_digits"] = None if constant else digits(row[f"{target}_max_rel_diff"])
     for key in sorted(data):
         if key.endswith(TIME_SUFFIX):
             row[key] = _number(data[key])
@@ -104,10 +120,16 @@ def summary_rows(metrics_dir: Path) -> list[dict]:
     return rows
 
 
+def _optional_targets(rows: list[dict]) -> list[str]:
+    """The optional targets some row has: their columns go into the summary."""
+    return [t for t in OPTIONAL_TARGETS if any(f"bytes_{t}" in row for row in rows)]
+
+
 def csv_text(rows: list[dict]) -> str:
     times = sorted({k for row in rows for k in row if k.endswith(TIME_SUFFIX)})
+    optional = [c for t in _optional_targets(rows) for c in target_columns(t)]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS) + times, lineterminator="\n", restval="")
+    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS) + optional + times, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
     return buf.getvalue()
@@ -116,7 +138,8 @@ def csv_text(rows: list[dict]) -> str:
 def parity_json(rows: list[dict]) -> str:
     """{model: {abs_digits, rel_digits, opencv_abs_digits, onnx_rel_digits, tflite_rel_digits}}: the metrics
     file for ``dvc metrics diff``."""
-    table = {row["model"]: {k: row[k] for k in (*DIGITS, *TARGET_DIGITS)} for row in rows}
+    optional = [f"{t}_rel_digits" for t in _optional_targets(rows)]
+    table = {row["model"]: {k: row.get(k) for k in (*DIGITS, *TARGET_DIGITS, *optional)} for row in rows}
     return json.dumps(table, indent=2, sort_keys=True) + "\n"
 
 

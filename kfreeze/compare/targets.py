@@ -8,7 +8,7 @@ import json
 from typing import Any, Optional
 
 from kfreeze.compare.revisions import Revision, git_file, locked_md5
-from kfreeze.targets import EXTRA, FILES, SIGNATURE
+from kfreeze.targets import EXTRA, FILES, SIGNATURE, get
 
 
 def _built(revision: Revision, model: str, target: str) -> Optional[dict]:
@@ -24,17 +24,16 @@ def _built(revision: Revision, model: str, target: str) -> Optional[dict]:
     if not signature.get("requested"):
         return None
     data = revision.read(f"{folder}/{FILES[target]}", f"the {target} file of '{model}'")
-    return {"bytes": len(data), "ops": _ops(target, data), "sha256": hashlib.sha256(data).hexdigest(),
+    digest = hashlib.sha256(data)
+    for other in signature.get("other_files", []):  # e.g. OpenVINO's model.bin: the weights
+        digest.update(revision.read(f"{folder}/{other}", f"the {target} file {other} of '{model}'"))
+    return {"bytes": len(data), "ops": _ops(target, data), "sha256": digest.hexdigest(),
             "inputs": signature.get("inputs"), "outputs": signature.get("outputs")}
 
 
 def _ops(target: str, data: bytes) -> Optional[int]:
     try:
-        if target == "onnx":
-            from kfreeze.targets import onnx
-            return onnx.op_count(data)
-        from kfreeze.targets import tflite
-        return tflite.op_count(data)
+        return get(target).load().op_count(data)
     except Exception:  # an unreadable file still has a size and a hash to compare
         return None
 

@@ -1,11 +1,13 @@
-"""Siblings of ``optimized.pb`` for other runtimes: ONNX (``onnx.py``) and TFLite (``tflite.py``).
+"""Siblings of ``optimized.pb`` for other runtimes, one module each, listed in ``registry.REGISTRY``:
+ONNX (``onnx.py``), TFLite (``tflite.py``), OpenVINO IR (``openvino.py``) and a TF SavedModel
+(``saved_model.py``). docs/targets.md says how to load each and what was measured.
 
 A model's ``targets`` (params.yaml, default ``[tf]``) say which are built. Each extra target is
-its own DVC stage (``onnx@<name>``, ``tflite@<name>``; ``*_tf1`` for 'graphs:' entries) that
+its own DVC stage (``onnx@<name>``, ``tflite@<name>``...; ``*_tf1`` for 'graphs:' entries) that
 writes the folder ``build/<name>/<target>/``:
 
-- requested: ``model.onnx`` / ``model.tflite`` and ``signature.json`` (the names, dtypes and
-  shapes in the file's own layout, and the choices made: opset, layout, weight precision);
+- requested: the target's file(s) (``model.onnx``, ``model.tflite``...) and ``signature.json`` (the
+  names, dtypes and shapes in the file's own layout, and the choices made: opset, layout, precision);
 - not requested: only ``signature.json`` saying ``requested: false`` (a few bytes, no TensorFlow
   import). DVC's foreach cannot filter a mapping, so the stage exists for every model; its
   settings file holds only its own target (``params.Key.per_stage``), so adding ``tflite`` to a
@@ -18,21 +20,24 @@ on verify's inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kfreeze.params import TARGETS
+from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
-EXTRA = tuple(t for t in TARGETS if t != "tf")
-FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+FILES = {t.name: t.file for t in REGISTRY}
 SIGNATURE = "signature.json"
 
 
 @dataclass
 class Sibling:
-    """A converted model: its bytes and what ``signature.json`` says about them."""
+    """A converted model: its bytes and what ``signature.json`` says about them.
+
+    ``data`` is the bytes of the target's ``file``; ``others`` the other files of a target that
+    writes several ({path inside the folder: bytes}, e.g. OpenVINO's model.bin)."""
     data: bytes
     signature: dict
+    others: dict = field(default_factory=dict)
 
 
 def folder(out: Path, target: str) -> Path:
@@ -44,21 +49,24 @@ def model_file(out: Path, target: str) -> Path:
     return folder(out, target) / FILES[target]
 
 
-def build(target: str, out: Path, where: str, precision: str = "float32", layout: str = "NCHW") -> Sibling:
-    """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it."""
+def options(target: str, spec) -> dict:
+    """The model keys ``target``'s conversion reads (registry ``reads``), from a model spec."""
+    return {key: getattr(spec, key) for key in get(target).reads}
+
+
+def build(target: str, out: Path, where: str, **options) -> Sibling:
+    """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it.
+
+    ``options``: model keys the target reads (``precision``, ``onnx_layout``...); left out, their defaults."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
 
     names = graphio.read_json(Path(out) / "names.json")
     inputs = [placeholder_name(i) for i in names["inputs"]]
     graph = graphio.read_graph(Path(out) / "optimized.pb")
-    from kfreeze import policy  # tf2onnx and the TFLite converter evaluate parts of the graph
+    from kfreeze import policy  # the converters (tf2onnx, TFLite, OpenVINO) evaluate parts of the graph
     policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
-    if target == "onnx":
-        from kfreeze.targets import onnx
-        return onnx.convert(graph, inputs, names["outputs"], layout, where)
-    from kfreeze.targets import tflite
-    return tflite.convert(graph, inputs, names["outputs"], precision, where)
+    return get(target).load().build(graph, inputs, names["outputs"], where, **options)
 
 
 def write(out: Path, target: str, sibling: Sibling | None) -> None:
@@ -73,6 +81,9 @@ def write(out: Path, target: str, sibling: Sibling | None) -> None:
     with atomic.directory(folder(out, target)) as tmp:
         if sibling is not None:
             (tmp / FILES[target]).write_bytes(sibling.data)
+            for name, data in sorted(sibling.others.items()):
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(data)
         (tmp / SIGNATURE).write_text(json.dumps(signature, indent=2, sort_keys=True) + "\n")
 
 

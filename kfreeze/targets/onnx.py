@@ -26,7 +26,7 @@ def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _tensors(graph, tensors: list[str]) -> dict:
+def graph_tensors(graph, tensors: list[str]) -> dict:
     """{name: tf.Tensor} of ``graph`` imported as it is (for rank and dtype)."""
     from kfreeze.tfenv import tf
 
@@ -36,13 +36,14 @@ def _tensors(graph, tensors: list[str]) -> dict:
     return {t: g.get_tensor_by_name(_tensor(t)) for t in tensors}
 
 
-def _separate_outputs(graph, outputs: dict):
+def separate_outputs(graph, outputs: dict):
     """An ``Identity`` after each of ``outputs`` ({tensor name: tf.Tensor}) that other nodes also read,
     to fetch instead: (graph, {output: the Identity's name}).
 
     Hand-written because of a tf2onnx 1.17 bug: ``outputs_as_nchw`` on a tensor that the graph
     also consumes feeds those consumers the NCHW tensor as if it were NHWC (a feature map that is
-    both an output and the next layer's input); measured in tests/targets/test_onnx.py.
+    both an output and the next layer's input); measured in tests/targets/test_onnx.py. OpenVINO's
+    frontend needs it too (kfreeze/targets/openvino.py): it takes only sink nodes as outputs.
     """
     from kfreeze.nodes import split_tensor
 
@@ -111,10 +112,10 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
     import onnx
     import tf2onnx
 
-    tensors = _tensors(graph, inputs + outputs)
+    tensors = graph_tensors(graph, inputs + outputs)
     nchw = layout == "NCHW"
     nchw_outputs = {o: tensors[o] for o in outputs if nchw and tensors[o].shape.rank == 4}
-    graph, fetch = _separate_outputs(graph, nchw_outputs)
+    graph, fetch = separate_outputs(graph, nchw_outputs)
     rename = {_tensor(i): i for i in inputs if ":" not in i}
     rename.update({_tensor(fetch.get(o, o)): o for o in outputs if ":" not in o or o in fetch})
     # tf2onnx names the nodes it inserts from a module-global counter: without the reset, the bytes
@@ -176,3 +177,57 @@ def run(data: bytes, feeds: dict, outputs: list[str], layout: str) -> dict:
     feed = {k: np.ascontiguousarray(v.transpose(0, 3, 1, 2)) if nchw and v.ndim == 4 else v for k, v in feeds.items()}
     values = session.run(outputs, feed)
     return {o: v.transpose(0, 2, 3, 1) if nchw and v.ndim == 4 else v for o, v in zip(outputs, values)}
+
+
+# The registry's interface (kfreeze/targets/registry.py).
+
+EXTRA_RUNTIME = "OpenCV dnn"  # extra_check's runtime, named in verify's progress line
+
+def build(graph, inputs: list[str], outputs: list[str], where: str, onnx_layout: str = "NCHW") -> Sibling:
+    return convert(graph, inputs, outputs, onnx_layout, where)
+
+
+def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:
+    from pathlib import Path
+    return run((Path(folder) / "model.onnx").read_bytes(), feeds, outputs, signature["layout"])
+
+
+def note(got: dict) -> str:
+    """Verify's line for model.onnx adds OpenCV's result."""
+    return (f" (OpenCV max_abs_diff {got['opencv_max_abs_diff']:.3g})" if got.get("opencv_error") is None
+            and got.get("opencv_max_abs_diff") is not None else " (OpenCV failed)")
+
+
+def usage(path, sig: dict, got: dict) -> list[str]:
+    fed = ", ".join(f"'{i['name']}': {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
+    fetched = [o["name"] for o in sig["outputs"]]
+    return [f"ONNX (onnxruntime.InferenceSession('{path}'); opset {sig['opset']}, 4-D inputs {sig['layout']}):",
+            f"  session.run({fetched!r}, {{{fed}}})"]
+
+
+def checked(got: dict) -> str:
+    """What usage's 'checked' line adds: OpenCV's readNetFromONNX result."""
+    return "; OpenCV readNetFromONNX: " + (f"max_abs_diff {got['opencv_max_abs_diff']:.3g}"
+                                           if got.get("opencv_error") is None and got.get("opencv_max_abs_diff")
+                                           is not None else f"fails ({str(got.get('opencv_error'))[:120]})")
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def extra_check(path, feeds: dict, reference: dict, probability: dict, batch, signature: dict) -> dict:
+    """OpenCV dnn's ``readNetFromONNX`` on model.onnx, in a child process: recorded, does not decide."""
+    from kfreeze.targets.check import summary
+    from kfreeze.verify import compare, run_opencv
+
+    result = run_opencv(path, feeds, list(reference), batch, layout=signature["layout"])
+    error = result.error
+    if result.outputs is not None:
+        cmp = compare(reference, result.outputs, probability)
+        bad = {k: v.get("error") or "NaN or Inf in the output" for k, v in cmp.items()
+               if v.get("error") or v.get("nonfinite")}
+        if not bad:
+            return {"opencv_max_abs_diff": summary(cmp)["max_abs_diff"], "opencv_error": None}
+        error = "; ".join(f"{k}: {v}" for k, v in bad.items())
+    return {"opencv_max_abs_diff": None, "opencv_error": error}

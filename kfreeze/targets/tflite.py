@@ -122,3 +122,26 @@ def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
     by_name = {d["name"]: d for d in it.get_output_details()}
     order = it.get_output_details()
     return {o: np.array(it.get_tensor((by_name.get(o) or order[i])["index"])) for i, o in enumerate(outputs)}
+
+
+# The registry's interface (kfreeze/targets/registry.py).
+
+def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32") -> Sibling:
+    return convert(graph, inputs, outputs, precision, where)
+
+
+def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:
+    from pathlib import Path
+    return run((Path(folder) / "model.tflite").read_bytes(), feeds, outputs)
+
+
+def usage(path, sig: dict, got: dict) -> list[str]:
+    fed = ", ".join(f"'{i['name']}' {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
+    fetched = [o["name"] for o in sig["outputs"]]
+    return [f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); weights {sig['weights']}, "
+            "inputs NHWC):",
+            f"  get_input_details(): {fed}; get_output_details(): " + ", ".join(repr(o) for o in fetched)]
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

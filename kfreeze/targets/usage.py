@@ -1,15 +1,14 @@
-"""What ``kfreeze run`` prints for each sibling: the file, how to load it, the names and shapes to feed."""
+"""What ``kfreeze run`` prints for each sibling: the file, how to load it, the names and shapes to feed.
+
+Each target module says it (``usage``, and optionally ``note`` and ``checked`` for what its
+``extra_check`` recorded): kfreeze/targets/registry.py."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from kfreeze.targets import EXTRA, FILES, SIGNATURE
-
-
-def _shape(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+from kfreeze.targets import EXTRA, SIGNATURE, get
 
 
 def verify_note(metrics: dict) -> str:
@@ -18,9 +17,9 @@ def verify_note(metrics: dict) -> str:
     for target, got in (metrics.get("targets") or {}).items():
         text = f"{target} max_rel_diff {got['max_rel_diff']:.3g}" if got.get("max_rel_diff") is not None else \
             f"{target} failed"
-        if target == "onnx":
-            text += (f" (OpenCV max_abs_diff {got['opencv_max_abs_diff']:.3g})" if got.get("opencv_error") is None
-                     and got.get("opencv_max_abs_diff") is not None else " (OpenCV failed)")
+        module = get(target).load()
+        if hasattr(module, "note"):
+            text += module.note(got)
         parts.append(text)
     return "".join(f"; {p}" for p in parts)
 
@@ -34,26 +33,14 @@ def usage_lines(out: Path, metrics: dict) -> list[str]:
         sig = json.loads(sig_file.read_text())
         if not sig.get("requested"):
             continue
-        path = Path(out) / target / FILES[target]
+        entry = get(target)
+        module = entry.load()
+        path = Path(out) / target / entry.file
         got = (metrics.get("targets") or {}).get(target, {})
         rel = got.get("max_rel_diff")
-        if target == "onnx":
-            lines.append(f"ONNX (onnxruntime.InferenceSession('{path}'); opset {sig['opset']}, "
-                         f"4-D inputs {sig['layout']}):")
-        else:
-            lines.append(f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); "
-                         f"weights {sig['weights']}, inputs NHWC):")
-        fed = ", ".join(f"'{i['name']}': {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
-        fetched = [o["name"] for o in sig["outputs"]]
-        if target == "onnx":
-            lines.append(f"  session.run({fetched!r}, {{{fed}}})")
-        else:
-            lines.append(f"  get_input_details(): {fed.replace(': ', ' ')}; get_output_details(): "
-                         + ", ".join(repr(o) for o in fetched))
+        lines += module.usage(path, sig, got)
         checked = f"  max_rel_diff {rel:.3g} against the source model" if rel is not None else "  not verified"
-        if target == "onnx":
-            checked += ("; OpenCV readNetFromONNX: " + (f"max_abs_diff {got['opencv_max_abs_diff']:.3g}"
-                        if got.get("opencv_error") is None and got.get("opencv_max_abs_diff") is not None
-                        else f"fails ({str(got.get('opencv_error'))[:120]})"))
+        if hasattr(module, "checked"):
+            checked += module.checked(got)
         lines.append(checked)
     return lines

@@ -173,3 +173,24 @@ def test_plots_page_renders_offline(metrics_repo, tmp_path):
         svg = vl_convert.vegalite_to_svg(json.loads(spec), vl_version=VEGA_LITE_VERSION)
         assert f"{expected[name]}; model: alpha" in svg, name
     assert template.read_text().count("{plot_divs}") == 1 and "{scripts}" not in template.read_text()
+
+
+def test_an_optional_targets_columns_appear_only_when_a_model_built_it(tmp_path):
+    """openvino, saved_model...: four columns and a parity entry once some model has the target; a project
+    that builds none keeps the summary it had (same columns, same bytes)."""
+    (tmp_path / "a.json").write_text(json.dumps(OLD_FORMAT))
+    without = summary.csv_text(summary.summary_rows(tmp_path))
+    assert without.splitlines()[0] == ",".join(summary.COLUMNS)
+    assert "openvino" in summary.OPTIONAL_TARGETS and "saved_model" in summary.OPTIONAL_TARGETS
+    targets = {"openvino": {"bytes": 8000, "ops": 9, "max_rel_diff": 2e-7, "outputs": {"probs": {"rel_diff": 2e-7}}}}
+    (tmp_path / "b.json").write_text(json.dumps({**OLD_FORMAT, "targets": targets}))
+    rows = summary.summary_rows(tmp_path)
+    lines = summary.csv_text(rows).splitlines()
+    assert lines[0] == ",".join([*summary.COLUMNS, "bytes_openvino", "ops_openvino", "openvino_max_rel_diff",
+                                 "openvino_rel_digits"])
+    cells = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    assert [cells[0]["bytes_openvino"], cells[1]["bytes_openvino"], cells[1]["openvino_rel_digits"]] == [
+        "", "8000", "6.7"]
+    parity = json.loads(summary.parity_json(rows))
+    assert parity["a"]["openvino_rel_digits"] is None and parity["b"]["openvino_rel_digits"] == 6.7
+    assert "saved_model_rel_digits" not in parity["b"]

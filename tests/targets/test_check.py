@@ -38,7 +38,9 @@ def _check(built, target, out=None):
 def test_a_faithful_sibling_passes_and_is_measured(built, target):
     metrics, failures = _check(built, target)
     assert failures == [] and metrics["passed"]
-    assert 0 < metrics["max_rel_diff"] < 1e-5 and set(metrics["outputs"]) == {"fmap", "probs"}
+    assert metrics["max_rel_diff"] < 1e-5 and set(metrics["outputs"]) == {"fmap", "probs"}
+    # another runtime rounds differently; the SavedModel runs optimized.pb's own graph in TF (measured: equal)
+    assert (metrics["max_rel_diff"] > 0) == (target != "saved_model")
     assert metrics["bytes"] == targets.model_file(built[1], target).stat().st_size and metrics["ops"] > 3
     assert metrics["top1_agree"] == {"fmap": None, "probs": 1.0}
     if target == "onnx":  # OpenCV's readNetFromONNX, recorded: loads this one and agrees

@@ -239,3 +239,5 @@ def test_nan_at_the_same_places_on_both_sides_passes_and_is_counted():
     signs = ref.copy()
     signs[0, 2] = np.inf  # -inf became +inf
     assert verify.compare({"y": ref}, {"y": signs}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
+    nothing = np.full((2, 3), np.nan)  # all NaN (a NaN weight): nothing to compare, a failure
+    assert verify.compare({"y": nothing}, {"y": nothing.copy()}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
