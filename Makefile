@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-quick test-e2e test-docs bench clean
+.PHONY: install repro test test-quick test-e2e test-docs test-cpp bench clean
 
 install: $(VENV)/.installed
 
@@ -20,11 +20,11 @@ repro: install
 XDIST := -n 2 --dist loadfile
 
 test: install
-	python -m pytest -q $(XDIST) -m "not docs and not e2e"
+	python -m pytest -q $(XDIST) -m "not docs and not e2e and not cpp"
 
 # The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
 test-quick: install
-	python -m pytest -q $(XDIST) -m "not slow and not docs"
+	python -m pytest -q $(XDIST) -m "not slow and not docs and not cpp"
 
 # Sharing end to end: scratch projects built over several commits, pushed, cloned, diffed (.ci/run runs it).
 test-e2e: install
@@ -33,6 +33,11 @@ test-e2e: install
 # The README's pasted transcripts, regenerated for real and compared (several minutes; .ci/run runs it).
 test-docs: install
 	python -m pytest -q -m docs
+
+# The examples' optimized.pb in the C++ OpenCV a service links (pkg-config opencv4, e.g. Debian's
+# libopencv-dev; skipped without it): tests/cpp/load_graph.cpp built with g++ and run (.ci/run runs it).
+test-cpp: install
+	python -m pytest -q -m cpp tests/cpp
 
 # The benchmark (not a test): `make bench`, or `make bench ARGS=--quick`; see bench/README.md.
 # Its peer runtimes (ONNX Runtime, LiteRT) are kfreeze's own dependencies.
