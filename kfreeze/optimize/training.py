@@ -20,6 +20,10 @@ RANDOM_OPS = re.compile(r"^(Random\w*|Stateless\w*(Random|Multinomial|TruncatedN
                         r"Multinomial|TruncatedNormal|ParameterizedTruncatedNormal|NonDeterministicInts|"
                         r"Rng\w*|\w*CandidateSampler|RandomIndexShuffle)$")
 _UNIFORM = re.compile(r"^(RandomUniform|StatelessRandomUniform\w*|StatefulUniform)$")
+# Names a mode flag goes by (Keras' learning phase, the TF1 idioms): such a bool, when it picks a
+# branch, is the training switch whatever its branches hold and whatever its default.
+MODE_FLAG = re.compile(r"^(.*/)?(keras_learning_phase|learning_phase|is_training|is_train|training|phase_train|"
+                       r"train_mode|mode_training)(_\d+)?$", re.IGNORECASE)
 _ARITH = {"Identity", "Snapshot", "Sub", "Add", "AddV2", "Mul", "RealDiv", "Div", "Cast", "Neg", "Reciprocal"}
 
 
@@ -128,7 +132,31 @@ def training_flags(graph: graph_pb2.GraphDef) -> dict:
                 # Keras 2's learning phase: a bool placeholder without a default, the predicate
                 # of the train/test conds (batch norm, dropout); left alone it must be fed.
                 found[flag.name] = False
+            elif MODE_FLAG.match(flag.name) and _picks_a_branch(flag.name, by_name, consumers):
+                # keras_learning_phase = PlaceholderWithDefault(True) gating a cond with no random op
+                # (a train-time-only computation): the inference value, not the default.
+                found[flag.name] = False
     return found
+
+
+def _picks_a_branch(flag: str, by_name, consumers) -> bool:
+    """``flag`` (through Identity/LogicalNot) is a Switch predicate, a Select condition or an If's."""
+    stack, seen = [flag], set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for user, port in consumers.get(name, []):
+            node = by_name[user]
+            if port < 0:
+                continue
+            if node.op in ("Identity", "LogicalNot"):
+                stack.append(user)
+            elif (node.op in ("Switch", "RefSwitch") and split_tensor(node.input[1])[0] == name) or \
+                    (node.op in ("Select", "SelectV2", "If", "StatelessIf") and split_tensor(node.input[0])[0] == name):
+                return True
+    return False
 
 
 def _gates_random(flag: str, by_name, consumers) -> bool:

@@ -44,3 +44,25 @@ def test_training_flags_leave_other_flags_alone():
 def test_random_ops_are_recognised(op):
     assert training.is_random_op(op)
     assert not training.is_random_op("Relu") and not training.is_random_op("MatMul")
+
+
+def test_a_learning_phase_with_a_true_default_gating_a_cond_without_random_ops_is_set_false():
+    """TF's optimize_for_inference_test: keras_learning_phase = PlaceholderWithDefault(True) picks
+    [0,1,4,6] (training) or [0,0,1,2] (inference) in a tf.cond with no random op."""
+    from kfreeze.optimize import passes
+    from kfreeze.optimize.training import training_flags
+    from kfreeze.verify import run_graph
+    from tests.optimize.helpers import ctx
+
+    with tf.Graph().as_default() as g:
+        phase = tf.compat.v1.placeholder_with_default(True, [], name="keras_learning_phase")
+        x = tf.compat.v1.placeholder(tf.float32, [4], name="x")
+        y = tf.compat.v1.cond(phase, lambda: x * 2.0, lambda: x / 2.0)
+        tf.identity(y, name="out")
+        other = tf.compat.v1.placeholder_with_default(True, [], name="use_bias")  # not a mode flag
+        tf.identity(tf.compat.v1.cond(other, lambda: x + 1.0, lambda: x), name="out2")
+    graph = g.as_graph_def()
+    assert training_flags(graph) == {"keras_learning_phase": False}
+    out = passes.placeholder_defaults(graph, ctx(outputs=("out", "out2")))
+    got = run_graph(out, {"x": np.array([0, 2, 8, 12], np.float32)}, ["out", "out2"])
+    assert got["out"].tolist() == [0, 1, 4, 6] and got["out2"].tolist() == [1, 3, 9, 13]
