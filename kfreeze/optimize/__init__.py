@@ -69,6 +69,8 @@ PASSES: list[Pass] = [
     Pass("keepdims_mean", p.keepdims_mean),
     # No-op Identity/Reshape/Transpose/Cast/Pad and reshape chains the folds above left.
     Pass("remove_noops", p.remove_noops),
+    # Inverse Transpose pairs around element-wise ops and keep-dims reductions (an NCHW detour).
+    Pass("cancel_transposes", p.cancel_transposes),
     # Values in tensor_content (OpenCV needs it), before dedupe compares those bytes.
     Pass("dense_constants", p.dense_constants),
     # Identical constants become one (compared by their tensor_content).

@@ -5,6 +5,7 @@ helpers the passes share are in ``kfreeze.optimize.graph``.
 """
 
 from kfreeze.optimize.passes.batch_norm_to_affine import batch_norm_to_affine
+from kfreeze.optimize.passes.cancel_transposes import cancel_transposes
 from kfreeze.optimize.passes.check_portable import check_portable
 from kfreeze.optimize.passes.cut_inputs import cut_inputs
 from kfreeze.optimize.passes.dedupe_constants import dedupe_constants
@@ -28,7 +29,7 @@ from kfreeze.optimize.passes.static_reshape import static_reshape
 from kfreeze.optimize.passes.strip_unused import strip_unused
 from kfreeze.optimize.passes.transform_graph import transform_graph
 
-__all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "check_portable", "cut_inputs", "dedupe_constants",
+__all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
            "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_compat", "placeholder_defaults",
            "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "strip_unused",
