@@ -71,17 +71,31 @@ def input_names(model) -> list[str]:
 
 
 def trace(model):
-    """A concrete inference function with placeholders named after the Keras inputs."""
+    """A concrete inference function with placeholders named after the Keras inputs.
+
+    The batch is left free, as Keras' own export does: a Sequential built by calling it on a
+    (3, 10) tensor records batch 3, which is that call's, not the model's. A model that needs its
+    batch (a stateful RNN) or fails to trace without it keeps the recorded one."""
     names = input_names(model)
     structure = input_structure(model)
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(tf.nest.flatten(input_structure(model)), names)]
+    tensors = tf.nest.flatten(structure)
 
     def call(*args):
         inputs = tf.nest.pack_sequence_as(structure, list(args))
         return tf.nest.flatten(model(inputs, training=False))
 
+    recorded = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(tensors, names)]
+    free = [tf.TensorSpec([None, *t.shape[1:]] if len(t.shape) else t.shape, t.dtype, name=n)
+            for t, n in zip(tensors, names)]
+    stateful = any(getattr(layer, "stateful", False) is True
+                   for layer in model._flatten_layers(include_self=True, recursive=True))
     with inference_only(model):
-        return tf.function(call).get_concrete_function(*specs)
+        if free != recorded and not stateful:
+            try:
+                return tf.function(call).get_concrete_function(*free)
+            except (ValueError, TypeError, tf.errors.OpError):
+                pass
+        return tf.function(call).get_concrete_function(*recorded)
 
 
 @contextlib.contextmanager

@@ -119,3 +119,22 @@ def test_convert_refuses_a_layer_a_frozen_graph_cannot_run(tmp_path):
     fixed = zoo.randomize(keras.Model(fed, head(L.Flatten(name="f")(emb(fed))), name="lk"))
     run = harness.run_model(tmp_path / "b", "lk", fixed)
     assert run.rel_err <= harness.REL_TOL
+
+
+def test_a_sequential_built_by_a_call_keeps_its_batch_free():
+    """keras2onnx/Keras export: a Sequential built by calling it on a (3, 10) tensor runs at batch 6."""
+    import numpy as np
+
+    from kfreeze import export as export_lib
+    from kfreeze.keras_io import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    model(np.zeros((3, 10), np.float32))
+    fn = export_lib.trace(model)
+    assert fn.inputs[0].shape.as_list() == [None, 10]
+    x = np.random.default_rng(0).normal(size=(6, 10)).astype(np.float32)
+    np.testing.assert_allclose(fn(x)[0].numpy(), model(x).numpy(), rtol=1e-6)
+    stateful = keras.Sequential([keras.Input((4, 3), batch_size=2),
+                                 keras.layers.GRU(3, stateful=True)])
+    assert export_lib.trace(stateful).inputs[0].shape.as_list() == [2, 4, 3]  # its batch is its state's
