@@ -103,6 +103,47 @@ def _number_dynamic_dims(graph) -> None:
                 dim.dim_param = names.setdefault(dim.dim_param, f"unk__{len(names) + 1}")
 
 
+def _erfc_as_erf(graph):
+    """``Erfc(x)`` -> ``1 - Erf(x)``: exact GELU (``activation="gelu"``, in every transformer block)
+    freezes to Erfc, which tf2onnx 1.17 cannot convert, while ONNX has Erf. In float32 the two differ only where
+    erfc(x) is below 6e-8 (x > 3.9): there GELU (x * erfc(-x / sqrt(2)) / 2, for x < -5.5) is
+    below 1e-6 and becomes 0. Only the ONNX sibling's copy of the graph changes."""
+    if not any(n.op == "Erfc" for n in graph.node):
+        return graph
+    from tensorflow.core.framework import graph_pb2
+
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph)
+    names = {n.name for n in out.node}
+    extra = []
+    for node in out.node:
+        if node.op != "Erfc":
+            continue
+        dtype = node.attr["T"].type
+        erf, one = f"{node.name}/erf", f"{node.name}/one"
+        assert erf not in names and one not in names
+        extra.append(_node("Erf", erf, [node.input[0]], dtype))
+        const = _node("Const", one, [], None)
+        const.attr["dtype"].type = dtype
+        const.attr["value"].tensor.dtype = dtype
+        const.attr["value"].tensor.float_val.append(1.0)  # float types only: Erfc takes no others
+        extra.append(const)
+        node.op = "Sub"
+        del node.input[:]
+        node.input.extend([one, erf])
+    out.node.extend(extra)
+    return out
+
+
+def _node(op: str, name: str, inputs: list[str], dtype):
+    from tensorflow.core.framework import node_def_pb2
+
+    node = node_def_pb2.NodeDef(name=name, op=op, input=inputs)
+    if dtype is not None:
+        node.attr["T"].type = dtype
+    return node
+
+
 def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: str, opset: int = OPSET) -> Sibling:
     """``graph`` (optimized.pb) with placeholders ``inputs`` and fetches ``outputs`` as an ONNX model.
 
@@ -112,6 +153,7 @@ def convert(graph, inputs: list[str], outputs: list[str], layout: str, where: st
     import onnx
     import tf2onnx
 
+    graph = _erfc_as_erf(graph)
     tensors = graph_tensors(graph, inputs + outputs)
     nchw = layout == "NCHW"
     nchw_outputs = {o: tensors[o] for o in outputs if nchw and tensors[o].shape.rank == 4}

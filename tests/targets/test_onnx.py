@@ -80,3 +80,21 @@ def test_same_bytes_whatever_the_hash_seed():
                               env={"PYTHONPATH": str(root), "PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"}
                               ).stdout.split()[-1] for seed in (1, 2, 3, 4)}
     assert len(digests) == 1, digests
+
+
+def test_exact_gelu_converts_through_erf():
+    """activation="gelu" freezes to Erfc, which tf2onnx 1.17 cannot convert: the ONNX copy uses 1 - Erf."""
+    from kfreeze.tfenv import tf
+
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="x")
+        h = tf.matmul(x, tf.constant(rng.normal(0, 2, (6, 5)).astype(np.float32)))
+        tf.identity(tf.nn.gelu(h, approximate=False), name="y")
+    graph = graphs.Graph(g.as_graph_def(), ["x"], ["y"])
+    assert "Erfc" in {n.op for n in graph.graph.node}
+    sibling = onnx_target.convert(graph.graph, graph.inputs, graph.outputs, "NCHW", "here")
+    assert "Erf" in {n.op_type for n in onnx.load_from_string(sibling.data).graph.node}
+    feeds = {"x": rng.normal(0, 3, (64, 6)).astype(np.float32)}
+    ref, got = graphs.run_tf(graph, feeds), onnx_target.run(sibling.data, feeds, ["y"], "NCHW")
+    assert np.max(np.abs(ref["y"] - got["y"])) < 1e-5 * np.max(np.abs(ref["y"]))
