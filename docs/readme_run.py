@@ -1,6 +1,6 @@
-"""Regenerate the README's pasted outputs from real runs, so that they cannot drift.
+"""Regenerate the pasted outputs of README.md and docs/*.md from real runs, so that they cannot drift.
 
-Each block sits between markers in README.md and is written by one function here:
+Each block sits between markers in one of those pages and is written by one function here:
 
 - ``repro`` (``<!-- real-run:start -->``): clones this repository's HEAD into a scratch
   folder, runs `dvc repro` there with the project's `.venv` (a full build of every example)
@@ -153,26 +153,30 @@ def main(check: bool = False, names: list[str] | None = None) -> int:
     unknown = [n for n in names if n != "repro" and n not in BLOCKS]
     if unknown:
         sys.exit(f"unknown block {unknown[0]!r}; blocks: repro, {', '.join(BLOCKS)}")
-    readme = (ROOT / "README.md").read_text()
+    pages = {path: path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
     timing = re.compile(r"\(\d+ min \d+ s on")
     differ = []
     for name in names:
         start, end = markers(name)
-        if start not in readme or end not in readme:
-            sys.exit(f"README.md has no {start} ... {end} block")
+        page = next((p for p, text in pages.items() if start in text and end in text), None)
+        if page is None:
+            sys.exit(f"no page (README.md, docs/*.md) has a {start} ... {end} block")
+        text = pages[page]
         new = generate(name)
-        a, b = readme.index(start), readme.index(end) + len(end)
+        a, b = text.index(start), text.index(end) + len(end)
         if check:
-            if timing.sub("(", readme[a:b]) != timing.sub("(", new):
+            if timing.sub("(", text[a:b]) != timing.sub("(", new):
                 differ.append(name)
-                print(f"README block {name!r} differs; it is now:\n{new}")
+                print(f"block {name!r} in {page.relative_to(ROOT)} differs; it is now:\n{new}")
             continue
-        readme = readme[:a] + new + readme[b:]
+        pages[page] = text[:a] + new + text[b:]
         print(new)
     if check:
         print("README blocks are current: " + ", ".join(names) if not differ else f"differ: {', '.join(differ)}")
         return 1 if differ else 0
-    (ROOT / "README.md").write_text(readme)
+    for page, text in pages.items():
+        if page.read_text() != text:
+            page.write_text(text)
     return 0
 
 
