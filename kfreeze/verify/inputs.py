@@ -22,7 +22,8 @@ class TensorInfo:
 def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
                 input_range: tuple[float, float] = (0.0, 1.0),
                 index_limits: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Seeded inputs: floats uniform in ``input_range`` ([0, 1) by default, image-like).
+    """Seeded inputs: floats uniform in ``input_range`` ([0, 1) by default, image-like); an open
+    dimension besides the batch at ``DYNAMIC_SIZE``.
 
     Integers: with the default range, every id the input's first layer takes
     (``index_limits``: an Embedding's input_dim, a one-hot depth; see ``index_limits``),
@@ -50,14 +51,16 @@ def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
     return feeds
 
 
+# A dimension the graph leaves open besides the batch (a sequence's length, an image's size) is fed
+# at this size: the graph keeps it open, as Keras' own export does, and verify still runs it.
+DYNAMIC_SIZE = 32
+
+
 def _sample_dims(info: TensorInfo, samples: int) -> list[int]:
     if info.shape is None:
         raise KfreezeError(f"input '{info.name}'", "has unknown rank, so verify cannot make inputs",
                            "set input_shape in params.yaml")
-    dims = list(info.shape)
-    if any(d is None for d in dims[1:]):
-        raise KfreezeError(f"input '{info.name}'", f"has dynamic dimensions {list(info.shape)} besides the batch",
-                           "set input_shape in params.yaml to fix them")
+    dims = [DYNAMIC_SIZE if d is None else d for d in info.shape]
     if dims:
         dims[0] = samples  # a fixed batch is run batch by batch, see run_batched
     return dims

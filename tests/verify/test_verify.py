@@ -241,3 +241,10 @@ def test_nan_at_the_same_places_on_both_sides_passes_and_is_counted():
     assert verify.compare({"y": ref}, {"y": signs}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
     nothing = np.full((2, 3), np.nan)  # all NaN (a NaN weight): nothing to compare, a failure
     assert verify.compare({"y": nothing}, {"y": nothing.copy()}, atol=1e-4, rtol=1e-5)["y"]["nonfinite"]
+
+
+def test_an_open_dimension_besides_the_batch_is_fed_at_a_fixed_size():
+    """Keras' export keeps (None, None, 3) open; verify feeds the open length at DYNAMIC_SIZE."""
+    from kfreeze.verify.inputs import DYNAMIC_SIZE, TensorInfo
+    feeds = verify.make_inputs([TensorInfo("x", "float32", (None, None, 3))], 4, 0)
+    assert feeds["x"].shape == (4, DYNAMIC_SIZE, 3)
