@@ -98,9 +98,26 @@ def reference_outputs(source, arch, layout: str | None, theano_kernels: bool, in
         model = keras.models.model_from_json(Path(arch).read_text())
         model.load_weights(source)
         feeds = [inputs[t.name] for t in model.inputs] if isinstance(inputs, dict) else list(inputs)
-        result = model([tf.constant(x) for x in feeds] if len(feeds) > 1 else tf.constant(feeds[0]), training=False)
-        return [np.asarray(t) for t in tf.nest.flatten(result)]
+        return _run(model, feeds)
     model = reference_model(source, arch, layout, theano_kernels)
     feeds = [inputs[name] for name in model.input_names] if isinstance(inputs, dict) else list(inputs)
-    result = model([tf.constant(x) for x in feeds] if len(feeds) > 1 else tf.constant(feeds[0]), training=False)
-    return [np.asarray(t) for t in tf.nest.flatten(result)]
+    return _run(model, feeds)
+
+
+def _run(model, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    """The model on all samples, or a fixed batch at a time (a stateful RNN saved with batch 1),
+    its states reset for each batch as the frozen graph starts from zero states."""
+    from kfreeze.verify.run import fixed_batch, run_batched
+
+    batch = fixed_batch(tuple(t.shape) for t in model.inputs)
+    stateful = [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+                if getattr(layer, "stateful", False) is True]
+
+    def call(chunk):
+        for layer in stateful:
+            layer.reset_states()
+        xs = [tf.constant(chunk[str(i)]) for i in range(len(feeds))]
+        result = model(xs if len(xs) > 1 else xs[0], training=False)
+        return {str(i): np.asarray(t) for i, t in enumerate(tf.nest.flatten(result))}
+    out = run_batched(call, {str(i): x for i, x in enumerate(feeds)}, batch)
+    return [out[str(i)] for i in range(len(out))]

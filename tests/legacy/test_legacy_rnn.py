@@ -335,3 +335,22 @@ def test_cudnn_lstm_h5_loads_as_lstm(tmp_path):
     x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype(np.float32)
     assert k1.relative_error(legacy.load_source(saved.full)(x), m(x)) <= 1e-5
     assert parity(saved.full, None, [x]) <= 1e-5  # verify's reference reads it too
+
+
+@pytest.mark.slow
+def test_a_stateful_gru_saved_with_batch_1_verifies_sample_by_sample(tmp_path):
+    """The legacy reference runs a fixed-batch model a batch at a time, states reset (it was an
+    internal error: all 16 samples fed at once to a batch-1 model)."""
+    import json as json_lib
+
+    from typer.testing import CliRunner
+    from kfreeze.cli import app
+
+    seq = tf_keras.Input(batch_shape=(1, 5, 3), name="seq")
+    out = L.Dense(2, name="head")(L.GRU(4, stateful=True, name="gru")(seq))
+    m = randomize(tf_keras.Model(seq, out, name="stateful1"))
+    m.save(tmp_path / "stateful.h5")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "stateful.h5"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    metrics = json_lib.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["samples"] == 16 and metrics["constant_outputs"] == []
