@@ -13,6 +13,7 @@ and returns its result (arguments and result travel as pickles in a private temp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import resource
@@ -45,6 +46,35 @@ def memory_bound(model_bytes: int, factor: int = 6) -> int:
 def time_bound(default: float = DEFAULT_TIMEOUT_S) -> float:
     override = os.environ.get("KFREEZE_TIME_LIMIT_S")
     return float(override) if override else default
+
+
+@contextlib.contextmanager
+def bounded_memory(extra: int):
+    """This process may grow by at most ``extra`` bytes of address space inside the block (a soft
+    RLIMIT_AS over what it maps now, restored after): for a step that cannot run in a child, such as
+    Keras building a model from a config whose layer sizes no file backs (Dense(2**29) in 6 KB)."""
+    override = os.environ.get("KFREEZE_MEMORY_LIMIT_GB")
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        now = _address_space()
+    except (OSError, ValueError):
+        yield
+        return
+    limit = int(float(override) * GiB) if override else now + extra
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no VmSize")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
@@ -131,8 +132,11 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
         h5check.check_structure(path)
         _check_h5_sizes(path, custom_objects, trust_code, param)
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
-                                        custom_objects=custom_objects or None)
+        with _bounded(path):
+            model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
+                                            custom_objects=custom_objects or None)
+    except OUT_OF_MEMORY:
+        raise _too_big(path) from None
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
     if not isinstance(model, keras.Model):
@@ -140,6 +144,39 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         model = as_functional(model, path)
     return model
+
+
+# Building a model allocates every weight before one is read: a layer config can ask for far more
+# than its file holds. A model in memory takes about its file's size, a few times over while it
+# loads; past this bound the file is lying about what it is.
+LOAD_FACTOR, LOAD_BASE = 8, 2 * 2**30
+OUT_OF_MEMORY = (MemoryError, tf.errors.ResourceExhaustedError)
+
+
+def _bounded(path: Path):
+    from kfreeze import child
+    return child.bounded_memory(LOAD_BASE + LOAD_FACTOR * path.stat().st_size)
+
+
+@contextlib.contextmanager
+def bounded_load(source: Path, arch: Path | None = None):
+    """``_bounded`` for a loader that builds from a config (the legacy Keras 1/2 readers): a
+    MemoryError or an OOM inside becomes the one-line refusal."""
+    from kfreeze import child
+    size = sum(p.stat().st_size for p in (source, arch) if p is not None and p.is_file())
+    try:
+        with child.bounded_memory(LOAD_BASE + LOAD_FACTOR * size):
+            yield
+    except OUT_OF_MEMORY:
+        raise _too_big(source, size) from None
+
+
+def _too_big(path: Path, size: int | None = None) -> KfreezeError:
+    size = path.stat().st_size if size is None else size
+    held = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"
+    return KfreezeError(path, f"building the model asks for more than {(LOAD_BASE + LOAD_FACTOR * size) / 2**30:.1f} GiB, "
+                        f"far more than its {held} file holds (a layer config with huge sizes?)",
+                        "check the file; if it is right, set KFREEZE_MEMORY_LIMIT_GB to the memory it needs")
 
 
 def _check_h5_sizes(path: Path, custom_objects: dict | None, trust_code: bool, param: str) -> None:
@@ -161,8 +198,10 @@ def _check_h5_sizes(path: Path, custom_objects: dict | None, trust_code: bool, p
         config = json_utils.decode(config.decode("utf8") if isinstance(config, bytes) else config)
         custom_objects = {**(custom_objects or {}), **object_registration.GLOBAL_CUSTOM_OBJECTS}
         with saving_options.keras_option_scope(use_legacy_config=True), \
-                serialization_lib.SafeModeScope(not trust_code):
+                serialization_lib.SafeModeScope(not trust_code), _bounded(path):
             model = saving_utils.model_from_config(config, custom_objects=custom_objects)
+    except OUT_OF_MEMORY:
+        raise _too_big(path) from None
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
     h5check.check_weights(path, {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers})

@@ -558,3 +558,65 @@ def test_a_loop_that_does_not_end_is_stopped_at_the_time_bound(monkeypatch):
     with pytest.raises(KfreezeError, match="did not finish within 2 s"):
         verify.run_graph(g.as_graph_def(), {"x": np.zeros((1, 3), np.float32)}, ["y"])
     assert time.monotonic() - start < 30
+
+
+def _dense_bomb(path: Path, units: int = 2**29) -> Path:
+    """A small model file whose Dense layer config asks for 2**29 units (21 GiB of kernel)."""
+    import json as json_lib
+
+    from kfreeze.keras_io import keras
+
+    if path.suffix == ".keras":
+        keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, name="d")]).save(path)
+        with zipfile.ZipFile(path) as z:
+            files = {n: z.read(n) for n in z.namelist()}
+        config = json_lib.loads(files["config.json"])
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["config"]["units"] = units
+        files["config.json"] = json_lib.dumps(config).encode()
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+    else:
+        keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, name="d")]).save(path)
+        with h5py.File(path, "r+") as f:
+            config = json_lib.loads(f.attrs["model_config"])
+            next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["config"]["units"] = units
+            f.attrs["model_config"] = json_lib.dumps(config)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_layer_config_asking_for_gigabytes_is_stopped_while_building(tmp_path, suffix):
+    """Dense(units=2**29) in a 12 KB file: building it stops at the load bound, in one line."""
+    import resource
+
+    from kfreeze import keras_io
+    from kfreeze.errors import KfreezeError
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    path = _dense_bomb(tmp_path / f"bomb{suffix}")
+    assert path.stat().st_size < 64 * 1024
+    with pytest.raises(KfreezeError, match=r"building the model asks for more than .* GiB, far more than its"):
+        keras_io.load_model(path)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the bound is lifted again
+    ok = _dense_bomb(tmp_path / f"ok{suffix}", units=3)
+    assert keras_io.load_model(ok).count_params() == 33
+
+
+def test_a_legacy_keras2_config_asking_for_gigabytes_is_stopped_while_building(tmp_path):
+    """The same bomb in a Keras 2 (tf_keras) .h5, which the legacy reader builds from its config."""
+    import json as json_lib
+
+    import tf_keras
+
+    from kfreeze import legacy
+    from kfreeze.errors import KfreezeError
+
+    path = tmp_path / "k2bomb.h5"
+    tf_keras.Sequential([tf_keras.Input((10,)), tf_keras.layers.Dense(3, name="d")]).save(path)
+    with h5py.File(path, "r+") as f:
+        config = json_lib.loads(f.attrs["model_config"])
+        next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")["config"]["units"] = 2**29
+        f.attrs["model_config"] = json_lib.dumps(config)
+    with pytest.raises(KfreezeError, match="building the model asks for more than"):
+        legacy.load_source(path)

@@ -128,7 +128,9 @@ def convert_source(source, arch=None, layout: str | None = None, theano_kernels:
 def load_source(source: Path, arch: Path | None = None, layout: str | None = None,
                 theano_kernels: bool | None = None):
     """The Keras 3, channels_last model of a legacy source, with the source's layer, input and output names."""
-    return convert_source(source, arch, layout, theano_kernels).model
+    from kfreeze import keras_io
+    with keras_io.bounded_load(Path(source), arch and Path(arch)):
+        return convert_source(source, arch, layout, theano_kernels).model
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:

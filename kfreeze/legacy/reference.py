@@ -81,7 +81,9 @@ def _through_channels_last(layer) -> None:
 
 
 def reference_model(source, arch=None, layout: str | None = None, theano_kernels: bool = False) -> tf_keras.Model:
-    model = _load(Path(source), None if arch is None else Path(arch), layout)
+    from kfreeze import keras_io
+    with keras_io.bounded_load(Path(source), arch and Path(arch)):
+        model = _load(Path(source), None if arch is None else Path(arch), layout)
     if theano_kernels:
         _theano_to_tf(model)
     for layer in model.layers:

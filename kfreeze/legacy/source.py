@@ -237,9 +237,12 @@ def _reject_lambda(config: dict, where) -> None:
 def build_model(src: SourceFile, layout: str) -> tf_keras.Model:
     """A tf_keras model from the architecture, failing on the first layer tf_keras rejects."""
     _reject_lambda(src.config, src.weights)
+    from kfreeze.keras_io import OUT_OF_MEMORY
     with default_layout(layout):
         try:
             return tf_keras.models.model_from_config(src.config)
+        except OUT_OF_MEMORY:
+            raise  # the load bound (kfreeze.keras_io.bounded_load) says it in one line
         except Exception as e:  # tf_keras raises many types; find the layer to name it
             raise _layer_error(src, e) from None
 
