@@ -268,6 +268,10 @@ def _check_archive(path: Path) -> None:
 
 ARCHIVE_RATIO = 200            # uncompressed / file size: weights barely compress, a bomb compresses ~1000x
 ARCHIVE_SLACK = 64 * 2**20
+# config.json and metadata.json are text that json.loads reads whole: a big model's config is a
+# few MB. Without their own bound, incompressible padding elsewhere in the file raised the ratio's
+# allowance, and a 3.5 GiB config.json passed.
+TEXT_MEMBER_LIMIT = 64 * 2**20
 
 
 def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
@@ -276,6 +280,11 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
     zipfile never extracts more than a member's declared size, so the declared
     total bounds what loading can allocate.
     """
+    for info in archive.infolist():
+        if info.filename.endswith(".json") and info.file_size > TEXT_MEMBER_LIMIT:
+            raise KfreezeError(path, f"'{info.filename}' unpacks to {info.file_size / 2**20:.0f} MiB, over the "
+                               f"{TEXT_MEMBER_LIMIT / 2**20:.0f} MiB a model's description takes (a zip bomb?)",
+                               "re-save the model with model.save() from a copy you trust")
     declared = sum(info.file_size for info in archive.infolist())
     size = path.stat().st_size
     from kfreeze.resources import available_memory

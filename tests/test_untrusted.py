@@ -620,3 +620,56 @@ def test_a_legacy_keras2_config_asking_for_gigabytes_is_stopped_while_building(t
         f.attrs["model_config"] = json_lib.dumps(config)
     with pytest.raises(KfreezeError, match="building the model asks for more than"):
         legacy.load_source(path)
+
+
+def test_a_keras_config_that_inflates_past_its_bound_is_refused_whatever_the_padding(tmp_path):
+    """config.json of 200 MiB compressed to ~200 KB, padded with 8 MB of noise to pass the ratio check."""
+    from kfreeze import keras_io
+    from kfreeze.errors import KfreezeError
+    from kfreeze.keras_io import keras
+
+    good = tmp_path / "good.keras"
+    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)]).save(good)
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                data = data[:-1] + b" " * (200 * 2**20) + data[-1:]
+            dst.writestr(info.filename, data)
+        dst.writestr("assets/padding.bin", np.random.default_rng(0).bytes(8 * 2**20), zipfile.ZIP_STORED)
+    with pytest.raises(KfreezeError, match=r"'config.json' unpacks to 200 MiB"):
+        keras_io.load_model(bomb)
+
+
+@pytest.mark.parametrize("case", ["inflates", "huge_header", "not_npy"])
+def test_verify_data_that_would_exhaust_memory_is_refused_from_its_headers(tmp_path, case, monkeypatch):
+    import io
+
+    from kfreeze.errors import KfreezeError
+    from kfreeze.verify import inputs
+    from kfreeze.verify.inputs import TensorInfo, load_data
+
+    monkeypatch.setattr(inputs, "DATA_LIMIT", 2**26)  # the real bound is 2 GiB: the same check, 64 MiB
+
+    path = tmp_path / "samples.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        if case == "inflates":  # 128 MiB of zeros, 128 KB on disk
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (2**25, 1)})
+            with z.open("x.npy", "w") as f:
+                f.write(header.getvalue())
+                for _ in range(8):
+                    f.write(bytes(2**24))
+        elif case == "huge_header":
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                          "shape": (10**12, 4)})
+            z.writestr("x.npy", header.getvalue() + bytes(64))
+        else:
+            z.writestr("x.txt", b"hello")
+    with pytest.raises(KfreezeError) as e:
+        load_data(path, [TensorInfo("x", "float32", (None, 1))], ["x"], 16)
+    assert {"inflates": "GiB", "huge_header": "(10**12", "not_npy": "not an .npy array"}[case].replace(
+        "(10**12", "1000000000000") in e.value.line()

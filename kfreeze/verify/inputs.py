@@ -73,6 +73,7 @@ def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: in
     Loaded with ``allow_pickle=False``: an object array is refused, never unpickled.
     """
     import zipfile
+    _check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -156,6 +157,40 @@ def index_limits(graph: graph_pb2.GraphDef, names: list[str]) -> dict[str, int]:
         if found:
             limits[name] = min(found)
     return limits
+
+
+DATA_LIMIT = 2 * 2**30  # verify feeds at most VERIFY_MAX_SAMPLES rows; 2 GiB of them is plenty
+
+
+def _check_npz(path: Path) -> None:
+    """What each array of the .npz declares (its .npy header), before numpy allocates it: a 16 MB
+    file whose members inflate to 16 GiB, or a header declaring (10**12, 4), is refused here."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise KfreezeError(path, f"member '{info.filename}' is not an .npy array",
+                                       "write the file with numpy.savez(path, input_name=array, ...)")
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(f))
+                count = 1
+                for d in shape:
+                    count *= int(d)
+                total += count * dtype.itemsize
+                if total > DATA_LIMIT or info.file_size > DATA_LIMIT:
+                    raise KfreezeError(path, f"array '{info.filename[:-4]}' declares shape {list(shape)} "
+                                       f"({count * dtype.itemsize / 2**30:.1f} GiB); the arrays may hold at most "
+                                       f"{DATA_LIMIT / 2**30:.0f} GiB", "save only the samples verify needs")
+    except zipfile.BadZipFile:
+        return  # not a zip: np.load says what it is below
+    except (ValueError, OSError, EOFError) as e:
+        raise KfreezeError(path, f"has an unreadable array header ({' '.join(str(e).split())[:160]})",
+                           "write it with numpy.savez(path, input_name=array, ...)") from None
 
 
 def placeholder_infos(graph: graph_pb2.GraphDef, names: list[str]) -> list[TensorInfo]:
