@@ -77,6 +77,10 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str]
     reader = _reader(checkpoint)
     stored = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
+    # A variable of unknown shape in the graph is sized by what the checkpoint declares for it,
+    # before any value is read (a 129-byte index can declare a sparse 2 GiB shard).
+    check_size(graph, needed, {**{k: list(v) for k, v in stored.items() if k in needed}, **{
+        k: v for k, v in shapes.items() if v is not None}}, where)
     for name in sorted(needed):
         if name not in stored:
             raise KfreezeError(checkpoint, f"checkpoint has no value for variable '{name}' of the graph",

@@ -673,3 +673,22 @@ def test_verify_data_that_would_exhaust_memory_is_refused_from_its_headers(tmp_p
         load_data(path, [TensorInfo("x", "float32", (None, 1))], ["x"], 16)
     assert {"inflates": "GiB", "huge_header": "(10**12", "not_npy": "not an .npy array"}[case].replace(
         "(10**12", "1000000000000") in e.value.line()
+
+
+def test_a_variable_of_unknown_shape_is_sized_by_the_checkpoint_before_it_is_read(tmp_path, monkeypatch):
+    """The graph's size check used to skip a variable of unknown rank; the checkpoint's index says its shape."""
+    from kfreeze import freeze as freeze_lib
+    from kfreeze.errors import KfreezeError
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 1000], name="x")
+        v = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=tf.TensorShape(None), shared_name="v", name="v")
+        w = tf.raw_ops.ReadVariableOp(resource=v, dtype=tf.float32, name="v/read")
+        tf.identity(tf.matmul(x, tf.reshape(w, [1000, -1])), name="y")
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "ckpt"), tensor_names=["v"], shape_and_slices=[""],
+                      tensors=[np.ones((1000, 300), np.float32)])  # 1.2 MB
+    monkeypatch.setattr(freeze_lib, "PROTOBUF_LIMIT", 2**20)  # the real limit is 2 GiB: the same check, at 1 MiB
+    with pytest.raises(KfreezeError, match="would hold .* GiB of constants"):
+        freeze_lib.freeze(g.as_graph_def(), tmp_path / "ckpt", ["y"], "graph")
