@@ -56,8 +56,9 @@ def is_switch(spec: params.Key) -> bool:
 
 def parse_flag(key: str, spec: params.Key, text: str):
     """A flag's text as YAML (``[1, 224, 224, 3]``, ``null``, ``1e-3``); a list key also takes ``a,b``."""
+    from kfreeze.safeyaml import safe_yaml
     try:
-        value = yaml.safe_load(text)
+        value = safe_yaml(text, f"--{key.replace('_', '-')}")  # alias bombs refused, as in params.yaml
     except yaml.YAMLError:
         raise KfreezeError(f"--{key.replace('_', '-')}", f"cannot read {text!r}",
                            "give a YAML value, e.g. [1, 224, 224, 3] or null") from None

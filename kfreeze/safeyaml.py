@@ -64,5 +64,12 @@ def safe_yaml(text: str, path) -> object:
 
 
 def short(value, limit: int = 80) -> str:
-    text = repr(value)
+    """``repr`` for one error line, bounded while it is built: a 10-level alias list shares its
+    objects, and a plain repr would expand them all (10^10 items) before anything is cut."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -692,3 +692,18 @@ def test_a_variable_of_unknown_shape_is_sized_by_the_checkpoint_before_it_is_rea
     monkeypatch.setattr(freeze_lib, "PROTOBUF_LIMIT", 2**20)  # the real limit is 2 GiB: the same check, at 1 MiB
     with pytest.raises(KfreezeError, match="would hold .* GiB of constants"):
         freeze_lib.freeze(g.as_graph_def(), tmp_path / "ckpt", ["y"], "graph")
+
+
+def test_an_alias_bomb_in_a_flag_is_refused_and_never_expanded(tmp_path):
+    """--input-shape with a 10-level YAML alias list: refused in one line, quickly."""
+    from typer.testing import CliRunner
+
+    from kfreeze.cli import app
+
+    levels = ["a0: &a0 [1,1,1,1,1,1,1,1,1,1]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    bomb = "{" + ", ".join(levels) + "}"
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "missing.keras"), "--input-shape", bomb])
+    assert result.exit_code != 0 and time.monotonic() - start < 20
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and len(line) < 400, line
