@@ -89,7 +89,7 @@ def to_dot(graph: graph_pb2.GraphDef, against: Optional[graph_pb2.GraphDef] = No
              + (f" label={_q(title)}" if title else "") + "];",
              '  node [shape=box fontname="Helvetica" fontsize=10 height=0.3];',
              '  edge [color="#777777" arrowsize=0.6];']
-    for name in sorted(nodes, key=list(nodes).index):
+    for name in nodes:  # in graph order (a dict keeps it; sorting by list.index was quadratic)
         node = nodes[name]
         if name in folded:
             continue
