@@ -120,7 +120,7 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
     # before freeze_graph runs the graph's variables (and whatever they depend on)
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
-    with progress.step("restoring the checkpoint into constants (freeze_graph)"):
+    with progress.step("restoring the variables the outputs need into constants"):
         frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     with progress.step(f"writing {out / 'frozen.pb'}"):
         graphio.write_graph(frozen.graph, out / "frozen.pb")
