@@ -54,14 +54,41 @@ def closest(name: str, names, n: int = 5) -> list[str]:
 
 
 def require(graph: graph_pb2.GraphDef, names: list[str], what: str, where: str) -> None:
-    """Fail with the closest real names when a configured node is not in the graph."""
-    known = {n.name for n in graph.node}
+    """Fail with the closest real names when a configured node is not in the graph, or has no such output."""
+    by_name = {n.name: n for n in graph.node}
     for name in names:
-        node, _ = split_tensor(name)
-        if node not in known:
-            near = closest(node, sorted(known))
+        node, port = split_tensor(name)
+        if node not in by_name:
+            near = closest(node, sorted(by_name))
             hint = f"closest names: {', '.join(near)}" if near else "run 'kfreeze nodes' on the graph to list candidates"
             raise KfreezeError(where, f"{what} node '{name}' is not in the graph", hint)
+        count = _output_count(by_name[node])
+        if count is not None and port >= count:
+            raise KfreezeError(where, f"{what} '{name}': node '{node}' ({by_name[node].op}) has "
+                               f"{count} output{'s' if count != 1 else ''}",
+                               f"use '{node}'" + (f" or '{node}:0' ... '{node}:{count - 1}'" if count > 1 else ""))
+
+
+def _output_count(node) -> int | None:
+    """How many outputs ``node`` has, from its op's definition; None when that cannot be told."""
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(node.op)
+    if op_def is None:
+        return None
+    count = 0
+    for arg in op_def.output_arg:
+        if arg.number_attr:
+            if arg.number_attr not in node.attr:
+                return None
+            count += node.attr[arg.number_attr].i
+        elif arg.type_list_attr:
+            if arg.type_list_attr not in node.attr:
+                return None
+            count += len(node.attr[arg.type_list_attr].list.type)
+        else:
+            count += 1
+    return count
 
 
 def require_upstream(graph: graph_pb2.GraphDef, inputs: list[str], outputs: list[str], where: str) -> None:

@@ -168,3 +168,20 @@ def test_listing_shows_the_opencv_name_of_each_output_of_a_frozen_graph():
 
 def test_listing_shows_no_opencv_names_for_a_graph_with_variables():
     assert not any("OpenCV" in ln for ln in nodes.listing(_head_graph(variable=True)))
+
+
+def test_require_refuses_an_output_index_the_node_does_not_have():
+    from kfreeze import nodes
+    from kfreeze.errors import KfreezeError
+    from kfreeze.tfenv import tf
+
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        a, b = tf.split(x, 2, axis=1, name="halves")
+        tf.identity(a + b, name="y")
+    graph = g.as_graph_def()
+    nodes.require(graph, ["x", "halves:1", "y:0"], "input", "--inputs")
+    with pytest.raises(KfreezeError, match=r"input 'x:7': node 'x' \(Placeholder\) has 1 output; use 'x'"):
+        nodes.require(graph, ["x:7"], "input", "--inputs")
+    with pytest.raises(KfreezeError, match=r"node 'halves' \(Split\) has 2 outputs"):
+        nodes.require(graph, ["halves:2"], "input", "--inputs")
