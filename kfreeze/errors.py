@@ -41,7 +41,8 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 
     from google.protobuf.message import DecodeError
 
-    return OSError, EOFError, zipfile.BadZipFile, DecodeError, ValueError, KeyError, TypeError
+    # RecursionError: a config nested 100,000 deep, which json and Keras' deserializers recurse into.
+    return OSError, EOFError, zipfile.BadZipFile, DecodeError, ValueError, KeyError, TypeError, RecursionError
 
 
 def _raised_by_kfreeze(e: BaseException) -> bool:

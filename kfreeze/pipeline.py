@@ -53,7 +53,8 @@ def convert(name: str, params_file, build: Path) -> str:
     from kfreeze.graphio import check_file
 
     if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
-        h5check.check(spec.source)
+        with reading(spec.source):
+            h5check.check(spec.source)
     with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,

@@ -707,3 +707,22 @@ def test_an_alias_bomb_in_a_flag_is_refused_and_never_expanded(tmp_path):
     assert result.exit_code != 0 and time.monotonic() - start < 20
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and len(line) < 400, line
+
+
+def test_a_config_nested_100000_deep_is_one_line(tmp_path):
+    import json as json_lib
+
+    import tf_keras
+    from typer.testing import CliRunner
+
+    from kfreeze.cli import app
+
+    path = tmp_path / "deep.h5"
+    tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]).save(path)
+    with h5py.File(path, "r+") as f:
+        config = json_lib.dumps(json_lib.loads(f.attrs["model_config"]))
+        f.attrs["model_config"] = config[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
+    line = result.stderr.strip()
+    assert result.exit_code == 1 and len(line.splitlines()) == 1 and "internal error" not in line, line
+    assert "deep.h5" in line and "RecursionError" in line
