@@ -94,7 +94,7 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str]
                                f"but {shapes[name]} in the graph", "use the checkpoint written with this graph")
     try:
         frozen = _restore_and_convert(graph, reader, needed, outputs)
-    except (tf.errors.OpError, ValueError, TypeError) as e:
+    except (tf.errors.OpError, ValueError, TypeError, IndexError, OSError) as e:  # IndexError: a cut .data file
         message = tf_reason(e)
         raise KfreezeError(checkpoint, f"cannot restore the weights for {where} ({message})",
                            "the checkpoint files are damaged or belong to another graph; re-save them") from None

@@ -299,16 +299,25 @@ def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
     import re
 
     text = " ".join(str(error).split())
-    if "Lambda" in text and ("safe_mode" in text or "unsafe" in text.lower()):
-        return KfreezeError(path, "the model has a Lambda layer, whose Python code Keras safe mode refuses to run",
-                            f"if you trust this file, set {param}.trust_code: true in params.yaml")
+    if "safe_mode" in text or "unsafe" in text.lower():
+        kind = next((k for k in ("TFSMLayer", "Lambda") if k in text), "code-carrying")
+        what = "loads and runs a SavedModel" if kind == "TFSMLayer" else "carries Python code"
+        return KfreezeError(path, f"refused for safety: the model has a {kind} layer, which {what} that "
+                            "Keras' safe mode does not run", f"if you trust this file, set {param}.trust_code: "
+                            "true in params.yaml (kfreeze run: --trust-code)")
+    if "scipy" in text.lower() and ("No module" in text or "install" in text.lower()):
+        return KfreezeError(path, f"a layer of the model needs scipy, which is not installed ({text[:160]})",
+                            "pip install scipy in kfreeze's environment")
     missing = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object): '?([\w.>]+)", text)
     if missing:
         name = missing.group(1) or missing.group(2)
         return KfreezeError(path, f"the model uses '{name}', a custom class that is not registered",
                             f"add {param}.custom_objects: [your.module:{name.split('>')[-1]}] in params.yaml")
-    return KfreezeError(path, f"Keras cannot load this model ({text[:300] or type(error).__name__})",
-                        "check that it is a complete Keras model file")
+    layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
+    named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
+    return KfreezeError(path, f"Keras cannot load this model{named}: {type(error).__name__}: "
+                        f"{text[:300] or 'no message'}", "the reason above is Keras' own; if the file is complete, "
+                        "that layer may need custom_objects or the Keras version that saved it")
 
 
 def input_structure(model):
