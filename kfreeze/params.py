@@ -201,6 +201,9 @@ KEYS: dict[str, dict[str, Key]] = {
                          check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
         "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
+        # This model's own verify keys over the project's 'verify:' (verify_spec merges them).
+        "verify": Key((dict, _NONE), None, (_VERIFY_K,), check=lambda v, w, n: _check_verify_override(v, w, n),
+                      what="null or a mapping of verify keys"),
     },
     TF1: {
         "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # GraphDef file
@@ -215,6 +218,8 @@ KEYS: dict[str, dict[str, Key]] = {
         "trust_code": Key((bool,), False, (_FREEZE_T, _VERIFY_T)),
         "targets": Key((list,), ["tf"], (*_TARGETS_T, _VERIFY_T), **_TARGETS),
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
+        "verify": Key((dict, _NONE), None, (_VERIFY_T,), check=lambda v, w, n: _check_verify_override(v, w, n),
+                      what="null or a mapping of verify keys"),
     },
     VERIFY: {
         "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T), check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),
@@ -458,14 +463,31 @@ def _inside(path: Path, folder: Path) -> bool:
     return not path.is_absolute() and ".." not in parts and parts[: len(base)] == base and len(parts) > len(base)
 
 
-def verify_spec(path: str | Path = PARAMS_FILE) -> VerifySpec:
-    """The 'verify:' section, every key checked for its exact type (a YAML ``true`` is no integer)."""
-    raw = load(path).get(VERIFY)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise KfreezeError(f"{path}: verify", "must be a mapping", "e.g. verify: {samples: 16, seed: 0, atol: 1.0e-4}")
+def verify_spec(path: str | Path = PARAMS_FILE, name: str | None = None) -> VerifySpec:
+    """The 'verify:' section, every key checked for its exact type (a YAML ``true`` is no integer);
+    with ``name``, that model's own ``verify:`` keys override the project's (a text model and an
+    image model in one project take different input ranges and data files)."""
+    data = load(path)
+    raw = _verify_mapping(data.get(VERIFY), f"{path}: verify", "")
+    if name is not None:
+        for section in (KERAS, TF1):
+            entry = (data.get(section) or {}).get(name)
+            if isinstance(entry, dict) and entry.get(VERIFY) is not None:
+                raw = {**raw, **_verify_mapping(entry[VERIFY], f"{path}: {section}.{name}.verify", name)}
     keys = KEYS[VERIFY]
-    _check_types(raw, keys, f"{path}: verify", hint=lambda key: _suggest(key, keys))
-    _check_values(raw, keys, f"{path}: verify", "")
     return VerifySpec(**{k: key.convert(raw.get(k, key.default)) for k, key in keys.items()})
+
+
+def _verify_mapping(raw, where: str, name: str) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise KfreezeError(where, "must be a mapping", "e.g. verify: {samples: 16, seed: 0, atol: 1.0e-4}")
+    keys = KEYS[VERIFY]
+    _check_types(raw, keys, where, hint=lambda key: _suggest(key, keys))
+    _check_values(raw, keys, where, name)
+    return raw
+
+
+def _check_verify_override(value, where, name):
+    _verify_mapping(value, where, name)

@@ -210,7 +210,7 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
     from kfreeze import verify as verify_lib
     from kfreeze.targets.usage import verify_note
 
-    vspec = params.verify_spec(params_file)
+    vspec = params.verify_spec(params_file, name)
     out = Path(build) / name
     verdict = verify_lib.verify_model(spec, vspec, out)
     result, report = verdict.metrics, out / "verify_failed.json"

@@ -30,7 +30,7 @@ def _jsonable(value):
 def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     """{dvc stage: what it reads}, resolved with defaults: what the resolve stage writes per stage."""
     spec = model_spec(name, path)
-    vspec = verify_spec(path)
+    vspec = verify_spec(path, name)  # the project's verify keys with this model's own over them
     verify_keys = stage_params(VERIFY)
     return {stage: {"model": {k: _jsonable(_for_stage(spec, k, stage)) for k in keys},
                     VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}

@@ -284,3 +284,18 @@ def test_float16_with_opencv_is_refused_before_any_stage(tmp_path, section, sour
         params.model_spec("m", path)
     assert e.value.where.endswith(f"{section}.m.precision")
     assert "float16" in e.value.problem and "OpenCV" in e.value.problem and "float32" in e.value.fix
+
+
+def test_a_model_entry_overrides_the_projects_verify_keys(tmp_path):
+    """A text model and an image model in one project: each its own input range and data file."""
+    path = write(tmp_path, "verify: {samples: 8, input_range: [0, 1]}\ngraphs: {}\nmodels:\n"
+                 "  text:\n    source: models/text/t.keras\n    verify: {input_range: [0, 255], data: s.npz}\n"
+                 "  image:\n    source: models/image/i.keras\n")
+    text, image = params.verify_spec(path, "text"), params.verify_spec(path, "image")
+    assert (text.samples, text.input_range, text.data) == (8, (0.0, 255.0), "s.npz")
+    assert (image.samples, image.input_range, image.data) == (8, (0.0, 1.0), None)
+    assert settings.stage_settings("text", path)["verify"]["verify"]["input_range"] == [0.0, 255.0]
+    assert settings.stage_settings("image", path)["verify"]["verify"]["input_range"] == [0.0, 1.0]
+    bad = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/m.keras\n    verify: {samles: 3}\n")
+    with pytest.raises(KfreezeError, match=r"models.m.verify: unknown key 'samles' \(did you mean 'samples'\?\)"):
+        params.model_spec("m", bad)

@@ -237,7 +237,7 @@ def diff_revisions(root: Path, rev_a: Optional[str], rev_b: Optional[str], model
         else:
             ga, names_a = load_model(a, name)
             gb, names_b = load_model(b, name)
-            entry.update(compare_graphs(ga, names_a, gb, names_b, [a.verify, b.verify], drift=drift))
+            entry.update(compare_graphs(ga, names_a, gb, names_b, [a.verify_for(name), b.verify_for(name)], drift=drift))
             from kfreeze.compare.targets import compare_targets  # model.onnx, model.tflite (params targets)
             entry["targets"] = compare_targets(a, b, name)
             if any(t["status"] != "same" for t in entry["targets"].values()):

@@ -66,6 +66,15 @@ class Revision:
         raw = self.params.get("verify") or {}
         return {k: raw.get(k, KEYS[VERIFY][k].default) for k in ("samples", "seed")}
 
+    def verify_for(self, model: str) -> dict:
+        """``verify`` with the model's own ``verify:`` keys over the project's, as verify reads them."""
+        merged = dict(self.verify)
+        for section in SECTIONS:
+            entry = (self.params.get(section) or {}).get(model)
+            if isinstance(entry, dict) and isinstance(entry.get("verify"), dict):
+                merged.update({k: entry["verify"][k] for k in ("samples", "seed") if k in entry["verify"]})
+        return merged
+
     def read(self, path: str, what: str) -> bytes:
         """A file at this revision: git-tracked, or DVC-tracked (local cache first, then the remote)."""
         if self.rev is None:
