@@ -130,6 +130,11 @@ def _check_file(value, where, name):
     check_inside(value, folder, where)
 
 
+def _check_signature(value, where, _name):
+    if value is not None and not value:
+        raise KfreezeError(where, "must be a signature key or null", "e.g. signature: serving_default")
+
+
 def _check_shape(raw, where: str, _name: str = "") -> None:
     """input_shape's exact types: integers (not booleans), null, lists and a mapping of them."""
     def dims_ok(shape) -> bool:
@@ -198,8 +203,10 @@ KEYS: dict[str, dict[str, Key]] = {
         "onnx_layout": Key((str,), "NCHW", (_ONNX_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     TF1: {
-        "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # GraphDef file
-        "checkpoint": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # prefix or dir
+        # A GraphDef file (with a checkpoint, or already frozen without one), or a SavedModel folder
+        "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),
+        "checkpoint": Key((str, _NONE), None, (_FREEZE_T, _VERIFY_T), check=_check_file),  # prefix or dir; null: frozen
+        "signature": Key((str, _NONE), None, (_FREEZE_T, _VERIFY_T), check=_check_signature),  # SavedModel only
         "inputs": Key((list,), [], (_FREEZE_T, _OPT_T, _VERIFY_T), **_NAMES),
         "outputs": Key((list,), [], (_FREEZE_T, _OPT_T, _VERIFY_T), **_NAMES),
         "input_shape": Key(_SHAPE, None, (_OPT_T, _VERIFY_T), check=_check_shape),

@@ -103,6 +103,10 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     from kfreeze.resolve import graph_and_checkpoint, resolve_names
 
     out = Path(build) / name
+    if not spec.is_keras:
+        kind = _graph_kind(spec, params_file)
+        if kind == "savedmodel":
+            return _freeze_saved_model(name, spec, params_file, out)
     with progress.step("reading the graph"):
         graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
@@ -111,13 +115,43 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
     # before freeze_graph runs the graph's variables (and whatever they depend on)
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
-    with progress.step("restoring the checkpoint into constants (freeze_graph)"):
+    given_frozen = not spec.is_keras and checkpoint is None
+    with progress.step("keeping what the outputs need of the frozen graph" if given_frozen
+                       else "restoring the checkpoint into constants (freeze_graph)"):
         frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     with progress.step(f"writing {out / 'frozen.pb'}"):
         graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    if given_frozen:
+        return f"{name}: {graph_path} is frozen already (no checkpoint); {len(frozen.graph.node)} ops for outputs {outputs}"
     return (f"{name}: Converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops for outputs {outputs}")
+
+
+def _graph_kind(spec, params_file) -> str:
+    """A 'graphs:' entry's graph: a GraphDef file (with a checkpoint or frozen), or a SavedModel folder."""
+    from kfreeze import sources
+
+    kind = sources.kind(spec.graph)
+    if Path(spec.graph).is_dir() and kind != "savedmodel":
+        raise KfreezeError(where(params_file, spec, "graph"), f"folder {spec.graph} holds no saved_model.pb",
+                           "give a GraphDef file, or a SavedModel folder (tf.saved_model.save, Keras model.export)")
+    if kind in sources.KERAS_KINDS:
+        raise KfreezeError(where(params_file, spec, "graph"), f"{spec.graph} is {sources.describe(kind)}, a Keras "
+                           "model file, not a graph", "register it under 'models:' as source (kfreeze add NAME FILE)")
+    if kind == "savedmodel":
+        if spec.checkpoint is not None:
+            raise KfreezeError(where(params_file, spec, "checkpoint"), "a SavedModel holds its own variables",
+                               "leave checkpoint out for a SavedModel folder")
+    elif spec.signature is not None:
+        raise KfreezeError(where(params_file, spec, "signature"), "applies only to a SavedModel folder",
+                           "leave it out for a GraphDef file")
+    return kind or "graph"
+
+
+def _freeze_saved_model(name, spec, params_file, out: Path) -> str:
+    raise KfreezeError(where(params_file, spec, "graph"), "SavedModel folders are not supported yet",
+                       "give a frozen GraphDef")
 
 
 def optimize(name: str, params_file, build: Path) -> str:

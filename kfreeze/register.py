@@ -92,8 +92,8 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     if (source is None) == (graph is None):
         raise KfreezeError("kfreeze add", "give either SOURCE (a Keras file) or --graph with --checkpoint",
                            "e.g. kfreeze add mynet mynet.keras")
-    if graph is not None and checkpoint is None:
-        raise KfreezeError("--graph", "needs --checkpoint", "give the checkpoint prefix or folder")
+    from kfreeze.oneshot import route
+    source, graph = route(source, graph, arch, "kfreeze add")
     text = path.read_text() if path.is_file() else ""  # a new project: add writes the first entry
     data = params.load_text(text, path, require_models=False)
     for section in (KERAS, TF1):
@@ -147,9 +147,10 @@ def _place(name, section, folder, source, arch, graph, checkpoint, settings, pat
     else:
         entry["graph"] = _copy(Path(graph), folder).as_posix()
         files.append(entry["graph"])
-        ckpt = Path(checkpoint)
-        entry["checkpoint"] = (folder / (ckpt.name if ckpt.resolve().parent == folder.resolve()
-                                         else copy_checkpoint(ckpt, folder))).as_posix()
+        if checkpoint is not None:  # none: a graph frozen already, or a SavedModel folder
+            ckpt = Path(checkpoint)
+            entry["checkpoint"] = (folder / (ckpt.name if ckpt.resolve().parent == folder.resolve()
+                                             else copy_checkpoint(ckpt, folder))).as_posix()
     entry.update(settings)
     params.parse_model(name, entry, path, section)  # kfreeze's own messages, before anything is written
     new_text = insert_entry(text, section, name, entry)

@@ -140,3 +140,72 @@ def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path)
     assert line.startswith(f"error: {tmp_path / 'o'}/optimized.pb: output 'probs' differs from the source model")
     assert json.loads((tmp_path / "o" / "verify_failed.json").read_text())["passed"] is False
     assert (tmp_path / "o" / "optimized.pb").is_file() and not (tmp_path / "o" / "metrics.json").exists()
+
+
+# -- sources kfreeze tells apart by their bytes (issue #22) ----------------------------------------
+
+from tests.frozen_graphs import build as build_frozen  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def seed_graph(tmp_path_factory):
+    return build_frozen("seed", tmp_path_factory.mktemp("seed") / "frozen_graph.pb")
+
+
+def test_run_a_frozen_graph_cut_at_its_tf_data_input(seed_graph, tmp_path):
+    """The seeds' flow in one command: a frozen graph fed by tf.data, cut at IteratorGetNext to a fixed
+    [1, 20, 20, 1], optimized and verified against the frozen graph itself."""
+    result = invoke(seed_graph, "--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
+                    "--input-shape", "[1, 20, 20, 1]", "--samples", "4", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "is frozen already (no checkpoint)" in result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["max_abs_diff"] < 1e-5
+    assert "import/IteratorGetNext:0" in result.output and "import/softmax_tensor:0" in result.output
+    from kfreeze import graphio
+    optimized = graphio.read_graph(tmp_path / "o" / "optimized.pb")
+    ops = {n.op for n in optimized.node}
+    assert not ops & {"IteratorGetNext", "OneShotIterator", "TensorSliceDataset", "RepeatDataset"}
+    placeholder = next(n for n in optimized.node if n.op == "Placeholder")
+    assert placeholder.name == "IteratorGetNext"
+    assert [d.size for d in placeholder.attr["shape"].shape.dim] == [1, 20, 20, 1]
+    assert len(optimized.node) < len(graphio.read_graph(seed_graph).node)
+
+
+def test_a_frozen_graph_is_known_by_its_bytes_not_its_suffix(seed_graph, tmp_path):
+    """A binary graph named .pbtxt and a text graph named .bin: each read as what it is."""
+    (tmp_path / "binary.pbtxt").write_bytes(seed_graph.read_bytes())
+    text = build_frozen("seed", tmp_path / "text.bin", text=True)
+    from kfreeze import graphio, sources
+    assert sources.kind(tmp_path / "binary.pbtxt") == "graph" and sources.kind(text) == "graph_text"
+    assert len(graphio.read_graph(tmp_path / "binary.pbtxt").node) == len(graphio.read_graph(text).node)
+    result = invoke(text, "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]", "--samples", "2",
+                    "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_frozen_graph_goes_through_the_op_policy(tmp_path):
+    graph = build_frozen("reads_file", tmp_path / "reads.pb")
+    result = invoke(graph, "--inputs", "x", "--outputs", "y", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "node 'read' is a ReadFile op, which touches files" in line
+    assert line.endswith("pass --trust-code") and "params.yaml" not in line
+
+
+def test_a_graph_with_variables_and_no_checkpoint_is_one_line(tmp_path):
+    result = invoke(ROOT / "models" / "digits_tf1" / "graph.pbtxt", "--inputs", "IteratorGetNext",
+                    "--outputs", "softmax_tensor", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "variable(s)" in line and "no checkpoint is given" in line and "graph.pbtxt" in line
+
+
+def test_a_file_of_no_known_kind_is_refused_by_its_bytes(tmp_path):
+    (tmp_path / "notes.model").write_text("hello")
+    result = invoke(tmp_path / "notes.model", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert "notes.model: is no Keras file (HDF5 or zip), GraphDef or SavedModel folder" in result.output
+    (tmp_path / "folder").mkdir()
+    result = invoke(tmp_path / "folder", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "holds no saved_model.pb" in result.output

@@ -213,10 +213,10 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     from kfreeze import policy
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{spec.name}", spec.trust_code)
     has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
-    checkpoint = resolve_checkpoint(checkpoint) if has_variables else None
+    checkpoint = resolve_checkpoint(checkpoint) if has_variables and checkpoint is not None else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
     cut_nodes = {i.split(":")[0] for i in inputs}
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
-    with progress.step(f"reference: {graph_path} with its checkpoint in a TF session"):
+    with progress.step(f"reference: {graph_path}{' with its checkpoint' if checkpoint else ''} in a TF session"):
         reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
     return reference, "checkpoint", False
