@@ -100,3 +100,30 @@ def test_add_the_first_model_of_a_new_project(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "params.yaml").read_text() == "models:\n  first:\n    source: models/first/net.keras\ngraphs: {}\n"
     assert params.model_spec("first").source == "models/first/net.keras"
+
+
+def test_add_a_frozen_graph_without_a_checkpoint_and_build_it(project):
+    """A frozen graph (told by its bytes, here named .model) under graphs: with no checkpoint key;
+    the stages dvc repro runs build and verify it."""
+    from tests.frozen_graphs import build
+    build("seed", project / "in" / "seed.model")
+    result = add("seed", "in/seed.model", "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]")
+    assert result.exit_code == 0, result.output
+    text = (project / "params.yaml").read_text()
+    assert "  seed:\n    graph: models/seed/seed.model\n    inputs: [IteratorGetNext]\n" \
+           "    input_shape: [1, 20, 20, 1]\nverify:" in text
+    from kfreeze import graphio, pipeline
+    build_dir, metrics = project / "build", project / "metrics"
+    pipeline.resolve("seed", "params.yaml", build_dir)
+    assert "frozen already" in pipeline.freeze("seed", "params.yaml", build_dir, warn=lambda line: None)
+    pipeline.optimize("seed", "params.yaml", build_dir)
+    assert "max_abs_diff" in pipeline.verify("seed", "params.yaml", build_dir, metrics, warn=lambda line: None)
+    assert graphio.read_json(metrics / "seed.json")["passed"]
+
+
+def test_add_refuses_a_file_of_no_known_kind(project):
+    (project / "in" / "notes.model").write_text("hello")
+    result = add("n1", "in/notes.model")
+    assert result.exit_code == 1
+    assert "notes.model: is no Keras file (HDF5 or zip), GraphDef or SavedModel folder" in result.output
+    assert not (project / "models" / "n1").exists()
