@@ -264,8 +264,11 @@ class _ModelSpecBase:
 
     @property
     def maybe_legacy(self) -> bool:
-        """A JSON + weights pair or an .h5: possibly Keras 1/2 (kfreeze.legacy decides)."""
-        return self.arch is not None or Path(self.source or "").suffix.lower() in (".h5", ".hdf5")
+        """A JSON + weights pair or an HDF5 file (by its bytes, else its suffix): possibly Keras 1/2
+        (kfreeze.legacy decides)."""
+        from kfreeze import sources
+        return (self.arch is not None or Path(self.source or "").suffix.lower() in (".h5", ".hdf5")
+                or sources.kind(self.source or "") == "hdf5")
 
 
 class _VerifySpecBase:

@@ -52,7 +52,7 @@ def convert(name: str, params_file, build: Path) -> str:
     from kfreeze import export as export_lib
     from kfreeze.graphio import check_file
 
-    if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
+    if check_file(spec.source, "model file") and keras_io.file_kind(Path(spec.source)) == "hdf5":
         h5check.check(spec.source)
     with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):

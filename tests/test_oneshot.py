@@ -209,3 +209,16 @@ def test_a_file_of_no_known_kind_is_refused_by_its_bytes(tmp_path):
     (tmp_path / "folder").mkdir()
     result = invoke(tmp_path / "folder", "--out", tmp_path / "o")
     assert result.exit_code == 1 and "holds no saved_model.pb" in result.output
+
+
+@pytest.mark.parametrize("fmt, name", [("keras", "net.model"), ("h5", "net.model"), ("keras", "weights.bin")])
+def test_keras_files_are_known_by_their_magic_bytes_whatever_the_suffix(tmp_path, tiny_model, fmt, name):
+    """An HDF5 model named *.model, a .keras zip named *.model or *.bin: run as Keras models."""
+    saved = tmp_path / f"saved.{fmt}"
+    tiny_model.save(saved)
+    (tmp_path / name).write_bytes(saved.read_bytes())
+    from kfreeze import sources
+    assert sources.kind(tmp_path / name) == ("zip" if fmt == "keras" else "hdf5")
+    result = invoke(tmp_path / name, "--samples", "2", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["passed"]

@@ -127,3 +127,15 @@ def test_add_refuses_a_file_of_no_known_kind(project):
     assert result.exit_code == 1
     assert "notes.model: is no Keras file (HDF5 or zip), GraphDef or SavedModel folder" in result.output
     assert not (project / "models" / "n1").exists()
+
+
+def test_add_an_hdf5_model_named_dot_model_and_convert_it(project):
+    from tests.conftest import build_tiny
+    build_tiny().save(project / "in" / "saved.h5")
+    (project / "in" / "net.model").write_bytes((project / "in" / "saved.h5").read_bytes())
+    result = add("h5net", "in/net.model")
+    assert result.exit_code == 0, result.output
+    assert "  h5net:\n    source: models/h5net/net.model\n" in (project / "params.yaml").read_text()
+    from kfreeze import pipeline
+    pipeline.resolve("h5net", "params.yaml", project / "build")
+    assert "converted models/h5net/net.model" in pipeline.convert("h5net", "params.yaml", project / "build")

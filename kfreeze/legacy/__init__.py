@@ -35,8 +35,10 @@ def is_legacy(source, arch=None) -> bool:
     """True for JSON + weights, and for .h5 files not written by Keras 3 (which keras_io loads as before)."""
     if arch is not None:
         return True
+    from kfreeze import sources
+
     path = Path(source)
-    if path.suffix.lower() not in files.H5_SUFFIXES or not path.is_file():
+    if not path.is_file() or (path.suffix.lower() not in files.H5_SUFFIXES and sources.kind(path) != "hdf5"):
         return False
     version = files.h5_keras_version(path)
     return version is not None and not version.startswith("3.")

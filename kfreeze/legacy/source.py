@@ -173,7 +173,8 @@ def upgrade_keras2(config: dict) -> dict:
 def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     """Open the files and read the architecture, Keras version and backend."""
     source = check_file(source, "model file")
-    if source.suffix.lower() not in H5_SUFFIXES:
+    from kfreeze import sources
+    if source.suffix.lower() not in H5_SUFFIXES and sources.kind(source) != "hdf5":  # by its bytes, else its name
         raise KfreezeError(source, f"'{source.suffix}' is not an HDF5 weights or model file",
                            "give a .h5 file as 'source' (with 'arch' for a weights-only file)")
     from kfreeze import h5check

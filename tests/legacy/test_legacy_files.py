@@ -216,3 +216,13 @@ def test_layout_setting_must_match_the_layers(save):
         legacy.load_source(saved.full, layout="channels_last")
     with pytest.raises(KfreezeError, match="layout 'th' is not one of"):
         legacy.load_source(saved.full, layout="th")
+
+
+def test_a_legacy_hdf5_file_is_known_by_its_bytes_whatever_the_suffix(tmp_path, save):
+    """A Keras 2 full-model file named *.model is legacy and converts as its .h5 twin does."""
+    saved = save(randomize(tf_keras.Sequential([tf_keras.Input((4,)), L.Dense(2)], name="renamed")))
+    renamed = tmp_path / "renamed.model"
+    renamed.write_bytes(saved.full.read_bytes())
+    assert legacy.is_legacy(renamed)
+    x = np.random.default_rng(0).random((3, 4), dtype=np.float32)
+    assert np.array_equal(legacy.load_source(renamed)(x), legacy.load_source(saved.full)(x))
