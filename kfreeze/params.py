@@ -190,7 +190,8 @@ KEYS: dict[str, dict[str, Key]] = {
         "arch": Key((str, _NONE), None, _KERAS_SOURCE, check=_check_file),  # JSON architecture beside a weights .h5
         "layout": Key((str, _NONE), None, _KERAS_SOURCE, check=_one_of(LAYOUTS, "channels_first, channels_last "
                                                                       "or null")),  # None: what the file says
-        "theano_kernels": Key((bool, _NONE), None, _KERAS_SOURCE),  # flip conv kernels trained with Theano
+        # flip conv kernels trained with Theano; None: when the weights are Theano's (kfreeze.legacy.theano_evidence)
+        "theano_kernels": Key((bool, _NONE), None, _KERAS_SOURCE),
         "custom_objects": Key((list,), [], ("convert", "export", _VERIFY_K), check=_check_custom_objects),
         "trust_code": Key((bool,), False, ("convert", "export", _FREEZE_K, _VERIFY_K)),  # Lambda layers, any op
         "inputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),

@@ -43,7 +43,7 @@ def resolve(name: str, params_file, build: Path) -> str:
     return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
 
 
-def convert(name: str, params_file, build: Path) -> str:
+def convert(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     progress.begin("convert", name)
     spec = _keras_spec(name, "convert", params_file)
@@ -57,7 +57,7 @@ def convert(name: str, params_file, build: Path) -> str:
     with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
-                                       spec.theano_kernels)
+                                       spec.theano_kernels, warn=warn)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
     from kfreeze.resources import release_memory

@@ -61,6 +61,19 @@ def h5_keras_version(path: Path) -> str | None:
         return None
 
 
+def weight_names(path: Path) -> list[str]:
+    """Every weight name the file lists (the layers' ``weight_names`` attributes), in file order."""
+    with h5py.File(path, "r") as f:
+        group = _weights_group(f)
+        layers = [n.decode("utf8") if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])]
+        names = []
+        for layer in layers:
+            if layer in group:
+                names += [n.decode("utf8") if isinstance(n, bytes) else str(n)
+                          for n in group[layer].attrs.get("weight_names", [])]
+    return names
+
+
 def _check_arch(data, path: Path, what: str) -> dict:
     if not isinstance(data, dict) or "class_name" not in data or "config" not in data:
         raise KfreezeError(path, f"{what} has no 'class_name'/'config'", "give the output of model.to_json()")

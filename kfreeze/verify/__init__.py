@@ -197,8 +197,8 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
                           for n, cf in zip(keras_inputs, plan.inputs)]
                 with progress.step(f"reference: the legacy source {spec.source}"):
-                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels),
-                                                    src_in)
+                    flip = legacy.uses_theano_kernels(spec.source, spec.arch, spec.theano_kernels)  # as convert did
+                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, flip, src_in)
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
