@@ -150,8 +150,26 @@ def _graph_kind(spec, params_file) -> str:
 
 
 def _freeze_saved_model(name, spec, params_file, out: Path) -> str:
-    raise KfreezeError(where(params_file, spec, "graph"), "SavedModel folders are not supported yet",
-                       "give a frozen GraphDef")
+    """A SavedModel folder: the signature's function frozen (kfreeze.saved_model), after the op policy."""
+    from kfreeze import graphio, nodes
+    from kfreeze import saved_model as sm
+
+    folder = Path(spec.graph)
+    with progress.step(f"reading {folder / 'saved_model.pb'} and checking its ops"):
+        meta = sm.read_meta_graph(folder)
+        key = sm.signature_key(meta, spec.signature, folder, where(params_file, spec, "signature"))
+        sm.check(folder, key, where(params_file, spec, "graph"), f"{spec.section}.{name}", spec.trust_code)
+    with progress.step(f"loading signature '{key}' and freezing its variables (convert_variables_to_constants_v2)"):
+        frozen = sm.freeze(folder, key)
+    inputs, outputs = list(spec.inputs) or frozen.inputs, list(spec.outputs) or frozen.outputs
+    nodes.require(frozen.graph, inputs, "input", where(params_file, spec, "inputs"))
+    nodes.require(frozen.graph, outputs, "output", where(params_file, spec, "outputs"))
+    nodes.require_upstream(frozen.graph, inputs, outputs, where(params_file, spec, "inputs"))
+    with progress.step(f"writing {out / 'frozen.pb'}"):
+        graphio.write_graph(frozen.graph, out / "frozen.pb")
+    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    return (f"{name}: SavedModel signature '{key}': converted {frozen.converted} variables to const ops; "
+            f"{len(frozen.graph.node)} ops; inputs {inputs}, outputs {outputs}")
 
 
 def optimize(name: str, params_file, build: Path) -> str:

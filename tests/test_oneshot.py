@@ -145,6 +145,7 @@ def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path)
 # -- sources kfreeze tells apart by their bytes (issue #22) ----------------------------------------
 
 from tests.frozen_graphs import build as build_frozen  # noqa: E402
+from tests.saved_models import save_two_signatures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +223,58 @@ def test_keras_files_are_known_by_their_magic_bytes_whatever_the_suffix(tmp_path
     result = invoke(tmp_path / name, "--samples", "2", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["passed"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A Keras 3 model.export() SavedModel: two inputs, two outputs, batch norm."""
+    from tests.conftest import build_two_io
+    folder = tmp_path_factory.mktemp("sm") / "exported"
+    model = build_two_io(5)
+    model.export(folder, verbose=False)
+    return folder, model
+
+
+def test_run_a_savedmodel_folder(exported, tmp_path):
+    """Inputs and outputs named after the signature's keys; verified against the signature function itself."""
+    folder, model = exported
+    result = invoke(folder, "--samples", "4", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "SavedModel signature 'serving_default'" in result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["reference"] == "savedmodel" and metrics["max_abs_diff"] < 1e-4
+    names = json.loads((tmp_path / "o" / "names.json").read_text())
+    assert names["inputs"] == ["img", "vec"] and names["outputs"] == ["output_0", "output_1"]
+    from kfreeze import graphio
+    from kfreeze.tfenv import tf
+    optimized = graphio.read_graph(tmp_path / "o" / "optimized.pb")
+    assert not {n.op for n in optimized.node} & {"VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall"}
+    rng = np.random.default_rng(0)
+    img, vec = rng.random((2, 6, 6, 2), dtype=np.float32), rng.random((2, 5), dtype=np.float32)
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(optimized, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            got = sess.run(["output_0:0", "output_1:0"], {"img:0": img, "vec:0": vec})
+    want = model([img, vec])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
+def test_a_savedmodel_signature_is_chosen_by_its_key(tmp_path):
+    folder = save_two_signatures(tmp_path / "sm")
+    result = invoke(folder, "--signature", "doubled", "--samples", "3", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "names.json").read_text())["outputs"] == ["z"]
+    result = invoke(folder, "--signature", "tripled", "--out", tmp_path / "o2")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: --signature:") and "has no signature 'tripled' (it has doubled, serving_default)" in line
+
+
+def test_a_savedmodel_goes_through_the_op_policy_before_it_is_loaded(tmp_path):
+    folder = save_two_signatures(tmp_path / "sm", reads=True)
+    result = invoke(folder, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "is a ReadFile op, which touches files" in line and line.endswith("pass --trust-code")
+    assert "SavedModel signature" not in result.output  # refused before convert_variables_to_constants_v2

@@ -139,3 +139,20 @@ def test_add_an_hdf5_model_named_dot_model_and_convert_it(project):
     from kfreeze import pipeline
     pipeline.resolve("h5net", "params.yaml", project / "build")
     assert "converted models/h5net/net.model" in pipeline.convert("h5net", "params.yaml", project / "build")
+
+
+def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
+    from tests.saved_models import save_two_signatures
+    save_two_signatures(project / "in" / "exported")
+    result = add("sm", "in/exported", "--signature", "doubled")
+    assert result.exit_code == 0, result.output
+    assert "  sm:\n    graph: models/sm/exported\n    signature: doubled\nverify:" in (project / "params.yaml").read_text()
+    assert (project / "models" / "sm" / "exported" / "saved_model.pb").is_file()
+    from kfreeze import graphio, pipeline
+    build_dir = project / "build"
+    pipeline.resolve("sm", "params.yaml", build_dir)
+    assert "SavedModel signature 'doubled'" in pipeline.freeze("sm", "params.yaml", build_dir)
+    pipeline.optimize("sm", "params.yaml", build_dir)
+    pipeline.verify("sm", "params.yaml", build_dir, project / "metrics", warn=lambda line: None)
+    metrics = graphio.read_json(project / "metrics" / "sm.json")
+    assert metrics["passed"] and metrics["reference"] == "savedmodel"

@@ -209,6 +209,9 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 everything = run_batched(_counted(lambda f: run_keras(model, f, keras_inputs, keras_outputs), step),
                                          feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
+    from kfreeze import sources
+    if sources.kind(spec.graph) == "savedmodel":
+        return _saved_model_reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{spec.name}", spec.trust_code)
@@ -220,3 +223,24 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     with progress.step(f"reference: {graph_path}{' with its checkpoint' if checkpoint else ''} in a TF session"):
         reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
     return reference, "checkpoint", False
+
+
+def _saved_model_reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch):
+    """A SavedModel's reference: the signature function itself, when the graph's inputs and outputs are the
+    signature's keys (the default); a cut elsewhere compares with frozen.pb, the signature frozen."""
+    from kfreeze import graphio
+    from kfreeze import saved_model as sm
+
+    folder = Path(spec.graph)
+    meta = sm.read_meta_graph(folder)
+    key = sm.signature_key(meta, spec.signature, folder, f"{spec.section}.{spec.name}.signature")
+    signature = meta.signature_def[key]
+    if sorted(inputs) == sorted(signature.inputs) and set(outputs) <= set(signature.outputs):
+        sm.check(folder, key, str(folder), f"{spec.section}.{spec.name}", spec.trust_code)
+        with progress.step(f"reference: signature '{key}' of {folder}"):
+            return sm.run_signature(folder, key, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs,
+                                    batch), "savedmodel", False
+    frozen = graphio.read_graph(out / "frozen.pb")
+    with progress.step("reference: frozen.pb (the signature frozen) in a TF session"):
+        reference = run_checkpoint_graph(frozen, None, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs)
+    return reference, "frozen", False
