@@ -102,6 +102,9 @@ def route(source: Optional[Path], graph: Optional[Path], arch: Optional[Path] = 
     folder given as SOURCE is a graph; an HDF5 or zip file is a Keras model whatever its suffix."""
     from kfreeze import sources
 
+    if graph is not None and sources.kind(graph) in sources.KERAS_KINDS:
+        raise KfreezeError(graph, f"is {sources.describe(sources.kind(graph))}, a Keras model file, not a graph",
+                           f"give it as SOURCE: {command} {'NAME ' if command == 'kfreeze add' else ''}{graph}")
     if source is None or arch is not None:
         return source, graph
     path = Path(source)

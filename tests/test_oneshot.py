@@ -278,3 +278,10 @@ def test_a_savedmodel_goes_through_the_op_policy_before_it_is_loaded(tmp_path):
     line = result.output.strip().splitlines()[-1]
     assert "is a ReadFile op, which touches files" in line and line.endswith("pass --trust-code")
     assert "SavedModel signature" not in result.output  # refused before convert_variables_to_constants_v2
+
+
+def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_path):
+    result = invoke("--graph", tiny_path, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "is a zip archive, a Keras model file, not a graph" in line and f"kfreeze run {tiny_path}" in line

@@ -118,7 +118,8 @@ def test_add_a_frozen_graph_without_a_checkpoint_and_build_it(project):
     assert "frozen already" in pipeline.freeze("seed", "params.yaml", build_dir, warn=lambda line: None)
     pipeline.optimize("seed", "params.yaml", build_dir)
     assert "max_abs_diff" in pipeline.verify("seed", "params.yaml", build_dir, metrics, warn=lambda line: None)
-    assert graphio.read_json(metrics / "seed.json")["passed"]
+    result = graphio.read_json(metrics / "seed.json")
+    assert result["passed"] and result["reference"] == "graph"  # the frozen graph itself, fed at the cut
 
 
 def test_add_refuses_a_file_of_no_known_kind(project):

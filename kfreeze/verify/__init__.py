@@ -222,7 +222,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
     with progress.step(f"reference: {graph_path}{' with its checkpoint' if checkpoint else ''} in a TF session"):
         reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags)
-    return reference, "checkpoint", False
+    return reference, "checkpoint" if checkpoint is not None else "graph", False
 
 
 def _saved_model_reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch):
