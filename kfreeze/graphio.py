@@ -37,6 +37,9 @@ def read_graph(path: str | Path) -> graph_pb2.GraphDef:
     from kfreeze import sources
 
     path = check_file(path, "graph file")
+    if path.stat().st_size > PROTOBUF_LIMIT:  # before reading it: no GraphDef can be this large
+        raise KfreezeError(path, f"{path.stat().st_size / 2**30:.2f} GiB, over protobuf's 2 GiB limit for one GraphDef",
+                           "the file is no single GraphDef; for a larger model give a SavedModel folder")
     data = path.read_bytes()
     suffix = path.suffix.lower()
     is_text = sources.is_text_graphdef(data[:4096]) or (suffix == ".pbtxt" and not sources.is_binary_graphdef(data))
