@@ -137,11 +137,14 @@ def _with_param_flags(fn):
 
 @cli_errors
 @_with_param_flags
-def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+def run(source: Optional[Path] = typer.Argument(None, help="A Keras file (.keras or .h5, under any name; weights .h5 "
+                                                 "with --arch), a frozen GraphDef or a SavedModel folder."),
         out: Optional[Path] = typer.Option(None, "--out", help="Where the results go; default ./<stem>_frozen/."),
         arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
-        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF GraphDef (binary or text) with "
+                                     "--checkpoint, or frozen without one; or a SavedModel folder."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder "
+                                          "(none for a frozen graph or a SavedModel)."),
         debug: bool = DebugOpt, settings: dict = None):
     """Freeze, optimize and verify one model file, without params.yaml or DVC.
 
@@ -157,10 +160,13 @@ def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras
 @cli_errors
 @_with_param_flags
 def add(name: str = typer.Argument(..., help="The model's name in params.yaml (a-z, 0-9, '_', '-')."),
-        source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+        source: Optional[Path] = typer.Argument(None, help="A Keras file (.keras or .h5, under any name; weights .h5 "
+                                                    "with --arch), a frozen GraphDef or a SavedModel folder."),
         arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
-        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF GraphDef (binary or text) with "
+                                     "--checkpoint, or frozen without one; or a SavedModel folder."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder "
+                                          "(none for a frozen graph or a SavedModel)."),
         dvc_add: Optional[bool] = typer.Option(None, "--dvc-add/--no-dvc-add",
                                                help="Track a source over 10 MB with 'dvc add' (default: ask, "
                                                     "when run in a terminal)."),

@@ -197,7 +197,7 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
     out = Path(out) if out is not None else Path(f"{main.stem}_frozen")
     unknown = sorted(set(settings) - set(KEYS[section]) - set(KEYS[VERIFY]))
     if unknown:
-        other = "SOURCE (a Keras file)" if section == TF1 else "--graph and --checkpoint"
+        other = "SOURCE (a Keras file)" if section == TF1 else "--graph (or a frozen graph or SavedModel as SOURCE)"
         raise KfreezeError(f"--{unknown[0].replace('_', '-')}", f"applies only with {other}",
                            "leave it out for this model")
     warn = warn or (lambda line: print(line, file=sys.stderr))
