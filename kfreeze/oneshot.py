@@ -171,8 +171,9 @@ def flag_fix(fix: str, name: str) -> str:
         if value in ("true", "false"):
             return f"pass --{'' if value == 'true' else 'no-'}{dashed}"
         return f"pass --{dashed} {value}" if value else f"pass --{dashed}"
-    return re.sub(rf"set (?:(?:models|graphs)\.{re.escape(name)}\.)?(\w+)(?:: (\S+))? in {re.escape(params.PARAMS_FILE)}",
-                  flag, fix)
+    fix = re.sub(rf"(?:set|add) (?:(?:models|graphs)\.{re.escape(name)}\.)?(\w+)(?:: (\S+|\[[^\]]*\]))? in "
+                 rf"{re.escape(params.PARAMS_FILE)}", flag, fix)
+    return re.sub(rf"fix (?:the value in )?{re.escape(params.PARAMS_FILE)}", "fix the flag's value", fix)
 
 
 def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optional[Path] = None,

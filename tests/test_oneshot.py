@@ -285,3 +285,14 @@ def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_pa
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
     assert "is a zip archive, a Keras model file, not a graph" in line and f"kfreeze run {tiny_path}" in line
+
+
+@pytest.mark.parametrize("fix, flag", [
+    ("if you trust this graph, set graphs.m.trust_code: true in params.yaml", "if you trust this graph, pass --trust-code"),
+    ("set theano_kernels: false in params.yaml if they were not", "pass --no-theano-kernels if they were not"),
+    ("add models.m.custom_objects: [a.b:C] in params.yaml", "pass --custom-objects [a.b:C]"),
+    ("fix the value in params.yaml", "fix the flag's value"),
+    ("set inputs in params.yaml to choose another", "pass --inputs to choose another"),
+])
+def test_a_fix_in_run_names_the_flag_not_the_params_key(fix, flag):
+    assert oneshot.flag_fix(fix, "m") == flag
