@@ -105,11 +105,12 @@ def freeze(folder: Path, key: str) -> Frozen:
     # convert_variables_to_constants_v2 keeps the input order of the signature (its keys, sorted)
     placeholders = [t.name.split(":")[0] for t in frozen_fn.inputs]
     out_tensors = [t.name for t in frozen_fn.outputs]  # flatten(structured_outputs): sorted keys
-    mapping = dict(zip(placeholders, inputs))
+    # named after their keys already (the usual case), else in the keys' order
+    mapping = {} if sorted(placeholders) == inputs else dict(zip(placeholders, inputs))
     producers = {}
     for key_name, tensor in zip(outputs, out_tensors):
         node, _, port = tensor.partition(":")
-        if port == "0" and node not in producers and node not in mapping:
+        if port == "0" and node not in producers and node not in placeholders:
             producers[node] = key_name
     graph = _renamed(graph, {**mapping, **producers})
     extra = [(k, t) for k, t in zip(outputs, out_tensors) if t.split(":")[0] not in producers]
