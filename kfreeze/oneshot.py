@@ -240,7 +240,8 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
                 for stage in stages:
                     fn = getattr(pipeline, stage)
                     args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
-                    kwargs = {"warn": lambda line: warn(flag_fix(line, name))} if stage in ("convert", "freeze", "verify") else {}
+                    kwargs = ({"warn": lambda line: warn(flag_fix(line, name))}
+                              if stage in ("convert", "freeze", "verify") else {})
                     echo(_user_paths(fn(*args, **kwargs), name, files, out))
             except KfreezeError as e:
                 failure = _rename_where(e, name, files, out)

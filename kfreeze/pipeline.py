@@ -123,7 +123,8 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
         graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
     if given_frozen:
-        return f"{name}: {graph_path} is frozen already (no checkpoint); {len(frozen.graph.node)} ops for outputs {outputs}"
+        return (f"{name}: {graph_path} is frozen already (no checkpoint); "
+                f"{len(frozen.graph.node)} ops for outputs {outputs}")
     return (f"{name}: Converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops for outputs {outputs}")
 

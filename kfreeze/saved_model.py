@@ -86,7 +86,8 @@ def load_signature(folder: Path, key: str):
     except (tf.errors.OpError, ValueError, OSError) as e:
         from kfreeze.freeze import tf_reason
         raise KfreezeError(folder, f"TensorFlow cannot load the SavedModel ({tf_reason(e)})",
-                           "the folder is damaged or incomplete (variables/ missing?); export the model again") from None
+                           "the folder is damaged or incomplete (variables/ missing?); export the model again"
+                           ) from None
     return loaded, loaded.signatures[key]
 
 
