@@ -79,7 +79,8 @@ def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
 
 
 @cli_errors
-def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."),
+def nodes(graph: Path = typer.Argument(..., help="A GraphDef (binary or text), a .meta graph, or a SavedModel folder "
+                                               "(its signatures)."),
           limit: int = typer.Option(10, help="How many candidates of each kind to list."),
           debug: bool = DebugOpt):
     """List the likely input and output nodes of a graph, most likely first.
@@ -87,10 +88,16 @@ def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."
     On a frozen graph (no variables) each output also shows the layer name OpenCV dnn gives it:
     the name to pass to net.forward.
     """
-    from kfreeze import graphio
-    from kfreeze import nodes as nodes_lib
+    from kfreeze import sources
 
-    for line in nodes_lib.listing(graphio.read_graph(graph), limit):
+    if sources.kind(graph) == "savedmodel":
+        from kfreeze import saved_model
+        lines = saved_model.listing(graph)
+    else:
+        from kfreeze import graphio
+        from kfreeze import nodes as nodes_lib
+        lines = nodes_lib.listing(graphio.read_graph(graph), limit)
+    for line in lines:
         typer.echo(line)
 
 

@@ -119,9 +119,9 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     atomic.write_text(path, new_text)
     echo(f"added {section}.{name} to {path}: {', '.join(f'{k}: {_yaml_value(v)}' for k, v in entry.items())}")
 
-    large = [f for f in files if Path(f).is_file() and Path(f).stat().st_size > LARGE_BYTES]
+    large = [f for f in files if _size(Path(f)) > LARGE_BYTES]
     for f in large:
-        size = Path(f).stat().st_size / 2**20
+        size = _size(Path(f)) / 2**20
         if dvc_add is None and interactive:
             import typer
             dvc_add = typer.confirm(f"{f} is {size:.0f} MB; track it with 'dvc add' instead of git?", default=True)
@@ -132,6 +132,13 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
             echo(f"note: {f} is {size:.0f} MB; to keep it out of git: dvc add {f}")
     echo("next: dvc repro")
     return files
+
+
+def _size(path: Path) -> int:
+    """A file's bytes, or a folder's (a SavedModel): what 'dvc add' would take out of git."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    return path.stat().st_size if path.is_file() else 0
 
 
 def _place(name, section, folder, source, arch, graph, checkpoint, settings, path, text):

@@ -166,3 +166,21 @@ def run_signature(folder: Path, key: str, feeds: dict, outputs: list[str], batch
         return run_batched(run, feeds, batch)
     finally:
         del loaded
+
+
+def listing(folder: Path) -> list[str]:
+    """``kfreeze nodes FOLDER``: each signature (the default first) with its input and output keys, dtypes
+    and shapes, as the frozen graph will name them; read from saved_model.pb without loading anything."""
+    meta = read_meta_graph(folder)
+    keys = sorted((k for k in meta.signature_def if k != INIT_OP), key=lambda k: (k != DEFAULT_SIGNATURE, k))
+    lines = []
+    for key in keys:
+        signature = meta.signature_def[key]
+        lines.append(f"signature {key}{' (the default)' if key == DEFAULT_SIGNATURE else ''}:")
+        for title, tensors in (("input ", signature.inputs), ("output", signature.outputs)):
+            for name in sorted(tensors):
+                info = tensors[name]
+                shape = None if info.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None
+                                                                     for d in info.tensor_shape.dim]
+                lines.append(f"  {title} {name:<32} {tf.as_dtype(info.dtype).name:<10} {shape}")
+    return lines or ["(no signatures)"]

@@ -56,3 +56,17 @@ def test_variables_over_2_gib_are_refused_before_loading(tmp_path):
         f.truncate(2**31 + 10)
     with pytest.raises(KfreezeError, match="over protobuf's 2 GiB limit"):
         sm.check(folder, "serving_default", "params.yaml: graphs.g.graph", "graphs.g", False)
+
+
+def test_nodes_lists_the_signatures_without_loading(tmp_path):
+    from typer.testing import CliRunner
+
+    from kfreeze.cli import app
+    folder = _save(tmp_path / "sm")
+    result = CliRunner().invoke(app, ["nodes", str(folder)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "signature serving_default (the default):"
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["input", "alpha", "float32"], ["input", "zeta", "float32"], ["output", "a_out", "float32"],
+        ["output", "b_out", "float32"], ["output", "same", "float32"]]
