@@ -157,3 +157,15 @@ def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
     pipeline.verify("sm", "params.yaml", build_dir, project / "metrics", warn=lambda line: None)
     metrics = graphio.read_json(project / "metrics" / "sm.json")
     assert metrics["passed"] and metrics["reference"] == "savedmodel"
+
+
+def test_a_large_savedmodel_folder_is_offered_to_dvc(project):
+    folder = project / "in" / "big_sm"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"x")
+    with (folder / "variables" / "variables.data-00000-of-00001").open("wb") as f:
+        f.truncate(11 * 2**20)
+    result = add("bigsm", folder)
+    assert result.exit_code == 0, result.output
+    assert "to keep it out of git: dvc add models/bigsm/big_sm" in result.output
+    assert "  bigsm:\n    graph: models/bigsm/big_sm\n" in (project / "params.yaml").read_text()
