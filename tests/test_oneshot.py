@@ -296,3 +296,10 @@ def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_pa
 ])
 def test_a_fix_in_run_names_the_flag_not_the_params_key(fix, flag):
     assert oneshot.flag_fix(fix, "m") == flag
+
+
+def test_graph_flag_takes_a_frozen_graph_without_checkpoint(seed_graph, tmp_path):
+    result = invoke("--graph", seed_graph, "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]",
+                    "--samples", "2", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["reference"] == "graph"
