@@ -63,8 +63,9 @@ def _converted(model, x_nchw):
 
 @pytest.mark.parametrize("backend", [None, "theano"])
 def test_theano_weights_are_flipped_by_default_and_said_in_one_line(tmp_path, backend):
-    """No backend attribute and names without ':0' (Keras 1 on Theano), or backend 'theano' (Keras 2's)."""
-    path = tmp_path / "th.h5"
+    """No backend attribute and names without ':0' (Keras 1 on Theano; named .weights here: an HDF5 file is
+    told by its bytes), or backend 'theano' (Keras 2's)."""
+    path = tmp_path / ("th.h5" if backend else "th.weights")
     k1.write_keras1(path, CONFIG, _weights(), backend=backend)
     lines = []
     model = legacy.load_source(path, warn=lines.append)
