@@ -95,7 +95,8 @@ def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOp
 
 
 @cli_errors
-def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."),
+def nodes(graph: Path = typer.Argument(..., help="A GraphDef (binary or text), a .meta graph, or a SavedModel folder "
+                                               "(its signatures)."),
           limit: int = typer.Option(10, help="How many candidates of each kind to list."),
           debug: bool = DebugOpt):
     """List the likely input and output nodes of a graph, most likely first.
@@ -103,10 +104,16 @@ def nodes(graph: Path = typer.Argument(..., help="A .pb, .pbtxt or .meta graph."
     On a frozen graph (no variables) each output also shows the layer name OpenCV dnn gives it:
     the name to pass to net.forward.
     """
-    from kfreeze import graphio
-    from kfreeze import nodes as nodes_lib
+    from kfreeze import sources
 
-    for line in nodes_lib.listing(graphio.read_graph(graph), limit):
+    if sources.kind(graph) == "savedmodel":
+        from kfreeze import saved_model
+        lines = saved_model.listing(graph)
+    else:
+        from kfreeze import graphio
+        from kfreeze import nodes as nodes_lib
+        lines = nodes_lib.listing(graphio.read_graph(graph), limit)
+    for line in lines:
         typer.echo(line)
 
 
@@ -153,11 +160,14 @@ def _with_param_flags(fn):
 
 @cli_errors
 @_with_param_flags
-def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+def run(source: Optional[Path] = typer.Argument(None, help="A Keras file (.keras or .h5, under any name; weights .h5 "
+                                                 "with --arch), a frozen GraphDef or a SavedModel folder."),
         out: Optional[Path] = typer.Option(None, "--out", help="Where the results go; default ./<stem>_frozen/."),
         arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
-        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF GraphDef (binary or text) with "
+                                     "--checkpoint, or frozen without one; or a SavedModel folder."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder "
+                                          "(none for a frozen graph or a SavedModel)."),
         debug: bool = DebugOpt, settings: dict = None):
     """Freeze, optimize and verify one model file, without params.yaml or DVC.
 
@@ -173,10 +183,13 @@ def run(source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras
 @cli_errors
 @_with_param_flags
 def add(name: str = typer.Argument(..., help="The model's name in params.yaml (a-z, 0-9, '_', '-')."),
-        source: Optional[Path] = typer.Argument(None, help="A Keras file: .keras, .h5, or weights .h5 with --arch."),
+        source: Optional[Path] = typer.Argument(None, help="A Keras file (.keras or .h5, under any name; weights .h5 "
+                                                    "with --arch), a frozen GraphDef or a SavedModel folder."),
         arch: Optional[Path] = typer.Option(None, "--arch", help="Keras JSON architecture beside a weights .h5."),
-        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF1 GraphDef (.pb/.pbtxt), with --checkpoint."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder."),
+        graph: Optional[Path] = typer.Option(None, "--graph", help="A TF GraphDef (binary or text) with "
+                                     "--checkpoint, or frozen without one; or a SavedModel folder."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="The TF1 checkpoint prefix or folder "
+                                          "(none for a frozen graph or a SavedModel)."),
         dvc_add: Optional[bool] = typer.Option(None, "--dvc-add/--no-dvc-add",
                                                help="Track a source over 10 MB with 'dvc add' (default: ask, "
                                                     "when run in a terminal)."),

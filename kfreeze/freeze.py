@@ -61,9 +61,10 @@ def glob_escape(name: str) -> str:
     return glob.escape(name)
 
 
-def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str], where: str) -> Frozen:
+def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path | None, outputs: list[str], where: str) -> Frozen:
     """Restore every variable the outputs need from ``checkpoint`` (a prefix, or a directory
-    meaning its latest checkpoint) and make it a Const."""
+    meaning its latest checkpoint) and make it a Const. A graph given frozen (``checkpoint``
+    None) needs none: it is kept as it is, pruned to what the outputs need."""
     variables = {n.name for n in graph.node if n.op in VARIABLE_OPS}
     needed = _needed_variables(graph, outputs) & variables
     shapes = _variable_shapes(graph)
@@ -73,6 +74,11 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path, outputs: list[str]
         for node in sub.node:
             node.ClearField("device")
         return Frozen(sub, 0)
+    if checkpoint is None:
+        example = sorted(needed)[0]
+        raise KfreezeError(where, f"the outputs need {len(needed)} variable(s) (e.g. '{example}') and no checkpoint "
+                           "is given", "give the checkpoint saved with this graph, or a graph frozen already "
+                           "(all weights constants)")
     checkpoint = resolve_checkpoint(checkpoint)
     reader = _reader(checkpoint)
     stored = reader.get_variable_to_shape_map()

@@ -29,28 +29,46 @@ def check_file(path: str | Path, what: str, fix: str = "") -> Path:
 
 
 def read_graph(path: str | Path) -> graph_pb2.GraphDef:
-    """A GraphDef from a binary ``.pb``, a text ``.pbtxt`` or a ``.meta`` MetaGraphDef."""
+    """A GraphDef from a binary or text GraphDef, or a ``.meta`` MetaGraphDef.
+
+    Binary or text is decided by the bytes (``kfreeze.sources``), not the suffix: a binary
+    graph named ``.pbtxt`` or ``.bin`` reads as what it is. The suffix only names the error.
+    """
+    from kfreeze import sources
+
     path = check_file(path, "graph file")
+    if path.stat().st_size > PROTOBUF_LIMIT:  # before reading it: no GraphDef can be this large
+        raise KfreezeError(path, f"{path.stat().st_size / 2**30:.2f} GiB, over protobuf's 2 GiB limit for one GraphDef",
+                           "the file is no single GraphDef; for a larger model give a SavedModel folder")
     data = path.read_bytes()
     suffix = path.suffix.lower()
-    if suffix not in GRAPH_SUFFIXES:
-        raise KfreezeError(path, f"unknown graph file type '{suffix}'", "use a .pb, .pbtxt or .meta file")
+    is_text = sources.is_text_graphdef(data[:4096]) or (suffix == ".pbtxt" and not sources.is_binary_graphdef(data))
+    if suffix not in GRAPH_SUFFIXES and not is_text and not sources.is_binary_graphdef(data):
+        raise KfreezeError(path, f"unknown graph file type '{suffix}' (neither a binary nor a text GraphDef)",
+                           "use a .pb, .pbtxt or .meta file")
     try:
-        if suffix == ".pbtxt":
-            return text_format.Parse(data.decode("utf-8"), graph_pb2.GraphDef())
+        if is_text:
+            return _checked(text_format.Parse(data.decode("utf-8"), graph_pb2.GraphDef()), path)
         if suffix == ".meta":
             meta = meta_graph_pb2.MetaGraphDef()
             meta.ParseFromString(data)
             graph = meta.graph_def
+            if not graph.node and sources.is_binary_graphdef(data):  # a GraphDef named .meta
+                graph = graph_pb2.GraphDef()
+                graph.ParseFromString(data)
         else:
             graph = graph_pb2.GraphDef()
             graph.ParseFromString(data)
     except (text_format.ParseError, UnicodeDecodeError) as e:
         raise KfreezeError(path, f"not a text GraphDef ({str(e).splitlines()[0][:120]})",
-                           "fix the syntax, or rename a binary graph to .pb") from None
+                           "fix the syntax, or re-export the graph") from None
     except (message.DecodeError, RuntimeError, ValueError) as e:
         raise KfreezeError(path, f"not a binary {'MetaGraphDef' if suffix == '.meta' else 'GraphDef'} ({e})",
                            "the file is damaged or of another type; re-export it") from None
+    return _checked(graph, path)
+
+
+def _checked(graph: graph_pb2.GraphDef, path: Path) -> graph_pb2.GraphDef:
     if not graph.node:
         raise KfreezeError(path, "graph has no nodes", "the file is damaged or of another type; re-export it")
     check_references(graph, path)

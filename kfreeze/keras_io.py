@@ -121,19 +121,16 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     entry in the fix a message suggests.
     """
     path = check_file(path, "model file")
-    suffix = path.suffix.lower()
-    if suffix not in KERAS_SUFFIXES:
-        raise KfreezeError(path, f"'{suffix}' is not a Keras model file",
-                           "give a .keras or full-model .h5 file as 'source'")
-    if suffix == ".keras":
+    kind = file_kind(path)
+    if kind == "zip":
         _check_archive(path)
     else:
         from kfreeze import h5check
         h5check.check_structure(path)
         _check_h5_sizes(path, custom_objects, trust_code, param)
     try:
-        with _bounded(path):
-            model = keras.models.load_model(path, compile=False, safe_mode=not trust_code,
+        with _bounded(path), named_for_keras(path, kind) as named:
+            model = keras.models.load_model(named, compile=False, safe_mode=not trust_code,
                                             custom_objects=custom_objects or None)
     except OUT_OF_MEMORY:
         raise _too_big(path) from None
@@ -177,6 +174,38 @@ def _too_big(path: Path, size: int | None = None) -> KfreezeError:
     return KfreezeError(path, f"building the model asks for more than {(LOAD_BASE + LOAD_FACTOR * size) / 2**30:.1f} GiB, "
                         f"far more than its {held} file holds (a layer config with huge sizes?)",
                         "check the file; if it is right, set KFREEZE_MEMORY_LIMIT_GB to the memory it needs")
+
+
+def file_kind(path: Path) -> str:
+    """'zip' (a .keras archive) or 'hdf5', by the file's magic bytes (``kfreeze.sources``), whatever its
+    suffix; a file with neither magic goes by its suffix, so a damaged .h5 gets the HDF5 checks' message."""
+    from kfreeze import sources
+
+    found = sources.kind(path)
+    if found in sources.KERAS_KINDS:
+        return found
+    by_suffix = {".keras": "zip", ".h5": "hdf5", ".hdf5": "hdf5"}.get(path.suffix.lower())
+    if by_suffix is None:
+        fix = ("a graph belongs under 'graphs:' as graph: (kfreeze add NAME FILE puts it there)"
+               if found in sources.GRAPH_KINDS or found == "savedmodel" else
+               "give a .keras or full-model .h5 file as 'source'")
+        raise KfreezeError(path, f"'{path.suffix}' is not a Keras model file ({sources.describe(found)}, "
+                           "judged by its bytes)", fix)
+    return by_suffix
+
+
+@contextlib.contextmanager
+def named_for_keras(path: Path, kind: str):
+    """``path``, or a link to it whose suffix tells Keras' loader the format (it goes by the name:
+    an HDF5 model named ``net.model`` is read through ``<tmp>/net.h5``)."""
+    wanted = (".keras",) if kind == "zip" else (".h5", ".hdf5")
+    if path.suffix.lower() in wanted:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="kfreeze-load-") as tmp:
+        link = Path(tmp) / f"model{wanted[0]}"
+        link.symlink_to(Path(path).resolve())
+        yield link
 
 
 def _check_h5_sizes(path: Path, custom_objects: dict | None, trust_code: bool, param: str) -> None:

@@ -99,6 +99,31 @@ def copy_checkpoint(checkpoint: Path, folder: Path) -> str:
     return checkpoint.name
 
 
+def route(source: Optional[Path], graph: Optional[Path], arch: Optional[Path] = None,
+          command: str = "kfreeze run") -> tuple[Optional[Path], Optional[Path]]:
+    """(source, graph) by what SOURCE holds (its bytes, not its name): a GraphDef file or a SavedModel
+    folder given as SOURCE is a graph; an HDF5 or zip file is a Keras model whatever its suffix."""
+    from kfreeze import sources
+
+    if graph is not None and sources.kind(graph) in sources.KERAS_KINDS:
+        raise KfreezeError(graph, f"is {sources.describe(sources.kind(graph))}, a Keras model file, not a graph",
+                           f"give it as SOURCE: {command} {'NAME ' if command == 'kfreeze add' else ''}{graph}")
+    if source is None or arch is not None:
+        return source, graph
+    path = Path(source)
+    found = sources.kind(path)
+    if found in sources.GRAPH_KINDS or found == "savedmodel":
+        return None, path
+    if path.is_dir():
+        raise KfreezeError(path, "folder holds no saved_model.pb, so it is no SavedModel",
+                           f"give a SavedModel folder, a Keras file or a frozen graph file to {command}")
+    if path.is_file() and found is None and path.suffix.lower() not in sources.KERAS_SUFFIXES:
+        raise KfreezeError(path, "is no Keras file (HDF5 or zip), GraphDef or SavedModel folder (judged by its "
+                           "bytes)", "give a .keras/.h5 model, a frozen .pb/.pbtxt graph or a SavedModel folder; "
+                           "a graph with a checkpoint goes in --graph with --checkpoint")
+    return source, graph
+
+
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
@@ -135,10 +160,23 @@ def _rename_where(e: KfreezeError, name: str, files: dict, out: Path) -> Kfreeze
     """'params.yaml: models.x.input_shape' -> '--input-shape'; the temp project's paths -> the user's."""
     where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:(?:models|graphs)\.{re.escape(name)}|verify)\.(\w+)",
                    lambda m: "--" + m.group(1).replace("_", "-") if m.group(1) not in FILE_KEYS
-                   else files.get(m.group(1), m.group(1)), e.where)
+                   else files.get(m.group(1), "--" + m.group(1)), e.where)
     where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:models|graphs)\.{re.escape(name)}", "kfreeze run", where)
     where, problem, fix = _user_paths(f"{where}\x00{e.problem}\x00{e.fix}", name, files, out).split("\x00")
-    return KfreezeError(where, problem, fix)
+    return KfreezeError(where, problem, flag_fix(fix, name))
+
+
+def flag_fix(fix: str, name: str) -> str:
+    """A fix that names a params key ('set graphs.x.trust_code: true in params.yaml') names the flag."""
+    def flag(m):
+        key, value = m.group(1), m.group(2)
+        dashed = key.replace("_", "-")
+        if value in ("true", "false"):
+            return f"pass --{'' if value == 'true' else 'no-'}{dashed}"
+        return f"pass --{dashed} {value}" if value else f"pass --{dashed}"
+    fix = re.sub(rf"(?:set|add) (?:(?:models|graphs)\.{re.escape(name)}\.)?(\w+)(?:: (\S+|\[[^\]]*\]))? in "
+                 rf"{re.escape(params.PARAMS_FILE)}", flag, fix)
+    return re.sub(rf"fix (?:the value in )?{re.escape(params.PARAMS_FILE)}", "fix the flag's value", fix)
 
 
 def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optional[Path] = None,
@@ -152,17 +190,18 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
     from kfreeze import pipeline
 
     if (source is None) == (graph is None):
-        raise KfreezeError("kfreeze run", "give either SOURCE (a Keras file) or --graph with --checkpoint",
-                           "e.g. kfreeze run model.keras, or kfreeze run --graph g.pbtxt --checkpoint model.ckpt")
-    if graph is not None and checkpoint is None:
-        raise KfreezeError("--graph", "needs --checkpoint", "give the checkpoint prefix or folder")
+        raise KfreezeError("kfreeze run", "give either SOURCE (a Keras file, a frozen graph or a SavedModel folder) "
+                           "or --graph with --checkpoint", "e.g. kfreeze run model.keras, kfreeze run frozen.pb "
+                           "--inputs x --input-shape '[1, 224, 224, 3]', or kfreeze run --graph g.pbtxt "
+                           "--checkpoint model.ckpt")
+    source, graph = route(source, graph, arch)
     section = KERAS if source is not None else TF1
     main = Path(source if source is not None else graph)
     name = model_name(main)
     out = Path(out) if out is not None else Path(f"{main.stem}_frozen")
     unknown = sorted(set(settings) - set(KEYS[section]) - set(KEYS[VERIFY]))
     if unknown:
-        other = "SOURCE (a Keras file)" if section == TF1 else "--graph and --checkpoint"
+        other = "SOURCE (a Keras file)" if section == TF1 else "--graph (or a frozen graph or SavedModel as SOURCE)"
         raise KfreezeError(f"--{unknown[0].replace('_', '-')}", f"applies only with {other}",
                            "leave it out for this model")
     warn = warn or (lambda line: print(line, file=sys.stderr))
@@ -181,8 +220,9 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
         else:
             _copy_file(main, folder / main.name, "graph file")
             entry["graph"], files["graph"] = f"models/{name}/{main.name}", str(graph)
-            entry["checkpoint"] = f"models/{name}/{copy_checkpoint(Path(checkpoint), folder)}"
-            files["checkpoint"] = str(checkpoint)
+            if checkpoint is not None:  # none: a graph frozen already, or a SavedModel folder
+                entry["checkpoint"] = f"models/{name}/{copy_checkpoint(Path(checkpoint), folder)}"
+                files["checkpoint"] = str(checkpoint)
         data_file = settings.get("data")
         if data_file is not None:  # verify.data is read from models/<name>/
             _copy_file(Path(data_file), folder / Path(data_file).name, "--data file")
@@ -203,7 +243,8 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
                 for stage in stages:
                     fn = functools.partial(pipeline.target, stage) if stage in EXTRA else getattr(pipeline, stage)
                     args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
-                    kwargs = {"warn": warn} if stage in ("freeze", "verify") else {}
+                    kwargs = ({"warn": lambda line: warn(flag_fix(line, name))}
+                              if stage in ("convert", "freeze", "verify") else {})
                     echo(_user_paths(fn(*args, **kwargs), name, files, out))
             except KfreezeError as e:
                 failure = _rename_where(e, name, files, out)

@@ -135,6 +135,11 @@ def _check_file(value, where, name):
     check_inside(value, folder, where)
 
 
+def _check_signature(value, where, _name):
+    if value is not None and not value:
+        raise KfreezeError(where, "must be a signature key or null", "e.g. signature: serving_default")
+
+
 def _check_shape(raw, where: str, _name: str = "") -> None:
     """input_shape's exact types: integers (not booleans), null, lists and a mapping of them."""
     def dims_ok(shape) -> bool:
@@ -190,7 +195,8 @@ KEYS: dict[str, dict[str, Key]] = {
         "arch": Key((str, _NONE), None, _KERAS_SOURCE, check=_check_file),  # JSON architecture beside a weights .h5
         "layout": Key((str, _NONE), None, _KERAS_SOURCE, check=_one_of(LAYOUTS, "channels_first, channels_last "
                                                                       "or null")),  # None: what the file says
-        "theano_kernels": Key((bool, _NONE), None, _KERAS_SOURCE),  # flip conv kernels trained with Theano
+        # flip conv kernels trained with Theano; None: when the weights are Theano's (kfreeze.legacy.theano_evidence)
+        "theano_kernels": Key((bool, _NONE), None, _KERAS_SOURCE),
         "custom_objects": Key((list,), [], ("convert", "export", _VERIFY_K), check=_check_custom_objects),
         "trust_code": Key((bool,), False, ("convert", "export", _FREEZE_K, _VERIFY_K)),  # Lambda layers, any op
         "inputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
@@ -206,8 +212,10 @@ KEYS: dict[str, dict[str, Key]] = {
                       what="null or a mapping of verify keys"),
     },
     TF1: {
-        "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # GraphDef file
-        "checkpoint": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),  # prefix or dir
+        # A GraphDef file (with a checkpoint, or already frozen without one), or a SavedModel folder
+        "graph": Key((str,), None, (_FREEZE_T, _VERIFY_T), required=True, check=_check_file),
+        "checkpoint": Key((str, _NONE), None, (_FREEZE_T, _VERIFY_T), check=_check_file),  # prefix or dir; null: frozen
+        "signature": Key((str, _NONE), None, (_FREEZE_T, _VERIFY_T), check=_check_signature),  # SavedModel only
         "inputs": Key((list,), [], (_FREEZE_T, _OPT_T, _VERIFY_T), **_NAMES),
         "outputs": Key((list,), [], (_FREEZE_T, _OPT_T, _VERIFY_T), **_NAMES),
         "input_shape": Key(_SHAPE, None, (_OPT_T, _VERIFY_T), check=_check_shape),
@@ -269,8 +277,11 @@ class _ModelSpecBase:
 
     @property
     def maybe_legacy(self) -> bool:
-        """A JSON + weights pair or an .h5: possibly Keras 1/2 (kfreeze.legacy decides)."""
-        return self.arch is not None or Path(self.source or "").suffix.lower() in (".h5", ".hdf5")
+        """A JSON + weights pair or an HDF5 file (by its bytes, else its suffix): possibly Keras 1/2
+        (kfreeze.legacy decides)."""
+        from kfreeze import sources
+        return (self.arch is not None or Path(self.source or "").suffix.lower() in (".h5", ".hdf5")
+                or sources.kind(self.source or "") == "hdf5")
 
 
 class _VerifySpecBase:

@@ -43,7 +43,7 @@ def resolve(name: str, params_file, build: Path) -> str:
     return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
 
 
-def convert(name: str, params_file, build: Path) -> str:
+def convert(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
     """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
     progress.begin("convert", name)
     spec = _keras_spec(name, "convert", params_file)
@@ -52,13 +52,13 @@ def convert(name: str, params_file, build: Path) -> str:
     from kfreeze import export as export_lib
     from kfreeze.graphio import check_file
 
-    if Path(spec.source).suffix.lower() in (".h5", ".hdf5") and check_file(spec.source, "model file"):
+    if check_file(spec.source, "model file") and keras_io.file_kind(Path(spec.source)) == "hdf5":
         with reading(spec.source):
             h5check.check(spec.source)
     with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
-                                       spec.theano_kernels)
+                                       spec.theano_kernels, warn=warn)
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
     from kfreeze.resources import release_memory
@@ -113,6 +113,10 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     from kfreeze.resolve import graph_and_checkpoint, resolve_names
 
     out = Path(build) / name
+    if not spec.is_keras:
+        kind = _graph_kind(spec, params_file)
+        if kind == "savedmodel":
+            return _freeze_saved_model(name, spec, params_file, out)
     with progress.step("reading the graph"):
         graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
@@ -121,13 +125,62 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
     nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
     # before freeze_graph runs the graph's variables (and whatever they depend on)
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
-    with progress.step("restoring the variables the outputs need into constants"):
+    given_frozen = not spec.is_keras and checkpoint is None
+    with progress.step("keeping what the outputs need of the frozen graph" if given_frozen
+                       else "restoring the variables the outputs need into constants"):
         frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
     with progress.step(f"writing {out / 'frozen.pb'}"):
         graphio.write_graph(frozen.graph, out / "frozen.pb")
     graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    if given_frozen:
+        return (f"{name}: {graph_path} is frozen already (no checkpoint); "
+                f"{len(frozen.graph.node)} ops for outputs {outputs}")
     return (f"{name}: Converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops for outputs {outputs}")
+
+
+def _graph_kind(spec, params_file) -> str:
+    """A 'graphs:' entry's graph: a GraphDef file (with a checkpoint or frozen), or a SavedModel folder."""
+    from kfreeze import sources
+
+    kind = sources.kind(spec.graph)
+    if Path(spec.graph).is_dir() and kind != "savedmodel":
+        raise KfreezeError(where(params_file, spec, "graph"), f"folder {spec.graph} holds no saved_model.pb",
+                           "give a GraphDef file, or a SavedModel folder (tf.saved_model.save, Keras model.export)")
+    if kind in sources.KERAS_KINDS:
+        raise KfreezeError(where(params_file, spec, "graph"), f"{spec.graph} is {sources.describe(kind)}, a Keras "
+                           "model file, not a graph", "register it under 'models:' as source (kfreeze add NAME FILE)")
+    if kind == "savedmodel":
+        if spec.checkpoint is not None:
+            raise KfreezeError(where(params_file, spec, "checkpoint"), "a SavedModel holds its own variables",
+                               "leave checkpoint out for a SavedModel folder")
+    elif spec.signature is not None:
+        raise KfreezeError(where(params_file, spec, "signature"), "applies only to a SavedModel folder",
+                           "leave it out for a GraphDef file")
+    return kind or "graph"
+
+
+def _freeze_saved_model(name, spec, params_file, out: Path) -> str:
+    """A SavedModel folder: the signature's function frozen (kfreeze.saved_model), after the op policy."""
+    from kfreeze import graphio, nodes
+    from kfreeze import saved_model as sm
+
+    folder = Path(spec.graph)
+    with progress.step(f"reading {folder / 'saved_model.pb'} and checking its ops"):
+        meta = sm.read_meta_graph(folder)
+        key = sm.signature_key(meta, spec.signature, folder, where(params_file, spec, "signature"))
+        sm.check(folder, key, where(params_file, spec, "graph"), f"{spec.section}.{name}", spec.trust_code)
+    with progress.step(f"loading signature '{key}' and freezing its variables (convert_variables_to_constants_v2)"):
+        frozen = sm.freeze(folder, key)
+    inputs, outputs = list(spec.inputs) or frozen.inputs, list(spec.outputs) or frozen.outputs
+    nodes.require(frozen.graph, inputs, "input", where(params_file, spec, "inputs"))
+    nodes.require(frozen.graph, outputs, "output", where(params_file, spec, "outputs"))
+    nodes.require_upstream(frozen.graph, inputs, outputs, where(params_file, spec, "inputs"))
+    with progress.step(f"writing {out / 'frozen.pb'}"):
+        graphio.write_graph(frozen.graph, out / "frozen.pb")
+    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    return (f"{name}: SavedModel signature '{key}': converted {frozen.converted} variables to const ops; "
+            f"{len(frozen.graph.node)} ops; inputs {inputs}, outputs {outputs}")
 
 
 def optimize(name: str, params_file, build: Path) -> str:

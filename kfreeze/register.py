@@ -92,8 +92,8 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     if (source is None) == (graph is None):
         raise KfreezeError("kfreeze add", "give either SOURCE (a Keras file) or --graph with --checkpoint",
                            "e.g. kfreeze add mynet mynet.keras")
-    if graph is not None and checkpoint is None:
-        raise KfreezeError("--graph", "needs --checkpoint", "give the checkpoint prefix or folder")
+    from kfreeze.oneshot import route
+    source, graph = route(source, graph, arch, "kfreeze add")
     text = path.read_text() if path.is_file() else ""  # a new project: add writes the first entry
     data = params.load_text(text, path, require_models=False)
     for section in (KERAS, TF1):
@@ -119,9 +119,9 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     atomic.write_text(path, new_text)
     echo(f"added {section}.{name} to {path}: {', '.join(f'{k}: {_yaml_value(v)}' for k, v in entry.items())}")
 
-    large = [f for f in files if Path(f).is_file() and Path(f).stat().st_size > LARGE_BYTES]
+    large = [f for f in files if _size(Path(f)) > LARGE_BYTES]
     for f in large:
-        size = Path(f).stat().st_size / 2**20
+        size = _size(Path(f)) / 2**20
         if dvc_add is None and interactive:
             import typer
             dvc_add = typer.confirm(f"{f} is {size:.0f} MB; track it with 'dvc add' instead of git?", default=True)
@@ -132,6 +132,13 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
             echo(f"note: {f} is {size:.0f} MB; to keep it out of git: dvc add {f}")
     echo("next: dvc repro")
     return files
+
+
+def _size(path: Path) -> int:
+    """A file's bytes, or a folder's (a SavedModel): what 'dvc add' would take out of git."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    return path.stat().st_size if path.is_file() else 0
 
 
 def _place(name, section, folder, source, arch, graph, checkpoint, settings, path, text):
@@ -147,9 +154,10 @@ def _place(name, section, folder, source, arch, graph, checkpoint, settings, pat
     else:
         entry["graph"] = _copy(Path(graph), folder).as_posix()
         files.append(entry["graph"])
-        ckpt = Path(checkpoint)
-        entry["checkpoint"] = (folder / (ckpt.name if ckpt.resolve().parent == folder.resolve()
-                                         else copy_checkpoint(ckpt, folder))).as_posix()
+        if checkpoint is not None:  # none: a graph frozen already, or a SavedModel folder
+            ckpt = Path(checkpoint)
+            entry["checkpoint"] = (folder / (ckpt.name if ckpt.resolve().parent == folder.resolve()
+                                             else copy_checkpoint(ckpt, folder))).as_posix()
     entry.update(settings)
     params.parse_model(name, entry, path, section)  # kfreeze's own messages, before anything is written
     new_text = insert_entry(text, section, name, entry)

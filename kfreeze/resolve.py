@@ -18,12 +18,14 @@ def where(params_file, spec: ModelSpec, key: str) -> str:
 
 
 def graph_and_checkpoint(spec: ModelSpec, out: Path):
-    """(graph, checkpoint, graph path): export's for 'models:' entries, the user's own for 'graphs:'."""
+    """(graph, checkpoint, graph path): export's for 'models:' entries, the user's own for 'graphs:'
+    (checkpoint None for a graph given frozen)."""
     from kfreeze import graphio
 
     if spec.is_keras:
         return graphio.read_graph(out / "graph.pbtxt"), out / "ckpt", out / "graph.pbtxt"
-    return graphio.read_graph(spec.graph), Path(spec.checkpoint), Path(spec.graph)
+    checkpoint = Path(spec.checkpoint) if spec.checkpoint is not None else None  # None: a frozen graph
+    return graphio.read_graph(spec.graph), checkpoint, Path(spec.graph)
 
 
 def resolve_names(spec: ModelSpec, out: Path, graph, params_file,

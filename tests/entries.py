@@ -17,9 +17,10 @@ def keras_entry(source: str, **keys) -> dict:
     return {"source": source, **_defaults(KERAS), **keys}
 
 
-def graph_entry(graph: str, checkpoint: str, **keys) -> dict:
-    """A 'graphs:' entry with every key: ``graph``, ``checkpoint``, the table's defaults, then ``keys``."""
-    return {"graph": graph, "checkpoint": checkpoint, **_defaults(TF1), **keys}
+def graph_entry(graph: str, checkpoint: str | None, **keys) -> dict:
+    """A 'graphs:' entry with every key: ``graph``, the table's defaults, ``checkpoint`` (None: a graph
+    frozen already, or a SavedModel folder), then ``keys``."""
+    return {"graph": graph, **_defaults(TF1), "checkpoint": checkpoint, **keys}
 
 
 def params_text(models: dict | None = None, graphs: dict | None = None, **verify) -> str:

@@ -50,3 +50,24 @@ def test_bad_graph_files_get_one_clear_error(tmp_path, name, content, message):
 def test_directory_is_not_a_graph(tmp_path):
     with pytest.raises(KfreezeError, match="is a directory"):
         graphio.read_graph(tmp_path)
+
+
+def test_a_graph_file_over_2_gib_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "huge.pb"
+    with open(big, "wb") as f:  # sparse: no disk used
+        f.truncate(2**31 + 10)
+    with pytest.raises(KfreezeError, match="over protobuf's 2 GiB limit"):
+        graphio.read_graph(big)
+
+
+def test_binary_or_text_is_told_by_the_bytes(tmp_path):
+    from kfreeze.tfenv import tf
+    from kfreeze import sources
+    g = tf.Graph()
+    with g.as_default():
+        tf.constant(1.0, name="c")
+    (tmp_path / "bin.pbtxt").write_bytes(g.as_graph_def().SerializeToString())
+    (tmp_path / "text.pb").write_text(str(g.as_graph_def()))
+    assert sources.kind(tmp_path / "bin.pbtxt") == "graph" and sources.kind(tmp_path / "text.pb") == "graph_text"
+    assert [n.name for n in graphio.read_graph(tmp_path / "bin.pbtxt").node] == ["c"]
+    assert [n.name for n in graphio.read_graph(tmp_path / "text.pb").node] == ["c"]

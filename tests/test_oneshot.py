@@ -140,3 +140,166 @@ def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path)
     assert line.startswith(f"error: {tmp_path / 'o'}/optimized.pb: output 'probs' differs from the source model")
     assert json.loads((tmp_path / "o" / "verify_failed.json").read_text())["passed"] is False
     assert (tmp_path / "o" / "optimized.pb").is_file() and not (tmp_path / "o" / "metrics.json").exists()
+
+
+# -- sources kfreeze tells apart by their bytes (issue #22) ----------------------------------------
+
+from tests.frozen_graphs import build as build_frozen  # noqa: E402
+from tests.saved_models import save_two_signatures  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def seed_graph(tmp_path_factory):
+    return build_frozen("seed", tmp_path_factory.mktemp("seed") / "frozen_graph.pb")
+
+
+def test_run_a_frozen_graph_cut_at_its_tf_data_input(seed_graph, tmp_path):
+    """The seeds' flow in one command: a frozen graph fed by tf.data, cut at IteratorGetNext to a fixed
+    [1, 20, 20, 1], optimized and verified against the frozen graph itself."""
+    result = invoke(seed_graph, "--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
+                    "--input-shape", "[1, 20, 20, 1]", "--samples", "4", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "is frozen already (no checkpoint)" in result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["max_abs_diff"] < 1e-5
+    assert "import/IteratorGetNext:0" in result.output and "import/softmax_tensor:0" in result.output
+    from kfreeze import graphio
+    optimized = graphio.read_graph(tmp_path / "o" / "optimized.pb")
+    ops = {n.op for n in optimized.node}
+    assert not ops & {"IteratorGetNext", "OneShotIterator", "TensorSliceDataset", "RepeatDataset"}
+    placeholder = next(n for n in optimized.node if n.op == "Placeholder")
+    assert placeholder.name == "IteratorGetNext"
+    assert [d.size for d in placeholder.attr["shape"].shape.dim] == [1, 20, 20, 1]
+    assert len(optimized.node) < len(graphio.read_graph(seed_graph).node)
+
+
+def test_a_frozen_graph_is_known_by_its_bytes_not_its_suffix(seed_graph, tmp_path):
+    """A binary graph named .pbtxt and a text graph named .bin: each read as what it is."""
+    (tmp_path / "binary.pbtxt").write_bytes(seed_graph.read_bytes())
+    text = build_frozen("seed", tmp_path / "text.bin", text=True)
+    from kfreeze import graphio, sources
+    assert sources.kind(tmp_path / "binary.pbtxt") == "graph" and sources.kind(text) == "graph_text"
+    assert len(graphio.read_graph(tmp_path / "binary.pbtxt").node) == len(graphio.read_graph(text).node)
+    result = invoke(text, "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]", "--samples", "2",
+                    "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_frozen_graph_goes_through_the_op_policy(tmp_path):
+    graph = build_frozen("reads_file", tmp_path / "reads.pb")
+    result = invoke(graph, "--inputs", "x", "--outputs", "y", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "node 'read' is a ReadFile op, which touches files" in line
+    assert line.endswith("pass --trust-code") and "params.yaml" not in line
+
+
+def test_a_graph_with_variables_and_no_checkpoint_is_one_line(tmp_path):
+    result = invoke(ROOT / "models" / "digits_tf1" / "graph.pbtxt", "--inputs", "IteratorGetNext",
+                    "--outputs", "softmax_tensor", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "variable(s)" in line and "no checkpoint is given" in line and "graph.pbtxt" in line
+
+
+def test_a_file_of_no_known_kind_is_refused_by_its_bytes(tmp_path):
+    (tmp_path / "notes.model").write_text("hello")
+    result = invoke(tmp_path / "notes.model", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert "notes.model: is no Keras file (HDF5 or zip), GraphDef or SavedModel folder" in result.output
+    (tmp_path / "folder").mkdir()
+    result = invoke(tmp_path / "folder", "--out", tmp_path / "o")
+    assert result.exit_code == 1 and "holds no saved_model.pb" in result.output
+
+
+@pytest.mark.parametrize("fmt, name", [("keras", "net.model"), ("h5", "net.model"), ("keras", "weights.bin")])
+def test_keras_files_are_known_by_their_magic_bytes_whatever_the_suffix(tmp_path, tiny_model, fmt, name):
+    """An HDF5 model named *.model, a .keras zip named *.model or *.bin: run as Keras models."""
+    saved = tmp_path / f"saved.{fmt}"
+    tiny_model.save(saved)
+    (tmp_path / name).write_bytes(saved.read_bytes())
+    from kfreeze import sources
+    assert sources.kind(tmp_path / name) == ("zip" if fmt == "keras" else "hdf5")
+    result = invoke(tmp_path / name, "--samples", "2", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["passed"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A Keras 3 model.export() SavedModel: two inputs, two outputs, batch norm."""
+    from tests.conftest import build_two_io
+    folder = tmp_path_factory.mktemp("sm") / "exported"
+    model = build_two_io(5)
+    model.export(folder, verbose=False)
+    return folder, model
+
+
+def test_run_a_savedmodel_folder(exported, tmp_path):
+    """Inputs and outputs named after the signature's keys; verified against the signature function itself."""
+    folder, model = exported
+    result = invoke(folder, "--samples", "4", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "SavedModel signature 'serving_default'" in result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["reference"] == "savedmodel" and metrics["max_abs_diff"] < 1e-4
+    names = json.loads((tmp_path / "o" / "names.json").read_text())
+    assert names["inputs"] == ["img", "vec"] and names["outputs"] == ["output_0", "output_1"]
+    from kfreeze import graphio
+    from kfreeze.tfenv import tf
+    optimized = graphio.read_graph(tmp_path / "o" / "optimized.pb")
+    assert not {n.op for n in optimized.node} & {"VarHandleOp", "ReadVariableOp", "StatefulPartitionedCall"}
+    rng = np.random.default_rng(0)
+    img, vec = rng.random((2, 6, 6, 2), dtype=np.float32), rng.random((2, 5), dtype=np.float32)
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(optimized, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            got = sess.run(["output_0:0", "output_1:0"], {"img:0": img, "vec:0": vec})
+    want = model([img, vec])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
+def test_a_savedmodel_signature_is_chosen_by_its_key(tmp_path):
+    folder = save_two_signatures(tmp_path / "sm")
+    result = invoke(folder, "--signature", "doubled", "--samples", "3", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "names.json").read_text())["outputs"] == ["z"]
+    result = invoke(folder, "--signature", "tripled", "--out", tmp_path / "o2")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: --signature:") and "has no signature 'tripled' (it has doubled, serving_default)" in line
+
+
+def test_a_savedmodel_goes_through_the_op_policy_before_it_is_loaded(tmp_path):
+    folder = save_two_signatures(tmp_path / "sm", reads=True)
+    result = invoke(folder, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "is a ReadFile op, which touches files" in line and line.endswith("pass --trust-code")
+    assert "SavedModel signature" not in result.output  # refused before convert_variables_to_constants_v2
+
+
+def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_path):
+    result = invoke("--graph", tiny_path, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "is a zip archive, a Keras model file, not a graph" in line and f"kfreeze run {tiny_path}" in line
+
+
+@pytest.mark.parametrize("fix, flag", [
+    ("if you trust this graph, set graphs.m.trust_code: true in params.yaml", "if you trust this graph, pass --trust-code"),
+    ("set theano_kernels: false in params.yaml if they were not", "pass --no-theano-kernels if they were not"),
+    ("add models.m.custom_objects: [a.b:C] in params.yaml", "pass --custom-objects [a.b:C]"),
+    ("fix the value in params.yaml", "fix the flag's value"),
+    ("set inputs in params.yaml to choose another", "pass --inputs to choose another"),
+])
+def test_a_fix_in_run_names_the_flag_not_the_params_key(fix, flag):
+    assert oneshot.flag_fix(fix, "m") == flag
+
+
+def test_graph_flag_takes_a_frozen_graph_without_checkpoint(seed_graph, tmp_path):
+    result = invoke("--graph", seed_graph, "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]",
+                    "--samples", "2", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["reference"] == "graph"

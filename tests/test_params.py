@@ -95,7 +95,16 @@ def test_an_entry_takes_the_defaults_for_what_it_leaves_out(tmp_path):
     spec = params.model_spec("m", path)
     assert spec.opencv is True and spec.inputs == [] and spec.precision == "float32" and spec.input_shape is None
     path = write(tmp_path, "models: {}\ngraphs:\n  g:\n    graph: models/g/g.pbtxt\n")
-    with pytest.raises(KfreezeError, match=r"graphs.g: missing key\(s\) checkpoint"):
+    spec = params.model_spec("g", path)  # no checkpoint: a graph frozen already, or a SavedModel folder
+    assert spec.checkpoint is None and spec.signature is None
+    path = write(tmp_path, "models: {}\ngraphs:\n  g:\n    checkpoint: models/g/ckpt\n")
+    with pytest.raises(KfreezeError, match=r"graphs.g: missing key\(s\) graph"):
+        params.model_spec("g", path)
+
+
+def test_a_signature_is_a_key_or_null(tmp_path):
+    path = write(tmp_path, "models: {}\ngraphs:\n  g:\n    graph: models/g/sm\n    signature: ''\n")
+    with pytest.raises(KfreezeError, match=r"graphs.g.signature: must be a signature key or null"):
         params.model_spec("g", path)
 
 

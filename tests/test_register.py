@@ -100,3 +100,72 @@ def test_add_the_first_model_of_a_new_project(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "params.yaml").read_text() == "models:\n  first:\n    source: models/first/net.keras\ngraphs: {}\n"
     assert params.model_spec("first").source == "models/first/net.keras"
+
+
+def test_add_a_frozen_graph_without_a_checkpoint_and_build_it(project):
+    """A frozen graph (told by its bytes, here named .model) under graphs: with no checkpoint key;
+    the stages dvc repro runs build and verify it."""
+    from tests.frozen_graphs import build
+    build("seed", project / "in" / "seed.model")
+    result = add("seed", "in/seed.model", "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]")
+    assert result.exit_code == 0, result.output
+    text = (project / "params.yaml").read_text()
+    assert "  seed:\n    graph: models/seed/seed.model\n    inputs: [IteratorGetNext]\n" \
+           "    input_shape: [1, 20, 20, 1]\nverify:" in text
+    from kfreeze import graphio, pipeline
+    build_dir, metrics = project / "build", project / "metrics"
+    pipeline.resolve("seed", "params.yaml", build_dir)
+    assert "frozen already" in pipeline.freeze("seed", "params.yaml", build_dir, warn=lambda line: None)
+    pipeline.optimize("seed", "params.yaml", build_dir)
+    assert "max_abs_diff" in pipeline.verify("seed", "params.yaml", build_dir, metrics, warn=lambda line: None)
+    result = graphio.read_json(metrics / "seed.json")
+    assert result["passed"] and result["reference"] == "graph"  # the frozen graph itself, fed at the cut
+
+
+def test_add_refuses_a_file_of_no_known_kind(project):
+    (project / "in" / "notes.model").write_text("hello")
+    result = add("n1", "in/notes.model")
+    assert result.exit_code == 1
+    assert "notes.model: is no Keras file (HDF5 or zip), GraphDef or SavedModel folder" in result.output
+    assert not (project / "models" / "n1").exists()
+
+
+def test_add_an_hdf5_model_named_dot_model_and_convert_it(project):
+    from tests.conftest import build_tiny
+    build_tiny().save(project / "in" / "saved.h5")
+    (project / "in" / "net.model").write_bytes((project / "in" / "saved.h5").read_bytes())
+    result = add("h5net", "in/net.model")
+    assert result.exit_code == 0, result.output
+    assert "  h5net:\n    source: models/h5net/net.model\n" in (project / "params.yaml").read_text()
+    from kfreeze import pipeline
+    pipeline.resolve("h5net", "params.yaml", project / "build")
+    assert "converted models/h5net/net.model" in pipeline.convert("h5net", "params.yaml", project / "build")
+
+
+def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
+    from tests.saved_models import save_two_signatures
+    save_two_signatures(project / "in" / "exported")
+    result = add("sm", "in/exported", "--signature", "doubled")
+    assert result.exit_code == 0, result.output
+    assert "  sm:\n    graph: models/sm/exported\n    signature: doubled\nverify:" in (project / "params.yaml").read_text()
+    assert (project / "models" / "sm" / "exported" / "saved_model.pb").is_file()
+    from kfreeze import graphio, pipeline
+    build_dir = project / "build"
+    pipeline.resolve("sm", "params.yaml", build_dir)
+    assert "SavedModel signature 'doubled'" in pipeline.freeze("sm", "params.yaml", build_dir)
+    pipeline.optimize("sm", "params.yaml", build_dir)
+    pipeline.verify("sm", "params.yaml", build_dir, project / "metrics", warn=lambda line: None)
+    metrics = graphio.read_json(project / "metrics" / "sm.json")
+    assert metrics["passed"] and metrics["reference"] == "savedmodel"
+
+
+def test_a_large_savedmodel_folder_is_offered_to_dvc(project):
+    folder = project / "in" / "big_sm"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"x")
+    with (folder / "variables" / "variables.data-00000-of-00001").open("wb") as f:
+        f.truncate(11 * 2**20)
+    result = add("bigsm", folder)
+    assert result.exit_code == 0, result.output
+    assert "to keep it out of git: dvc add models/bigsm/big_sm" in result.output
+    assert "  bigsm:\n    graph: models/bigsm/big_sm\n" in (project / "params.yaml").read_text()

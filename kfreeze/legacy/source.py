@@ -61,6 +61,19 @@ def h5_keras_version(path: Path) -> str | None:
         return None
 
 
+def weight_names(path: Path) -> list[str]:
+    """Every weight name the file lists (the layers' ``weight_names`` attributes), in file order."""
+    with h5py.File(path, "r") as f:
+        group = _weights_group(f)
+        layers = [n.decode("utf8") if isinstance(n, bytes) else n for n in group.attrs.get("layer_names", [])]
+        names = []
+        for layer in layers:
+            if layer in group:
+                names += [n.decode("utf8") if isinstance(n, bytes) else str(n)
+                          for n in group[layer].attrs.get("weight_names", [])]
+    return names
+
+
 def _check_arch(data, path: Path, what: str) -> dict:
     if not isinstance(data, dict) or "class_name" not in data or "config" not in data:
         raise KfreezeError(path, f"{what} has no 'class_name'/'config'", "give the output of model.to_json()")
@@ -173,7 +186,8 @@ def upgrade_keras2(config: dict) -> dict:
 def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
     """Open the files and read the architecture, Keras version and backend."""
     source = check_file(source, "model file")
-    if source.suffix.lower() not in H5_SUFFIXES:
+    from kfreeze import sources
+    if source.suffix.lower() not in H5_SUFFIXES and sources.kind(source) != "hdf5":  # by its bytes, else its name
         raise KfreezeError(source, f"'{source.suffix}' is not an HDF5 weights or model file",
                            "give a .h5 file as 'source' (with 'arch' for a weights-only file)")
     from kfreeze import h5check

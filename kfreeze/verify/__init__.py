@@ -218,8 +218,8 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 src_in = [legacy.to_channels_first(feeds[n]) if cf else feeds[n]
                           for n, cf in zip(keras_inputs, plan.inputs)]
                 with progress.step(f"reference: the legacy source {spec.source}"):
-                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, bool(spec.theano_kernels),
-                                                    src_in)
+                    flip = legacy.uses_theano_kernels(spec.source, spec.arch, spec.theano_kernels)  # as convert did
+                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, flip, src_in)
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
@@ -230,14 +230,40 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                 everything = run_batched(_counted(lambda f: run_keras(model, f, keras_inputs, keras_outputs), step),
                                          feeds, batch)
             return {o: everything[o] for o in outputs}, "keras", False
+    from kfreeze import sources
+    if sources.kind(spec.graph) == "savedmodel":
+        return _saved_model_reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
     policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{spec.name}", spec.trust_code)
     has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
-    checkpoint = resolve_checkpoint(checkpoint) if has_variables else None
+    checkpoint = resolve_checkpoint(checkpoint) if has_variables and checkpoint is not None else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
     cut_nodes = {i.split(":")[0] for i in inputs}
     flags = {name: value for name, value in training_flags(graph).items() if name not in cut_nodes}
-    with progress.step(f"reference: {graph_path} with its checkpoint in a TF session"):
-        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags, spec.trust_code, str(graph_path))
-    return reference, "checkpoint", False
+    with progress.step(f"reference: {graph_path}{' with its checkpoint' if checkpoint else ''} in a TF session"):
+        reference = run_checkpoint_graph(graph, checkpoint, cut_feeds, outputs, flags, spec.trust_code,
+                                         str(graph_path))
+    return reference, "checkpoint" if checkpoint is not None else "graph", False
+
+
+def _saved_model_reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch):
+    """A SavedModel's reference: the signature function itself, when the graph's inputs and outputs are the
+    signature's keys (the default); a cut elsewhere compares with frozen.pb, the signature frozen."""
+    from kfreeze import graphio
+    from kfreeze import saved_model as sm
+
+    folder = Path(spec.graph)
+    meta = sm.read_meta_graph(folder)
+    key = sm.signature_key(meta, spec.signature, folder, f"{spec.section}.{spec.name}.signature")
+    signature = meta.signature_def[key]
+    if sorted(inputs) == sorted(signature.inputs) and set(outputs) <= set(signature.outputs):
+        sm.check(folder, key, str(folder), f"{spec.section}.{spec.name}", spec.trust_code)
+        with progress.step(f"reference: signature '{key}' of {folder}"):
+            return sm.run_signature(folder, key, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs,
+                                    batch), "savedmodel", False
+    frozen = graphio.read_graph(out / "frozen.pb")
+    with progress.step("reference: frozen.pb (the signature frozen) in a TF session"):
+        reference = run_checkpoint_graph(frozen, None, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs,
+                                         trust_code=spec.trust_code, where=str(out / "frozen.pb"))
+    return reference, "frozen", False

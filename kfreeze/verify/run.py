@@ -90,7 +90,8 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
         tf.graph_util.import_graph_def(graph, name="")
         variables = {op.name: op.outputs[0] for op in g.get_operations()
                      if op.type in ("VariableV2", "VarHandleOp", "Variable")}
-        stored = tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map() if variables else {}
+        stored = (tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map()
+                  if variables and checkpoint is not None else {})  # None: a frozen graph (freeze checked it)
         var_list = {k: v for k, v in variables.items() if k in stored}
         saver = tf.compat.v1.train.Saver(var_list=var_list) if var_list else None
         tensors = {k: g.get_tensor_by_name(tensor_name(k)) for k in feeds}

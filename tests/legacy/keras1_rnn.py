@@ -102,7 +102,7 @@ def simple_rnn(x, w, units, activation="tanh", return_sequences=False, go_backwa
 
 
 def write_keras1(path, config: dict, weights: dict[str, dict[str, np.ndarray]], arch=None,
-                 backend: str = "tensorflow") -> None:
+                 backend: str | None = "tensorflow") -> None:
     """A Keras 1.2.2 file: with model_config (model.save) or, when ``arch`` is given, weights only
     (save_weights) and the JSON beside it. ``weights``: layer name -> {dataset name: value}, in file order."""
     layers = config["config"] if isinstance(config["config"], list) else config["config"]["layers"]
@@ -116,7 +116,8 @@ def write_keras1(path, config: dict, weights: dict[str, dict[str, np.ndarray]], 
             group = f
             arch.write_text(json.dumps(config))
         group.attrs["layer_names"] = [n.encode() for n in names]
-        group.attrs["backend"] = backend.encode()
+        if backend is not None:  # Keras 1 files before 1.2 wrote no backend attribute
+            group.attrs["backend"] = backend.encode()
         group.attrs["keras_version"] = b"1.2.2"
         for name in names:
             g = group.create_group(name)

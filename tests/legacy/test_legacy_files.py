@@ -89,13 +89,25 @@ def test_theano_example_keeps_its_accuracy():
     assert abs(acc - recorded) < 2e-3
 
 
-def test_theano_backend_warns_unless_set(tmp_path, save, capsys):
-    saved = save(randomize(tf_keras.Sequential([tf_keras.Input((4,)), L.Dense(2)], name="th")))
+def test_theano_backend_flips_by_default_and_says_so_once(tmp_path, save, capsys):
+    """Keras 2's backend attribute 'theano': flipped by default (as Keras 2's loader did), one line on
+    stderr; theano_kernels false turns it off; a model without convolutions has nothing to flip or say."""
+    saved = save(randomize(tf_keras.Sequential([tf_keras.Input((5, 5, 2)), L.Conv2D(3, 3), L.Flatten(),
+                                                L.Dense(2)], name="th")))
     with h5py.File(saved.full, "a") as f:
         f["model_weights"].attrs["backend"] = "theano"
-    legacy.load_source(saved.full)
-    assert "theano_kernels" in capsys.readouterr().err
-    legacy.load_source(saved.full, theano_kernels=False)
+    x = np.random.default_rng(0).random((2, 5, 5, 2), dtype=np.float32)
+    flipped = legacy.load_source(saved.full)(x)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights saved by Theano (the file says backend 'theano')" in err[0]
+    assert "theano_kernels: false" in err[0]
+    assert np.allclose(flipped, legacy.load_source(saved.full, theano_kernels=True)(x))
+    assert not np.allclose(flipped, legacy.load_source(saved.full, theano_kernels=False)(x))
+    assert capsys.readouterr().err == ""
+    dense = save(randomize(tf_keras.Sequential([tf_keras.Input((4,)), L.Dense(2)], name="th_dense")))
+    with h5py.File(dense.full, "a") as f:
+        f["model_weights"].attrs["backend"] = "theano"
+    legacy.load_source(dense.full)
     assert capsys.readouterr().err == ""
 
 
@@ -119,7 +131,8 @@ KERAS1 = {"class_name": "Sequential", "keras_version": "1.2.2", "config": [
 
 
 def write_keras1(tmp_path, config=KERAS1, seed=0):
-    """JSON + weights laid out as Keras 1 wrote them (no keras_version attribute; W/b; th kernels (o, i, h, w))."""
+    """JSON + weights laid out as Keras 1 on TensorFlow wrote them (no keras_version attribute; W/b; th kernels
+    (o, i, h, w); weight names ending in ':0', TensorFlow variables' names, so no Theano flip)."""
     rng = np.random.default_rng(seed)
     weights = {"conv": {"conv_W": rng.normal(size=(3, 2, 3, 2)), "conv_b": rng.normal(size=3)},
                "out": {"out_W": rng.normal(size=(3 * 2 * 2, 4)), "out_b": rng.normal(size=4)}}
@@ -130,9 +143,9 @@ def write_keras1(tmp_path, config=KERAS1, seed=0):
         for layer in config["config"]:
             g = f.create_group(layer["config"]["name"])
             values = weights.get(layer["config"]["name"], {})
-            g.attrs["weight_names"] = [n.encode() for n in values]
+            g.attrs["weight_names"] = [f"{n}:0".encode() for n in values]
             for n, v in values.items():
-                g[n] = v.astype(np.float32)
+                g[f"{n}:0"] = v.astype(np.float32)
     return arch, path, weights
 
 
@@ -216,3 +229,13 @@ def test_layout_setting_must_match_the_layers(save):
         legacy.load_source(saved.full, layout="channels_last")
     with pytest.raises(KfreezeError, match="layout 'th' is not one of"):
         legacy.load_source(saved.full, layout="th")
+
+
+def test_a_legacy_hdf5_file_is_known_by_its_bytes_whatever_the_suffix(tmp_path, save):
+    """A Keras 2 full-model file named *.model is legacy and converts as its .h5 twin does."""
+    saved = save(randomize(tf_keras.Sequential([tf_keras.Input((4,)), L.Dense(2)], name="renamed")))
+    renamed = tmp_path / "renamed.model"
+    renamed.write_bytes(saved.full.read_bytes())
+    assert legacy.is_legacy(renamed)
+    x = np.random.default_rng(0).random((3, 4), dtype=np.float32)
+    assert np.array_equal(legacy.load_source(renamed)(x), legacy.load_source(saved.full)(x))

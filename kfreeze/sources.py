@@ -1,0 +1,98 @@
+"""What kind of model file a user brought, from its bytes, not its name (no TensorFlow import).
+
+``kind(path)`` is one of:
+
+- ``hdf5``: an HDF5 file (Keras 1/2 ``.h5`` model or weights), magic ``\\x89HDF\\r\\n\\x1a\\n``
+- ``zip``: a zip archive (a Keras 3 ``.keras`` file), magic ``PK\\x03\\x04``
+- ``savedmodel``: a folder holding ``saved_model.pb`` (or ``saved_model.pbtxt``)
+- ``graph``: a binary GraphDef (its top-level protobuf fields walk cleanly to the end of the file)
+- ``graph_text``: a text GraphDef (``node {`` ... after comments and blank lines)
+- ``None``: none of these
+
+An HDF5 model named ``*.model``, or a frozen graph named ``*.bin``, is what its bytes say.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+KERAS_KINDS = ("hdf5", "zip")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")  # as keras_io (which imports Keras) names them
+GRAPH_KINDS = ("graph", "graph_text")
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+# GraphDef's top-level fields: node = 1, library = 2 (length-delimited); version = 3 (varint); versions = 4.
+_GRAPHDEF_FIELDS = {1: 2, 2: 2, 3: 0, 4: 2}
+_TEXT_START = re.compile(rb"^(?:\s|#[^\n]*\n)*(node|versions|library|version)\s*[{:]")
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+
+
+def is_binary_graphdef(data: bytes) -> bool:
+    """The bytes parse as GraphDef's wire format at the top level: only its fields, with their wire types,
+    each length inside the file, ending exactly at its end, and at least one node."""
+    i, nodes = 0, 0
+    try:
+        while i < len(data):
+            key, i = _varint(data, i)
+            field, wire = key >> 3, key & 7
+            if _GRAPHDEF_FIELDS.get(field) != wire:
+                return False
+            if wire == 0:
+                _, i = _varint(data, i)
+                continue
+            length, i = _varint(data, i)
+            if i + length > len(data):
+                return False
+            if field == 1:
+                if length == 0 or data[i] != 0x0A:  # a NodeDef starts with its name (field 1)
+                    return False
+                nodes += 1
+            i += length
+    except ValueError:
+        return False
+    return nodes > 0
+
+
+def is_text_graphdef(head: bytes) -> bool:
+    """The file starts as a text GraphDef does (comments allowed); the parser decides the rest."""
+    return bool(_TEXT_START.match(head))
+
+
+def kind(path: str | Path) -> str | None:
+    """The kind of model ``path`` holds (see the module docstring); None when it is none of them."""
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if any((path / f).is_file() for f in SAVED_MODEL_FILES) else None
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if is_text_graphdef(head):
+        return "graph_text"
+    if head[:1] == b"\x0a" and is_binary_graphdef(path.read_bytes()):
+        return "graph"
+    return None
+
+
+def describe(found: str | None) -> str:
+    return {"hdf5": "an HDF5 file", "zip": "a zip archive", "savedmodel": "a SavedModel folder",
+            "graph": "a binary GraphDef", "graph_text": "a text GraphDef", None: "no model file kfreeze reads"}[found]
