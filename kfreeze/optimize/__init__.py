@@ -77,6 +77,12 @@ PASSES: list[Pass] = [
     Pass("frame_constants_late", p.frame_constants),
     # Spelling changes for OpenCV, on the final op set.
     Pass("opencv_compat", p.opencv_compat, enabled=lambda ctx: ctx.opencv),
+    # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
+    # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
+    Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Last of the OpenCV block: a layer between an input and what asks OpenCV for its shape.
+    Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # -- end of the OpenCV block --
     # Last of the rewrites: no pass after it folds constants, so the Casts stay.
     Pass("float16_weights", p.float16_weights, enabled=lambda ctx: ctx.precision == "float16"),
     # Canonical order for byte-identical files.

@@ -28,9 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ["KFREEZE_DEBUG"] = "1"  # optimize in this process: no fork of a process that ran eager TF ops
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 REL_TOL = 1e-4
 MEMORY_MB = 3072     # the OpenCV child's address space (OpenCV 4.6 took 18.9 GB on a BiLSTM graph)
@@ -234,6 +232,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="comma-separated class names")
     parser.add_argument("--out", default=str(DOC), help="the markdown file ('-': none)")
     args = parser.parse_args(argv)
+    os.environ["KFREEZE_DEBUG"] = "1"  # optimize in this process: no fork of a process that ran eager TF ops
     from tests.opencv.zoo import MODELS
 
     wanted = [c for c in args.only.split(",") if c] or list(MODELS)
