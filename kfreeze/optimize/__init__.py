@@ -80,6 +80,8 @@ PASSES: list[Pass] = [
     # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
     # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
     Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
+    Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
     # Last of the OpenCV block: a layer between an input and what asks OpenCV for its shape.
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
     # -- end of the OpenCV block --
