@@ -80,6 +80,12 @@ PASSES: list[Pass] = [
     # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
     # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
     Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
+    Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
+    # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
+    Pass("opencv_global_pool1d", p.opencv_global_pool1d, enabled=lambda ctx: ctx.opencv),
+    # Squeeze -> ExpandDims round trips between Keras' 1-D layers: stay 4-D.
+    Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
     # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
     Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
     # Last of the OpenCV block: a layer between an input and what asks OpenCV for its shape.
