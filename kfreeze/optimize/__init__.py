@@ -88,8 +88,10 @@ PASSES: list[Pass] = [
     Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
     # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
     Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
-    # Last of the OpenCV block: a layer between an input and what asks OpenCV for its shape.
+    # After the rewrites that add ExpandDims: a layer between an input and what asks OpenCV for its shape.
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.
+    Pass("opencv_refuse", p.opencv_refuse, enabled=lambda ctx: ctx.opencv),
     # -- end of the OpenCV block --
     # Last of the rewrites: no pass after it folds constants, so the Casts stay.
     Pass("float16_weights", p.float16_weights, enabled=lambda ctx: ctx.precision == "float16"),

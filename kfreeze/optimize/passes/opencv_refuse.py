@@ -1,0 +1,66 @@
+"""``opencv: true``: a graph with an op OpenCV's TF importer lacks is refused, with one line.
+
+OpenCV dnn (4.x) reads a TF graph op by op (``tf_importer.cpp``'s dispatch table, then its
+layer registry by op name); an op in neither fails at ``readNetFromTensorflow`` with
+``Can't create layer ... of type ...``, or worse: a recurrent layer's while loop fails in
+``removePhaseSwitches`` (4.14), and made OpenCV 4.6 allocate 18.9 GB on a Bidirectional
+LSTM. TF's own tools have no notion of what OpenCV imports. This pass runs after every
+``opencv_*`` rewrite: what is left of the ops below cannot be expressed for OpenCV by
+kfreeze, and the stage stops with what to do instead, rather than writing a graph that
+fails (or takes the machine) where it is deployed.
+"""
+
+from __future__ import annotations
+
+from kfreeze.errors import KfreezeError
+from kfreeze.optimize.context import Context
+from tensorflow.core.framework import graph_pb2
+
+# op -> what in a Keras model makes it. Each one measured with opencv-python-headless 4.14.
+LOOPS = ("While", "StatelessWhile", "Enter", "Exit", "NextIteration", "LoopCond", "Switch", "Merge",
+         "TensorListReserve", "TensorListFromTensor", "TensorListStack", "TensorListGetItem", "TensorListSetItem",
+         "TensorArrayV3", "TensorArrayReadV3", "TensorArrayWriteV3", "TensorArrayGatherV3", "TensorArrayScatterV3")
+LACKING = {
+    **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM)" for op in LOOPS},
+    "BatchMatMulV2": "a batched matmul (attention layers, EinsumDense, Dot)",
+    "BatchMatMulV3": "a batched matmul (attention layers, EinsumDense, Dot)",
+    "BatchMatMul": "a batched matmul (attention layers, EinsumDense, Dot)",
+    "Einsum": "an einsum",
+    "GatherV2": "a gather (Embedding, adaptive pooling)",
+    "Gather": "a gather (Embedding)",
+    "GatherNd": "a gather",
+    "ResourceGather": "a gather (Embedding)",
+    "Bucketize": "Discretization",
+    "Conv3DBackpropInputV2": "Conv3DTranspose",
+    "SelectV2": "a select (Masking, where)",
+    "Select": "a select (Masking, where)",
+    "Any": "a boolean reduction (Masking)",
+    "All": "a boolean reduction",
+    "NotEqual": "a comparison (Masking)",
+    "Equal": "a comparison",
+    "Bincount": "CategoryEncoding",
+    "DenseBincount": "CategoryEncoding",
+    "OneHot": "a one-hot encoding (CategoryEncoding)",
+    "Tile": "a tile that is not a repeat kfreeze can rewrite",
+}
+
+
+def opencv_refuse(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
+    """The graph unchanged, or KfreezeError naming the first op OpenCV's importer lacks (and how
+    many nodes have it), the layer it comes from, and the alternatives."""
+    found: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op in LACKING:
+            found.setdefault(node.op, []).append(node.name)
+    if not found:
+        return graph
+    op = min(found, key=lambda o: (o not in LOOPS, o))  # a loop first: that is the one that matters
+    nodes = found[op]
+    others = sorted(set(found) - {op})
+    more = f"; also {', '.join(others)}" if others else ""
+    raise KfreezeError(
+        "opencv: true",
+        f"OpenCV's TensorFlow importer has no {op} op ({len(nodes)} node(s), e.g. {nodes[0]}: "
+        f"{LACKING[op]}){more}",
+        "for OpenCV use the onnx target (targets: [tf, onnx]; cv2.dnn.readNetFromONNX), "
+        "or set opencv: false to keep the TF graph")
