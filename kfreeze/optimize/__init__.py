@@ -88,8 +88,12 @@ PASSES: list[Pass] = [
     Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
     # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
     Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
+    # Permute((2, 1, 3)) as two transposes OpenCV's layout tracking accepts.
+    Pass("opencv_transpose", p.opencv_transpose, enabled=lambda ctx: ctx.opencv),
     # After the rewrites that add ExpandDims: a layer between an input and what asks OpenCV for its shape.
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
+    Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
     # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.
     Pass("opencv_refuse", p.opencv_refuse, enabled=lambda ctx: ctx.opencv),
     # -- end of the OpenCV block --
