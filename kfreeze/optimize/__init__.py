@@ -78,6 +78,9 @@ PASSES: list[Pass] = [
     # Spelling changes for OpenCV, on the final op set.
     Pass("opencv_compat", p.opencv_compat, enabled=lambda ctx: ctx.opencv),
     # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
+    # Adaptive pooling whose sizes divide (a GatherV2 subgraph) as one MaxPool/AvgPool (first: it
+    # reads a 1-D layer's 3-D input as Keras wrote it).
+    Pass("opencv_adaptive_pool", p.opencv_adaptive_pool, enabled=lambda ctx: ctx.opencv),
     # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
     Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
