@@ -12,8 +12,12 @@ fails (or takes the machine) where it is deployed.
 
 from __future__ import annotations
 
+import numpy as np
+
 from kfreeze.errors import KfreezeError
+from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
+from kfreeze.optimize.graph import const_values, shape_of, static_shapes
 from tensorflow.core.framework import graph_pb2
 
 # op -> what in a Keras model makes it. Each one measured with opencv-python-headless 4.14.
@@ -42,25 +46,60 @@ LACKING = {
     "DenseBincount": "CategoryEncoding",
     "OneHot": "a one-hot encoding (CategoryEncoding)",
     "Tile": "a tile that is not a repeat kfreeze can rewrite",
+    "Rsqrt": "a reciprocal square root on a tensor (LayerNormalization, RMSNormalization, UnitNormalization)",
 }
+REDUCTIONS = ("Mean", "Sum", "Max", "Min", "Prod")
+# 4-D perms parseTranspose follows (from NHWC: [0,3,1,2], [0,1,2,3], [0,3,2,1]; from NCHW: [0,2,3,1]).
+TRANSPOSES = ([0, 3, 1, 2], [0, 1, 2, 3], [0, 3, 2, 1], [0, 2, 3, 1])
 
 
 def opencv_refuse(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     """The graph unchanged, or KfreezeError naming the first op OpenCV's importer lacks (and how
-    many nodes have it), the layer it comes from, and the alternatives."""
+    many nodes have it) and the layer it comes from, or the first op in a form its parser rejects;
+    and the alternatives."""
     found: dict[str, list[str]] = {}
     for node in graph.node:
         if node.op in LACKING:
             found.setdefault(node.op, []).append(node.name)
-    if not found:
-        return graph
-    op = min(found, key=lambda o: (o not in LOOPS, o))  # a loop first: that is the one that matters
-    nodes = found[op]
-    others = sorted(set(found) - {op})
-    more = f"; also {', '.join(others)}" if others else ""
+    if found:
+        op = min(found, key=lambda o: (o not in LOOPS, o))  # a loop first: that is the one that matters
+        nodes = found[op]
+        others = sorted(set(found) - {op})
+        more = f"; also {', '.join(others)}" if others else ""
+        _refuse(f"OpenCV's TensorFlow importer has no {op} op ({len(nodes)} node(s), e.g. {nodes[0]}: "
+                f"{LACKING[op]}){more}")
+    problem = _unreadable_forms(graph)
+    if problem:
+        _refuse(problem)
+    return graph
+
+
+def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
+    """Ops OpenCV has, in a form its parser rejects: a reduction on a tensor that is not 4-D,
+    a 4-D transpose it cannot track, a Pack on an axis other than 0."""
+    consts = const_values(graph)
+    shapes = None
+    for node in graph.node:
+        if node.op in REDUCTIONS or (node.op == "Transpose" and len(node.input) > 1):
+            if shapes is None:
+                shapes = static_shapes(graph)
+            rank = len(shape_of(shapes, node.input[0]) or [None] * 4)
+            if node.op in REDUCTIONS and rank != 4:
+                return (f"OpenCV's TensorFlow importer reads {node.op} only on a 4-D tensor, and {node.name} reduces "
+                        f"a {rank}-D one (LayerNormalization, RMSNormalization, UnitNormalization, GroupNormalization, "
+                        f"CategoryEncoding, 3-D global pooling make these)")
+            perm_name = split_tensor(node.input[1])[0]
+            if node.op == "Transpose" and rank == 4 and perm_name in consts and \
+                    np.asarray(consts[perm_name]).reshape(-1).tolist() not in TRANSPOSES:
+                return (f"OpenCV's TensorFlow importer follows only NHWC <-> NCHW transposes, and {node.name} is "
+                        f"perm {np.asarray(consts[perm_name]).reshape(-1).tolist()} (Permute)")
+        if node.op == "Pack" and node.attr["axis"].i != 0:
+            return f"OpenCV's TensorFlow importer reads Pack only on axis 0, and {node.name} stacks on axis {node.attr['axis'].i}"
+    return None
+
+
+def _refuse(problem: str):
     raise KfreezeError(
-        "opencv: true",
-        f"OpenCV's TensorFlow importer has no {op} op ({len(nodes)} node(s), e.g. {nodes[0]}: "
-        f"{LACKING[op]}){more}",
+        "opencv: true", problem,
         "for OpenCV use the onnx target (targets: [tf, onnx]; cv2.dnn.readNetFromONNX), "
         "or set opencv: false to keep the TF graph")

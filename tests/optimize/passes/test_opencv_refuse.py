@@ -52,3 +52,28 @@ def test_refuse_passes_a_graph_opencv_imports(rng):
     graph = g.as_graph_def()
     assert passes.opencv_refuse(graph, ctx(opencv=True)) is graph
     assert "Relu" not in LACKING and "Conv2D" not in LACKING
+
+
+def _layer_norm_like():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 6], name="x")
+        tf.identity(x - tf.reduce_mean(x, axis=-1, keepdims=True), name="out")
+    return g.as_graph_def()
+
+
+def test_refuse_a_reduction_opencv_cannot_parse():
+    graph = _layer_norm_like()
+    assert opencv_fails(graph, {"x": np.ones((1, 4, 6), np.float32)})
+    with pytest.raises(KfreezeError, match="only on a 4-D tensor"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_transpose_opencv_cannot_follow():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 6, 3], name="x")
+        y = tf.nn.conv2d(x, tf.constant(np.ones((1, 1, 3, 3), np.float32)), 1, "VALID")  # NHWC for OpenCV
+        tf.transpose(y, [0, 1, 3, 2], name="out")
+    graph = g.as_graph_def()
+    assert "permutations" in opencv_fails(graph, {"x": np.ones((1, 4, 6, 3), np.float32)})
+    with pytest.raises(KfreezeError, match="NHWC <-> NCHW"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
