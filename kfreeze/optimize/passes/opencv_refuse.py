@@ -93,9 +93,36 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
                     np.asarray(consts[perm_name]).reshape(-1).tolist() not in TRANSPOSES:
                 return (f"OpenCV's TensorFlow importer follows only NHWC <-> NCHW transposes, and {node.name} is "
                         f"perm {np.asarray(consts[perm_name]).reshape(-1).tolist()} (Permute)")
+        if node.op == "StridedSlice":
+            masks = {m: node.attr[m].i for m in ("shrink_axis_mask", "new_axis_mask", "ellipsis_mask") if node.attr[m].i}
+            begin = split_tensor(node.input[1])[0]
+            if shapes is None:
+                shapes = static_shapes(graph)
+            rank = len(shape_of(shapes, node.input[0]) or [])
+            spec = np.asarray(consts[begin]).size if begin in consts else rank
+            if masks or (rank and spec != rank):
+                return (f"OpenCV's TensorFlow importer reads StridedSlice as a plain slice over every axis, and "
+                        f"{node.name} " + (f"has {', '.join(masks)}" if masks else f"gives {spec} of {rank} axes")
+                        + " (TimeDistributed, x[:, i] indexing)")
+        if node.op == "ConcatV2" and _concat_of_inputs(graph, node):
+            return (f"OpenCV's TensorFlow importer cannot tell the layout of 4-D inputs concatenated before any "
+                    f"layer that has one ({node.name} concatenates model inputs directly; it joins them on the wrong axis)")
         if node.op == "Pack" and node.attr["axis"].i != 0:
             return f"OpenCV's TensorFlow importer reads Pack only on axis 0, and {node.name} stacks on axis {node.attr['axis'].i}"
     return None
+
+
+def _concat_of_inputs(graph: graph_pb2.GraphDef, node) -> bool:
+    """A ConcatV2 of 4-D model inputs (directly, or through opencv_input_feed's Mul)."""
+    by_name = {n.name: n for n in graph.node}
+    data = [i for i in node.input[:-1] if not i.startswith("^")]
+    for inp in data:
+        src = by_name.get(split_tensor(inp)[0])
+        if src is not None and src.op == "Mul" and src.name.endswith("/opencv_feed"):
+            src = by_name.get(split_tensor(src.input[0])[0])
+        if src is None or src.op != "Placeholder" or len(src.attr["shape"].shape.dim) != 4:
+            return False
+    return bool(data)
 
 
 def _refuse(problem: str):

@@ -77,3 +77,25 @@ def test_refuse_a_transpose_opencv_cannot_follow():
     assert "permutations" in opencv_fails(graph, {"x": np.ones((1, 4, 6, 3), np.float32)})
     with pytest.raises(KfreezeError, match="NHWC <-> NCHW"):
         passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_strided_slice_opencv_reads_wrong():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 5, 3], name="x")
+        y = tf.nn.conv2d(x, tf.constant(np.ones((1, 1, 3, 3), np.float32)), 1, "VALID")
+        tf.identity(y[:, 1], name="out")  # shrink_axis_mask: OpenCV keeps the axis (and slices the wrong one)
+    graph = g.as_graph_def()
+    with pytest.raises(KfreezeError, match="shrink_axis_mask"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_concat_of_model_inputs():
+    with tf.Graph().as_default() as g:
+        a = tf.compat.v1.placeholder(tf.float32, [1, 6, 6, 3], name="a")
+        b = tf.compat.v1.placeholder(tf.float32, [1, 6, 6, 2], name="b")
+        tf.concat([a, b], -1, name="out")
+    graph = g.as_graph_def()
+    feeds = {"a": np.ones((1, 6, 6, 3), np.float32), "b": np.ones((1, 6, 6, 2), np.float32)}
+    assert "Inconsistent shape" in opencv_fails(graph, feeds)
+    with pytest.raises(KfreezeError, match="concatenates model inputs"):
+        passes.opencv_refuse(graph, ctx(inputs=("a", "b"), opencv=True))
