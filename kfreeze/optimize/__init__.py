@@ -83,6 +83,8 @@ PASSES: list[Pass] = [
     Pass("opencv_adaptive_pool", p.opencv_adaptive_pool, enabled=lambda ctx: ctx.opencv),
     # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
     Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
+    Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.

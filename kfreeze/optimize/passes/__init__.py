@@ -20,6 +20,7 @@ from kfreeze.optimize.passes.name_outputs import name_outputs
 from kfreeze.optimize.passes.opencv_adaptive_pool import opencv_adaptive_pool
 from kfreeze.optimize.passes.opencv_bias_before_squeeze import opencv_bias_before_squeeze
 from kfreeze.optimize.passes.opencv_compat import opencv_compat
+from kfreeze.optimize.passes.opencv_dense3d import opencv_dense3d
 from kfreeze.optimize.passes.opencv_explicit_constants import opencv_explicit_constants
 from kfreeze.optimize.passes.opencv_global_pool1d import opencv_global_pool1d
 from kfreeze.optimize.passes.opencv_input_feed import opencv_input_feed
@@ -39,6 +40,6 @@ from kfreeze.optimize.passes.transform_graph import transform_graph
 
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
-           "frame_constants", "grappler", "keepdims_mean", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_input_feed", "opencv_min_max", "opencv_refuse", "opencv_squeeze_expand", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
+           "frame_constants", "grappler", "keepdims_mean", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_dense3d", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_input_feed", "opencv_min_max", "opencv_refuse", "opencv_squeeze_expand", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
            "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "strip_unused",
            "transform_graph"]
