@@ -83,6 +83,9 @@ PASSES: list[Pass] = [
     Pass("opencv_adaptive_pool", p.opencv_adaptive_pool, enabled=lambda ctx: ctx.opencv),
     # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
     Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Layer/RMS/unit normalization over the last axis as 2-D MatMul arithmetic (before opencv_min_max,
+    # which would rewrite the Minimum of UnitNormalization's floor).
+    Pass("opencv_norm", p.opencv_norm, enabled=lambda ctx: ctx.opencv),
     # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
