@@ -73,7 +73,12 @@ def _runner(graph, nodes, consts, x_tensor, end):
     return lambda x: sess.run(end + ":0", {"opencv_probe:0": x}), sess
 
 
-def _stats(x, kind, eps):
+def _stats(x, kind, eps, groups=1):
+    if kind == "group":
+        n, h, w, c = x.shape
+        g = x.reshape(n, h, w, groups, c // groups)
+        d = g - g.mean((1, 2, 4), keepdims=True)
+        return (d / np.sqrt((d * d).mean((1, 2, 4), keepdims=True) + eps)).reshape(x.shape)
     if kind == "layer":
         d = x - x.mean(-1, keepdims=True)
         return d / np.sqrt((d * d).mean(-1, keepdims=True) + eps)
@@ -82,7 +87,7 @@ def _stats(x, kind, eps):
     return x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), eps)
 
 
-def _fit(run, shape, eps_candidates):
+def _fit(run, shape, eps_candidates, kinds=("layer", "rms", "unit"), groups=1):
     """(kind, eps, gamma, beta) with run(x) == _stats(x, kind, eps) * gamma + beta on probes, or None."""
     rng = np.random.default_rng(0)
     probes = [rng.normal(0, 1.5, shape).astype(np.float32) for _ in range(4)]
@@ -90,9 +95,9 @@ def _fit(run, shape, eps_candidates):
     if outs[0].shape != tuple(shape):
         return None
     c = shape[-1]
-    for kind in ("layer", "rms", "unit"):
+    for kind in kinds:
         for eps in eps_candidates:
-            zs = [_stats(p.astype(np.float64), kind, eps).reshape(-1, c) for p in probes]
+            zs = [_stats(p.astype(np.float64), kind, eps, groups).reshape(-1, c) for p in probes]
             ys = [o.reshape(-1, c) for o in outs]
             z, y = np.concatenate(zs[:3]), np.concatenate(ys[:3])
             gamma, beta = np.empty(c), np.empty(c)
@@ -120,10 +125,16 @@ def opencv_norm(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     found = []
     taken: set[str] = set()
     for node in reversed(graph.node):  # the later node first: a subgraph's end before its inside
-        if node.op not in NORM_OPS or node.name in taken or node.attr["T"].type != tf.float32.as_datatype_enum:
+        if (node.op not in NORM_OPS and node.op != "Reshape") or node.name in taken or node.attr["T"].type != tf.float32.as_datatype_enum:
             continue
         if node.name not in keep and all(u.op in NORM_OPS for u, _ in users.get(node.name, [])):
             continue  # not where the normalization ends
+        if node.op == "Reshape":
+            group = _group_norm(graph, by_name, consts, node)
+            if group is not None:
+                found.append(group)
+                taken.update(group[4])
+            continue
         region = _region(by_name, node)
         if region is None or len(region[2]) != 1:
             continue
@@ -146,16 +157,90 @@ def opencv_norm(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         finally:
             sess.close()
         if fit is not None:
-            found.append((node.name, x_tensor, xs, fit))
+            found.append((node.name, x_tensor, xs, fit, {n.name for n in region[0]}))
             taken.update(n.name for n in region[0])
     if not found:
         return graph
     out = copy(graph)
     names = {n.name for n in out.node}
     by_name = {n.name: n for n in out.node}
-    for name, x_tensor, xs, (kind, eps, gamma, beta) in found:
-        _rewrite(out, by_name[name], names, x_tensor, xs, kind, eps, gamma, beta)
+    for name, x_tensor, xs, (kind, eps, gamma, beta, *groups), _ in found:
+        if kind == "group":
+            _rewrite_group(out, by_name[name], names, x_tensor, xs, eps, gamma, beta, groups[0])
+        else:
+            _rewrite(out, by_name[name], names, x_tensor, xs, kind, eps, gamma, beta)
     return prune(out, ctx)
+
+
+def _group_norm(graph, by_name, consts, end):
+    """GroupNormalization as Keras writes it: ``Reshape(x[N,H,W,C] -> [N,H,W,G,C/G])``, normalization
+    ops over axes (1, 2, 4), ``Reshape`` back: (end, x, shape, fit, nodes) when probes confirm it."""
+    inner = by_name.get(split_tensor(end.input[0])[0])
+    if inner is None or inner.op not in NORM_OPS or inner.attr["T"].type != tf.float32.as_datatype_enum:
+        return None
+    region = _region(by_name, inner)
+    if region is None or len(region[2]) != 1:
+        return None
+    (edge,) = region[2]
+    split = by_name.get(split_tensor(edge)[0])
+    if split is None or split.op != "Reshape" or "Rsqrt" not in {n.op for n in region[0]}:
+        return None
+    shapes = static_shapes(graph)
+    xs, ys, gs = shape_of(shapes, split.input[0]), shape_of(shapes, end.name), shape_of(shapes, split.name)
+    if not xs or xs != ys or None in xs or len(xs) != 4 or not gs or len(gs) != 5 or gs[-2] * gs[-1] != xs[-1]:
+        return None
+    nodes = [split, *region[0], end]
+    shape_consts = {split_tensor(n.input[1])[0] for n in (split, end)}
+    if not all(c in consts for c in shape_consts):
+        return None
+    x_tensor = split.input[0] if ":" in split.input[0] else split.input[0] + ":0"
+    eps = sorted({float(np.asarray(consts[c]).reshape(-1)[0]) for c in region[1]
+                  if np.asarray(consts[c]).size == 1 and 0 < float(np.asarray(consts[c]).reshape(-1)[0]) < 0.1})
+    run, sess = _runner(graph, nodes, region[1] | shape_consts, x_tensor, end.name)
+    try:
+        fit = _fit(run, xs, eps or [0.0], kinds=("group",), groups=int(gs[-2]))
+    finally:
+        sess.close()
+    if fit is None:
+        return None
+    return end.name, x_tensor, xs, (*fit, int(gs[-2])), {n.name for n in nodes}
+
+
+def _rewrite_group(out, end, names, x_tensor, xs, eps, gamma, beta, groups):
+    """``d = x - conv1x1(GAP(x), G)``, ``v = conv1x1(GAP(d*d), G) + eps``, ``d / Sqrt(v) * gamma + beta``:
+    G averages each group's channels, the 4-D broadcasts OpenCV's Eltwise layers take."""
+    c = xs[-1]
+    per = c // groups
+    gmat = np.kron(np.eye(groups), np.full((per, per), 1.0 / per)).astype(np.float32).reshape(1, 1, c, c)
+    n = end.name
+    src = x_tensor[:-2] if x_tensor.endswith(":0") else x_tensor
+    kernel = _const(out, names, f"{n}/opencv_group_w", gmat)
+    axes = _const(out, names, f"{n}/opencv_spatial", np.asarray([1, 2], np.int32))
+
+    def group_mean(t, base):
+        mean = _node(out, names, f"{n}/{base}_gap", "Mean", [t, axes], keep_dims=True, Tidx=tf.int32.as_datatype_enum)
+        conv = out.node.add(name=unique_name(names, f"{n}/{base}"), op="Conv2D", input=[mean, kernel])
+        conv.attr["T"].type = tf.float32.as_datatype_enum
+        conv.attr["strides"].list.i[:] = [1, 1, 1, 1]
+        conv.attr["padding"].s = b"VALID"
+        conv.attr["data_format"].s = b"NHWC"
+        conv.attr["dilations"].list.i[:] = [1, 1, 1, 1]
+        return conv.name
+
+    d = _node(out, names, f"{n}/opencv_centered", "Sub", [src, group_mean(src, "opencv_group_mean")])
+    sq = _node(out, names, f"{n}/opencv_square", "Mul", [d, d])
+    v = out.node.add(name=unique_name(names, f"{n}/opencv_var_eps"), op="BiasAdd",
+                     input=[group_mean(sq, "opencv_group_var"), _const(out, names, f"{n}/opencv_eps",
+                                                                       np.full(c, eps, np.float32))])
+    v.attr["T"].type = tf.float32.as_datatype_enum
+    v.attr["data_format"].s = b"NHWC"
+    s = _node(out, names, f"{n}/opencv_std", "Sqrt", [v.name])
+    y = _node(out, names, f"{n}/opencv_normed", "RealDiv", [d, s])
+    y = _node(out, names, f"{n}/opencv_gamma_mul", "Mul", [y, _const(out, names, f"{n}/opencv_gamma", gamma)])
+    end.op = "Add"
+    end.ClearField("attr")
+    end.attr["T"].type = tf.float32.as_datatype_enum
+    end.input[:] = [y, _const(out, names, f"{n}/opencv_beta", beta)]
 
 
 def _node(out, names, base, op, inputs, **attrs):

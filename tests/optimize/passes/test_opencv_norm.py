@@ -65,3 +65,31 @@ def test_norm_leaves_what_is_no_normalization(rng):
     graph = g.as_graph_def()
     assert passes.opencv_norm(graph, ctx(opencv=True)) is graph
     assert by_name(graph)["out"].op == "Identity"
+
+
+def _group_graph(rng):
+    """Keras' GroupNormalization (2 groups of 2 channels): Reshape to 5-D, moments over (1, 2, 4), Reshape back."""
+    gamma = rng.uniform(0.5, 1.5, (1, 1, 1, 2, 2)).astype(np.float32)
+    beta = rng.normal(0, 0.3, (1, 1, 1, 2, 2)).astype(np.float32)
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 5, 5, 4], name="x")
+        y = tf.nn.conv2d(x, tf.constant(rng.normal(size=(3, 3, 4, 4)).astype(np.float32)), 1, "SAME")
+        z = tf.reshape(y, [-1, 5, 5, 2, 2])
+        mean = tf.reduce_mean(z, [1, 2, 4], keepdims=True)
+        var = tf.reduce_mean(tf.math.squared_difference(z, mean), [1, 2, 4], keepdims=True)
+        z = (z - mean) * tf.math.rsqrt(var + 1e-3) * gamma + beta
+        tf.reshape(z, [1, 5, 5, 4], name="out")
+    return g.as_graph_def()
+
+
+def test_norm_group_normalization_is_4d_arithmetic(rng):
+    graph = _group_graph(rng)
+    out = passes.opencv_norm(graph, ctx(opencv=True))
+    assert not {"Rsqrt", "Reshape"} & set(ops(out)) and by_name(out)["out"].op == "Add"
+    x = rng.normal(size=(1, 5, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"x:0": x}), run(graph, {"x:0": x}), rtol=1e-5, atol=1e-5)
+    assert opencv_fails(graph, {"x": x})
+    assert_opencv_matches(out, {"x": x}, run(graph, {"x:0": x}))
+    by_name(out)[by_name(out)["out"].input[1]].attr["value"].tensor.tensor_content = np.zeros(4, np.float32).tobytes()
+    with pytest.raises(AssertionError, match="differs"):  # a broken rewrite: beta lost
+        assert_opencv_matches(out, {"x": x}, run(graph, {"x:0": x}))
