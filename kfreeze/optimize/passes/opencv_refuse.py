@@ -46,7 +46,7 @@ LACKING = {
     "DenseBincount": "CategoryEncoding",
     "OneHot": "a one-hot encoding (CategoryEncoding)",
     "Tile": "a tile that is not a repeat kfreeze can rewrite",
-    "Rsqrt": "a reciprocal square root on a tensor (LayerNormalization, RMSNormalization, UnitNormalization)",
+    "Rsqrt": "a reciprocal square root on a tensor: a normalization opencv_norm does not recognise",
 }
 REDUCTIONS = ("Mean", "Sum", "Max", "Min", "Prod")
 # 4-D perms parseTranspose follows (from NHWC: [0,3,1,2], [0,1,2,3], [0,3,2,1]; from NCHW: [0,2,3,1]).
@@ -86,8 +86,7 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
             rank = len(shape_of(shapes, node.input[0]) or [None] * 4)
             if node.op in REDUCTIONS and rank != 4:
                 return (f"OpenCV's TensorFlow importer reads {node.op} only on a 4-D tensor, and {node.name} reduces "
-                        f"a {rank}-D one (LayerNormalization, RMSNormalization, UnitNormalization, GroupNormalization, "
-                        f"CategoryEncoding, 3-D global pooling make these)")
+                        f"a {rank}-D one (3-D global pooling, CategoryEncoding, a normalization opencv_norm does not recognise)")
             perm_name = split_tensor(node.input[1])[0]
             if node.op == "Transpose" and rank == 4 and perm_name in consts and \
                     np.asarray(consts[perm_name]).reshape(-1).tolist() not in TRANSPOSES:
