@@ -26,10 +26,10 @@ LOOPS = ("While", "StatelessWhile", "Enter", "Exit", "NextIteration", "LoopCond"
          "TensorArrayV3", "TensorArrayReadV3", "TensorArrayWriteV3", "TensorArrayGatherV3", "TensorArrayScatterV3")
 LACKING = {
     **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM)" for op in LOOPS},
-    "BatchMatMulV2": "a batched matmul (attention layers, EinsumDense, Dot)",
-    "BatchMatMulV3": "a batched matmul (attention layers, EinsumDense, Dot)",
-    "BatchMatMul": "a batched matmul (attention layers, EinsumDense, Dot)",
-    "Einsum": "an einsum",
+    "BatchMatMulV2": "a batched matmul of two tensors (attention layers, Dot)",
+    "BatchMatMulV3": "a batched matmul of two tensors (attention layers, Dot)",
+    "BatchMatMul": "a batched matmul of two tensors (attention layers, Dot)",
+    "Einsum": "an einsum of two tensors (MultiHeadAttention's attention scores)",
     "GatherV2": "a gather (Embedding, adaptive pooling)",
     "Gather": "a gather (Embedding)",
     "GatherNd": "a gather",
