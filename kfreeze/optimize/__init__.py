@@ -81,6 +81,34 @@ PASSES: list[Pass] = [
     Pass("frame_constants_late", p.frame_constants),
     # Spelling changes for OpenCV, on the final op set.
     Pass("opencv_compat", p.opencv_compat, enabled=lambda ctx: ctx.opencv),
+    # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
+    # Adaptive pooling whose sizes divide (a GatherV2 subgraph) as one MaxPool/AvgPool (first: it
+    # reads a 1-D layer's 3-D input as Keras wrote it).
+    Pass("opencv_adaptive_pool", p.opencv_adaptive_pool, enabled=lambda ctx: ctx.opencv),
+    # Conv1D's bias back on the 4-D conv, where OpenCV folds it.
+    Pass("opencv_bias_before_squeeze", p.opencv_bias_before_squeeze, enabled=lambda ctx: ctx.opencv),
+    # Layer/RMS/unit normalization over the last axis as 2-D MatMul arithmetic (before opencv_min_max,
+    # which would rewrite the Minimum of UnitNormalization's floor).
+    Pass("opencv_norm", p.opencv_norm, enabled=lambda ctx: ctx.opencv),
+    # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
+    Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
+    # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
+    Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
+    # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
+    Pass("opencv_global_pool1d", p.opencv_global_pool1d, enabled=lambda ctx: ctx.opencv),
+    # Squeeze -> ExpandDims round trips between Keras' 1-D layers: stay 4-D.
+    Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
+    # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
+    Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
+    # Permute((2, 1, 3)) as two transposes OpenCV's layout tracking accepts.
+    Pass("opencv_transpose", p.opencv_transpose, enabled=lambda ctx: ctx.opencv),
+    # After the rewrites that add ExpandDims: a layer between an input and what asks OpenCV for its shape.
+    Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
+    Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
+    # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.
+    Pass("opencv_refuse", p.opencv_refuse, enabled=lambda ctx: ctx.opencv),
+    # -- end of the OpenCV block --
     # Last of the rewrites: no pass after it folds constants, so the Casts stay.
     Pass("float16_weights", p.float16_weights, enabled=lambda ctx: ctx.precision == "float16"),
     # Canonical order for byte-identical files.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kfreeze.errors import KfreezeError
 from kfreeze.optimize import PASSES, Context, InputSpec
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
@@ -54,8 +55,18 @@ def inputs(gru_frozen):
     for name, (graph, ctx) in made.items():
         for step in PASSES:
             staged[(name, step.name)] = (graph.SerializeToString(deterministic=True), ctx)
-            graph = step.fn(graph, ctx)
+            graph = _step(step, graph, ctx)
     return staged
+
+
+def _step(step, graph, ctx):
+    """``step.fn(graph, ctx)``; opencv_refuse stops at the GRU's while loop (test_opencv_refuse): the
+    graph goes on unchanged, as a pass that returns its input would."""
+    try:
+        return step.fn(graph, ctx)
+    except KfreezeError:
+        assert step.name == "opencv_refuse"
+        return graph
 
 
 @pytest.mark.parametrize("graph_name", [*GRAPHS, "gru"])
@@ -64,5 +75,5 @@ def test_no_pass_mutates_its_input(inputs, graph_name, step):
     before, ctx = inputs[(graph_name, step.name)]
     graph = graph_pb2.GraphDef()
     graph.ParseFromString(before)
-    step.fn(graph, ctx)
+    _step(step, graph, ctx)
     assert graph.SerializeToString(deterministic=True) == before

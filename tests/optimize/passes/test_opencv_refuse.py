@@ -1,0 +1,101 @@
+"""Tests for the ``opencv_refuse`` pass (kfreeze/optimize/passes/opencv_refuse.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kfreeze.errors import KfreezeError
+from kfreeze.optimize import optimize, passes, passes_for
+from kfreeze.optimize.passes.opencv_refuse import LACKING
+from kfreeze.tfenv import tf
+from tests.optimize.helpers import ctx
+from tests.optimize.opencv_check import opencv_fails
+
+
+def test_refuse_a_recurrent_loop_with_one_line(gru_frozen):
+    graph = gru_frozen[0]
+    assert "opencv_refuse" not in dict(passes_for(ctx()))
+    with pytest.raises(KfreezeError) as e:
+        passes.opencv_refuse(graph, ctx(inputs=("seq",), outputs=("gru",), opencv=True))
+    line = str(e.value)
+    assert "\n" not in line and "recurrent" in line and "onnx" in line and "opencv: false" in line
+    assert any(op in line for op in ("While", "Enter", "Exit", "LoopCond", "NextIteration", "Switch", "Merge"))
+
+
+def test_refuse_runs_after_the_rewrites_in_optimize(gru_frozen):
+    with pytest.raises(KfreezeError, match="OpenCV's TensorFlow importer has no"):
+        optimize(gru_frozen[0], ctx(inputs=("seq",), outputs=("gru",), opencv=True))
+    optimize(gru_frozen[0], ctx(inputs=("seq",), outputs=("gru",)))  # the TF graph is fine without opencv
+
+
+def _embedding():
+    with tf.Graph().as_default() as g:
+        ids = tf.compat.v1.placeholder(tf.int32, [1, 5], name="x")
+        table = tf.constant(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
+        tf.identity(tf.gather(table, ids), name="out")
+    return g.as_graph_def()
+
+
+def test_refused_ops_really_fail_in_opencv():
+    """The list is measured: a graph with GatherV2 (Embedding) fails in OpenCV, and is refused."""
+    graph = _embedding()
+    assert opencv_fails(graph, {"x": np.arange(5, dtype=np.int32)[None]})
+    with pytest.raises(KfreezeError, match="GatherV2"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_passes_a_graph_opencv_imports(rng):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 3], name="x")
+        tf.nn.relu(x * 2.0, name="out")
+    graph = g.as_graph_def()
+    assert passes.opencv_refuse(graph, ctx(opencv=True)) is graph
+    assert "Relu" not in LACKING and "Conv2D" not in LACKING
+
+
+def _layer_norm_like():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 6], name="x")
+        tf.identity(x - tf.reduce_mean(x, axis=-1, keepdims=True), name="out")
+    return g.as_graph_def()
+
+
+def test_refuse_a_reduction_opencv_cannot_parse():
+    graph = _layer_norm_like()
+    assert opencv_fails(graph, {"x": np.ones((1, 4, 6), np.float32)})
+    with pytest.raises(KfreezeError, match="only on a 4-D tensor"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_transpose_opencv_cannot_follow():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 6, 3], name="x")
+        y = tf.nn.conv2d(x, tf.constant(np.ones((1, 1, 3, 3), np.float32)), 1, "VALID")  # NHWC for OpenCV
+        tf.transpose(y, [0, 1, 3, 2], name="out")
+    graph = g.as_graph_def()
+    assert "permutations" in opencv_fails(graph, {"x": np.ones((1, 4, 6, 3), np.float32)})
+    with pytest.raises(KfreezeError, match="NHWC <-> NCHW"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_strided_slice_opencv_reads_wrong():
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 5, 3], name="x")
+        y = tf.nn.conv2d(x, tf.constant(np.ones((1, 1, 3, 3), np.float32)), 1, "VALID")
+        tf.identity(y[:, 1], name="out")  # shrink_axis_mask: OpenCV keeps the axis (and slices the wrong one)
+    graph = g.as_graph_def()
+    with pytest.raises(KfreezeError, match="shrink_axis_mask"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+
+
+def test_refuse_a_concat_of_model_inputs():
+    with tf.Graph().as_default() as g:
+        a = tf.compat.v1.placeholder(tf.float32, [1, 6, 6, 3], name="a")
+        b = tf.compat.v1.placeholder(tf.float32, [1, 6, 6, 2], name="b")
+        tf.concat([a, b], -1, name="out")
+    graph = g.as_graph_def()
+    feeds = {"a": np.ones((1, 6, 6, 3), np.float32), "b": np.ones((1, 6, 6, 2), np.float32)}
+    assert "Inconsistent shape" in opencv_fails(graph, feeds)
+    with pytest.raises(KfreezeError, match="concatenates model inputs"):
+        passes.opencv_refuse(graph, ctx(inputs=("a", "b"), opencv=True))
