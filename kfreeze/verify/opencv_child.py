@@ -38,11 +38,13 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
     for start in range(0, n, step):
         for name in names_in:
             x = feeds[name][start:start + step]
-            # OpenCV's importer turns NHWC graphs into NCHW layers: feed it NCHW.
-            blob = x.transpose(0, 3, 1, 2) if x.ndim == 4 and nchw else x
+            # OpenCV's importer turns NHWC graphs into NCHW layers (NDHWC into NCDHW): feed it that.
+            blob = x.transpose(0, 3, 1, 2) if x.ndim == 4 and nchw else \
+                x.transpose(0, 4, 1, 2, 3) if x.ndim == 5 and nchw else x
             net.setInput(np.ascontiguousarray(blob), name if len(names_in) > 1 else "")
         results = net.forward(names_out)
-        parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 and nchw else y for y in results])
+        parts.append([y.transpose(0, 2, 3, 1) if y.ndim == 4 and nchw else
+                      y.transpose(0, 2, 3, 4, 1) if y.ndim == 5 and nchw else y for y in results])
     arrays = {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(wanted)}
     np.savez(outputs_path, **arrays, **{":layers": np.array(names_out)})  # run.LAYERS_KEY
     return 0
