@@ -40,6 +40,8 @@ PASSES: list[Pass] = [
     Pass("placeholder_defaults", p.placeholder_defaults),
     # Only what the outputs need: later passes (and Grappler) never touch the training part.
     Pass("strip_unused", p.strip_unused),
+    # Shapes the cut made static become constants (Grappler does not assume a feed's shape).
+    Pass("static_shapes", p.static_shapes),
     # A constant shape before Grappler, which cannot fold Keras 3 Flatten's Shape/Pack.
     Pass("static_reshape", p.static_reshape),
     # New constants read in a while loop join its frame before Grappler imports the graph.

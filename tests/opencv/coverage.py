@@ -119,7 +119,10 @@ def measure(cls: str, family: str, build, tmp: Path) -> Row:
         return row
     name = "m"
     project = tmp / cls
-    harness.write_project(project, name, model, opencv=True)
+    # As an OpenCV user runs it: opencv on and every input's shape fixed at batch 1 (the export
+    # leaves the batch free, as Keras' own does, unless input_shape fixes it).
+    shapes = [[1, *(int(d) for d in t.shape[1:])] for t in model.inputs]
+    harness.write_project(project, name, model, opencv=True, input_shape=shapes[0] if len(shapes) == 1 else shapes)
     stage = "convert"
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

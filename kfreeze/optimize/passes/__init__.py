@@ -38,11 +38,12 @@ from kfreeze.optimize.passes.remove_noops import remove_noops
 from kfreeze.optimize.passes.restore_bias_add import restore_bias_add
 from kfreeze.optimize.passes.sort_by_execution_order import sort_by_execution_order
 from kfreeze.optimize.passes.static_reshape import static_reshape
+from kfreeze.optimize.passes.static_shapes import static_shapes
 from kfreeze.optimize.passes.strip_unused import strip_unused
 from kfreeze.optimize.passes.transform_graph import transform_graph
 
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
            "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_dense3d", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_squeeze_expand", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
-           "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "strip_unused",
+           "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused",
            "transform_graph"]

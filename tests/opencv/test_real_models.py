@@ -1,0 +1,96 @@
+"""Real model kinds that OpenCV users bring, with opencv: true: a U-Net, a GAN generator, a Conv1D audio
+classifier load and match in OpenCV (verify judges OpenCV when it is asked for); a text model with an
+Embedding is refused at optimize with the reason. Trained-looking weights: BatchNorm statistics random."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kfreeze.cli import app
+from kfreeze.keras_io import keras
+
+pytestmark = pytest.mark.slow  # one kfreeze run each, 15-40 s
+
+L = keras.layers
+
+
+def _randomize_bn(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n),
+                               rng.uniform(0.5, 2, n)])
+    return model
+
+
+def unet():
+    inp = keras.Input((32, 32, 3), name="image")
+    c1 = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    p1 = L.MaxPooling2D()(c1)
+    c2 = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", activation="relu")(p1))
+    p2 = L.MaxPooling2D()(c2)
+    b = L.Conv2D(32, 3, padding="same", activation="relu")(p2)
+    u2 = L.Conv2DTranspose(16, 2, strides=2, padding="same")(b)
+    c3 = L.Conv2D(16, 3, padding="same", activation="relu")(L.Concatenate()([u2, c2]))
+    u1 = L.UpSampling2D()(c3)
+    c4 = L.Conv2D(8, 3, padding="same", activation="relu")(L.Concatenate()([u1, c1]))
+    return keras.Model(inp, L.Conv2D(2, 1, activation="sigmoid", name="mask")(c4), name="unet")
+
+
+def gan_generator():
+    z = keras.Input((16,), name="z")
+    x = L.LeakyReLU(0.2)(L.BatchNormalization()(L.Dense(4 * 4 * 16)(z)))
+    x = L.Reshape((4, 4, 16))(x)
+    x = L.LeakyReLU(0.2)(L.BatchNormalization()(L.Conv2DTranspose(8, 4, strides=2, padding="same")(x)))
+    x = L.Conv2DTranspose(3, 4, strides=2, padding="same", activation="tanh", name="fake")(x)
+    return keras.Model(z, x, name="generator")
+
+
+def conv1d_audio():
+    inp = keras.Input((400, 1), name="wave")
+    x = L.Conv1D(8, 9, strides=2, activation="relu")(inp)
+    x = L.BatchNormalization()(x)
+    x = L.MaxPooling1D(4)(x)
+    x = L.Conv1D(16, 5, activation="relu")(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, L.Dense(5, name="logits")(x), name="audio")
+
+
+def text_classifier():
+    inp = keras.Input((20,), dtype="int32", name="tokens")
+    x = L.Embedding(500, 16)(inp)
+    x = L.Conv1D(16, 3, activation="relu")(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return keras.Model(inp, L.Dense(3, name="logits")(x), name="text")
+
+
+def _run(tmp_path, model):
+    """As an OpenCV user runs it: opencv on and the input's shape fixed (batch 1)."""
+    _randomize_bn(model)
+    model.save(tmp_path / f"{model.name}.keras")
+    shape = [1, *model.inputs[0].shape[1:]]
+    return CliRunner().invoke(app, ["run", str(tmp_path / f"{model.name}.keras"), "--out", str(tmp_path / "out"),
+                                    "--opencv", "--samples", "4", "--input-shape", json.dumps(shape)])
+
+
+@pytest.mark.parametrize("build", [unet, gan_generator, conv1d_audio], ids=lambda f: f.__name__)
+def test_the_model_loads_and_matches_in_opencv(tmp_path, build):
+    keras.utils.set_random_seed(0)
+    result = _run(tmp_path, build())
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["opencv_mode"] and metrics["opencv_passed"] and metrics["opencv_error"] is None
+    assert metrics["constant_outputs"] == []
+
+
+def test_a_text_model_with_an_embedding_is_refused_with_the_reason(tmp_path):
+    keras.utils.set_random_seed(0)
+    result = _run(tmp_path, text_classifier())
+    line = result.stderr.strip()
+    assert result.exit_code == 1 and len(line.splitlines()) == 1, result.stderr
+    assert "OpenCV" in line and "Gather" in line and "onnx" in line, line
