@@ -216,3 +216,69 @@ def ancestor_ops(graph, outputs) -> list[str]:
         seen.add(name)
         todo += [i.lstrip("^").split(":")[0] for i in nodes[name].input]
     return sorted(nodes[n].op for n in seen)
+
+
+# --- many Keras cases in one model ---------------------------------------------------------------
+
+class KerasBatch:
+    """Keras cases side by side in one functional model: case NAME has the input NAME_in and the
+    output NAME_out (an Identity layer), so one ``kfreeze run model.keras`` judges them all."""
+
+    def __init__(self, seed: int = 0):
+        self.cases: dict = {}
+        self.seed = seed
+        self.run: Optional[Run] = None
+        self.model = None
+
+    def add(self, name: str, shape, fn, dtype="float32", low=0.0, high=1.0) -> None:
+        self.cases[name] = (tuple(shape), fn, dtype, low, high)
+
+    def feeds(self, batch: int = 2) -> dict:
+        rng = np.random.default_rng(self.seed + 1)
+        out = {}
+        for name, (shape, _, dtype, low, high) in self.cases.items():
+            if dtype.startswith("int"):
+                out[name] = rng.integers(int(low), int(high), (batch, *shape)).astype(dtype)
+            else:
+                out[name] = rng.uniform(low, high, (batch, *shape)).astype(dtype)
+        return out
+
+    def go(self, tmp: Path, **kw) -> "KerasBatch":
+        from kfreeze.keras_io import keras
+
+        keras.utils.set_random_seed(self.seed)
+        inputs, outputs = [], []
+        for name, (shape, fn, dtype, _, _) in self.cases.items():
+            inp = keras.Input(shape, name=f"{name}_in", dtype=dtype)
+            inputs.append(inp)
+            outputs.append(keras.layers.Identity(name=f"{name}_out")(fn(inp)))
+        self.model = keras.Model(inputs, outputs, name="peers")
+        _randomize(self.model, self.seed)
+        self.run = run_keras(tmp, self.model, **kw)
+        return self
+
+    def output(self, case: str, batch: int = 2):
+        assert self.run.graph is not None, self.run.output
+        feeds = self.feeds(batch)
+        return self.run.run({f"{case}_in:0": feeds[case]}, f"{case}_out:0")
+
+    def expected(self, case: str, batch: int = 2):
+        feeds = self.feeds(batch)
+        got = self.model([feeds[c] for c in self.cases])
+        return np.asarray(got[list(self.cases).index(case)])
+
+    def ops(self, case: str) -> list[str]:
+        assert self.run.graph is not None, self.run.output
+        return ancestor_ops(self.run.graph, [f"{case}_out"])
+
+
+def _randomize(model, seed: int) -> None:
+    """Non-trivial batch-norm statistics and biases (fresh layers have zeros and ones)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for w in layer.weights:
+            path = w.path
+            if path.endswith(("moving_variance", "gamma")):
+                w.assign(rng.uniform(0.5, 1.5, w.shape).astype(w.dtype))
+            elif path.endswith(("moving_mean", "beta", "bias")):
+                w.assign(rng.normal(0, 0.3, w.shape).astype(w.dtype))
