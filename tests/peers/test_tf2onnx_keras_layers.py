@@ -64,6 +64,16 @@ CORE.add("merge", (4,), lambda x: L.Concatenate()([L.Add()([x, x]), L.Subtract()
 CORE.add("dot", (4,), lambda x: L.Dot(axes=1)([x, L.Dense(4)(x)]))
 CORE.add("dropout_noise", (6,), lambda x: L.GaussianNoise(0.5)(L.SpatialDropout1D(0.3)(L.Dropout(0.5)(
     L.Reshape((2, 3))(x)))))
+CORE.add("avg_pool1d", (8, 3), lambda x: L.AveragePooling1D(2, padding="same")(x))
+CORE.add("global_avg_pool3d", (3, 3, 3, 2), lambda x: L.GlobalAveragePooling3D()(x))
+CORE.add("conv3d_transpose", (3, 3, 3, 2), lambda x: L.Conv3DTranspose(2, 2, strides=2)(x))
+CORE.add("unit_normalization", (6,), lambda x: L.UnitNormalization()(x))
+CORE.add("group_normalization", (4, 4, 4), lambda x: L.GroupNormalization(groups=2)(x))
+CORE.add("resizing", (4, 6, 2), lambda x: L.Resizing(8, 3)(x))
+CORE.add("attention", (3, 4), lambda x: L.Attention()([x, L.Dense(4)(x)]))
+CORE.add("multi_head_attention", (3, 4), lambda x: L.MultiHeadAttention(2, 3)(x, x))
+CORE.add("spatial_dropout2d", (4, 4, 2), lambda x: L.SpatialDropout2D(0.5)(L.ActivityRegularization(0.1)(x)))
+CORE.add("embedding_like_dense", (3, 4), lambda x: L.Dense(5, activation="sigmoid")(L.Flatten()(x)))
 
 
 RNN = KerasBatch(seed=2)
@@ -72,6 +82,8 @@ RNN.add("lstm", (5, 3), lambda x: L.LSTM(4, return_sequences=True)(x))
 RNN.add("gru", (5, 3), lambda x: L.GRU(4, reset_after=True)(x))
 RNN.add("gru_v1", (5, 3), lambda x: L.GRU(4, reset_after=False)(x))
 RNN.add("bidirectional_lstm", (5, 3), lambda x: L.Bidirectional(L.LSTM(3))(x))
+RNN.add("masking_lstm", (5, 3), lambda x: L.LSTM(3)(L.Masking(0.0)(x)))
+RNN.add("conv_lstm2d", (3, 5, 5, 2), lambda x: L.ConvLSTM2D(2, 3, padding="same")(x))
 RNN.add("embedding", (6,), lambda x: L.Embedding(10, 4)(x), dtype="int32", low=0, high=10)
 
 
@@ -102,3 +114,15 @@ def test_recurrent_layers_run_and_verify(rnn):
 @pytest.mark.parametrize("case", list(RNN.cases))
 def test_recurrent_layer(rnn, case):
     np.testing.assert_allclose(rnn.output(case), rnn.expected(case), rtol=1e-3, atol=1e-3)
+
+
+def test_lambda_is_refused_without_trust_code(tmp_path):
+    """keras2onnx's test_lambda: a Lambda layer. kfreeze runs no Python from a model file unless
+    told to trust it (--trust-code): one error line naming the layer and the flag."""
+    from tests.peers.harness import run_keras
+
+    inp = keras.Input((4,), name="x")
+    model = keras.Model(inp, L.Lambda(lambda t: t * 2.0 + 1.0, name="lam")(inp))
+    r = run_keras(tmp_path, model)
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(r.errors()) == 1, r.output
+    assert "Lambda" in r.errors()[0] and "trust" in r.errors()[0], r.errors()[0]

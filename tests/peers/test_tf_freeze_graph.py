@@ -119,7 +119,8 @@ def _write_v1(folder, build, binary=False):
     return folder / "input_graph.pbtxt", prefix
 
 
-@pytest.mark.xfail(strict=True, reason="V1 checkpoints are a known gap (being fixed)")
+@pytest.mark.xfail(strict=True, reason="V1 checkpoints are a known gap (being fixed): 'checkpoint not found (no .index "
+                   "or .data-* files with this prefix)'")
 def test_freeze_graph_v1_checkpoint(tmp_path):
     """testFreezeGraphV1: the same graph saved with SaverDef.V1."""
     r = _one(tmp_path, _variable_times_two, write=_write_v1)
@@ -132,7 +133,8 @@ def _no_input_graph():
     tf.math.multiply(v, 2.0, name="output_node")
 
 
-@pytest.mark.xfail(strict=True, reason="graphs with no inputs are a known gap (being fixed)")
+@pytest.mark.xfail(strict=True, reason="graphs with no inputs are a known gap (being fixed): "
+                   "'error: --inputs: no likely inputs found'")
 def test_freeze_graph_the_peers_graph_with_no_input(tmp_path):
     """The peer's graph as it is: 4 nodes once frozen, answering 2.0 with nothing fed."""
     graph, ckpt = write_tf1(tmp_path / "src", _no_input_graph)
@@ -158,7 +160,8 @@ def test_freeze_meta_graph(tmp_path):
     np.testing.assert_allclose(r.run({"x:0": np.float32([1.0])}, "output_node:0"), [2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="SavedModel input is a known gap (being fixed)")
+@pytest.mark.xfail(strict=True, reason="SavedModel input is a known gap (being fixed): 'saved_model_dir: model file "
+                   "is a directory, expected a file'")
 @pytest.mark.parametrize("tags", [[], ["serve"]], ids=["empty_tags_set", "default_tags_set"])
 def test_freeze_saved_model(tmp_path, tags):
     """testFreezeSavedModel: a TF1 SavedModel (builder) with tf.Example input; the frozen graph
