@@ -112,13 +112,24 @@ def _refused(r) -> str:
     return r.errors()[0]
 
 
-def test_model_with_rng_is_refused(tmp_path):
-    """test_model_with_rng_export: a layer drawing noise from a SeedGenerator at inference. The
-    peer exports it (a different answer each call); a frozen graph must answer the same each time."""
+@pytest.fixture(scope="module")
+def rng_run(tmp_path_factory):
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, keras_custom.RandomLayer(name="noise")(inp))
-    line = _refused(run_keras(tmp_path, model, custom_objects="tests.peers.keras_custom:RandomLayer"))
-    assert "random" in line.lower(), line
+    return run_keras(tmp_path_factory.mktemp("rng"), model, custom_objects="tests.peers.keras_custom:RandomLayer")
+
+
+def test_model_with_rng_is_refused(rng_run):
+    """test_model_with_rng_export: a layer drawing noise from a SeedGenerator at inference. The
+    peer exports it (a different answer each call); a frozen graph cannot advance the seed."""
+    line = _refused(rng_run)
+    assert "changes its variables at inference" in line and "AssignVariableOp" in line, line
+
+
+@pytest.mark.xfail(strict=True, reason="the refusal names layer 'random_layer' (the class's default name, from the "
+                   "SeedGenerator's variable path), not the model's layer 'noise'")
+def test_model_with_rng_refusal_names_the_layer(rng_run):
+    assert "layer 'noise'" in _refused(rng_run), rng_run.output
 
 
 def test_model_with_non_trainable_state_is_refused(tmp_path):
@@ -126,7 +137,7 @@ def test_model_with_non_trainable_state_is_refused(tmp_path):
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, keras_custom.StateLayer(name="state")(inp))
     line = _refused(run_keras(tmp_path, model, custom_objects="tests.peers.keras_custom:StateLayer"))
-    assert "state" in line and ("variable" in line or "assign" in line.lower()), line
+    assert "layer 'state' (StateLayer) changes its variables at inference" in line, line
 
 
 def test_model_with_lookup_table_is_refused(tmp_path):

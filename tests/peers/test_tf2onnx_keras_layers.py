@@ -116,13 +116,24 @@ def test_recurrent_layer(rnn, case):
     np.testing.assert_allclose(rnn.output(case), rnn.expected(case), rtol=1e-3, atol=1e-3)
 
 
-def test_lambda_is_refused_without_trust_code(tmp_path):
-    """keras2onnx's test_lambda: a Lambda layer. kfreeze runs no Python from a model file unless
-    told to trust it (--trust-code): one error line naming the layer and the flag."""
+@pytest.fixture(scope="module")
+def lambda_run(tmp_path_factory):
     from tests.peers.harness import run_keras
 
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, L.Lambda(lambda t: t * 2.0 + 1.0, name="lam")(inp))
-    r = run_keras(tmp_path, model)
+    return run_keras(tmp_path_factory.mktemp("lambda"), model)
+
+
+def test_lambda_is_refused_without_trust_code(lambda_run):
+    """keras2onnx's test_lambda: a Lambda layer. kfreeze runs no Python from a model file unless
+    told to trust it: one error line naming the Lambda layer and trust_code."""
+    r = lambda_run
     assert r.exit_code == 1 and "Traceback" not in r.output and len(r.errors()) == 1, r.output
-    assert "Lambda" in r.errors()[0] and "trust" in r.errors()[0], r.errors()[0]
+    assert "Lambda layer" in r.errors()[0] and "trust_code" in r.errors()[0], r.errors()[0]
+
+
+@pytest.mark.xfail(strict=True, reason="under kfreeze run the Lambda refusal's advice names params.yaml "
+                   "('set models.model.trust_code: true in params.yaml'), not the --trust-code flag")
+def test_lambda_refusal_names_the_flag(lambda_run):
+    assert "--trust-code" in lambda_run.errors()[0], lambda_run.errors()[0]
