@@ -88,6 +88,11 @@ def flags(**kw) -> list:
     return args
 
 
+def _session(g):
+    """A session that places a node pinned to a missing device (a GPU) on the CPU, as training did."""
+    return tf.compat.v1.Session(graph=g, config=tf.compat.v1.ConfigProto(allow_soft_placement=True))
+
+
 def write_tf1(folder: Path, build: Callable[[], None], binary: bool = False,
               init: Optional[Callable] = None) -> tuple[Path, Path]:
     """Build the graph, initialize and save its variables; graph.pbtxt (or graph.pb) + model.ckpt-0."""
@@ -95,7 +100,7 @@ def write_tf1(folder: Path, build: Callable[[], None], binary: bool = False,
     with tf.Graph().as_default() as g:
         build()
         saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session(graph=g) as sess:
+        with _session(g) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             if init is not None:
                 init(sess)
@@ -178,7 +183,7 @@ class Batch:
         outputs = [f"{c.name}/{o}" for c in self.cases.values() for o in c.outputs]
         with tf.Graph().as_default() as g:
             self._build_all()
-            with tf.compat.v1.Session(graph=g) as sess:
+            with _session(g) as sess:
                 sess.run(tf.compat.v1.global_variables_initializer())
                 ref = {**feeds, **{f"{c.name}/{k}": v for c in self.cases.values() for k, v in c.ref_feeds.items()}}
                 got = sess.run([o + ":0" for o in outputs], {k + ":0": v for k, v in ref.items()})
