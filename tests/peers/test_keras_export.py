@@ -3,7 +3,7 @@ peer's models, saved as ``.keras`` and fed through ``kfreeze run``.
 
 The peers export a model (SavedModel, ONNX, LiteRT) and assert that the exported artifact answers
 as ``model(x)``. Here the artifact is kfreeze's optimized.pb, judged the same way (their
-tolerance: atol 1e-5..1e-6 for float32 here 1e-5). Models that change state at inference, draw
+tolerance for float32, atol and rtol 1e-5 here). Models that change state at inference, draw
 random numbers at inference or look values up in a hash table are refused, with one error line.
 """
 
