@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-quick test-e2e test-docs test-cpp bench clean
+.PHONY: install repro test test-quick test-e2e test-docs test-cpp test-peers bench clean
 
 install: $(VENV)/.installed
 
@@ -20,15 +20,20 @@ repro: install
 XDIST := -n 2 --dist loadfile
 
 test: install
-	python -m pytest -q $(XDIST) -m "not docs and not e2e and not cpp"
+	python -m pytest -q $(XDIST) -m "not docs and not e2e and not cpp and not peers"
 
 # The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
 test-quick: install
-	python -m pytest -q $(XDIST) -m "not slow and not docs and not cpp"
+	python -m pytest -q $(XDIST) -m "not slow and not docs and not cpp and not peers"
 
 # Sharing end to end: scratch projects built over several commits, pushed, cloned, diffed (.ci/run runs it).
 test-e2e: install
 	python -m pytest -q -m "e2e and not docs"
+
+# The peers' own tests (TF's freeze_graph/optimize_for_inference/graph transforms, tf2onnx, Keras export)
+# rebuilt and run through `kfreeze run` (tests/peers/README.md; .ci/run runs it).
+test-peers: install
+	python -m pytest -q -m peers tests/peers -rxX
 
 # The README's pasted transcripts, regenerated for real and compared (several minutes; .ci/run runs it).
 test-docs: install
