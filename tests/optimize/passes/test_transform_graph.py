@@ -24,3 +24,26 @@ def test_transform_graph_folds_fused_batch_norm_into_conv(rng, bn_name):
     assert "out" in by_name(out) and "x" in by_name(out)
     xv = rng.normal(size=[2, 6, 6, 2]).astype(np.float32)
     np.testing.assert_allclose(run(out, {"x:0": xv}), run(graph, {"x:0": xv}), rtol=RTOL, atol=ATOL)
+
+
+def test_two_convs_sharing_weights_before_one_batch_norm_fold_correctly(rng7):
+    """TF's TestFoldFusedBatchNormsWithConcat (split=True), with one weights constant read by both convs."""
+    import numpy as np
+
+    from kfreeze.optimize import passes
+    from kfreeze.tfenv import tf
+    from tests.optimize.helpers import ctx, same_numbers
+
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 1, 6, 2], name="x")
+        w = tf.constant(rng7.normal(size=(1, 2, 2, 2)).astype(np.float32), name="w")
+        both = tf.concat([tf.nn.conv2d(x, w, 1, "SAME"), tf.nn.conv2d(x, w, 1, "SAME")], 3)
+        scale, offset = rng7.uniform(0.5, 2, 4).astype(np.float32), rng7.normal(size=4).astype(np.float32)
+        mean, var = rng7.normal(size=4).astype(np.float32), rng7.uniform(0.5, 2, 4).astype(np.float32)
+        y = tf.compat.v1.raw_ops.FusedBatchNorm(x=both, scale=scale, offset=offset, mean=mean, variance=var,
+                                                 is_training=False)[0]
+        tf.identity(y, name="out")
+    graph = g.as_graph_def()
+    out = passes.transform_graph(graph, ctx())
+    assert "FusedBatchNorm" not in {n.op for n in out.node}
+    same_numbers(out, graph, rng7.normal(size=[1, 1, 6, 2]).astype(np.float32))
