@@ -164,6 +164,8 @@ def call(fn: Callable, *args, what: str, where: str, timeout: float | None = Non
 def _main(job: str, result: str) -> int:
     import importlib
 
+    die_with_parent()
+
     with open(job, "rb") as f:
         module, qualname, args = pickle.load(f)
     fn = importlib.import_module(module)
@@ -182,6 +184,17 @@ def _main(job: str, result: str) -> int:
         pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, result)
     return 0
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the process that started it dies (a killed stage takes
+    its child along, instead of leaving it writing or sleeping on its own)."""
+    import ctypes
+    import signal as _signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, _signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: the parent's deadline still bounds the child
+        pass
 
 
 if __name__ == "__main__":

@@ -76,13 +76,48 @@ def model_name(path: Path) -> str:
     return name if NAME_RE.match(name) else "model"
 
 
-def _copy_file(src: Path, dst: Path, what: str) -> None:
+COPY_LIMIT = 8 * 2**30  # a model, graph or checkpoint bigger than this is refused before it is copied
+
+
+def _copy_file(src: Path, dst: Path, what: str, folder_ok: bool = True) -> None:
+    """``src`` into the workspace, after checking what it is: a FIFO or device would block or never
+    end (``kfreeze run /dev/zero``), and a huge file or folder is refused before a byte is copied."""
+    from kfreeze.settings import special_file
+
     if not src.exists():
         raise KfreezeError(src, f"{what} not found", "check the path")
+    special_file(src.resolve())
+    if src.is_dir() and not folder_ok:
+        raise KfreezeError(src, f"{what} is a folder, expected a file", "give the file itself")
+    files = [f for f in src.rglob("*") if f.is_file()] if src.is_dir() else [src]
+    for f in files:
+        special_file(f.resolve())
+    size = sum(f.stat().st_size for f in files)
+    if size > COPY_LIMIT:
+        raise KfreezeError(src, f"{what} holds {size / 2**30:.1f} GiB, over the {COPY_LIMIT / 2**30:.0f} GiB "
+                           "kfreeze run copies", "point at the model's own file or folder")
     if src.is_dir():
         shutil.copytree(src, dst, symlinks=False)
     else:
         shutil.copyfile(src, dst)  # follows a symlink: the copy is a real file
+
+
+# What kfreeze run writes to --out: a folder holding anything else is not replaced.
+OUT_FILES = {*("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
+               "passes.json", "verify_failed.json", "metrics.json")}
+
+
+def check_out(out: Path) -> None:
+    """``--out`` before any work: a folder kfreeze can replace as a whole (new, empty, or its own)."""
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise KfreezeError("--out", f"{parent} is a file, not a folder", "give a folder for the results")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in OUT_FILES and p.name not in TARGET_FOLDERS)
+        if other:
+            raise KfreezeError("--out", f"{out} holds files kfreeze run did not write ({', '.join(other[:3])}"
+                               f"{' ...' if len(other) > 3 else ''}); it replaces --out as a whole",
+                               "give a new or empty folder")
 
 
 def copy_checkpoint(checkpoint: Path, folder: Path) -> str:
@@ -199,6 +234,7 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
     main = Path(source if source is not None else graph)
     name = model_name(main)
     out = Path(out) if out is not None else Path(f"{main.stem}_frozen")
+    check_out(out)
     unknown = sorted(set(settings) - set(KEYS[section]) - set(KEYS[VERIFY]))
     if unknown:
         other = "SOURCE (a Keras file)" if section == TF1 else "--graph (or a frozen graph or SavedModel as SOURCE)"
@@ -225,7 +261,7 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
                 files["checkpoint"] = str(checkpoint)
         data_file = settings.get("data")
         if data_file is not None:  # verify.data is read from models/<name>/
-            _copy_file(Path(data_file), folder / Path(data_file).name, "--data file")
+            _copy_file(Path(data_file), folder / Path(data_file).name, "--data file", folder_ok=False)
             settings = {**settings, "data": Path(data_file).name}
             files["data"] = str(data_file)
         entry.update({k: v for k, v in settings.items() if k in KEYS[section]})
@@ -251,30 +287,25 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
         built = ws / build / name
         if failure is not None and not (built / "verify_failed.json").exists():
             raise failure
-        out.mkdir(parents=True, exist_ok=True)
-        for artifact in ARTIFACTS:
-            if (built / artifact).is_file():
-                shutil.copyfile(built / artifact, out / artifact)
-            elif (out / artifact).is_file() and artifact == "verify_failed.json":
-                (out / artifact).unlink()
-        for target in TARGET_FOLDERS:  # the siblings (--targets), each in its folder as under build/<name>/
-            if (out / target).is_dir():
-                shutil.rmtree(out / target)
-            if (built / target / "signature.json").is_file() and len(list((built / target).iterdir())) > 1:
-                shutil.copytree(built / target, out / target)
-        metrics_file = ws / metrics / f"{name}.json"
-        if metrics_file.is_file():
-            shutil.copyfile(metrics_file, out / "metrics.json")
-        elif (out / "metrics.json").is_file():
-            (out / "metrics.json").unlink()  # a stale pass must not sit beside a failed verify
+        # --out is written whole beside itself and renamed into place, metrics last: a kill or a full
+        # disk never leaves one model's files beside another's verdict.
+        from kfreeze import atomic, graphio
+        with atomic.directory(out) as staged:
+            for artifact in ARTIFACTS:
+                if (built / artifact).is_file():
+                    shutil.copyfile(built / artifact, staged / artifact)
+            for target in TARGET_FOLDERS:  # the siblings (--targets), each in its folder as under build/<name>/
+                if (built / target / "signature.json").is_file() and len(list((built / target).iterdir())) > 1:
+                    shutil.copytree(built / target, staged / target)
+            if failure is None:
+                names = graphio.read_json(built / "names.json")
+                result_metrics = graphio.read_json(ws / metrics / f"{name}.json")
+                layers = result_metrics.get("opencv_names") or {}
+                record_opencv_names(staged, names["outputs"], layers)
+                shutil.copyfile(ws / metrics / f"{name}.json", staged / "metrics.json")
         if failure is not None:
             raise KfreezeError(failure.where, failure.problem, f"the report is in {out / 'verify_failed.json'}")
-        from kfreeze import graphio
         from kfreeze.verify.run import opencv_failure
-        names = graphio.read_json(built / "names.json")
-        result_metrics = graphio.read_json(out / "metrics.json")
-        layers = result_metrics.get("opencv_names") or {}
-        record_opencv_names(out, names["outputs"], layers)
         return Result(name, out, names["inputs"], names["outputs"], layers,
                       result_metrics.get("opencv_error") and opencv_failure(result_metrics), result_metrics)
 

@@ -89,7 +89,7 @@ def special_file(path: Path) -> None:
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "a socket")
         raise KfreezeError(path, f"is {kind}, not a regular file; reading it would block or never end",
-                           "remove it from the model's folder and put the real file there")
+                           "use the real file (kfreeze never reads a FIFO, device or socket)")
 
 
 def model_files(folder: str | Path) -> dict[str, str]:
