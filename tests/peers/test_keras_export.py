@@ -148,7 +148,6 @@ def test_model_with_lookup_table_is_refused(tmp_path):
     assert "lookup" in line and "hash table" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="SavedModel input is a known gap (being fixed)")
 def test_the_peers_own_artifact_a_saved_model(tmp_path):
     """saved_model_test's artifact itself: model.export(path) (a TF SavedModel) as kfreeze's input."""
     keras.utils.set_random_seed(0)

@@ -131,8 +131,6 @@ for name, (build, feeds, _, _) in CASES.items():
     BATCH.add(name, build, feeds, ["output"])
 
 XFAIL = {
-    "transpose_relu": "a Transpose pair around an elementwise op (Relu) is not cancelled (tf2onnx's "
-                      "TransposeOptimizer pushes it through)",
     "transpose_add": "a Transpose pair around an Add of a constant is not cancelled (tf2onnx pushes it through, "
                      "permuting the constant)",
     "transpose_concat": "Transposes before a Concat and after it are not cancelled (tf2onnx pushes them through, "

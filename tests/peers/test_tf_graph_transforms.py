@@ -238,9 +238,6 @@ def concat(tmp_path_factory):
     return CONCAT.go(tmp_path_factory.mktemp("concat"))
 
 
-@pytest.mark.xfail(strict=True, reason="wrong answer: two convs sharing one weights tensor, concatenated on "
-                   "channels, then FusedBatchNorm: the first conv's channels come out scaled with the second's "
-                   "factors (max diff 33); kfreeze's verify catches it and fails the run")
 def test_fold_fused_batch_norms_with_concat_on_channels(concat):
     """TestFoldFusedBatchNormsWithConcat(split=true): each half of the BN folds into its conv."""
     case = "concat_split_True"
@@ -270,8 +267,6 @@ def test_remove_nodes_identity_and_check_numerics(batch):
     np.testing.assert_allclose(batch.output("remove_nodes"), batch.expected("remove_nodes"), atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="a CheckNumerics on the data path is kept (remove_nodes(op=CheckNumerics) "
-                   "drops it)")
 def test_remove_nodes_check_numerics(batch):
     assert "CheckNumerics" not in batch.ops("remove_nodes"), batch.ops("remove_nodes")
 

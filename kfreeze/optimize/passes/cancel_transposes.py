@@ -68,7 +68,7 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
             elif node.op in _BINARY and len(node.input) == 2:
                 other = node.input[1 - index]
                 value = consts.get(split_tensor(other)[0])
-                if value is None or np.asarray(value).size != 1 or node.op == "BiasAdd":
+                if value is None or node.op == "BiasAdd" or np.asarray(value).ndim > len(p):
                     ok = False
                     break
                 path.append(node)
@@ -85,6 +85,16 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
         if last.name in keep or q is None or len(q) != len(p) or not np.array_equal(p[q], np.arange(len(p))):
             continue
         for node in path:  # reductions: their axes, in the untransposed layout
+            if node.op in _BINARY:  # a constant operand laid out for the transposed tensor: transposed back by q
+                k = next(i for i, inp in enumerate(node.input) if split_tensor(inp)[0] in consts)
+                value = np.asarray(consts[split_tensor(node.input[k])[0]])
+                if value.size != 1:
+                    full = value.reshape((1,) * (len(p) - value.ndim) + value.shape)
+                    moved = np.ascontiguousarray(np.transpose(full, q))
+                    name = unique_name(names, f"{node.name}/untransposed_operand")
+                    new_consts.append(make_const(name, moved))
+                    consts[name] = moved
+                    node.input[k] = name
             if node.op in _REDUCE:
                 axes = np.asarray(consts[split_tensor(node.input[1])[0]]).reshape(-1)
                 mapped = np.asarray(p)[np.where(axes < 0, axes + len(p), axes)].astype(np.int32)

@@ -12,7 +12,8 @@ from tests.optimize.helpers import ctx, ops, same_numbers
 NHWC_TO_NCHW, NCHW_TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 
 
-@pytest.mark.parametrize("middle", ["relu", "scalar_mul", "chain", "mean_keepdims", "sum_keepdims_neg_axis"])
+@pytest.mark.parametrize("middle", ["relu", "scalar_mul", "chain", "mean_keepdims", "sum_keepdims_neg_axis",
+                                    "channel_constant"])
 def test_inverse_pairs_around_elementwise_ops_and_reductions_cancel(rng7, middle):
     with tf.Graph().as_default() as g:
         x = tf.compat.v1.placeholder(tf.float32, [2, 4, 5, 3], name="x")
@@ -23,6 +24,8 @@ def test_inverse_pairs_around_elementwise_ops_and_reductions_cancel(rng7, middle
             y = t * 3.0
         elif middle == "chain":
             y = tf.tanh(tf.nn.relu(t) + 1.0) - 0.5
+        elif middle == "channel_constant":  # a per-channel constant in NCHW layout: [3, 1, 1]
+            y = t + tf.constant(rng7.normal(size=(3, 1, 1)).astype(np.float32))
         elif middle == "mean_keepdims":
             y = tf.reduce_mean(t, axis=[2, 3], keepdims=True)
         else:
