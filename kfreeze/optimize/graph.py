@@ -137,6 +137,32 @@ def consumers(graph: graph_pb2.GraphDef) -> dict[str, list[tuple[node_def_pb2.No
     return found
 
 
+def subgraph_region(by_name: dict, end, ops) -> tuple[list, set, set] | None:
+    """The nodes ``end`` is computed from through ops in ``ops`` (``end`` included), the constants they
+    read, and the other tensors at the region's edge ('node:k'); None when a control edge or a missing
+    node is in the way. The opencv passes that replace a subgraph recognised by running it use this."""
+    nodes, consts, edge, todo, seen = [], set(), set(), [end], set()
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        nodes.append(node)
+        for inp in node.input:
+            if inp.startswith("^"):
+                return None
+            src = by_name.get(split_tensor(inp)[0])
+            if src is None:
+                return None
+            if src.op == "Const":
+                consts.add(src.name)
+            elif src.op in ops:
+                todo.append(src)
+            else:
+                edge.add(f"{src.name}:{split_tensor(inp)[1]}")
+    return nodes, consts, edge
+
+
 def single_data_user(users: dict, name: str, keep: set[str]):
     """The only consumer of node ``name`` (reading its port 0 as data), or None."""
     found = users.get(name, [])

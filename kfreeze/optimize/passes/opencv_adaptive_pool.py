@@ -15,7 +15,7 @@ import numpy as np
 
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import copy, make_const, prune, shape_of, static_shapes, unique_name
+from kfreeze.optimize.graph import subgraph_region, copy, make_const, prune, shape_of, static_shapes, unique_name
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
@@ -23,29 +23,6 @@ from tensorflow.core.framework import graph_pb2, node_def_pb2
 REGION = ("GatherV2", "ConcatV2", "MaxPool", "AvgPool", "ExpandDims", "Squeeze", "Reshape", "StridedSlice")
 
 
-def _region(by_name, end):
-    """The REGION nodes ``end`` is computed from (``end`` included), the constants they read,
-    and the non-constant tensors at the region's edge."""
-    nodes, consts, edge, todo, seen = [], set(), set(), [end], set()
-    while todo:
-        node = todo.pop()
-        if node.name in seen:
-            continue
-        seen.add(node.name)
-        nodes.append(node)
-        for inp in node.input:
-            if inp.startswith("^"):
-                return None
-            src = by_name.get(split_tensor(inp)[0])
-            if src is None:
-                return None
-            if src.op == "Const":
-                consts.add(src.name)
-            elif src.op in REGION:
-                todo.append(src)
-            else:
-                edge.add(f"{src.name}:{split_tensor(inp)[1]}")
-    return nodes, consts, edge
 
 
 def _probe(graph, nodes, consts, x_tensor, x_shape, end):
@@ -91,7 +68,7 @@ def opencv_adaptive_pool(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.G
     for node in graph.node:
         if node.op != "GatherV2" or node.attr["Tparams"].type != tf.float32.as_datatype_enum:
             continue
-        region = _region(by_name, node)
+        region = subgraph_region(by_name, node, REGION)
         if region is None or len(region[2]) != 1 or not any(n.op in ("MaxPool", "AvgPool") for n in region[0]):
             continue
         if shapes is None:

@@ -23,36 +23,15 @@ import numpy as np
 
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import consumers, const_values, copy, make_const, prune, shape_of, static_shapes, unique_name
+from kfreeze.optimize.graph import subgraph_region, consumers, const_values, copy, make_const, prune, shape_of, static_shapes, unique_name
 from kfreeze.tfenv import tf
-from tensorflow.core.framework import graph_pb2, node_def_pb2
+from tensorflow.core.framework import graph_pb2
 
 NORM_OPS = ("Mean", "Sum", "Neg", "SquaredDifference", "Sub", "Add", "AddV2", "AddN", "Mul", "Rsqrt", "Square",
             "Minimum", "Maximum", "ClipByValue", "RealDiv", "Sqrt")
 BIG = np.float32(np.finfo(np.float32).max)
 
 
-def _region(by_name, end):
-    nodes, consts, edge, todo, seen = [], set(), set(), [end], set()
-    while todo:
-        node = todo.pop()
-        if node.name in seen:
-            continue
-        seen.add(node.name)
-        nodes.append(node)
-        for inp in node.input:
-            if inp.startswith("^"):
-                return None
-            src = by_name.get(split_tensor(inp)[0])
-            if src is None:
-                return None
-            if src.op == "Const":
-                consts.add(src.name)
-            elif src.op in NORM_OPS:
-                todo.append(src)
-            else:
-                edge.add(inp if ":" in inp else inp + ":0")
-    return nodes, consts, edge
 
 
 def _runner(graph, nodes, consts, x_tensor, end):
@@ -135,7 +114,7 @@ def opencv_norm(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                 found.append(group)
                 taken.update(group[4])
             continue
-        region = _region(by_name, node)
+        region = subgraph_region(by_name, node, NORM_OPS)
         if region is None or len(region[2]) != 1:
             continue
         ops = {n.op for n in region[0]}
@@ -178,7 +157,7 @@ def _group_norm(graph, by_name, consts, end):
     inner = by_name.get(split_tensor(end.input[0])[0])
     if inner is None or inner.op not in NORM_OPS or inner.attr["T"].type != tf.float32.as_datatype_enum:
         return None
-    region = _region(by_name, inner)
+    region = subgraph_region(by_name, inner, NORM_OPS)
     if region is None or len(region[2]) != 1:
         return None
     (edge,) = region[2]
