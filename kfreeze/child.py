@@ -197,5 +197,16 @@ def die_with_parent() -> None:
         pass
 
 
+def script_main(main: Callable, args: list[str]) -> None:
+    """The end of a child script (verify's OpenCV and default-TF runners): killed with its parent, and
+    any failure reported to the parent as one line on stderr and exit status 2."""
+    die_with_parent()
+    try:
+        sys.exit(main(*args))
+    except Exception as e:
+        print(" ".join(str(e).split())[:400], file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     sys.exit(_main(*sys.argv[1:3]))

@@ -45,20 +45,7 @@ def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def _die_with_parent() -> None:
-    """As kfreeze.child.die_with_parent (this script imports nothing of kfreeze): killed with its parent."""
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
 
 if __name__ == "__main__":
-    _die_with_parent()
-    try:
-        sys.exit(main(*sys.argv[1:6]))
-    except Exception as e:  # reported to the parent as the one-line reason
-        print(" ".join(str(e).split())[:400], file=sys.stderr)
-        sys.exit(2)
+    from kfreeze.child import script_main  # no TensorFlow: kfreeze.child imports only the standard library
+    script_main(main, sys.argv[1:6])
