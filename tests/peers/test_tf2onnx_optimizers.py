@@ -131,8 +131,6 @@ for name, (build, feeds, _, _) in CASES.items():
     BATCH.add(name, build, feeds, ["output"])
 
 XFAIL = {
-    "transpose_add": "a Transpose pair around an Add of a constant is not cancelled (tf2onnx pushes it through, "
-                     "permuting the constant)",
     "transpose_concat": "Transposes before a Concat and after it are not cancelled (tf2onnx pushes them through, "
                         "permuting the axis)",
     "duplicated_nodes": "two identical Relu of one tensor are not merged into one (tf2onnx's "
