@@ -54,10 +54,11 @@ def options(target: str, spec) -> dict:
     return {key: getattr(spec, key) for key in get(target).reads}
 
 
-def build(target: str, out: Path, where: str, **options) -> Sibling:
+def build(target: str, out: Path, where: str, calibration: tuple[Path, int] | None = None, **options) -> Sibling:
     """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it.
 
-    ``options``: model keys the target reads (``precision``, ``onnx_layout``...); left out, their defaults."""
+    ``options``: model keys the target reads (``precision``, ``onnx_layout``...); left out, their defaults.
+    ``calibration``: (verify.data's file, samples) for ``precision: int8``, read as verify reads it."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
 
@@ -66,6 +67,10 @@ def build(target: str, out: Path, where: str, **options) -> Sibling:
     graph = graphio.read_graph(Path(out) / "optimized.pb")
     from kfreeze import policy  # the converters (tf2onnx, TFLite, OpenVINO) evaluate parts of the graph
     policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
+    if calibration is not None:
+        from kfreeze.verify.inputs import load_data, placeholder_infos
+        path, samples = calibration
+        options["calibration"] = load_data(Path(path), placeholder_infos(graph, inputs), names["inputs"], samples)
     return get(target).load().build(graph, inputs, names["outputs"], where, **options)
 
 

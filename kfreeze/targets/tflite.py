@@ -7,6 +7,10 @@ runs the same MLIR converter as the v2 API. The Keras-model and concrete-functio
 the uncut model, and TF1 entries have no Keras model at all.
 - float32 by default; ``precision: float16`` stores the weights as float16 (the converter's
   ``supported_types = [tf.float16]``), computed in float32 by the interpreter.
+- ``precision: int8``: post-training full-integer quantization (``Optimize.DEFAULT``, int8 builtin
+  kernels only, activation ranges calibrated on verify's real inputs, ``verify.data``); the file's
+  inputs and outputs stay float32 (quantize/dequantize inside), so it is fed the same arrays as the
+  float model. optimized.pb itself stays float32: it is the reference the int8 file is checked against.
 - Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The
   maintained interpreter (``ai_edge_litert``) has no Flex delegate, so such a file could not be
   run, let alone verified.
@@ -56,7 +60,23 @@ def _identity_after_exits(graph, outputs: list[str]):
     return graph
 
 
-def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str) -> Sibling:
+def _representative(calibration: dict, inputs: list[str], batch: int | None):
+    """The converter's representative_dataset: verify's inputs in optimized.pb's input order, one
+    sample at a time (``batch`` at a time for a fixed batch), always in the same order."""
+    import numpy as np
+
+    arrays = [np.asarray(calibration[i], dtype=np.float32) for i in inputs]
+    step = batch or 1
+    count = len(arrays[0]) // step
+
+    def dataset():
+        for k in range(count):
+            yield [a[k * step:(k + 1) * step] for a in arrays]
+    return dataset, count * step
+
+
+def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str,
+            calibration: dict | None = None) -> Sibling:
     from kfreeze.tfenv import tf
 
     graph = _identity_after_exits(graph, outputs)
@@ -66,9 +86,26 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
     tensor = lambda n: g.get_tensor_by_name(n if ":" in n else f"{n}:0")  # noqa: E731
     converter = tf.compat.v1.lite.TFLiteConverter(graph, [tensor(i) for i in inputs], [tensor(o) for o in outputs])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    extra = {}
     if precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if not calibration:
+            raise KfreezeError(where, "precision int8 needs calibration inputs (verify.data), and none were given",
+                               "set verify.data to an .npz of real inputs in models/<name>/")
+        batches = {tensor(i).shape[0] for i in inputs}
+        batch = next(iter(batches)) if len(batches) == 1 else None
+        dataset, used = _representative(calibration, inputs, batch if isinstance(batch, int) else None)
+        if used == 0:
+            raise KfreezeError(where, f"verify.data has fewer samples than the graph's fixed batch {batch}",
+                               "put at least one batch of inputs in verify.data")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32  # fed the same arrays as the float model
+        converter.inference_output_type = tf.float32
+        extra = {"calibration_samples": used, "io": "float32 (quantized inside the file)"}
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError: MLIR diagnostics, many lines
@@ -84,7 +121,7 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
     return Sibling(data, {"converter": f"tf.compat.v1.lite.TFLiteConverter (TensorFlow {tf.__version__})",
                           "weights": precision, "layout": "NHWC (as optimized.pb)",
                           "runtime": "ai_edge_litert.interpreter.Interpreter(model_path=path)",
-                          **io_signature(data)})
+                          **extra, **io_signature(data)})
 
 
 def _interpreter(data: bytes):
@@ -126,8 +163,9 @@ def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
 
 # The registry's interface (kfreeze/targets/registry.py).
 
-def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32") -> Sibling:
-    return convert(graph, inputs, outputs, precision, where)
+def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32",
+          calibration: dict | None = None) -> Sibling:
+    return convert(graph, inputs, outputs, precision, where, calibration)
 
 
 def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:
