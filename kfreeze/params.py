@@ -82,6 +82,7 @@ _FREEZE_K, _OPT_K, _VERIFY_K = ("freeze", "optimize", "verify")
 _FREEZE_T, _OPT_T, _VERIFY_T = ("freeze_tf1", "optimize_tf1", "verify_tf1")
 _TARGETS_K, _TARGETS_T = _registry.stages_reading("targets"), _registry.stages_reading("targets", "_tf1")
 _PRECISION_K, _PRECISION_T = _registry.stages_reading("precision"), _registry.stages_reading("precision", "_tf1")
+_CALIBRATION = ("tflite", "tflite_tf1")  # precision int8 calibrates model.tflite on verify.data's first samples
 _LAYOUT_K, _LAYOUT_T = _registry.stages_reading("onnx_layout"), _registry.stages_reading("onnx_layout", "_tf1")
 
 
@@ -230,7 +231,8 @@ KEYS: dict[str, dict[str, Key]] = {
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
     VERIFY: {
-        "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T, *_PRECISION_K, *_PRECISION_T), check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),
+        "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T, *_CALIBRATION),
+                       check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),
         "seed": Key((int,), 0, (_VERIFY_K, _VERIFY_T), check=_at_least(0, example="e.g. seed: 0")),
         "atol": Key((int, float), 1.0e-4, (_VERIFY_K, _VERIFY_T), **_TOL),
         "atol_float16": Key((int, float), 5.0e-3, (_VERIFY_K, _VERIFY_T), **_TOL),  # for precision: float16
@@ -245,7 +247,7 @@ KEYS: dict[str, dict[str, Key]] = {
                          convert=float),  # least top-1 agreement of an int8 file's probability outputs
         "input_range": Key((list,), [0.0, 1.0], (_VERIFY_K, _VERIFY_T), check=_check_range,  # random inputs
                            what="[low, high]", convert=lambda r: (float(r[0]), float(r[1]))),
-        "data": Key((str, _NONE), None, (_VERIFY_K, _VERIFY_T, *_PRECISION_K, *_PRECISION_T), check=_check_data,  # real inputs: an .npz
+        "data": Key((str, _NONE), None, (_VERIFY_K, _VERIFY_T, *_CALIBRATION), check=_check_data,  # real inputs
                     what="null or a file name inside models/<name>/"),
     },
 }
