@@ -42,7 +42,8 @@ def check_target(target: str, out: Path, feeds: dict, reference: dict, probabili
     data = path.read_bytes()
     outputs = list(reference)
     metrics = {"file": f"{target}/{path.name}", "bytes": len(data), "ops": None, "passed": False,
-               **{k: signature.get(k) for k in ("opset", "layout", "weights") if k in signature}}
+               **{k: signature.get(k) for k in ("opset", "layout", "weights", "calibration_samples",
+                                               "calibration_held_out") if k in signature}}
     try:
         metrics["ops"] = module.op_count(data)
         got = run_batched(lambda f: module.run_folder(path.parent, f, outputs, signature), feeds, batch)

@@ -76,7 +76,9 @@ def _representative(calibration: dict, inputs: list[str], batch: int | None):
 
 
 def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str,
-            calibration: dict | None = None) -> Sibling:
+            calibration: dict | None = None, held_out: bool | None = None) -> Sibling:
+    """``calibration``: {placeholder: rows} for int8; ``held_out``: whether verify's inputs are not among them
+    (recorded in the signature)."""
     from kfreeze.tfenv import tf
 
     graph = _identity_after_exits(graph, outputs)
@@ -106,6 +108,8 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
         converter.inference_input_type = tf.float32  # fed the same arrays as the float model
         converter.inference_output_type = tf.float32
         extra = {"calibration_samples": used, "io": "float32 (quantized inside the file)"}
+        if held_out is not None:
+            extra["calibration_held_out"] = held_out  # False: verify judges it on rows it was calibrated on
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError: MLIR diagnostics, many lines
@@ -164,8 +168,10 @@ def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
 # The registry's interface (kfreeze/targets/registry.py).
 
 def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32",
-          calibration: dict | None = None) -> Sibling:
-    return convert(graph, inputs, outputs, precision, where, calibration)
+          calibration: tuple[dict, bool] | None = None) -> Sibling:
+    """``calibration``: (rows, held out from verify's) from kfreeze.targets.calibration_rows, for int8."""
+    rows, held_out = calibration if calibration is not None else (None, None)
+    return convert(graph, inputs, outputs, precision, where, rows, held_out)
 
 
 def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:

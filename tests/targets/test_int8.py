@@ -167,13 +167,14 @@ def test_int8_settings_optimize_stays_float32_and_tflite_follows_the_data_file(t
 
 @pytest.mark.slow
 def test_a_keras_classifier_through_the_stages_int8_tflite_verified(tmp_path):
-    """convert .. optimize, tflite with precision int8 calibrated on verify.data, then verify: passes,
+    """convert .. optimize, tflite with precision int8 calibrated on verify.data's rows after verify's own, then
+    verify: passes,
     records the int8 tolerances and top-1 agreement; optimized.pb is the float32 one."""
     from tests.conformance import harness
 
     model = _classifier()
     project = harness.write_project(tmp_path, "cls", model, targets=["tf", "tflite"], precision="int8")
-    x, _ = _images(np.random.default_rng(1), 32)
+    x, _ = _images(np.random.default_rng(1), 232)  # verify's 32 rows, then 200 to calibrate on
     np.savez(project / "models" / "cls" / "x.npz", image=x)
     doc = yaml.safe_load((project / "params.yaml").read_text())
     doc["verify"].update(data="x.npz", samples=32)
@@ -183,7 +184,19 @@ def test_a_keras_classifier_through_the_stages_int8_tflite_verified(tmp_path):
     assert metrics["passed"] and metrics["precision"] == "int8" and metrics["atol_used"] == 1.0e-4
     tfl = metrics["targets"]["tflite"]
     assert tfl["passed"] and tfl["weights"] == "int8" and tfl["atol_used"] == 0.05 and tfl["top1_required"] == 0.9
+    assert tfl["calibration_samples"] == 200 and tfl["calibration_held_out"] is True
     assert all(v >= 0.9 for v in tfl["top1_agree"].values()), tfl["top1_agree"]
     assert tfl["bytes"] * 3 < Path(project / "build" / "cls" / "optimized.pb").stat().st_size
     print(f"int8: {tfl['bytes']} bytes vs optimized.pb {metrics['bytes_optimized']}, max_rel_diff "
           f"{tfl['max_rel_diff']:.3g}, top1 {tfl['top1_agree']}")
+
+
+def test_calibration_rows_leave_verify_s_own_rows_out_when_there_are_more(frozen, tmp_path):
+    from kfreeze import targets
+
+    _, graph, image, _, x = frozen
+    np.savez(tmp_path / "x.npz", image=x)  # 64 rows
+    rows, held_out = targets.calibration_rows(graph, [image], ["image"], tmp_path / "x.npz", 16)
+    assert held_out and np.array_equal(rows[image], x[16:])
+    rows, held_out = targets.calibration_rows(graph, [image], ["image"], tmp_path / "x.npz", 64)
+    assert not held_out and np.array_equal(rows[image], x)  # nothing left over: all of them, recorded
