@@ -82,7 +82,8 @@ _FREEZE_K, _OPT_K, _VERIFY_K = ("freeze", "optimize", "verify")
 _FREEZE_T, _OPT_T, _VERIFY_T = ("freeze_tf1", "optimize_tf1", "verify_tf1")
 _TARGETS_K, _TARGETS_T = _registry.stages_reading("targets"), _registry.stages_reading("targets", "_tf1")
 _PRECISION_K, _PRECISION_T = _registry.stages_reading("precision"), _registry.stages_reading("precision", "_tf1")
-_CALIBRATION = ("tflite", "tflite_tf1")  # precision int8 calibrates model.tflite on verify.data's first samples
+# precision int8 calibrates model.tflite on verify.data (the rows after verify's first samples)
+_CALIBRATION = CALIBRATION_STAGES = ("tflite", "tflite_tf1")
 _LAYOUT_K, _LAYOUT_T = _registry.stages_reading("onnx_layout"), _registry.stages_reading("onnx_layout", "_tf1")
 
 

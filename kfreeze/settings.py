@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from kfreeze.errors import KfreezeError
-from kfreeze.params import KEYS, check_int8, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, model_spec, stage_params, verify_spec
+from kfreeze.params import (CALIBRATION_STAGES, KEYS, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, check_int8,
+                            model_spec, stage_params, verify_spec)
 
 
 def settings_file(build: str | Path, name: str, stage: str) -> Path:
@@ -33,8 +34,10 @@ def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]
     vspec = verify_spec(path)
     check_int8(spec, vspec, path)
     verify_keys = stage_params(VERIFY)
+    calibrates = spec.precision == "int8"  # the tflite stages read verify.data only then: no reruns otherwise
     return {stage: {"model": {k: _jsonable(_for_stage(spec, k, stage)) for k in keys},
-                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}
+                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())
+                             if calibrates or stage not in CALIBRATION_STAGES}}
             for stage, keys in STAGE_PARAMS[spec.section].items()}
 
 

@@ -179,6 +179,17 @@ def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict
     return run((Path(folder) / "model.tflite").read_bytes(), feeds, outputs)
 
 
+def note(metrics: dict) -> str:
+    """verify's line for an int8 file: the tolerances and top-1 floor it was held to, and its calibration."""
+    if metrics.get("weights") != "int8" or metrics.get("atol_used") is None:
+        return ""
+    top1 = ", ".join(f"{v:.3g}" for v in (metrics.get("top1_agree") or {}).values() if v is not None)
+    rows = "held-out" if metrics.get("calibration_held_out") else "verify's own"
+    return (f" (int8: atol {metrics['atol_used']:g}, rtol {metrics['rtol_used']:g}"
+            + (f", top-1 agreement {top1} >= {metrics.get('top1_required'):g}" if top1 else "")
+            + f"; calibrated on {metrics.get('calibration_samples')} {rows} rows)")
+
+
 def usage(path, sig: dict, got: dict) -> list[str]:
     fed = ", ".join(f"'{i['name']}' {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
     fetched = [o["name"] for o in sig["outputs"]]

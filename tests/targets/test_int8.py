@@ -185,6 +185,9 @@ def test_a_keras_classifier_through_the_stages_int8_tflite_verified(tmp_path):
     tfl = metrics["targets"]["tflite"]
     assert tfl["passed"] and tfl["weights"] == "int8" and tfl["atol_used"] == 0.05 and tfl["top1_required"] == 0.9
     assert tfl["calibration_samples"] == 200 and tfl["calibration_held_out"] is True
+    from kfreeze.targets.usage import verify_note
+    assert "tflite max_rel_diff" in verify_note(metrics) and "top-1 agreement 1 >= 0.9; calibrated on 200 held-out rows" \
+        in verify_note(metrics), verify_note(metrics)
     assert all(v >= 0.9 for v in tfl["top1_agree"].values()), tfl["top1_agree"]
     assert tfl["bytes"] * 3 < Path(project / "build" / "cls" / "optimized.pb").stat().st_size
     print(f"int8: {tfl['bytes']} bytes vs optimized.pb {metrics['bytes_optimized']}, max_rel_diff "
@@ -200,3 +203,10 @@ def test_calibration_rows_leave_verify_s_own_rows_out_when_there_are_more(frozen
     assert held_out and np.array_equal(rows[image], x[16:])
     rows, held_out = targets.calibration_rows(graph, [image], ["image"], tmp_path / "x.npz", 64)
     assert not held_out and np.array_equal(rows[image], x)  # nothing left over: all of them, recorded
+
+
+def test_a_float_model_s_tflite_settings_do_not_follow_verify_data(tmp_path):
+    path = _params(tmp_path, precision="float32")
+    build = tmp_path / "build"
+    settings.write_settings("m", path, build, tmp_path / "models")
+    assert json.loads(settings.settings_file(build, "m", "tflite").read_text())["verify"] == {}
