@@ -43,7 +43,7 @@ def check_target(target: str, out: Path, feeds: dict, reference: dict, probabili
     outputs = list(reference)
     metrics = {"file": f"{target}/{path.name}", "bytes": len(data), "ops": None, "passed": False,
                **{k: signature.get(k) for k in ("opset", "layout", "weights", "calibration_samples",
-                                               "calibration_held_out") if k in signature}}
+                                               "calibration_held_out", "float_ops") if k in signature}}
     try:
         metrics["ops"] = module.op_count(data)
         got = run_batched(lambda f: module.run_folder(path.parent, f, outputs, signature), feeds, batch)

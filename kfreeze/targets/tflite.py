@@ -7,8 +7,9 @@ runs the same MLIR converter as the v2 API. The Keras-model and concrete-functio
 the uncut model, and TF1 entries have no Keras model at all.
 - float32 by default; ``precision: float16`` stores the weights as float16 (the converter's
   ``supported_types = [tf.float16]``), computed in float32 by the interpreter.
-- ``precision: int8``: post-training full-integer quantization (``Optimize.DEFAULT``, int8 builtin
-  kernels only, activation ranges calibrated on verify's real inputs, ``verify.data``); the file's
+- ``precision: int8``: post-training full-integer quantization (``Optimize.DEFAULT``,
+  ``TFLITE_BUILTINS_INT8``, activation ranges calibrated on verify's real inputs, ``verify.data``; an
+  op with no int8 kernel stays float32 inside the file, recorded as ``float_ops``); the file's
   inputs and outputs stay float32 (quantize/dequantize inside), so it is fed the same arrays as the
   float model. optimized.pb itself stays float32: it is the reference the int8 file is checked against.
 - Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The
@@ -122,6 +123,8 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
         lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [text.strip()]
         raise KfreezeError(where, f"the TFLite converter failed: {lines[0][:300]}",
                            "leave tflite out of targets") from None
+    if precision == "int8":
+        extra["float_ops"] = float_ops(data)  # the converter leaves ops without an int8 kernel in float32
     return Sibling(data, {"converter": f"tf.compat.v1.lite.TFLiteConverter (TensorFlow {tf.__version__})",
                           "weights": precision, "layout": "NHWC (as optimized.pb)",
                           "runtime": "ai_edge_litert.interpreter.Interpreter(model_path=path)",
@@ -141,6 +144,18 @@ def io_signature(data: bytes) -> dict:
         return [{"name": d["name"], "dtype": d["dtype"].__name__,
                  "shape": [None if s < 0 else int(s) for s in d["shape_signature"]]} for d in details]
     return {"inputs": entries(it.get_input_details()), "outputs": entries(it.get_output_details())}
+
+
+def float_ops(data: bytes) -> list[str]:
+    """Ops of an int8 file that still compute in float32 (besides the QUANTIZE/DEQUANTIZE at its edges):
+    with TFLITE_BUILTINS_INT8 the converter keeps an op with no int8 kernel (COS, CUMSUM) in float32
+    between a DEQUANTIZE and a QUANTIZE instead of refusing it."""
+    import numpy as np
+
+    it = _interpreter(data)
+    dtypes = {d["index"]: d["dtype"] for d in it.get_tensor_details()}
+    return sorted({op["op_name"] for op in it._get_ops_details() if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                   and any(dtypes.get(i) == np.float32 for i in op["inputs"] if i >= 0)})
 
 
 def op_count(data: bytes) -> int:
@@ -185,6 +200,8 @@ def note(metrics: dict) -> str:
         return ""
     top1 = ", ".join(f"{v:.3g}" for v in (metrics.get("top1_agree") or {}).values() if v is not None)
     rows = "held-out" if metrics.get("calibration_held_out") else "verify's own"
+    left = metrics.get("float_ops")
+    rows += f"; in float32: {', '.join(left)}" if left else ""
     return (f" (int8: atol {metrics['atol_used']:g}, rtol {metrics['rtol_used']:g}"
             + (f", top-1 agreement {top1} >= {metrics.get('top1_required'):g}" if top1 else "")
             + f"; calibrated on {metrics.get('calibration_samples')} {rows} rows)")

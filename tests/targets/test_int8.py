@@ -68,6 +68,7 @@ def test_int8_file_is_smaller_close_agrees_on_top1_and_same_bytes_twice(frozen):
     q = tflite.convert(graph, [image], [out], "int8", "here", calib)
     assert q.data == tflite.convert(graph, [image], [out], "int8", "here", {image: x[:16].copy()}).data
     assert q.signature["weights"] == "int8" and q.signature["calibration_samples"] == 16
+    assert q.signature["float_ops"] == []  # every op has an int8 kernel
     assert [i["dtype"] for i in q.signature["inputs"]] == ["float32"] == [o["dtype"] for o in q.signature["outputs"]]
     assert len(f32.data) / len(q.data) > 3.0, (len(f32.data), len(q.data))
     ref = model.predict(x, verbose=0)
@@ -210,3 +211,21 @@ def test_a_float_model_s_tflite_settings_do_not_follow_verify_data(tmp_path):
     build = tmp_path / "build"
     settings.write_settings("m", path, build, tmp_path / "models")
     assert json.loads(settings.settings_file(build, "m", "tflite").read_text())["verify"] == {}
+
+
+def test_an_op_without_an_int8_kernel_stays_float32_and_is_recorded():
+    """The converter does not refuse it (TFLITE_BUILTINS_INT8): it computes it in float32 between a DEQUANTIZE
+    and a QUANTIZE. The signature and verify's line name it."""
+    from kfreeze.targets import tflite
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 5], name="x")
+        w = tf.constant(np.random.default_rng(0).normal(size=(5, 5)).astype(np.float32))
+        tf.identity(tf.math.cumsum(tf.matmul(x, w), axis=1), name="y")
+    rows = np.random.default_rng(1).normal(size=(20, 5)).astype(np.float32)
+    q = tflite.convert(g.as_graph_def(), ["x"], ["y"], "int8", "here", {"x": rows})
+    assert q.signature["float_ops"] == ["CUMSUM"]
+    assert "in float32: CUMSUM" in tflite.note({"weights": "int8", "atol_used": 0.05, "rtol_used": 0.05,
+                                                 "calibration_samples": 20, "float_ops": ["CUMSUM"]})
