@@ -187,8 +187,9 @@ def test_a_keras_classifier_through_the_stages_int8_tflite_verified(tmp_path):
     assert tfl["passed"] and tfl["weights"] == "int8" and tfl["atol_used"] == 0.05 and tfl["top1_required"] == 0.9
     assert tfl["calibration_samples"] == 200 and tfl["calibration_held_out"] is True
     from kfreeze.targets.usage import verify_note
-    assert "tflite max_rel_diff" in verify_note(metrics) and "top-1 agreement 1 >= 0.9; calibrated on 200 held-out rows" \
-        in verify_note(metrics), verify_note(metrics)
+    line = verify_note(metrics)
+    assert "tflite max_rel_diff" in line and "top-1 agreement 1 >= 0.9; calibrated on 200 held-out rows" in line, line
+    assert tfl["float_ops"] == []
     assert all(v >= 0.9 for v in tfl["top1_agree"].values()), tfl["top1_agree"]
     assert tfl["bytes"] * 3 < Path(project / "build" / "cls" / "optimized.pb").stat().st_size
     print(f"int8: {tfl['bytes']} bytes vs optimized.pb {metrics['bytes_optimized']}, max_rel_diff "
