@@ -213,7 +213,7 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
         "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
         "precision": Key((str,), "float32", (_OPT_K, *_PRECISION_K, _VERIFY_K),
-                         check=_one_of(PRECISIONS, ", ".join(PRECISIONS)), per_stage=_precision_stage),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
     },
@@ -226,7 +226,7 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_dtype": Key((str, list, _NONE), None, (_OPT_T, _VERIFY_T), check=_check_dtypes),
         "opencv": Key((bool,), False, (_OPT_T, _VERIFY_T)),
         "precision": Key((str,), "float32", (_OPT_T, *_PRECISION_T, _VERIFY_T),
-                         check=_one_of(PRECISIONS, ", ".join(PRECISIONS)), per_stage=_precision_stage),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "trust_code": Key((bool,), False, (_FREEZE_T, _VERIFY_T)),
         "targets": Key((list,), ["tf"], (*_TARGETS_T, _VERIFY_T), **_TARGETS),
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),

@@ -236,6 +236,7 @@ def _calibration(target: str, spec, params_file, models_root: Path = Path("model
         return None
     from kfreeze.verify.inputs import data_path
     vspec = params.verify_spec(params_file)
+    params.check_int8(spec, vspec, params_file)  # the resolve stage refused it already; kfreeze run has none
     source = data_path(spec, vspec, models_root)
     if source is None:
         missing = Path(models_root) / spec.name / str(vspec.data)

@@ -230,3 +230,13 @@ def test_an_op_without_an_int8_kernel_stays_float32_and_is_recorded():
     assert q.signature["float_ops"] == ["CUMSUM"]
     assert "in float32: CUMSUM" in tflite.note({"weights": "int8", "atol_used": 0.05, "rtol_used": 0.05,
                                                  "calibration_samples": 20, "float_ops": ["CUMSUM"]})
+
+
+def test_the_tflite_stage_itself_refuses_int8_without_verify_data(tmp_path, monkeypatch):
+    """kfreeze run has no resolve stage: the tflite stage says it, before converting anything."""
+    from kfreeze import pipeline
+
+    _params(tmp_path, data=None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KfreezeError, match="verify.data is not set"):
+        pipeline.tflite("m", "params.yaml", Path("build"))
