@@ -37,7 +37,10 @@ NAME_RE = re.compile(r"[a-z0-9_][a-z0-9_-]{0,99}\Z")
 # convert/export stages, and a section per kind keeps dvc.yaml free of dummy stages.
 KERAS, TF1, VERIFY = "models", "graphs", "verify"
 
-PRECISIONS = ("float32", "float16")
+PRECISIONS = ("float32", "float16", "int8")
+# precision: int8 quantizes the tflite sibling only (optimized.pb, the reference, stays float32); these
+# targets have no int8 path here and are refused with it.
+NO_INT8 = ("onnx", "openvino", "saved_model")
 # Runtimes a model is built for: tf (optimized.pb, always built) and siblings made from it, one per
 # entry of kfreeze/targets/registry.py (onnx, tflite...).
 TARGETS = ("tf", *_registry.EXTRA)
@@ -79,6 +82,8 @@ _FREEZE_K, _OPT_K, _VERIFY_K = ("freeze", "optimize", "verify")
 _FREEZE_T, _OPT_T, _VERIFY_T = ("freeze_tf1", "optimize_tf1", "verify_tf1")
 _TARGETS_K, _TARGETS_T = _registry.stages_reading("targets"), _registry.stages_reading("targets", "_tf1")
 _PRECISION_K, _PRECISION_T = _registry.stages_reading("precision"), _registry.stages_reading("precision", "_tf1")
+# precision int8 calibrates model.tflite on verify.data (the rows after verify's first samples)
+_CALIBRATION = CALIBRATION_STAGES = ("tflite", "tflite_tf1")
 _LAYOUT_K, _LAYOUT_T = _registry.stages_reading("onnx_layout"), _registry.stages_reading("onnx_layout", "_tf1")
 
 
@@ -175,11 +180,21 @@ def _check_range(rng, where, _name):
                            "e.g. [0, 1] or [0, 255] for 8-bit images")
 
 
+def _fraction(value, where, _name):
+    if _is_type(value, (int, float)) and not (0 < value <= 1):
+        raise KfreezeError(where, f"must be a number in (0, 1], got {value!r}", "e.g. top1_int8: 0.9")
+
+
 def _check_data(data, where, _name):
     if data is not None and not (data and _inside(Path("models/x") / data, Path("models/x"))
                                  and not Path(data).is_absolute()):
         raise KfreezeError(where, f"must be null or a file name inside models/<name>/, got {data!r}",
                            "e.g. data: samples.npz (read from models/<name>/samples.npz)")
+
+
+def _precision_stage(value, stage):
+    """int8 quantizes only model.tflite: optimize builds the same float32 optimized.pb (and does not rerun)."""
+    return "float32" if value == "int8" and stage in (_OPT_K, _OPT_T) else value
 
 
 _NAMES = dict(check=_check_names)
@@ -204,7 +219,7 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
         "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
         "precision": Key((str,), "float32", (_OPT_K, *_PRECISION_K, _VERIFY_K),
-                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_K, _VERIFY_K), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
         # This model's own verify keys over the project's 'verify:' (verify_spec merges them).
@@ -222,7 +237,7 @@ KEYS: dict[str, dict[str, Key]] = {
         "input_dtype": Key((str, list, _NONE), None, (_OPT_T, _VERIFY_T), check=_check_dtypes),
         "opencv": Key((bool,), False, (_OPT_T, _VERIFY_T)),
         "precision": Key((str,), "float32", (_OPT_T, *_PRECISION_T, _VERIFY_T),
-                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS))),
+                         check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "trust_code": Key((bool,), False, (_FREEZE_T, _VERIFY_T)),
         "targets": Key((list,), ["tf"], (*_TARGETS_T, _VERIFY_T), **_TARGETS),
         "onnx_layout": Key((str,), "NCHW", (*_LAYOUT_T, _VERIFY_T), check=_one_of(ONNX_LAYOUTS, "NCHW or NHWC")),
@@ -230,7 +245,8 @@ KEYS: dict[str, dict[str, Key]] = {
                       what="null or a mapping of verify keys"),
     },
     VERIFY: {
-        "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T), check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),
+        "samples": Key((int,), 16, (_VERIFY_K, _VERIFY_T, *_CALIBRATION),
+                       check=_at_least(1, VERIFY_MAX_SAMPLES, "e.g. samples: 16")),
         "seed": Key((int,), 0, (_VERIFY_K, _VERIFY_T), check=_at_least(0, example="e.g. seed: 0")),
         "atol": Key((int, float), 1.0e-4, (_VERIFY_K, _VERIFY_T), **_TOL),
         "atol_float16": Key((int, float), 5.0e-3, (_VERIFY_K, _VERIFY_T), **_TOL),  # for precision: float16
@@ -238,9 +254,14 @@ KEYS: dict[str, dict[str, Key]] = {
         # between two correct conversions (Keras vs the TFLite converter's own file)
         "rtol": Key((int, float), 1.0e-4, (_VERIFY_K, _VERIFY_T), **_TOL),
         "rtol_float16": Key((int, float), 5.0e-3, (_VERIFY_K, _VERIFY_T), **_TOL),
+        # precision: int8 (model.tflite only), measured in docs/targets.md
+        "atol_int8": Key((int, float), 5.0e-2, (_VERIFY_K, _VERIFY_T), **_TOL),
+        "rtol_int8": Key((int, float), 5.0e-2, (_VERIFY_K, _VERIFY_T), **_TOL),
+        "top1_int8": Key((int, float), 0.9, (_VERIFY_K, _VERIFY_T), check=_fraction, what="a number in (0, 1]",
+                         convert=float),  # least top-1 agreement of an int8 file's probability outputs
         "input_range": Key((list,), [0.0, 1.0], (_VERIFY_K, _VERIFY_T), check=_check_range,  # random inputs
                            what="[low, high]", convert=lambda r: (float(r[0]), float(r[1]))),
-        "data": Key((str, _NONE), None, (_VERIFY_K, _VERIFY_T), check=_check_data,  # real inputs: an .npz
+        "data": Key((str, _NONE), None, (_VERIFY_K, _VERIFY_T, *_CALIBRATION), check=_check_data,  # real inputs
                     what="null or a file name inside models/<name>/"),
     },
 }
@@ -285,11 +306,12 @@ class _ModelSpecBase:
 
 
 class _VerifySpecBase:
+    """Tolerances by precision; int8 only for the tflite sibling (optimized.pb stays float32)."""
     def atol_for(self, precision: str) -> float:
-        return self.atol_float16 if precision == "float16" else self.atol
+        return {"float16": self.atol_float16, "int8": self.atol_int8}.get(precision, self.atol)
 
     def rtol_for(self, precision: str) -> float:
-        return self.rtol_float16 if precision == "float16" else self.rtol
+        return {"float16": self.rtol_float16, "int8": self.rtol_int8}.get(precision, self.rtol)
 
 
 # One model entry ('models:' or 'graphs:'), validated: a field per key of either section.
@@ -430,8 +452,24 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
                            "TF importer cannot read float16 weights",
                            "use precision: float32 for OpenCV (OpenCV halves weights itself with "
                            "net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU_FP16)), or set opencv: false")
+    if entry.get("precision") == "int8":
+        others = [t for t in _targets(entry.get("targets", ["tf"])) if t in NO_INT8]
+        if "tflite" not in entry.get("targets", []) or others:
+            problem = (f"int8 quantizes only the tflite target, and targets has no tflite" if not others else
+                       f"int8 quantizes only the tflite target; {', '.join(others)} cannot be int8 here")
+            raise KfreezeError(f"{where}.precision", problem, "use targets: [tf, tflite] with precision: int8 "
+                               "(optimized.pb stays float32), or precision float32/float16 for the other targets")
     return ModelSpec(name=name, section=section,
                      **{k: key.convert(entry[k] if k in entry else key.default) for k, key in keys.items()})
+
+
+def check_int8(spec, vspec, path: str | Path = PARAMS_FILE) -> None:
+    """precision: int8 calibrates on verify's real inputs: refused up front without verify.data."""
+    if spec.precision == "int8" and not vspec.data:
+        raise KfreezeError(f"{path}: {spec.section}.{spec.name}.precision",
+                           "int8 needs real inputs to calibrate on, and verify.data is not set",
+                           "set verify.data to an .npz of inputs in models/<name>/ (as verify reads it), "
+                           "or use precision: float32 or float16")
 
 
 def _check_types(entry: dict, keys: dict[str, Key], where: str, hint) -> None:

@@ -283,6 +283,22 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
             f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}{verify_note(result)}")
 
 
+def _calibration(target: str, spec, params_file, models_root: Path = Path("models")):
+    """(verify.data's file, verify.samples) when ``target`` is quantized to int8 (model.tflite), else None."""
+    from kfreeze import targets
+    if "precision" not in targets.get(target).reads or spec.precision != "int8":
+        return None
+    from kfreeze.verify.inputs import data_path
+    vspec = params.verify_spec(params_file, spec.name)
+    params.check_int8(spec, vspec, params_file)  # the resolve stage refused it already; kfreeze run has none
+    source = data_path(spec, vspec, models_root)
+    if source is None:
+        missing = Path(models_root) / spec.name / str(vspec.data)
+        raise KfreezeError(f"{params_file}: verify.data", f"precision int8 calibrates on {missing}, which does not "
+                           "exist", "put the .npz there, or use precision: float32")
+    return source, vspec.samples
+
+
 def _target(target: str, name: str, params_file, build: Path) -> str:
     """BUILD/<name>/<target>/: the sibling made from optimized.pb, or a 'not requested' marker (no TensorFlow)."""
     from kfreeze import targets
@@ -295,7 +311,8 @@ def _target(target: str, name: str, params_file, build: Path) -> str:
         return f"{name}: {target} not requested (params targets)"
     _import_tf()
     with progress.step(f"converting optimized.pb to {targets.FILES[target]}"):
-        sibling = targets.build(target, out, where(params_file, spec, "targets"), **targets.options(target, spec))
+        sibling = targets.build(target, out, where(params_file, spec, "targets"), _calibration(target, spec, params_file),
+                                **targets.options(target, spec))
     targets.write(out, target, sibling)
     sig = sibling.signature
     return (f"{name}: wrote {target}/{targets.FILES[target]} ({len(sibling.data)} bytes; inputs "

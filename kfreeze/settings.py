@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from kfreeze.errors import KfreezeError
-from kfreeze.params import KEYS, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, model_spec, stage_params, verify_spec
+from kfreeze.params import (CALIBRATION_STAGES, KEYS, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, check_int8,
+                            model_spec, stage_params, verify_spec)
 
 
 def settings_file(build: str | Path, name: str, stage: str) -> Path:
@@ -31,9 +32,12 @@ def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]
     """{dvc stage: what it reads}, resolved with defaults: what the resolve stage writes per stage."""
     spec = model_spec(name, path)
     vspec = verify_spec(path, name)  # the project's verify keys with this model's own over them
+    check_int8(spec, vspec, path)
     verify_keys = stage_params(VERIFY)
+    calibrates = spec.precision == "int8"  # the tflite stages read verify.data only then: no reruns otherwise
     return {stage: {"model": {k: _jsonable(_for_stage(spec, k, stage)) for k in keys},
-                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())}}
+                    VERIFY: {k: _jsonable(getattr(vspec, k)) for k in verify_keys.get(stage, ())
+                             if calibrates or stage not in CALIBRATION_STAGES}}
             for stage, keys in STAGE_PARAMS[spec.section].items()}
 
 
@@ -133,6 +137,11 @@ def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path 
         if stage in FILE_STAGES:
             files = model_files(Path(models_root) / name) if files is None else files
             settings = {**settings, "files": files}
+        elif settings["model"].get("precision") == "int8" and settings[VERIFY].get("data"):
+            # int8 calibrates on verify.data: new inputs rerun that target's stage (its file's hash only)
+            files = model_files(Path(models_root) / name) if files is None else files
+            data_file = Path(settings[VERIFY]["data"]).as_posix()
+            settings = {**settings, "files": {data_file: files.get(data_file, "missing")}}
         target = settings_file(build, name, stage)
         data = settings_bytes(settings)
         if not (target.is_file() and target.read_bytes() == data):

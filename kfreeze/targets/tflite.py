@@ -7,6 +7,11 @@ runs the same MLIR converter as the v2 API. The Keras-model and concrete-functio
 the uncut model, and TF1 entries have no Keras model at all.
 - float32 by default; ``precision: float16`` stores the weights as float16 (the converter's
   ``supported_types = [tf.float16]``), computed in float32 by the interpreter.
+- ``precision: int8``: post-training full-integer quantization (``Optimize.DEFAULT``,
+  ``TFLITE_BUILTINS_INT8``, activation ranges calibrated on verify's real inputs, ``verify.data``; an
+  op with no int8 kernel stays float32 inside the file, recorded as ``float_ops``); the file's
+  inputs and outputs stay float32 (quantize/dequantize inside), so it is fed the same arrays as the
+  float model. optimized.pb itself stays float32: it is the reference the int8 file is checked against.
 - Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The
   maintained interpreter (``ai_edge_litert``) has no Flex delegate, so such a file could not be
   run, let alone verified.
@@ -56,7 +61,25 @@ def _identity_after_exits(graph, outputs: list[str]):
     return graph
 
 
-def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str) -> Sibling:
+def _representative(calibration: dict, inputs: list[str], batch: int | None):
+    """The converter's representative_dataset: verify's inputs in optimized.pb's input order, one
+    sample at a time (``batch`` at a time for a fixed batch), always in the same order."""
+    import numpy as np
+
+    arrays = [np.asarray(calibration[i], dtype=np.float32) for i in inputs]
+    step = batch or 1
+    count = len(arrays[0]) // step
+
+    def dataset():
+        for k in range(count):
+            yield [a[k * step:(k + 1) * step] for a in arrays]
+    return dataset, count * step
+
+
+def convert(graph, inputs: list[str], outputs: list[str], precision: str, where: str,
+            calibration: dict | None = None, held_out: bool | None = None) -> Sibling:
+    """``calibration``: {placeholder: rows} for int8; ``held_out``: whether verify's inputs are not among them
+    (recorded in the signature)."""
     from kfreeze.tfenv import tf
 
     graph = _identity_after_exits(graph, outputs)
@@ -66,9 +89,28 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
     tensor = lambda n: g.get_tensor_by_name(n if ":" in n else f"{n}:0")  # noqa: E731
     converter = tf.compat.v1.lite.TFLiteConverter(graph, [tensor(i) for i in inputs], [tensor(o) for o in outputs])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    extra = {}
     if precision == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if not calibration:
+            raise KfreezeError(where, "precision int8 needs calibration inputs (verify.data), and none were given",
+                               "set verify.data to an .npz of real inputs in models/<name>/")
+        batches = {tensor(i).shape[0] for i in inputs}
+        batch = next(iter(batches)) if len(batches) == 1 else None
+        dataset, used = _representative(calibration, inputs, batch if isinstance(batch, int) else None)
+        if used == 0:
+            raise KfreezeError(where, f"verify.data has fewer samples than the graph's fixed batch {batch}",
+                               "put at least one batch of inputs in verify.data")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32  # fed the same arrays as the float model
+        converter.inference_output_type = tf.float32
+        extra = {"calibration_samples": used, "io": "float32 (quantized inside the file)"}
+        if held_out is not None:
+            extra["calibration_held_out"] = held_out  # False: verify judges it on rows it was calibrated on
     try:
         data = converter.convert()
     except Exception as e:  # ConverterError: MLIR diagnostics, many lines
@@ -81,10 +123,12 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
         lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [text.strip()]
         raise KfreezeError(where, f"the TFLite converter failed: {lines[0][:300]}",
                            "leave tflite out of targets") from None
+    if precision == "int8":
+        extra["float_ops"] = float_ops(data)  # the converter leaves ops without an int8 kernel in float32
     return Sibling(data, {"converter": f"tf.compat.v1.lite.TFLiteConverter (TensorFlow {tf.__version__})",
                           "weights": precision, "layout": "NHWC (as optimized.pb)",
                           "runtime": "ai_edge_litert.interpreter.Interpreter(model_path=path)",
-                          **io_signature(data)})
+                          **extra, **io_signature(data)})
 
 
 def _interpreter(data: bytes):
@@ -100,6 +144,18 @@ def io_signature(data: bytes) -> dict:
         return [{"name": d["name"], "dtype": d["dtype"].__name__,
                  "shape": [None if s < 0 else int(s) for s in d["shape_signature"]]} for d in details]
     return {"inputs": entries(it.get_input_details()), "outputs": entries(it.get_output_details())}
+
+
+def float_ops(data: bytes) -> list[str]:
+    """Ops of an int8 file that still compute in float32 (besides the QUANTIZE/DEQUANTIZE at its edges):
+    with TFLITE_BUILTINS_INT8 the converter keeps an op with no int8 kernel (COS, CUMSUM) in float32
+    between a DEQUANTIZE and a QUANTIZE instead of refusing it."""
+    import numpy as np
+
+    it = _interpreter(data)
+    dtypes = {d["index"]: d["dtype"] for d in it.get_tensor_details()}
+    return sorted({op["op_name"] for op in it._get_ops_details() if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                   and any(dtypes.get(i) == np.float32 for i in op["inputs"] if i >= 0)})
 
 
 def op_count(data: bytes) -> int:
@@ -126,13 +182,29 @@ def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
 
 # The registry's interface (kfreeze/targets/registry.py).
 
-def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32") -> Sibling:
-    return convert(graph, inputs, outputs, precision, where)
+def build(graph, inputs: list[str], outputs: list[str], where: str, precision: str = "float32",
+          calibration: tuple[dict, bool] | None = None) -> Sibling:
+    """``calibration``: (rows, held out from verify's) from kfreeze.targets.calibration_rows, for int8."""
+    rows, held_out = calibration if calibration is not None else (None, None)
+    return convert(graph, inputs, outputs, precision, where, rows, held_out)
 
 
 def run_folder(folder, feeds: dict, outputs: list[str], signature: dict) -> dict:
     from pathlib import Path
     return run((Path(folder) / "model.tflite").read_bytes(), feeds, outputs)
+
+
+def note(metrics: dict) -> str:
+    """verify's line for an int8 file: the tolerances and top-1 floor it was held to, and its calibration."""
+    if metrics.get("weights") != "int8" or metrics.get("atol_used") is None:
+        return ""
+    top1 = ", ".join(f"{v:.3g}" for v in (metrics.get("top1_agree") or {}).values() if v is not None)
+    rows = "held-out" if metrics.get("calibration_held_out") else "verify's own"
+    left = metrics.get("float_ops")
+    rows += f"; in float32: {', '.join(left)}" if left else ""
+    return (f" (int8: atol {metrics['atol_used']:g}, rtol {metrics['rtol_used']:g}"
+            + (f", top-1 agreement {top1} >= {metrics.get('top1_required'):g}" if top1 else "")
+            + f"; calibrated on {metrics.get('calibration_samples')} {rows} rows)")
 
 
 def usage(path, sig: dict, got: dict) -> list[str]:

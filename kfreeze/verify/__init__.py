@@ -71,7 +71,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
             graph_session(graphio.read_graph(out / "optimized.pb"), outputs, spec.trust_code,
                           str(out / "optimized.pb")) as run:
         got = run_batched(_counted(run, step), feeds, batch)
-    atol, rtol = vspec.atol_for(spec.precision), vspec.rtol_for(spec.precision)
+    graph_precision = "float32" if spec.precision == "int8" else spec.precision  # int8: model.tflite only
+    atol, rtol = vspec.atol_for(graph_precision), vspec.rtol_for(graph_precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
     with progress.step("running optimized.pb in TensorFlow's default configuration (a child process)"):
@@ -150,7 +151,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     }
     # The siblings (params targets) on the same inputs, judged by the same tolerances.
     from kfreeze.targets.check import check_targets
-    metrics["targets"], target_failures = check_targets(spec, out, feeds, reference, probability, atol, rtol, batch)
+    metrics["targets"], target_failures = check_targets(spec, out, feeds, reference, probability, atol, rtol, batch,
+                                                           vspec)
     where = None if failures or not target_failures else target_failures[0][0]
     failures += [line for _, line in target_failures]
     metrics["passed"] = not failures
