@@ -26,6 +26,9 @@ from pathlib import Path
 from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
 FILES = {t.name: t.file for t in REGISTRY}
+# The targets whose converters cannot convert a frozen while loop: for a Keras model with recurrent
+# layers they convert the model traced unrolled (kfreeze/targets/recurrent.py).
+UNROLLED = ("onnx", "tflite")
 SIGNATURE = "signature.json"
 
 
@@ -66,7 +69,16 @@ def build(target: str, out: Path, where: str, **options) -> Sibling:
     graph = graphio.read_graph(Path(out) / "optimized.pb")
     from kfreeze import policy  # the converters (tf2onnx, TFLite, OpenVINO) evaluate parts of the graph
     policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
-    return get(target).load().build(graph, inputs, names["outputs"], where, **options)
+    sibling_of = None
+    if target in UNROLLED:  # a recurrent layer's loop: the converter reads the model unrolled (recurrent.py)
+        from kfreeze.targets import recurrent
+        if recurrent.loop_op(graph) is not None:
+            graph = recurrent.unrolled_graph(Path(out), graph, inputs, names["outputs"], target, where)
+            sibling_of = "model/model.keras traced with unroll=True (optimized.pb has a while loop)"
+    sibling = get(target).load().build(graph, inputs, names["outputs"], where, **options)
+    if sibling_of:
+        sibling.signature["converted_from"] = sibling_of
+    return sibling
 
 
 def write(out: Path, target: str, sibling: Sibling | None) -> None:
