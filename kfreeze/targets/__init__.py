@@ -78,6 +78,9 @@ def build(target: str, out: Path, where: str, **options) -> Sibling:
     sibling = get(target).load().build(graph, inputs, names["outputs"], where, **options)
     if sibling_of:
         sibling.signature["converted_from"] = sibling_of
+        if target == "onnx":
+            from kfreeze.targets.onnx import stable_order
+            sibling.data = stable_order(sibling.data)
     return sibling
 
 

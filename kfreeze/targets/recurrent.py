@@ -85,6 +85,7 @@ def unrolled_graph(out: Path, graph, inputs: list[str], outputs: list[str], targ
             layer.unroll = True
         with export_lib.inference_only(model):
             concrete = tf.function(call).get_concrete_function(*specs)
+        created = {o.name: i for i, o in enumerate(concrete.graph.get_operations())}
         frozen = convert_variables_to_constants_v2(concrete)
     except (ValueError, TypeError, tf.errors.OpError) as e:
         raise _refuse(where, target, op, " ".join(str(e).split())[:200]) from None
@@ -100,16 +101,76 @@ def unrolled_graph(out: Path, graph, inputs: list[str], outputs: list[str], targ
     unrolled.ClearField("library")
     for node in unrolled.node:
         node.ClearField("device")
-    # Keras' global name counters (functional_1/lstm_2/...) out of the names, as export does: the
-    # converters keep node names in their files, and the bytes must not depend on the process's history.
-    mapping = export_lib.strip_name_counters(unrolled, export_lib._layer_names(model))
-    mapping.update(zip(out_ops, out_names))
-    for old, new in list(mapping.items()):  # an internal node may not take an output's name
-        if new in out_names and old not in out_ops:
-            mapping[old] = new + "_internal"
-    renamed = {mapping.get(n.name, n.name) for n in unrolled.node if n.name not in out_ops}
-    clash = sorted(renamed & set(out_names))
-    if clash:
-        raise _refuse(where, target, op, f"a node of the unrolled graph is already called {clash[0]!r}")
-    from kfreeze import graphio
-    return graphio.canonical_order(export_lib.rename_nodes(unrolled, mapping))
+    graph = stable_names(unrolled, dict(zip(out_ops, out_names)), set(inputs), created)
+    return merge_duplicates(graph, set(out_names) | set(inputs))
+
+
+def merge_duplicates(graph, keep: set[str]):
+    """Nodes that compute the same thing (same op, attributes and inputs) merged into the first one.
+
+    An unrolled LSTM starts from two identical zero states (``zeros``, ``zeros_1``); tf2onnx merges such
+    twins itself, keeping either name depending on set order, so the file's bytes varied between two
+    conversions of one GraphDef. Merged here, in the graph's (deterministic) order, tf2onnx has none
+    left. ``keep`` (inputs, outputs) are never merged away."""
+    from tensorflow.core.framework import graph_pb2
+
+    seen: dict[bytes, str] = {}
+    replace: dict[str, str] = {}
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph)
+    del out.node[:]
+    for node in graph.node:
+        new = type(node)()
+        new.CopyFrom(node)
+        for i, inp in enumerate(new.input):
+            ctrl = inp.startswith("^")
+            src, sep, port = inp.lstrip("^").partition(":")
+            new.input[i] = ("^" if ctrl else "") + replace.get(src, src) + sep + port
+        probe = type(node)()
+        probe.CopyFrom(new)
+        probe.name = ""
+        signature = probe.SerializeToString(deterministic=True)
+        if node.op != "Placeholder" and node.name not in keep and signature in seen:
+            replace[node.name] = seen[signature]
+            continue
+        seen.setdefault(signature, node.name)
+        out.node.append(new)
+    return out
+
+
+def stable_names(graph, public: dict[str, str], inputs: set[str], created: dict[str, int]):
+    """``graph`` with ``public`` ({node: output name}) renamed and every other node named and ordered
+    without the traced names' counters: the converters keep node names in their files.
+
+    The traced names carry counters (``functional_1``, ``lstm_cell_7``: Keras' and TensorFlow's name
+    scopes) that depend on what the process traced before; unrolling makes one cell scope per time step.
+    Nodes go in the order the trace created them (``created``, node -> index: the same Python code
+    makes them in the same order, and an op is created after its inputs), each name loses its ``_N``
+    suffixes, and repeated names get ``_1``, ``_2``... in that order.
+    """
+    import re
+
+    from tensorflow.core.framework import graph_pb2
+
+    strip = lambda name: "/".join(re.sub(r"_\d+$", "", part) for part in name.split("/"))  # noqa: E731
+    order = sorted((n.name for n in graph.node), key=lambda n: (created.get(n, -1), strip(n), n))
+    taken = set(public.values()) | inputs
+    mapping, seen = dict(public), {}
+    for name in order:
+        if name in public or name in inputs:
+            continue
+        base = strip(name)
+        new = base if base not in taken else None
+        while new is None or new in taken:
+            seen[base] = seen.get(base, 0) + 1
+            new = f"{base}_{seen[base]}"
+        taken.add(new)
+        mapping[name] = new
+    from kfreeze import export as export_lib
+    renamed = export_lib.rename_nodes(graph, mapping)
+    by_name = {n.name: n for n in renamed.node}
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(renamed)
+    del out.node[:]
+    out.node.extend(by_name[mapping.get(n, n)] for n in order)
+    return out
