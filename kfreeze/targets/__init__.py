@@ -13,9 +13,12 @@ writes the folder ``build/<name>/<target>/``:
   settings file holds only its own target (``params.Key.per_stage``), so adding ``tflite`` to a
   model reruns its tflite stage and verify, and not its onnx stage.
 
-Both converters read ``optimized.pb`` itself, so every sibling has the same cut inputs, fixed
-shapes and names as the graph verify already checked. ``kfreeze.targets.check`` runs a sibling
-on verify's inputs.
+The converters read ``optimized.pb`` itself, so every sibling has the same cut inputs, fixed
+shapes and names as the graph verify already checked. One exception: tf2onnx and the TFLite converter
+cannot convert a recurrent layer's frozen while loop, so for a Keras model whose optimized.pb holds one
+they read the model traced with its recurrent layers unrolled, under optimized.pb's input and output
+names and shapes (``recurrent.py``; ``converted_from`` in signature.json says so). ``kfreeze.targets.check``
+runs a sibling on verify's inputs.
 """
 
 from __future__ import annotations
