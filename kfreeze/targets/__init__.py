@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfreeze.errors import KfreezeError
 from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
 FILES = {t.name: t.file for t in REGISTRY}
@@ -75,9 +76,16 @@ def build(target: str, out: Path, where: str, **options) -> Sibling:
     sibling_of = None
     if target in UNROLLED:  # a recurrent layer's loop: the converter reads the model unrolled (recurrent.py)
         from kfreeze.targets import recurrent
-        if recurrent.loop_op(graph) is not None:
+        loop = recurrent.loop_op(graph)
+        if loop is not None and (Path(out) / "model" / "model.keras").is_file():
             graph = recurrent.unrolled_graph(Path(out), graph, inputs, names["outputs"], target, where)
             sibling_of = "model/model.keras traced with unroll=True (optimized.pb has a while loop)"
+        elif loop is not None:  # no Keras model (a graphs: entry): the converter may still take the loop
+            try:
+                return get(target).load().build(graph, inputs, names["outputs"], where, **options)
+            except KfreezeError as e:
+                raise KfreezeError(e.where, e.problem, f"leave {target} out of targets: the openvino and "
+                                   "saved_model targets convert the while loop") from None
     sibling = get(target).load().build(graph, inputs, names["outputs"], where, **options)
     if sibling_of:
         sibling.signature["converted_from"] = sibling_of

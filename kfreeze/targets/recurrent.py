@@ -11,8 +11,9 @@ So for a Keras entry whose optimized.pb holds a loop, the onnx and tflite stages
 canonical model ``build/<name>/model/model.keras`` that way, with optimized.pb's input names, dtypes
 and shapes (a time dimension left free by the model is fixed by optimized.pb's), frozen, its outputs
 renamed to names.json's outputs; that graph is what the converter reads. Verify checks the sibling
-against the same reference as every other one. Refused in one line (KfreezeError), naming the loop op
-and what works instead: a graph with no Keras model (``graphs:`` entries), inputs or outputs cut away
+against the same reference as every other one. A graph with no Keras model (``graphs:`` entries) goes
+to the converter as it is (targets.build), whose refusal then names the op and the targets that convert
+the loop. Refused in one line (KfreezeError), naming the loop op and what works instead: inputs or outputs cut away
 from the model's (``inputs``/``outputs`` params), a time dimension that is not fixed, a loop that is not
 a recurrent layer's, and a model that needs ``custom_objects`` or ``trust_code`` to load (the target
 stages do not read those keys).

@@ -152,21 +152,28 @@ def test_names_shapes_and_bytes(tmp_path):
 
 
 def test_graph_entry_with_a_loop_is_refused_in_one_line(tmp_path):
-    """No model.keras (a 'graphs:' entry): the refusal names the loop op and the targets that work."""
+    """No model.keras (a 'graphs:' entry): the converters get the loop as before, and their refusal names
+    the loop op and the targets that convert it."""
+    from kfreeze import graphio, targets
     from kfreeze.errors import KfreezeError
     from kfreeze.targets import recurrent
-    from kfreeze.tfenv import tf
 
-    keras.utils.set_random_seed(0)
-    model = build("LSTM")
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec((1, T, 3), name="seq"))
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-    graph = convert_variables_to_constants_v2(fn).graph.as_graph_def()
+    project = harness.write_project(tmp_path / "p", "lstm", build("LSTM"), ".keras", targets=["tf"])
+    harness.run_stages(project, "lstm", harness.STAGES[:4])  # convert .. optimize: a real optimized.pb
+    graph = graphio.read_graph(project / "build" / "lstm" / "optimized.pb")
+    names = graphio.read_json(project / "build" / "lstm" / "names.json")
+    out = names["outputs"][0]
     assert recurrent.loop_op(graph) == "TensorListReserve"
-    with pytest.raises(KfreezeError) as e:
-        recurrent.unrolled_graph(tmp_path, graph, ["seq"], ["out"], "onnx", "params.yaml: graphs.g.targets")
-    line = str(e.value)
-    assert "TensorListReserve" in line and "openvino" in line and "\n" not in line.strip()
+    graphio.write_graph(graph, tmp_path / "optimized.pb")  # beside no model/model.keras
+    graphio.write_json(tmp_path / "names.json", names)
+    for target in ("onnx", "tflite"):
+        with pytest.raises(KfreezeError) as e:
+            targets.build(target, tmp_path, "params.yaml: graphs.g.targets")
+        line = str(e.value)
+        assert "TensorListReserve" in line and "openvino" in line and "saved_model" in line, line
+    with pytest.raises(KfreezeError) as e:  # called without a model: says so in one line
+        recurrent.unrolled_graph(tmp_path, graph, ["seq"], [out], "onnx", "w")
+    assert "TensorListReserve" in str(e.value) and "model.keras does not exist" in str(e.value)
 
 
 def direct(build) -> dict:
