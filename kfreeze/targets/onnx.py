@@ -97,9 +97,10 @@ def stable_order(data: bytes) -> bytes:
     For an unrolled recurrent model (kfreeze/targets/recurrent.py) tf2onnx 1.17 emitted the nodes in
     an order that changed between two conversions of the same GraphDef in one process, and merged
     equal constants under either name (``const_axes__2`` or ``const_starts__2``, both [0]); measured in
-    tests/targets/test_recurrent.py. Ties go by the outputs' names without their generated numbers,
-    then op type and inputs (a generated constant by its value); generated constants are then called
-    ``const__N`` in order of first use.
+    tests/targets/test_recurrent.py); likewise two equal weights of two layers (two ConvLSTMs' biases,
+    kept under either layer's name in processes with another PYTHONHASHSEED). Ties go by the outputs'
+    names without their generated numbers, then op type and inputs (a constant by its value); every
+    constant is then called ``constant__N`` in order of first use.
     """
     import hashlib
     import heapq
@@ -108,9 +109,10 @@ def stable_order(data: bytes) -> bytes:
 
     model = onnx.load_from_string(data)
     graph = model.graph
-    generated = {}
+    generated = {}  # every constant: tf2onnx keeps one of two equal constants under either's name
+    inputs = {i.name for i in graph.input}
     for init in graph.initializer:
-        if _GENERATED.match(init.name):
+        if init.name not in inputs:
             probe = type(init)()
             probe.CopyFrom(init)
             probe.name = ""
@@ -140,7 +142,7 @@ def stable_order(data: bytes) -> bytes:
     for i in order:
         for x in nodes[i].input:
             if x in generated and x not in rename:
-                rename[x] = f"const__{len(rename) + 1}"
+                rename[x] = f"constant__{len(rename) + 1}"
     copies = [type(n)() for n in nodes]
     for copy, node in zip(copies, nodes):
         copy.CopyFrom(node)
