@@ -117,7 +117,8 @@ def stable_order(data: bytes) -> bytes:
             probe.CopyFrom(init)
             probe.name = ""
             generated[init.name] = "const:" + hashlib.sha1(probe.SerializeToString(deterministic=True)).hexdigest()
-    base = lambda name: generated.get(name) or _GENERATED.sub(lambda m: m.group(1) + (m.group(3) or ""), name)  # noqa: E731
+    def base(name: str) -> str:
+        return generated.get(name) or _GENERATED.sub(lambda m: m.group(1) + (m.group(3) or ""), name)
     nodes = list(graph.node)
     producer = {o: i for i, n in enumerate(nodes) for o in n.output}
     deps = [{producer[x] for x in n.input if x in producer} for n in nodes]

@@ -70,9 +70,10 @@ def unrolled_graph(out: Path, graph, inputs: list[str], outputs: list[str], targ
     if any(":" in o or split_tensor(o)[0] != o for o in outputs) or sorted(out_names) != sorted(outputs):
         raise _refuse(where, target, op, f"optimized.pb's outputs {outputs} are not the model's {out_names}")
     placeholders = {n.name: n for n in graph.node if n.op == "Placeholder"}
-    specs = [tf.TensorSpec(tf.TensorShape(placeholders[n].attr["shape"].shape), tf.as_dtype(placeholders[n].attr["dtype"].type),
-                           name=n) for n in names]
-    if any(len(s.shape) > 2 and s.shape[1] is None for s in specs):  # (batch, time, ...): unroll needs the time steps
+    specs = [tf.TensorSpec(tf.TensorShape(placeholders[n].attr["shape"].shape),
+                           tf.as_dtype(placeholders[n].attr["dtype"].type), name=n) for n in names]
+    # (batch, time, ...): unrolling needs the number of time steps
+    if any(s.shape.rank is None or s.shape.rank > 2 and s.shape[1] is None for s in specs):
         raise _refuse(where, target, op, "a time dimension is not fixed (set the input shape in params)")
     saved = [(layer, layer.unroll) for layer in rnns]
     structure = keras_io.input_structure(model)
