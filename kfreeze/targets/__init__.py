@@ -13,9 +13,12 @@ writes the folder ``build/<name>/<target>/``:
   settings file holds only its own target (``params.Key.per_stage``), so adding ``tflite`` to a
   model reruns its tflite stage and verify, and not its onnx stage.
 
-Both converters read ``optimized.pb`` itself, so every sibling has the same cut inputs, fixed
-shapes and names as the graph verify already checked. ``kfreeze.targets.check`` runs a sibling
-on verify's inputs.
+The converters read ``optimized.pb`` itself, so every sibling has the same cut inputs, fixed
+shapes and names as the graph verify already checked. One exception: tf2onnx and the TFLite converter
+cannot convert a recurrent layer's frozen while loop, so for a Keras model whose optimized.pb holds one
+they read the model traced with its recurrent layers unrolled, under optimized.pb's input and output
+names and shapes (``recurrent.py``; ``converted_from`` in signature.json says so). ``kfreeze.targets.check``
+runs a sibling on verify's inputs.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfreeze.errors import KfreezeError
 from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
 FILES = {t.name: t.file for t in REGISTRY}
+# The targets whose converters cannot convert a frozen while loop: for a Keras model with recurrent
+# layers they convert the model traced unrolled (kfreeze/targets/recurrent.py).
+UNROLLED = ("onnx", "tflite")
 SIGNATURE = "signature.json"
 
 
@@ -69,7 +76,26 @@ def build(target: str, out: Path, where: str, calibration: tuple[Path, int] | No
     policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
     if calibration is not None:
         options["calibration"] = calibration_rows(graph, inputs, names["inputs"], *calibration)
-    return get(target).load().build(graph, inputs, names["outputs"], where, **options)
+    sibling_of = None
+    if target in UNROLLED:  # a recurrent layer's loop: the converter reads the model unrolled (recurrent.py)
+        from kfreeze.targets import recurrent
+        loop = recurrent.loop_op(graph)
+        if loop is not None and (Path(out) / "model" / "model.keras").is_file():
+            graph = recurrent.unrolled_graph(Path(out), graph, inputs, names["outputs"], target, where)
+            sibling_of = "model/model.keras traced with unroll=True (optimized.pb has a while loop)"
+        elif loop is not None:  # no Keras model (a graphs: entry): the converter may still take the loop
+            try:
+                return get(target).load().build(graph, inputs, names["outputs"], where, **options)
+            except KfreezeError as e:
+                raise KfreezeError(e.where, e.problem, f"leave {target} out of targets: the openvino and "
+                                   "saved_model targets convert the while loop") from None
+    sibling = get(target).load().build(graph, inputs, names["outputs"], where, **options)
+    if sibling_of:
+        sibling.signature["converted_from"] = sibling_of
+        if target == "onnx":
+            from kfreeze.targets.onnx import stable_order
+            sibling.data = stable_order(sibling.data)
+    return sibling
 
 
 CALIBRATION_MAX = 500  # rows of verify.data the int8 converter runs the float model on

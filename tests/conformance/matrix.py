@@ -26,8 +26,8 @@ weights and random BatchNorm statistics, run through convert -> export -> freeze
 *TF parity*: the TF session on `optimized.pb` against the Keras model on the same inputs, as the relative
 error max|diff| / max|ref| over the raw outputs (the test requires <= {tol:g}). *OpenCV*: OpenCV {cv} dnn
 on the same `optimized.pb`, as it is: its relative error, or why it fails.
-The target columns (`targets: [tf, onnx, tflite]`, made from `optimized.pb`; verify judges each with the
-same tolerances): *ONNX*: `model.onnx` (tf2onnx, opset {opset}, NCHW) in ONNX Runtime; *OpenCV ONNX*: the
+The target columns (`targets: [tf, onnx, tflite]`, made from `optimized.pb`, or for a
+recurrent model from `model.keras` traced unrolled (docs/targets.md); verify judges each with the same tolerances): *ONNX*: `model.onnx` (tf2onnx, opset {opset}, NCHW) in ONNX Runtime; *OpenCV ONNX*: the
 same file in OpenCV's `readNetFromONNX`, recorded as it is; *TFLite*: `model.tflite` in the LiteRT
 interpreter. A target that cannot be made shows the op that blocks it.
 """
