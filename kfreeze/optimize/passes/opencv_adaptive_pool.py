@@ -38,6 +38,8 @@ def _probe(graph, nodes, consts, x_tensor, x_shape, end):
         m.input[:] = ["opencv_probe" if f"{split_tensor(i)[0]}:{split_tensor(i)[1]}" == x_tensor else i
                       for i in n.input]
     x = np.random.default_rng(0).normal(size=x_shape).astype(np.float32)
+    from kfreeze import policy  # a region of math ops, but still a graph from a file
+    policy.check(g, [end], ["opencv_probe"])
     with tf.Graph().as_default() as tg:
         tf.graph_util.import_graph_def(g, name="")
         with tf.compat.v1.Session(graph=tg) as sess:

@@ -45,6 +45,8 @@ def _runner(graph, nodes, consts, x_tensor, end):
         m = g.node.add()
         m.CopyFrom(n)
         m.input[:] = ["opencv_probe" if (i if ":" in i else i + ":0") == x_tensor else i for i in n.input]
+    from kfreeze import policy  # a region of math ops, but still a graph from a file
+    policy.check(g, [end], ["opencv_probe"])
     tg = tf.Graph()
     with tg.as_default():
         tf.graph_util.import_graph_def(g, name="")
