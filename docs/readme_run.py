@@ -79,7 +79,8 @@ def repro_block() -> str:
             subprocess.run(["rm", "-rf", str(repo / out)], check=True)
         lines, seconds = transcript(repo)
     models = sorted({m.group(1) for ln in lines if (m := re.match(r"^([\w-]+): \d+ -> \d+ ops", ln))})
-    return block(abridge(lines, lines[0].split("@")[1].rstrip("':") if lines else ""), seconds, len(models))
+    first = next((ln.split("@")[1].rstrip("':") for ln in lines if "@" in ln), "")  # 'names' runs first, for all
+    return block(abridge(lines, first), seconds, len(models))
 
 
 # -- named blocks: kfreeze commands as a user types them --------------------------------------
