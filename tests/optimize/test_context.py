@@ -9,4 +9,4 @@ from kfreeze.optimize import Context, InputSpec
 
 def test_context_rejects_an_unknown_precision():
     with pytest.raises(ValueError, match="precision"):
-        Context((InputSpec("x"),), ("out",), precision="int8")
+        Context((InputSpec("x"),), ("out",), precision="int4")
