@@ -87,7 +87,8 @@ def repro_block() -> str:
 
 def kfreeze(cwd: Path, shown: str, *args: str) -> str:
     """``$ <shown>`` and what ``kfreeze ARGS`` prints (stdout and stderr, in order) run in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # No progress lines: they are measured times, and the tests' environment turns them off anyway.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "KFREEZE_QUIET": "1"}
     env.pop("KFREEZE_DEBUG", None)
     proc = subprocess.run([sys.executable, "-m", "kfreeze.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
