@@ -8,14 +8,14 @@ from pathlib import Path
 from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
-from kfreeze.verify.inputs import TensorInfo, data_path, index_limits, load_data, make_inputs, placeholder_infos
+from kfreeze.verify.inputs import TensorInfo, data_file, data_path, index_limits, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
                                 run_graph, run_keras, run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
-           "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
+           "data_file", "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
            "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
            "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
            "session_config"]
@@ -32,7 +32,7 @@ class Verdict:
     where: Path | None = None  # the file that failed, when it is not optimized.pb (a target's sibling)
 
 
-def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> Verdict:
+def verify_model(spec, vspec, out: Path) -> Verdict:
     """Run the source model and optimized.pb on the same inputs and decide: every output
     finite on both sides and within ``atol + rtol * max|reference|``, in kfreeze's pinned TF
     session (the recorded numbers) and in a TF process with TF's defaults (pass/fail: oneDNN on,
@@ -51,13 +51,12 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         per_sample = activation_bytes(optimized)[0]
     feed_names = [placeholder_name(i) for i in inputs]
     from kfreeze import policy  # nothing runs a graph that has not passed the op policy
-    policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
-                 spec.trust_code)
+    policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), spec.at, spec.trust_code)
     # From here verify looks at its ops, names and shapes; the session reads the weights again.
     optimized = light_graph(optimized)
     release_memory()
     infos = placeholder_infos(optimized, feed_names)
-    source = data_path(spec, vspec, models_root)
+    source = data_path(spec, vspec)
     if source is not None:
         feeds = load_data(source, infos, inputs, vspec.samples)
     else:
@@ -93,7 +92,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
 
     failures, warnings = [], []
     if vspec.data and source is None:
-        warnings.append(f"verify.data is set, but {Path(models_root) / spec.name / vspec.data} does not exist: "
+        warnings.append(f"verify.data is set, but {data_file(spec, vspec)} does not exist: "
                         f"random inputs in {list(vspec.input_range)}")
     failures += output_failures(per_output)
     # The pinned session's numbers are what metrics record; a deployed TF process must agree.
@@ -237,7 +236,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
         return _saved_model_reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
-    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{spec.name}", spec.trust_code)
+    policy.check(graph, outputs, inputs, str(graph_path), spec.at, spec.trust_code)
     has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
     checkpoint = resolve_checkpoint(checkpoint) if has_variables and checkpoint is not None else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
