@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import yaml
 
+from kfreeze import layout
 from kfreeze import params
 from kfreeze.errors import KfreezeError
 from kfreeze.params import FILE_KEYS, KERAS, KEYS, NAME_RE, TF1, VERIFY
@@ -73,10 +74,10 @@ COPY_LIMIT = 8 * 2**30  # a model, graph or checkpoint bigger than this is refus
 
 # What kfreeze run writes to --out: what 'dvc repro' writes to build/<name>/ (its settings aside), and
 # metrics.json; a folder holding anything else is not replaced.
-METRICS = "metrics.json"
-OUT_FILES = {"optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
-             "passes.json", "verify_failed.json", METRICS}
-OUT_FOLDERS = ("model", "ckpt")
+METRICS = layout.METRICS
+OUT_FILES = {layout.OPTIMIZED, layout.FROZEN, layout.GRAPH, layout.OP_NAMES, layout.SIGNATURE, layout.NAMES,
+             layout.PASSES, layout.FAILED, METRICS}
+OUT_FOLDERS = (layout.MODEL, layout.CKPT)
 
 
 def check_out(out: Path) -> None:
@@ -251,7 +252,7 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
         echo(line)
     from kfreeze import graphio
     from kfreeze.verify.run import opencv_failure
-    names = graphio.read_json(out / "names.json")
+    names = graphio.read_json(out / layout.NAMES)
     result_metrics = graphio.read_json(metrics_file)
     layers = result_metrics.get("opencv_names") or {}
     return Result(name, out, names["inputs"], names["outputs"], layers,
@@ -264,7 +265,7 @@ def report(result: Result) -> list[str]:
 
     m = result.metrics
     lines = [f"wrote {result.out}/: optimized.pb ({m['ops_optimized']} ops, {m['bytes_optimized']} bytes), "
-             f"frozen.pb, metrics.json" + (", signature.json" if (result.out / "signature.json").exists() else ""),
+             f"frozen.pb, metrics.json" + (", signature.json" if (result.out / layout.SIGNATURE).exists() else ""),
              "TensorFlow (tf.import_graph_def(graph_def, name='import')):"]
     for i in result.inputs:
         lines.append(f"  input   import/{placeholder_name(i)}:0")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from kfreeze import layout
 from kfreeze import params, progress, settings
 from kfreeze.errors import KfreezeError, reading, warn as _warn
 
@@ -133,9 +134,9 @@ def freeze(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
     with progress.step("keeping what the outputs need of the frozen graph" if given_frozen
                        else "restoring the variables the outputs need into constants"):
         frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
-    with progress.step(f"writing {out / 'frozen.pb'}"):
-        graphio.write_graph(frozen.graph, out / "frozen.pb")
-    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    with progress.step(f"writing {out / layout.FROZEN}"):
+        graphio.write_graph(frozen.graph, out / layout.FROZEN)
+    graphio.write_json(out / layout.NAMES, {"inputs": inputs, "outputs": outputs})
     if given_frozen:
         return (f"{name}: {graph_path} is frozen already (no checkpoint); "
                 f"{len(frozen.graph.node)} ops for outputs {outputs}")
@@ -180,9 +181,9 @@ def _freeze_saved_model(name, spec, out: Path) -> str:
     nodes.require(frozen.graph, inputs, "input", spec.where("inputs"))
     nodes.require(frozen.graph, outputs, "output", spec.where("outputs"))
     nodes.require_upstream(frozen.graph, inputs, outputs, spec.where("inputs"))
-    with progress.step(f"writing {out / 'frozen.pb'}"):
-        graphio.write_graph(frozen.graph, out / "frozen.pb")
-    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    with progress.step(f"writing {out / layout.FROZEN}"):
+        graphio.write_graph(frozen.graph, out / layout.FROZEN)
+    graphio.write_json(out / layout.NAMES, {"inputs": inputs, "outputs": outputs})
     return (f"{name}: SavedModel signature '{key}': converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops; inputs {inputs}, outputs {outputs}")
 
@@ -198,7 +199,7 @@ def optimize(spec, out: Path) -> str:
     from kfreeze.resolve import resolve_dtypes, resolve_shapes
 
     out = Path(out)
-    names = graphio.read_json(out / "names.json")
+    names = graphio.read_json(out / layout.NAMES)
     inputs, outputs = names["inputs"], names["outputs"]
     shapes = resolve_shapes(spec, inputs)
     dtypes = resolve_dtypes(spec, inputs)
@@ -208,15 +209,15 @@ def optimize(spec, out: Path) -> str:
     with progress.step(f"running {len(opt.passes_for(ctx))} passes (Grappler among them) in a child process"):
         try:
             ops_frozen, stats = child.call(
-                optimize_file, out / "frozen.pb", ctx, out / "optimized.pb", spec.where("inputs"),
+                optimize_file, out / layout.FROZEN, ctx, out / layout.OPTIMIZED, spec.where("inputs"),
                 spec.where("input_shape"), what="optimize", where="Grappler",
-                memory=child.memory_bound((out / "frozen.pb").stat().st_size))
+                memory=child.memory_bound((out / layout.FROZEN).stat().st_size))
         except KfreezeError as e:
             if e.where == spec.where("inputs"):  # names the key already
                 raise
-            raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
-    graph = graphio.read_graph(out / "optimized.pb")
-    graphio.write_json(out / "passes.json", stats)
+            raise KfreezeError(f"{out / layout.FROZEN}: {e.where}", e.problem, e.fix) from None
+    graph = graphio.read_graph(out / layout.OPTIMIZED)
+    graphio.write_json(out / layout.PASSES, stats)
     from kfreeze import opencv_names
     changed = ", ".join(f"{s['pass']} {s['ops_after'] - s['ops_before']:+d}" for s in stats
                         if s["ops_before"] != s["ops_after"])
@@ -269,13 +270,13 @@ def verify(spec, vspec, out: Path, metrics_file: Path, warn: Callable[[str], Non
 
     out = Path(out)
     verdict = verify_lib.verify_model(spec, vspec, out)
-    result, report = verdict.metrics, out / "verify_failed.json"
+    result, report = verdict.metrics, out / layout.FAILED
     for warning in verdict.warnings:
         warn(f"{name}: warning: {warning}")
     if not verdict.passed:
         metrics_file.unlink(missing_ok=True)
         graphio.write_json(report, {**result, "failures": verdict.failures, "warnings": verdict.warnings})
-        raise KfreezeError(verdict.where or out / "optimized.pb", "; ".join(verdict.failures),
+        raise KfreezeError(verdict.where or out / layout.OPTIMIZED, "; ".join(verdict.failures),
                            f"the report is in {report} (no {metrics_file} is written for a failed verify)")
     report.unlink(missing_ok=True)
     graphio.write_json(metrics_file, result)

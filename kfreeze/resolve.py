@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from kfreeze import layout
 from kfreeze.errors import KfreezeError, warn as _warn
 from kfreeze.params import ModelSpec
 
@@ -18,7 +19,7 @@ def graph_and_checkpoint(spec: ModelSpec, out: Path):
     from kfreeze import graphio
 
     if spec.is_keras:
-        return graphio.read_graph(out / "graph.pbtxt"), out / "ckpt", out / "graph.pbtxt"
+        return graphio.read_graph(out / layout.GRAPH), out / "ckpt", out / layout.GRAPH
     checkpoint = Path(spec.checkpoint) if spec.checkpoint is not None else None  # None: a frozen graph
     return graphio.read_graph(spec.graph), checkpoint, Path(spec.graph)
 
@@ -30,7 +31,7 @@ def resolve_names(spec: ModelSpec, out: Path, graph,
     from kfreeze import nodes as nodes_lib
 
     if spec.is_keras:
-        signature = graphio.read_json(out / "signature.json")
+        signature = graphio.read_json(out / layout.SIGNATURE)
         return (spec.inputs or [i["name"] for i in signature["inputs"]],
                 spec.outputs or [o["name"] for o in signature["outputs"]])
     inputs, outputs = list(spec.inputs), list(spec.outputs)

@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from kfreeze import layout
 from kfreeze.errors import KfreezeError
 from kfreeze.params import (CALIBRATION_STAGES, KERAS, KEYS, PARAMS_FILE, STAGE_PARAMS, TF1, VERIFY, ModelSpec,
                             Origin, VerifySpec, check_int8, model_spec, stage_params, verify_spec)
@@ -22,7 +23,7 @@ from kfreeze.params import (CALIBRATION_STAGES, KERAS, KEYS, PARAMS_FILE, STAGE_
 
 def settings_file(build: str | Path, name: str, stage: str) -> Path:
     """Where the resolve stage writes what ``stage`` reads: BUILD/<name>/settings/<stage>.json."""
-    return Path(build) / name / "settings" / f"{stage}.json"
+    return Path(build) / name / layout.SETTINGS / f"{stage}.json"
 
 
 def _jsonable(value):
@@ -80,7 +81,7 @@ def read(build: str | Path, name: str, stage: str) -> tuple[ModelSpec, VerifySpe
     file and nothing else: BUILD/<name>/settings/<stage>.json ('<stage>_tf1.json' for a 'graphs:' entry).
 
     Returns the model's entry and the verify keys as that stage sees them; reading any other key raises."""
-    folder = Path(build) / name / "settings"
+    folder = Path(build) / name / layout.SETTINGS
     found = [f for f in (folder / f"{stage}.json", folder / f"{stage}_tf1.json") if f.is_file()]
     if not found:
         raise KfreezeError(folder / f"{stage}.json", "no settings for this stage",
