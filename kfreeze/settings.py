@@ -1,7 +1,7 @@
 """The resolve stage: each stage's settings, defaults filled in, in its own small file; and a stage's
 reading of its file, the only settings it reads.
 
-DVC cannot track a params key that is not in params.yaml, so with defaults no stage
+DVC cannot track a params key that is not in the params file, so with defaults no stage
 declares ``params:``. ``resolve@<name>`` (TensorFlow-free, cheap) validates the entry and
 writes what each stage reads to BUILD/<name>/settings/<stage>.json; each stage depends on
 its own file, and a file whose bytes did not change does not rerun its stage. A stage reads

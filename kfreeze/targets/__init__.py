@@ -2,7 +2,7 @@
 ONNX (``onnx.py``), TFLite (``tflite.py``), OpenVINO IR (``openvino.py``) and a TF SavedModel
 (``saved_model.py``). docs/targets.md says how to load each and what was measured.
 
-A model's ``targets`` (params.yaml, default ``[tf]``) say which are built. Each extra target is
+A model's ``targets`` (a params key, default ``[tf]``) say which are built. Each extra target is
 its own DVC stage (``onnx@<name>``, ``tflite@<name>``...; ``*_tf1`` for 'graphs:' entries) that
 writes the folder ``build/<name>/<target>/``:
 

@@ -67,8 +67,8 @@ def _sample_dims(info: TensorInfo, samples: int) -> list[int]:
 
 
 def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: int) -> dict[str, np.ndarray]:
-    """Real inputs from an ``.npz``: one array per input (keyed by the input name as in
-    params.yaml, or by its placeholder name), rows = samples; the first ``samples`` rows are used.
+    """Real inputs from an ``.npz``: one array per input (keyed by the input name as the entry
+    gives it, or by its placeholder name), rows = samples; the first ``samples`` rows are used.
 
     Loaded with ``allow_pickle=False``: an object array is refused, never unpickled.
     """
