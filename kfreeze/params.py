@@ -8,8 +8,9 @@ writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults fi
 ``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
-``kfreeze.settings`` writes those files; a stage reads its settings through
-``settings.stage_spec``, the same resolution, and a key its file does not cover cannot be read.
+``kfreeze.settings`` writes those files, and a stage reads its own file and nothing else
+(``settings.read``); a key its file does not cover cannot be read. A spec's ``Origin`` (a params
+file's entry, or kfreeze run's flags) is what every message names.
 """
 
 from __future__ import annotations
