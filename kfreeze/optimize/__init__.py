@@ -94,12 +94,18 @@ PASSES: list[Pass] = [
     Pass("opencv_norm", p.opencv_norm, enabled=lambda ctx: ctx.opencv),
     # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
+    # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.
+    Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
     Pass("opencv_global_pool1d", p.opencv_global_pool1d, enabled=lambda ctx: ctx.opencv),
+    # Element-wise ops between two 1-D layers (activation, BatchNorm) before the Squeeze, on 4-D.
+    Pass("opencv_sink_squeeze", p.opencv_sink_squeeze, enabled=lambda ctx: ctx.opencv),
     # Squeeze -> ExpandDims round trips between Keras' 1-D layers: stay 4-D.
     Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
+    # A Reshape to its input's own shape (a merged Squeeze -> ExpandDims), which OpenCV scrambles.
+    Pass("opencv_identity_reshape", p.opencv_identity_reshape, enabled=lambda ctx: ctx.opencv),
     # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
     Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
     # Permute((2, 1, 3)) as two transposes OpenCV's layout tracking accepts.
