@@ -100,6 +100,8 @@ PASSES: list[Pass] = [
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
     Pass("opencv_global_pool1d", p.opencv_global_pool1d, enabled=lambda ctx: ctx.opencv),
+    # GlobalAverage/MaxPooling3D as AvgPool3D/MaxPool3D over the whole volume.
+    Pass("opencv_global_pool3d", p.opencv_global_pool3d, enabled=lambda ctx: ctx.opencv),
     # Element-wise ops between two 1-D layers (activation, BatchNorm) before the Squeeze, on 4-D.
     Pass("opencv_sink_squeeze", p.opencv_sink_squeeze, enabled=lambda ctx: ctx.opencv),
     # Squeeze -> ExpandDims round trips between Keras' 1-D layers: stay 4-D.
@@ -112,6 +114,8 @@ PASSES: list[Pass] = [
     Pass("opencv_transpose", p.opencv_transpose, enabled=lambda ctx: ctx.opencv),
     # After the rewrites that add ExpandDims: a layer between an input and what asks OpenCV for its shape.
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # 4-D model inputs concatenated directly: a zero BiasAdd (NHWC) each, so OpenCV maps the axis.
+    Pass("opencv_concat_layout", p.opencv_concat_layout, enabled=lambda ctx: ctx.opencv),
     # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
     Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
     # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.
