@@ -96,6 +96,8 @@ PASSES: list[Pass] = [
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
     # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.
     Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
+    # TimeDistributed(Conv2D), unrolled over its steps, as one Conv3D with a kernel one step deep.
+    Pass("opencv_time_distributed", p.opencv_time_distributed, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
