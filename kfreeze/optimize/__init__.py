@@ -94,6 +94,8 @@ PASSES: list[Pass] = [
     Pass("opencv_norm", p.opencv_norm, enabled=lambda ctx: ctx.opencv),
     # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
+    # Dot(axes=1) of two vectors (a BatchMatMulV2) as an element-wise product and a MatMul by ones.
+    Pass("opencv_dot", p.opencv_dot, enabled=lambda ctx: ctx.opencv),
     # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.
     Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
     # TimeDistributed(Conv2D), unrolled over its steps, as one Conv3D with a kernel one step deep.
