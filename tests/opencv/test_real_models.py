@@ -49,6 +49,14 @@ def gan_generator():
     return keras.Model(z, x, name="generator")
 
 
+def upsampling_decoder():
+    """Dense -> Reshape -> UpSampling2D -> Conv2D: Grappler merges the Reshape into UpSampling's chain."""
+    z = keras.Input((8,), name="z")
+    x = L.ReLU()(L.Dense(3 * 3 * 8)(z))
+    x = L.UpSampling2D()(L.Reshape((3, 3, 8))(x))
+    return keras.Model(z, L.Conv2D(3, 3, padding="same", activation="tanh", name="img")(x), name="decoder")
+
+
 def conv1d_audio():
     inp = keras.Input((400, 1), name="wave")
     x = L.Conv1D(8, 9, strides=2, activation="relu")(inp)
@@ -79,6 +87,7 @@ def _run(tmp_path, model):
 @pytest.mark.parametrize("build", [
     unet,
     gan_generator,   # opencv_dense_reshape: Reshape(Dense(z)) to an image
+    upsampling_decoder,  # opencv_split_reshape, then opencv_dense_reshape and opencv_upsampling
     conv1d_audio,    # opencv_sink_squeeze, opencv_identity_reshape: BatchNorm between two Conv1D
 ], ids=lambda f: f.__name__)
 def test_the_model_loads_and_matches_in_opencv(tmp_path, build):

@@ -35,6 +35,7 @@ from kfreeze.optimize.passes.opencv_min_max import opencv_min_max
 from kfreeze.optimize.passes.opencv_norm import opencv_norm
 from kfreeze.optimize.passes.opencv_refuse import opencv_refuse
 from kfreeze.optimize.passes.opencv_sink_squeeze import opencv_sink_squeeze
+from kfreeze.optimize.passes.opencv_split_reshape import opencv_split_reshape
 from kfreeze.optimize.passes.opencv_squeeze_expand import opencv_squeeze_expand
 from kfreeze.optimize.passes.opencv_time_distributed import opencv_time_distributed
 from kfreeze.optimize.passes.opencv_transpose import opencv_transpose
@@ -51,6 +52,6 @@ from kfreeze.optimize.passes.transform_graph import transform_graph
 
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
-           "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_concat_layout", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
+           "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_concat_layout", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze", "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
            "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused",
            "transform_graph"]
