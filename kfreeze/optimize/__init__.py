@@ -94,18 +94,34 @@ PASSES: list[Pass] = [
     Pass("opencv_norm", p.opencv_norm, enabled=lambda ctx: ctx.opencv),
     # Dense/EinsumDense on 3-D: a plain MatMul with its bias as an Add OpenCV folds into it.
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
+    # Dot(axes=1) of two vectors (a BatchMatMulV2) as an element-wise product and a MatMul by ones.
+    Pass("opencv_dot", p.opencv_dot, enabled=lambda ctx: ctx.opencv),
+    # A Reshape Grappler merged from Dense's image shape and UpSampling's ExpandDims, split again.
+    Pass("opencv_split_reshape", p.opencv_split_reshape, enabled=lambda ctx: ctx.opencv),
+    # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.
+    Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
+    # TimeDistributed(Conv2D), unrolled over its steps, as one Conv3D with a kernel one step deep.
+    Pass("opencv_time_distributed", p.opencv_time_distributed, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
     Pass("opencv_global_pool1d", p.opencv_global_pool1d, enabled=lambda ctx: ctx.opencv),
+    # GlobalAverage/MaxPooling3D as AvgPool3D/MaxPool3D over the whole volume.
+    Pass("opencv_global_pool3d", p.opencv_global_pool3d, enabled=lambda ctx: ctx.opencv),
+    # Element-wise ops between two 1-D layers (activation, BatchNorm) before the Squeeze, on 4-D.
+    Pass("opencv_sink_squeeze", p.opencv_sink_squeeze, enabled=lambda ctx: ctx.opencv),
     # Squeeze -> ExpandDims round trips between Keras' 1-D layers: stay 4-D.
     Pass("opencv_squeeze_expand", p.opencv_squeeze_expand, enabled=lambda ctx: ctx.opencv),
+    # A Reshape to its input's own shape (a merged Squeeze -> ExpandDims), which OpenCV scrambles.
+    Pass("opencv_identity_reshape", p.opencv_identity_reshape, enabled=lambda ctx: ctx.opencv),
     # Maximum/Minimum, which OpenCV cannot import, as ClipByValue or Relu arithmetic.
     Pass("opencv_min_max", p.opencv_min_max, enabled=lambda ctx: ctx.opencv),
     # Permute((2, 1, 3)) as two transposes OpenCV's layout tracking accepts.
     Pass("opencv_transpose", p.opencv_transpose, enabled=lambda ctx: ctx.opencv),
     # After the rewrites that add ExpandDims: a layer between an input and what asks OpenCV for its shape.
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
+    # 4-D model inputs concatenated directly: a zero BiasAdd (NHWC) each, so OpenCV maps the axis.
+    Pass("opencv_concat_layout", p.opencv_concat_layout, enabled=lambda ctx: ctx.opencv),
     # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
     Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
     # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.

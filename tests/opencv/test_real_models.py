@@ -1,6 +1,6 @@
 """Real model kinds that OpenCV users bring, with opencv: true: a U-Net, a GAN generator, a Conv1D audio
 classifier load and match in OpenCV (verify judges OpenCV when it is asked for); a text model with an
-Embedding is refused at optimize with the reason. Trained-looking weights: BatchNorm statistics random."""
+Embedding is refused at optimize with the reason. Trained-looking weights: biases and BatchNorm statistics random."""
 
 from __future__ import annotations
 
@@ -18,14 +18,12 @@ pytestmark = pytest.mark.slow  # one kfreeze run each, 15-40 s
 L = keras.layers
 
 
-def _randomize_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n),
-                               rng.uniform(0.5, 2, n)])
-    return model
+def _randomize(model, seed=0):
+    """Trained-looking weights: every bias, BatchNorm gamma/beta/mean random (not Keras' zeros and ones),
+    variances in [0.5, 2] (tests/conformance/zoo.py's ``randomize``)."""
+    from tests.conformance.zoo import randomize
+
+    return randomize(model, seed)
 
 
 def unet():
@@ -51,6 +49,14 @@ def gan_generator():
     return keras.Model(z, x, name="generator")
 
 
+def upsampling_decoder():
+    """Dense -> Reshape -> UpSampling2D -> Conv2D: Grappler merges the Reshape into UpSampling's chain."""
+    z = keras.Input((8,), name="z")
+    x = L.ReLU()(L.Dense(3 * 3 * 8)(z))
+    x = L.UpSampling2D()(L.Reshape((3, 3, 8))(x))
+    return keras.Model(z, L.Conv2D(3, 3, padding="same", activation="tanh", name="img")(x), name="decoder")
+
+
 def conv1d_audio():
     inp = keras.Input((400, 1), name="wave")
     x = L.Conv1D(8, 9, strides=2, activation="relu")(inp)
@@ -71,7 +77,7 @@ def text_classifier():
 
 def _run(tmp_path, model):
     """As an OpenCV user runs it: opencv on and the input's shape fixed (batch 1)."""
-    _randomize_bn(model)
+    _randomize(model)
     model.save(tmp_path / f"{model.name}.keras")
     shape = [1, *model.inputs[0].shape[1:]]
     return CliRunner().invoke(app, ["run", str(tmp_path / f"{model.name}.keras"), "--out", str(tmp_path / "out"),
@@ -80,12 +86,9 @@ def _run(tmp_path, model):
 
 @pytest.mark.parametrize("build", [
     unet,
-    pytest.param(gan_generator, marks=pytest.mark.xfail(strict=True, reason=(
-        "OpenCV 4.14 reads Reshape(Dense(z)) to 4-D with the wrong channel order for the Conv2DTranspose "
-        "after it: 'blobs[0].size[0] == inpCn' in convolution_layer.cpp; verify fails the stage"))),
-    pytest.param(conv1d_audio, marks=pytest.mark.xfail(strict=True, reason=(
-        "OpenCV 4.14 fails on the BatchNormalization between two Conv1D (a 3-D tensor): 'end <= dims' in "
-        "shape_utils.hpp; verify fails the stage"))),
+    gan_generator,   # opencv_dense_reshape: Reshape(Dense(z)) to an image
+    upsampling_decoder,  # opencv_split_reshape, then opencv_dense_reshape and opencv_upsampling
+    conv1d_audio,    # opencv_sink_squeeze, opencv_identity_reshape: BatchNorm between two Conv1D
 ], ids=lambda f: f.__name__)
 def test_the_model_loads_and_matches_in_opencv(tmp_path, build):
     keras.utils.set_random_seed(0)

@@ -86,7 +86,8 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
             rank = len(shape_of(shapes, node.input[0]) or [None] * 4)
             if node.op in REDUCTIONS and rank != 4:
                 return (f"OpenCV's TensorFlow importer reads {node.op} only on a 4-D tensor, and {node.name} reduces "
-                        f"a {rank}-D one (3-D global pooling, CategoryEncoding, a normalization opencv_norm does not recognise)")
+                        f"a {rank}-D one (a 5-D reduction over other axes than the whole volume, CategoryEncoding, a normalization "
+                        f"opencv_norm does not recognise)")
             perm_name = split_tensor(node.input[1])[0]
             if node.op == "Transpose" and rank == 4 and perm_name in consts and \
                     np.asarray(consts[perm_name]).reshape(-1).tolist() not in TRANSPOSES:
