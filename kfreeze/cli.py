@@ -32,7 +32,7 @@ def _options(debug: bool = DebugOpt,
         os.environ["KFREEZE_QUIET"] = "1"
 
 
-for fn in (commands.names, commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize,
+for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize,
            *commands.TARGETS.values(), commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)

@@ -463,11 +463,18 @@ def not_a_name(name: str) -> KfreezeError:
                         f"to freeze a single file use '{run}' (or '{add}' to register it)")
 
 
+# build/<name>/ beside build/settings/, which holds every model's settings
+RESERVED_NAMES = ("settings",)
+
+
 def check_name(name: Any, where: str) -> None:
     """A model name is data that dvc.yaml puts on command lines: a-z, 0-9, '_', '-', at most 100."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise KfreezeError(where, "model name may only use a-z, 0-9, '_' and '-', at most 100 of them, not '-' "
                            "first (it names DVC stages and is part of their command lines)", "rename the entry")
+    if name in RESERVED_NAMES:
+        raise KfreezeError(where, f"'{name}' is reserved (build/{name}/ holds every model's settings)",
+                           "rename the entry")
 
 
 def check_all_names(path: str | Path = PARAMS_FILE) -> list[str]:
