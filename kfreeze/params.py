@@ -5,7 +5,7 @@ Defaults and precise reruns. An entry holds only what differs from the table's d
 absent, before kfreeze can say anything). Instead a cheap, TensorFlow-free ``resolve`` stage per
 model depends on params.yaml as a whole, validates the entry with kfreeze's own messages, and
 writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults filled in) to
-``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
+``build/settings/<name>/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
 ``kfreeze.settings`` writes those files, and a stage reads its own file and nothing else
@@ -489,7 +489,7 @@ def check_all_names(path: str | Path = PARAMS_FILE) -> list[str]:
         for name in raw.get(section) or {}:
             check_name(name, f"{path}: {section}.{escape_name(name)}")
             found.append(f"{section}.{name}")
-            # DVC hashes models/<name>/ for resolve@<name> next: a FIFO there would block it for good.
+            # DVC hashes models/ for resolve: a FIFO there would block it for good.
             folder = Path(path).parent / "models" / name
             for file in sorted(folder.rglob("*")) if folder.is_dir() and not folder.is_symlink() else []:
                 special_file(file)
