@@ -2,8 +2,8 @@
 
 Defaults and precise reruns. An entry holds only what differs from the table's defaults
 (``KEYS``), so dvc.yaml cannot declare ``params:`` (DVC refuses a stage whose declared key is
-absent, before kfreeze can say anything). Instead a cheap, TensorFlow-free ``resolve`` stage per
-model depends on params.yaml as a whole, validates the entry with kfreeze's own messages, and
+absent, before kfreeze can say anything). Instead one cheap, TensorFlow-free ``resolve`` stage for
+all models depends on params.yaml as a whole, validates each entry with kfreeze's own messages, and
 writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults filled in) to
 ``build/settings/<name>/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
