@@ -26,6 +26,8 @@ def _options(debug: bool = DebugOpt,
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr "
                                         "(as KFREEZE_QUIET=1, which the stage scripts read).")):
     """Options for every command: ``kfreeze --debug <command>`` is ``kfreeze <command> --debug``."""
+    from kfreeze import progress
+    progress.install()  # the steps' lines on stderr (a program calling the library gets log records)
     if debug:
         os.environ["KFREEZE_DEBUG"] = "1"
     if quiet:
