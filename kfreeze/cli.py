@@ -26,13 +26,15 @@ def _options(debug: bool = DebugOpt,
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr "
                                         "(as KFREEZE_QUIET=1, which the stage scripts read).")):
     """Options for every command: ``kfreeze --debug <command>`` is ``kfreeze <command> --debug``."""
+    from kfreeze import progress
+    progress.install()  # the steps' lines on stderr (a program calling the library gets log records)
     if debug:
         os.environ["KFREEZE_DEBUG"] = "1"
     if quiet:
         os.environ["KFREEZE_QUIET"] = "1"
 
 
-for fn in (commands.names, commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize,
+for fn in (commands.resolve, commands.convert, commands.export, commands.freeze, commands.optimize,
            *commands.TARGETS.values(), commands.verify, commands.nodes):
     app.command(fn.__name__)(fn)
 app.command("run")(commands.run)

@@ -89,6 +89,8 @@ def _internal(fn, e: Exception, exit_code: int):
 
 def run_stage(fn) -> None:
     """``typer.run(fn)`` for a stage script (stages/*.py), ended as ``run_and_exit`` does."""
+    from kfreeze import progress
+    progress.install()
     run_and_exit(lambda: typer.run(fn))
 
 

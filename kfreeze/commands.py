@@ -16,17 +16,13 @@ from kfreeze.cli_common import BuildOpt, DebugOpt, MetricsOpt, Name, ParamsOpt, 
 
 
 @cli_errors
-def resolve(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Validate the entry and write each stage's settings (defaults filled in) to BUILD/<name>/settings/."""
+def resolve(name: Optional[str] = typer.Argument(None, help="One model's name; none: every model (the DVC "
+                                                            "stage)."),
+            params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    """Check the model names and entries and write each stage's settings (defaults filled in) to
+    BUILD/settings/<name>/<stage>.json, what each stage reads and nothing else."""
     from kfreeze import pipeline
     typer.echo(pipeline.resolve(name, params_file, build))
-
-
-@cli_errors
-def names(params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Check every model name in params.yaml (DVC stage 'names', before any stage built from a name)."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.check_names(params_file, build))
 
 
 def stage_command(stage: str, doc: str = "", by_hand: bool = False):

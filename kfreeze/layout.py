@@ -22,7 +22,7 @@ NAMES = "names.json"  # the input and output nodes freeze resolved
 OPTIMIZED = "optimized.pb"  # optimize
 PASSES = "passes.json"  # each pass's op counts
 FAILED = "verify_failed.json"  # a failed verify's report (no metrics then)
-SETTINGS = "settings"  # what resolve wrote for each stage: settings/<stage>.json
+SETTINGS = "settings"  # build/settings/<name>/<stage>.json: what resolve wrote for each stage
 METRICS = "metrics.json"  # kfreeze run's copy of metrics/<name>.json
 
 
@@ -69,14 +69,14 @@ _HEADER = """\
 # Generated from kfreeze/layout.py (STAGES): edit that table, then 'python -m kfreeze.layout > dvc.yaml'.
 # Per-model stages: Keras models (params 'models:') run all of them, TF graph + checkpoint
 # models ('graphs:') run the *_tf1 copies. DVC's foreach cannot filter one mapping, hence two.
-# Each model's files live in models/<name>/; resolve depends on that folder and records the
-# files' hashes in the settings of the stages that read them (so a 'dvc add'-ed source's .dvc
-# and .gitignore files rerun nothing).
+# Each model's files live in models/<name>/; resolve records their hashes in the settings of
+# the stages that read them (so a 'dvc add'-ed source's .dvc and .gitignore files rerun nothing).
 # An entry holds only what differs from the defaults, so no stage declares params: (DVC
-# refuses a missing one). resolve@<name> reads params.yaml, validates the entry and writes
-# each stage's settings, defaults filled in, to build/<name>/settings/<stage>.json; each
-# stage reads that file and nothing else, and depends on it, so an edit reruns exactly the
-# stages it can affect, for that model only (kfreeze/settings.py explains).
+# refuses a missing one). resolve, one process for every model, reads params.yaml, checks the
+# model names (before any stage whose command line holds one), validates the entries and writes
+# each stage's settings, defaults filled in, to build/settings/<name>/<stage>.json; each stage
+# reads that file and nothing else, and depends on it, so an edit reruns exactly the stages it
+# can affect, for that model only (kfreeze/settings.py explains).
 # Targets (params 'targets', default [tf]; one per entry of kfreeze/targets/registry.py) make
 # build/<name>/<target>/ from optimized.pb. foreach cannot filter, so these stages exist for
 # every model; one whose target is not requested writes only build/<name>/<target>/signature.json
@@ -85,12 +85,14 @@ _HEADER = """\
 stages:
   # Every model name checked first, with no name on its command line: the per-model stages put
   # names into shell commands, so a name with a ';' would run before kfreeze saw it.
-  names:
-    cmd: python stages/names.py
+  resolve:
+    cmd: python stages/resolve.py
     deps:
       - params.yaml
+      - models
+      - kfreeze
     outs:
-      - build/models.txt
+      - build/settings
 """
 
 _FOOTER = """\
@@ -117,18 +119,13 @@ def settings_stages(section: str) -> list[str]:
 
 
 def dvc_yaml(plots: str) -> str:
-    """dvc.yaml's text: the header, 'names', per section resolve and the stages of ``STAGES``, 'summary',
+    """dvc.yaml's text: the header, 'resolve', per section the stages of ``STAGES``, 'summary',
     then ``plots`` (the plot definitions, kept as written)."""
     from kfreeze.params import KERAS, TF1
 
     lines = [_HEADER.rstrip("\n")]
     for section in (KERAS, TF1):
         sfx = "" if section == KERAS else "_tf1"
-        lines += [f"  resolve{sfx}:", f"    foreach: ${{{section}}}", "    do:",
-                  "      cmd: python stages/resolve.py -- ${key}", "      deps:",
-                  "        - params.yaml", "        - build/models.txt", "        - models/${key}", "        - kfreeze",
-                  "      outs:"]
-        lines += [f"        - build/${{key}}/{SETTINGS}/{stage}.json" for stage in settings_stages(section)]
         for stage in STAGES:
             if stage.keras_only and section == TF1:
                 continue
@@ -136,7 +133,7 @@ def dvc_yaml(plots: str) -> str:
             notes = dict(stage.notes) if section == KERAS else {}
             lines += [f"  {stage.name}{sfx}:", f"    foreach: ${{{section}}}", "    do:",
                       f"      cmd: python stages/{stage.script}.py -- ${{key}}", "      deps:",
-                      f"        - build/${{key}}/{SETTINGS}/{stage.name}{sfx}.json"]
+                      f"        - build/{SETTINGS}/${{key}}/{stage.name}{sfx}.json"]
             lines += [f"        - build/${{key}}/{r}" + (f"  # {notes[r]}" if r in notes else "") for r in reads]
             lines.append("        - kfreeze")
             if stage.writes:

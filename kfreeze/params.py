@@ -2,10 +2,10 @@
 
 Defaults and precise reruns. An entry holds only what differs from the table's defaults
 (``KEYS``), so dvc.yaml cannot declare ``params:`` (DVC refuses a stage whose declared key is
-absent, before kfreeze can say anything). Instead a cheap, TensorFlow-free ``resolve`` stage per
-model depends on params.yaml as a whole, validates the entry with kfreeze's own messages, and
+absent, before kfreeze can say anything). Instead one cheap, TensorFlow-free ``resolve`` stage for
+all models depends on params.yaml as a whole, validates each entry with kfreeze's own messages, and
 writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults filled in) to
-``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
+``build/settings/<name>/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
 ``kfreeze.settings`` writes those files, and a stage reads its own file and nothing else
@@ -463,11 +463,18 @@ def not_a_name(name: str) -> KfreezeError:
                         f"to freeze a single file use '{run}' (or '{add}' to register it)")
 
 
+# build/<name>/ beside build/settings/, which holds every model's settings
+RESERVED_NAMES = ("settings",)
+
+
 def check_name(name: Any, where: str) -> None:
     """A model name is data that dvc.yaml puts on command lines: a-z, 0-9, '_', '-', at most 100."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise KfreezeError(where, "model name may only use a-z, 0-9, '_' and '-', at most 100 of them, not '-' "
                            "first (it names DVC stages and is part of their command lines)", "rename the entry")
+    if name in RESERVED_NAMES:
+        raise KfreezeError(where, f"'{name}' is reserved (build/{name}/ holds every model's settings)",
+                           "rename the entry")
 
 
 def check_all_names(path: str | Path = PARAMS_FILE) -> list[str]:
@@ -482,7 +489,7 @@ def check_all_names(path: str | Path = PARAMS_FILE) -> list[str]:
         for name in raw.get(section) or {}:
             check_name(name, f"{path}: {section}.{escape_name(name)}")
             found.append(f"{section}.{name}")
-            # DVC hashes models/<name>/ for resolve@<name> next: a FIFO there would block it for good.
+            # DVC hashes models/ for resolve: a FIFO there would block it for good.
             folder = Path(path).parent / "models" / name
             for file in sorted(folder.rglob("*")) if folder.is_dir() and not folder.is_symlink() else []:
                 special_file(file)

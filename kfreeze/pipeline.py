@@ -38,12 +38,21 @@ def _legacy():
     return legacy
 
 
-def resolve(name: str, params_file, build: Path) -> str:
-    """Validate the entry and write each stage's settings to BUILD/<name>/settings/<stage>.json (no TensorFlow)."""
-    progress.begin("resolve", name)
+def resolve(name: str | None, params_file, build: Path) -> str:
+    """Validate the entry (every entry when ``name`` is None: the DVC stage) and write each stage's
+    settings to BUILD/settings/<name>/<stage>.json (no TensorFlow)."""
+    progress.begin("resolve", name or "all")
     with progress.step(f"checking {params_file} and writing the settings"):
-        written = settings.write_settings(name, params_file, build)
-    return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
+        if name is not None:
+            return f"{name}: settings {_written(settings.write_settings(name, params_file, build))}"
+        written = settings.write_all(params_file, build)
+    changed = {n: w for n, w in written.items() if w}
+    return (f"{len(written)} models: settings "
+            + ("; ".join(f"{n} {_written(w)}" for n, w in changed.items()) if changed else "unchanged"))
+
+
+def _written(stages: list[str]) -> str:
+    return "for " + ", ".join(stages) if stages else "unchanged"
 
 
 def convert(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
@@ -97,15 +106,6 @@ def export(spec, out: Path) -> str:
     sig = exported.signature
     return (f"{name}: exported {sig['variables']} variables; inputs "
             f"{[i['name'] for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]}")
-
-
-def check_names(params_file, build: Path) -> str:
-    """DVC stage 'names': every model name checked before a per-model stage's command is built from it
-    (dvc.yaml puts names into shell commands). Writes BUILD/models.txt, which every resolve@ reads."""
-    from kfreeze import atomic
-    found = params.check_all_names(params_file)
-    atomic.write_text(Path(build) / "models.txt", "".join(f"{n}\n" for n in found))
-    return f"{len(found)} model names checked"
 
 
 def freeze(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:

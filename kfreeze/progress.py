@@ -5,15 +5,24 @@ starts (so a slow step shows what it is doing) and its time when it ends. Times
 go to stderr only, never into artifacts or metrics, which must repeat byte for byte.
 On a terminal a step's sample count updates in place; elsewhere (DVC's log, CI)
 there is no carriage return, only the final count. ``KFREEZE_QUIET=1`` (or
-``kfreeze --quiet``) turns it all off.
+``kfreeze --quiet``) turns it all off. Steps go through ``logging`` (logger
+``kfreeze.progress``); the command line's entry points install the handler.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
+
+# Steps are log records of the 'kfreeze.progress' logger (INFO): a program that calls kfreeze's
+# library gets none unless it asks (logging's configuration); the kfreeze command and the stage
+# scripts install ``LineHandler`` (``install``), which writes them as the lines above.
+log = logging.getLogger("kfreeze.progress")
+log.addHandler(logging.NullHandler())
+log.propagate = False  # the root logger's handlers (lastResort) would print them a second time
 
 _label = ""
 _open = False  # a step's line is written up to its "..." and waits for its time
@@ -37,6 +46,42 @@ def newline() -> None:
         _open = False
 
 
+class LineHandler(logging.Handler):
+    """Steps as stderr lines: the text when a step starts, its time when it ends (on one line unless
+    something else printed meanwhile), counts in place on a terminal. Writes to ``sys.stderr`` as it
+    is at each record (pytest's capture replaces it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        global _open
+        event, what = getattr(record, "event", None), record.getMessage()
+        label = getattr(record, "label", _label)
+        if event == "start":
+            newline()
+            _write(f"{label} {what} ...")
+            _open = True
+        elif event == "advance":
+            if _open and _tty():
+                _write(f"\r{label} {what} ... {record.count}")
+        elif event == "end":
+            if _open:
+                _write(f"\r{label} {what} ... {record.took}\n" if _tty() and record.counted else f" {record.took}\n")
+            else:  # something else printed meanwhile: a line of its own
+                _write(f"{label} {what}: {record.took}\n")
+            _open = False
+
+
+def install() -> None:
+    """The kfreeze command's and the stage scripts' progress lines on stderr (none with KFREEZE_QUIET)."""
+    if not any(isinstance(h, LineHandler) for h in log.handlers):
+        log.addHandler(LineHandler())
+    log.setLevel(logging.INFO)
+
+
+def _emit(event: str, what: str, **extra) -> None:
+    if not quiet() and log.isEnabledFor(logging.INFO):
+        log.info(what, extra={"event": event, "label": _label, **extra})
+
+
 class Step:
     """A running step; ``advance(n)`` counts samples done (shown in place on a terminal)."""
 
@@ -46,8 +91,7 @@ class Step:
 
     def advance(self, n: int = 1) -> None:
         self.done = self.done + n if self.total is None else min(self.done + n, self.total)
-        if _open and _tty():
-            _write(f"\r{_label} {self.what} ... {self.done}/{self.total}")
+        _emit("advance", self.what, count=f"{self.done}/{self.total}")
 
     def count(self) -> str:
         return f"{self.done}/{self.total}, " if self.total is not None else ""
@@ -56,14 +100,8 @@ class Step:
 @contextlib.contextmanager
 def step(what: str, total: int | None = None):
     """Time one step of a stage: ``with progress.step("freezing", total=16) as s: ... s.advance()``."""
-    global _open
     s = Step(what, total)
-    if quiet():
-        yield s
-        return
-    newline()
-    _write(f"{_label} {what} ...")
-    _open = True
+    _emit("start", what)
     failed = False
     try:
         yield s
@@ -72,11 +110,7 @@ def step(what: str, total: int | None = None):
         raise
     finally:
         took = f"{'failed after ' if failed else ''}{s.count()}{time.monotonic() - s.start:.1f} s"
-        if _open:
-            _write(f"\r{_label} {what} ... {took}\n" if _tty() and s.total is not None else f" {took}\n")
-        else:  # something else printed meanwhile: a line of its own
-            _write(f"{_label} {what}: {took}\n")
-        _open = False
+        _emit("end", what, took=took, counted=s.total is not None)
 
 
 def _tty() -> bool:

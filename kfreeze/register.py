@@ -35,7 +35,11 @@ def entry_text(name: str, entry: dict, indent: str = "  ") -> str:
 
 
 def insert_entry(text: str, section: str, name: str, entry: dict) -> str:
-    """``text`` with ``name: entry`` appended to the top-level ``section:`` mapping, comments kept."""
+    """``text`` with ``name: entry`` appended to the top-level ``section:`` mapping, comments kept.
+
+    By hand, not ruamel.yaml's round trip (tried): ruamel attaches a comment line above the next
+    section ('# TF1 models' before 'graphs:') to the last entry, so the new entry lands below it,
+    and it drops the comment of a 'graphs: {}  # none yet' it turns into a block."""
     lines = text.splitlines(keepends=True)
     head = re.compile(rf"^{section}:\s*(\{{\s*\}}|null|~)?\s*(#.*)?$")
     start = next((i for i, line in enumerate(lines) if head.match(line.rstrip("\n"))), None)

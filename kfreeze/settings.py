@@ -2,8 +2,8 @@
 reading of its file, the only settings it reads.
 
 DVC cannot track a params key that is not in the params file, so with defaults no stage
-declares ``params:``. ``resolve@<name>`` (TensorFlow-free, cheap) validates the entry and
-writes what each stage reads to BUILD/<name>/settings/<stage>.json; each stage depends on
+declares ``params:``. The ``resolve`` stage (one TensorFlow-free process for all models) validates
+the entries and writes what each stage reads to BUILD/settings/<name>/<stage>.json; each stage depends on
 its own file, and a file whose bytes did not change does not rerun its stage. A stage reads
 that file and nothing else (``read``): what dvc.lock records is what the artifact was built with.
 A key the file does not cover cannot be read (``StageSpec``).
@@ -22,8 +22,12 @@ from kfreeze.params import (CALIBRATION_STAGES, KERAS, KEYS, PARAMS_FILE, STAGE_
 
 
 def settings_file(build: str | Path, name: str, stage: str) -> Path:
-    """Where the resolve stage writes what ``stage`` reads: BUILD/<name>/settings/<stage>.json."""
-    return Path(build) / name / layout.SETTINGS / f"{stage}.json"
+    """Where the resolve stage writes what ``stage`` reads: BUILD/settings/<name>/<stage>.json.
+
+    One folder for every model's settings, the resolve stage's one output: one process resolves
+    all models, and a stage depends on its own file inside it (DVC allows a dependency inside
+    another stage's output), so an edit of one entry reruns that model's stages only."""
+    return Path(build) / layout.SETTINGS / name / f"{stage}.json"
 
 
 def _jsonable(value):
@@ -81,7 +85,7 @@ def read(build: str | Path, name: str, stage: str) -> tuple[ModelSpec, VerifySpe
     file and nothing else: BUILD/<name>/settings/<stage>.json ('<stage>_tf1.json' for a 'graphs:' entry).
 
     Returns the model's entry and the verify keys as that stage sees them; reading any other key raises."""
-    folder = Path(build) / name / layout.SETTINGS
+    folder = settings_file(build, name, stage).parent
     found = [f for f in (folder / f"{stage}.json", folder / f"{stage}_tf1.json") if f.is_file()]
     if not found:
         raise KfreezeError(folder / f"{stage}.json", "no settings for this stage",
@@ -158,9 +162,26 @@ def model_files(folder: str | Path) -> dict[str, str]:
     return files
 
 
+def write_all(path: str | Path = PARAMS_FILE, build: str | Path = "build",
+              models_root: str | Path = "models") -> dict[str, list[str]]:
+    """The resolve stage: every model name checked (before DVC builds a command line from one), then
+    each entry's settings written (``write_settings``); a model no longer in the params file loses
+    its folder. Returns {name: the stages whose file changed}."""
+    import shutil
+
+    from kfreeze.params import check_all_names
+    names = [n.split(".", 1)[1] for n in check_all_names(path)]
+    written = {name: write_settings(name, path, build, models_root) for name in names}
+    root = Path(build) / layout.SETTINGS
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name not in written and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
+    return written
+
+
 def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path = "build",
                    models_root: str | Path = "models") -> list[str]:
-    """The resolve stage: validate the entry and write BUILD/<name>/settings/<stage>.json for each stage,
+    """One entry: validate it and write BUILD/settings/<name>/<stage>.json for each stage,
     with the hashes of the model's files for the stages that read them (``FILE_STAGES``).
 
     A file whose bytes would not change is left alone (its mtime too)."""

@@ -1,4 +1,6 @@
-"""DVC stage 'resolve@<name>': see `kfreeze resolve --help`."""
+"""DVC stage 'resolve': every model's names and entry checked, each stage's settings written to
+build/settings/<name>/ (see `kfreeze resolve --help`). It takes no model name: it checks them all,
+before DVC runs any stage whose command line holds one."""
 
 import _venv
 

@@ -57,7 +57,7 @@ def test_a_dvc_stage_reads_only_its_settings_file(project):
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "convert.py"), "--", "tiny"], cwd=project,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = one_error_line(result)
-    assert line == ("error: build/tiny/settings/convert.json: no settings for this stage; run 'kfreeze resolve "
+    assert line == ("error: build/settings/tiny/convert.json: no settings for this stage; run 'kfreeze resolve "
                     "tiny' first ('dvc repro' runs it)")
 
 

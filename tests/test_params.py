@@ -149,28 +149,40 @@ def test_verify_defaults_and_bad_values(tmp_path):
 
 
 def test_dvc_yaml_stages_depend_on_their_settings_files():
-    """The rerun rules rest on this: each stage depends on the settings file resolve writes for it,
-    and no stage declares params (DVC would refuse an entry that leaves a key to its default)."""
+    """The rerun rules rest on this: one resolve stage writes every model's settings, each stage
+    depends on its own file in there, and no stage declares params (DVC would refuse an entry that
+    leaves a key to its default)."""
     import yaml
 
     stages = yaml.safe_load((params_root() / "dvc.yaml").read_text())["stages"]
-    resolve = {params.KERAS: "resolve", params.TF1: "resolve_tf1"}
+    assert set(stages["resolve"]["deps"]) == {"params.yaml", "models", "kfreeze"}
+    assert stages["resolve"]["outs"] == ["build/settings"]
+    # Names are checked by a stage with no name on its command line, before any stage built from one.
+    assert "$" not in stages["resolve"]["cmd"]
     for section, per_stage in params.STAGE_PARAMS.items():
-        assert stages[resolve[section]]["foreach"] == f"${{{section}}}"
-        assert {"params.yaml", "models/${key}"} <= set(stages[resolve[section]]["do"]["deps"])
-        assert sorted(stages[resolve[section]]["do"]["outs"]) == sorted(
-            f"build/${{key}}/settings/{stage}.json" for stage in per_stage)
         for stage in per_stage:
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
-            assert f"build/${{key}}/settings/{stage}.json" in stages[stage]["do"]["deps"], stage
+            assert stages[stage]["do"]["deps"][0] == f"build/settings/${{key}}/{stage}.json", stage
             assert "models/${key}" not in stages[stage]["do"]["deps"], stage  # its files' hashes are in settings
     assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
-    assert set(stages) - per_model == {"summary", "names", "resolve", "resolve_tf1"}
-    # Names are checked by a stage with no name on its command line, before any stage built from one.
-    assert "$" not in stages["names"]["cmd"] and stages["names"]["outs"] == ["build/models.txt"]
-    for stage in resolve.values():
-        assert "build/models.txt" in stages[stage]["do"]["deps"]
+    assert set(stages) - per_model == {"summary", "resolve"}
+
+
+def test_resolve_writes_every_model_and_drops_the_removed(tmp_path, monkeypatch):
+    """One process for all models; an entry edit changes that model's files only."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+    path = write(tmp_path, "graphs: {}\nmodels:\n  a: {source: models/a/m.keras}\n  b: {source: models/b/m.keras}\n")
+    written = settings.write_all(path, "build")
+    assert sorted(written) == ["a", "b"] and written["a"] == list(params.STAGE_PARAMS["models"])
+    path = write(tmp_path, "graphs: {}\nmodels:\n  a: {source: models/a/m.keras, outputs: [p]}\n")
+    assert {n: sorted(w) for n, w in settings.write_all(path, "build").items()} == {"a": ["freeze", "optimize", "verify"]}
+    assert sorted(p.name for p in (tmp_path / "build" / "settings").iterdir()) == ["a"]
+    with pytest.raises(KfreezeError, match="reserved"):
+        settings.write_all(write(tmp_path, "graphs: {}\nmodels:\n  settings: {source: models/settings/m}\n"),
+                           "build")
 
 
 def test_a_stage_reads_its_settings_file_and_nothing_else(tmp_path):
@@ -189,9 +201,9 @@ def test_a_stage_reads_its_settings_file_and_nothing_else(tmp_path):
         vspec.atol
     spec, vspec = settings.read(tmp_path / "b", "m", "verify")
     assert vspec.input_range == (0.0, 1.0) and vspec.atol == 1.0e-4 and spec.source == "models/m/a.keras"
-    with pytest.raises(KfreezeError, match=r"b/m/settings/freeze.json: no settings for this stage; run 'kfreeze "
+    with pytest.raises(KfreezeError, match=r"b/settings/m/freeze.json: no settings for this stage; run 'kfreeze "
                                            r"resolve m' first"):
-        settings.read(tmp_path / "b", "m", "freeze") if (tmp_path / "b/m/settings/freeze.json").unlink() is None \
+        settings.read(tmp_path / "b", "m", "freeze") if (tmp_path / "b/settings/m/freeze.json").unlink() is None \
             else None
 
 

@@ -16,7 +16,33 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def loud(monkeypatch):
     monkeypatch.delenv("KFREEZE_QUIET", raising=False)
+    progress.install()  # what the kfreeze command and the stage scripts do
     progress.begin("export", "tiny")
+
+
+def test_the_library_alone_prints_no_progress_but_logs_it(monkeypatch, capsys):
+    """A program that imports kfreeze gets log records (logger kfreeze.progress), not stderr lines."""
+    import logging
+    monkeypatch.delenv("KFREEZE_QUIET", raising=False)
+    handlers = [h for h in progress.log.handlers if isinstance(h, progress.LineHandler)]
+    for h in handlers:
+        progress.log.removeHandler(h)
+    records = []
+    catcher = logging.Handler()
+    catcher.emit = records.append
+    progress.log.addHandler(catcher)
+    level = progress.log.level
+    progress.log.setLevel(logging.INFO)  # what a program asks for that wants them
+    try:
+        with progress.step("tracing"):
+            pass
+    finally:
+        progress.log.setLevel(level)
+        progress.log.removeHandler(catcher)
+        for h in handlers:
+            progress.log.addHandler(h)
+    assert capsys.readouterr().err == ""
+    assert [(r.event, r.getMessage()) for r in records] == [("start", "tracing"), ("end", "tracing")]
 
 
 def test_a_step_names_the_stage_and_model_and_ends_with_its_time(loud, capsys):

@@ -65,7 +65,7 @@ def stages_run(output: str) -> list[str]:
     (a check of the names) and the cheap `resolve` stages (they run on every params.yaml edit and
     rewrite only changed settings) are left out."""
     return sorted(s for s in re.findall(r"Running stage '([^']+)'", output)
-                  if s not in ("summary", "names") and not s.startswith("resolve"))
+                  if s not in ("summary", "resolve"))
 
 
 def repro(cwd, *args) -> list[str]:

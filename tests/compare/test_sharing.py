@@ -72,7 +72,7 @@ def test_param_that_cannot_change_the_graph_runs_only_the_stages_that_read_it(pr
     assert repro(repo) == ["convert@alpha", "verify@alpha"]
     after = hashes(repo, folders=("build", "metrics"))
     changed = sorted(k for k in after if after[k] != before.get(k))
-    assert changed == ["build/alpha/settings/convert.json", "build/alpha/settings/verify.json", "dvc.lock"]
+    assert changed == ["build/settings/alpha/convert.json", "build/settings/alpha/verify.json", "dvc.lock"]
     project["shas"]["c2"] = commit(repo, "c2: alpha layout explicit")
 
 
