@@ -158,7 +158,8 @@ def test_a_sibling_that_only_runs_at_verify_s_batch_fails_in_one_line(tmp_path, 
     assert not metrics["passed"] and metrics["other_batch"]["passed"] is False and metrics["other_batch"]["error"]
     assert len(failures) == 1 and "\n" not in failures[0]
     file = targets.FILES[target]
-    assert failures[0].startswith(f"target {target} ({target}/{file}): at batch 1 (its batch is dynamic; verify ran it at 3): ")
+    assert failures[0].startswith(f"target {target} ({target}/{file}): at batch 1 "
+                                  "(its batch is dynamic; verify ran it at 3): ")
 
 
 def test_a_sibling_whose_outputs_change_with_the_batch_fails_naming_the_output(tmp_path, monkeypatch):
@@ -183,3 +184,21 @@ def test_a_sibling_whose_outputs_change_with_the_batch_fails_naming_the_output(t
     assert failures == [failures[0]] and failures[0].startswith(
         "target onnx (onnx/model.onnx): at batch 1 (its batch is dynamic; verify ran it at 3): output 'probs' "
         "differs from the same file's at batch 3 by 0.01")
+
+
+@pytest.mark.parametrize("target", targets.EXTRA)
+def test_open_height_and_width_stay_open_and_run_at_other_sizes(tmp_path, target):
+    """Keras' exporters keep a dimension the model leaves open; so does every target (ONNX in NCHW)."""
+    import numpy as np
+
+    graph = graphs.conv_any_size()
+    out = graph.write(tmp_path / "m")
+    targets.write(out, target, targets.build(target, out, "here"))
+    signature = targets.read_signature(out, target)
+    assert signature["inputs"][0]["shape"] == ([None, 2, None, None] if target == "onnx" else [None, None, None, 2])
+    rng = np.random.default_rng(0)
+    for shape in [(1, 6, 6, 2), (2, 9, 7, 2)]:
+        feeds = {"image": rng.normal(size=shape).astype(np.float32)}
+        got = targets.get(target).load().run_folder(targets.folder(out, target), feeds, graph.outputs, signature)
+        assert got["fmap"].shape == (*shape[:3], 4) and got["probs"].shape == (shape[0], 3)
+        assert graphs.rel_err(graphs.run_tf(graph, feeds), got) < 1e-5
