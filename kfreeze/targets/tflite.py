@@ -248,9 +248,14 @@ def note(metrics: dict) -> str:
 def usage(path, sig: dict, got: dict) -> list[str]:
     fed = ", ".join(f"'{i['name']}' {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
     fetched = [o["name"] for o in sig["outputs"]]
-    return [f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); weights {sig['weights']}, "
-            "inputs NHWC):",
-            f"  get_input_details(): {fed}; get_output_details(): " + ", ".join(repr(o) for o in fetched)]
+    lines = [f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); weights {sig['weights']}, "
+             "inputs NHWC):",
+             f"  get_input_details(): {fed}; get_output_details(): " + ", ".join(repr(o) for o in fetched)]
+    if sig.get("signature_key"):  # files built before the SignatureDef have none
+        args = ", ".join(f"{i['name']}=..." for i in sig["inputs"])
+        lines.append(f"  or get_signature_runner('{sig['signature_key']}')({args}) -> dict with keys "
+                     + ", ".join(repr(o) for o in fetched))
+    return lines
 
 
 def _shape(shape) -> str:

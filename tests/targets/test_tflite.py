@@ -86,6 +86,9 @@ def test_serving_default_signature_named_after_the_inputs_and_outputs(two_heads)
     assert sorted(got) == ["fmap", "probs"] and got["probs"].shape == (3, 3)
     assert graphs.rel_err(ref, got) < 1e-5
     np.testing.assert_array_equal(got["probs"], tflite.run(sibling.data, feeds, two_heads.outputs)["probs"])
+    lines = tflite.usage("m/tflite/model.tflite", sibling.signature, {})
+    assert lines[-1] == ("  or get_signature_runner('serving_default')(image=..., vec=...) -> dict with keys "
+                         "'fmap', 'probs'")
 
 
 def test_signing_a_signed_file_keeps_its_bytes_and_a_count_mismatch_is_one_line():
