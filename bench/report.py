@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from run import SAMPLES, SEED, STAGES, THREADS
 
-RUNTIMES = ("keras", "kfreeze", "onnxruntime", "tflite", "opencv")
+RUNTIMES = ("keras", "kfreeze", "onnxruntime", "tflite", "tflite_int8", "openvino", "opencv")
 RUNTIME_TITLES = {"keras": "Keras tf.function", "kfreeze": "kfreeze (TF session)",
-                  "onnxruntime": "ONNX Runtime (tf2onnx)", "tflite": "TFLite (XNNPACK)", "opencv": "OpenCV dnn"}
+                  "onnxruntime": "ONNX Runtime (tf2onnx)", "tflite": "TFLite (XNNPACK)",
+                  "tflite_int8": "TFLite int8 (kfreeze target)", "openvino": "OpenVINO f32 (kfreeze target)",
+                  "opencv": "OpenCV dnn"}
+TF_DEFAULT = "1_tf_default"  # row['latency'] key of the tfdefault1 phase (run.latency_key)
 PARITY_TF = 1e-4             # relative error on logits, TF session
 PARITY_OPENCV = 1e-3
 MIB = 1024 * 1024
@@ -146,7 +149,7 @@ def _fusion_cell(row, key):
 def _latency_env(rows: list[dict]) -> str:
     """The TF environment the latency phases recorded (one line if all agree)."""
     seen = sorted({", ".join(f"{k}={v}" for k, v in sorted(lat.get("tf_env", {}).items()))
-                   for r in rows for lat in r.get("latency", {}).values()} - {""})
+                   for r in rows for lat in r.get("latency", {}).values() if not lat.get("tf_default")} - {""})
     return " / ".join(seen) if seen else "—"
 
 
@@ -162,7 +165,7 @@ def _header(info: dict, rows: list[dict], argv: list[str], runs: int) -> list[st
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB RAM, {info['gpu']}; "
         f"{info['os']}; Python {info['python']}, TensorFlow {v.get('tensorflow')}, Keras {v.get('keras')}, "
         f"OpenCV {v.get('cv2')}, ONNX Runtime {v.get('onnxruntime')}, tf2onnx {v.get('tf2onnx')}, "
-        f"ai-edge-litert {v.get('ai_edge_litert')}, NumPy {v.get('numpy')}.",
+        f"ai-edge-litert {v.get('ai_edge_litert')}, OpenVINO {v.get('openvino')}, NumPy {v.get('numpy')}.",
         "",
         f"Peak used for '% of peak': {p['gflops_per_core']:.0f} GFLOP/s FP32 per core = {p['flop_per_cycle']} "
         f"FLOP/cycle ({p['why']}; CPU family {p['family']}, model {p['model']}, flags {' '.join(p['simd'])}) "
@@ -206,15 +209,17 @@ def markdown(rows: list[dict], summary: dict, info: dict, argv: list[str], runs:
               "OpenCV cells: `ok`/`BAD` (relative error <= / > 1e-3) or `fails` (reason under *Failures*). "
               "Fused: conv/matmul ops the TF session executed as `_Fused*` (from `RunMetadata` partition graphs) "
               "over all conv/matmul ops it executed.", "",
-              "| model | logits max | kfreeze | float16 | Grappler | OFI | TG | ONNX Runtime | TFLite | OpenCV "
-              "| OpenCV opencv mode | fused kfreeze | fused Grappler-only |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+              "| model | logits max | kfreeze | float16 | Grappler | OFI | TG | ONNX Runtime | TFLite | TFLite int8 "
+              "| OpenVINO f32 | OpenCV | OpenCV opencv mode | fused kfreeze | fused Grappler-only |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {_fmt(r.get('logits_max_abs'), '.3g')} | "
                      + " | ".join(_fmt(r.get(f"parity_{k}"), ".1e") for k in
-                                  ("ours", "ours_fp16", "grappler", "ofi", "tg", "onnxruntime", "tflite"))
+                                  ("ours", "ours_fp16", "grappler", "ofi", "tg", "onnxruntime", "tflite",
+                                   "tflite_int8", "openvino"))
                      + f" | {_ocv_cell(r, 'ours')} | {_ocv_cell(r, 'ours_opencv')} | "
                      f"{_fusion_cell(r, 'ours')} | {_fusion_cell(r, 'grappler')} |")
+    lines += _tf_default_table(rows)
     lines += _ops_table(rows, summary)
     lines += _stage_table(rows)
     lines += _targets(rows, summary)
@@ -225,19 +230,41 @@ def markdown(rows: list[dict], summary: dict, info: dict, argv: list[str], runs:
     return "\n".join(lines) + "\n"
 
 
+def _tf_default_table(rows):
+    """The tfdefault1 phase: Keras and the kfreeze session in a process with TensorFlow's defaults."""
+    if not any(TF_DEFAULT in r.get("latency", {}) for r in rows):
+        return []
+    lines = ["", "## Latency in a TensorFlow process with TF's defaults (oneDNN on), batch 1, 1 thread", "",
+             "Keras and the kfreeze session interleaved in their own process, with none of kfreeze's switches "
+             "(what a program that loads optimized.pb gets); ms as above. The last two columns are from the "
+             "1-thread table's process (its TF environment is in the header), for comparison across processes.", "",
+             "| model | Keras, TF defaults | kfreeze (TF session), TF defaults | TF environment "
+             "| Keras, latency phase | kfreeze, latency phase |",
+             "|---|---:|---:|---|---:|---:|"]
+    for r in rows:
+        default = r.get("latency", {}).get(TF_DEFAULT, {})
+        env = ", ".join(f"{k}={v}" if v is not None else f"{k} unset"
+                        for k, v in sorted(default.get("tf_env", {}).items())) or "—"
+        cells = [_lat_cell({"latency": {"d": default}}, "d", rt) for rt in ("keras", "kfreeze")]
+        lines.append(f"| {r['model']} | {' | '.join(cells)} | {env} | {_lat_cell(r, 1, 'keras')} | "
+                     f"{_lat_cell(r, 1, 'kfreeze')} |")
+    return lines
+
+
 def _ops_table(rows, summary):
     lines = ["", "## Op counts and size", "",
              "| model | frozen | **kfreeze** | optimize_for_inference | TransformGraph seed | Grappler-only "
-             "| ours / Grappler | MB ours | MB ours float16 | ONNX nodes |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ours / Grappler | MB ours | MB ours float16 | MB TFLite int8 | MB OpenVINO | ONNX nodes |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio = r["ops_ours"] / r["ops_grappler"] if "ops_ours" in r and "ops_grappler" in r else None
         lines.append(f"| {r['model']} | {_fmt(r.get('ops_frozen'), 'd')} | **{_fmt(r.get('ops_ours'), 'd')}** | "
                      f"{_fmt(r.get('ops_ofi'), 'd')} | {_fmt(r.get('ops_tg'), 'd')} | {_fmt(r.get('ops_grappler'), 'd')} | "
                      f"{_fmt(ratio, '.2f')} | {_fmt(_mb(r.get('bytes_ours')), '.1f')} | "
-                     f"{_fmt(_mb(r.get('bytes_ours_fp16')), '.1f')} | {_fmt(r.get('onnx_ops'), 'd')} |")
+                     f"{_fmt(_mb(r.get('bytes_ours_fp16')), '.1f')} | {_fmt(_mb(r.get('bytes_tflite_int8')), '.1f')} | "
+                     f"{_fmt(_mb(r.get('bytes_openvino')), '.1f')} | {_fmt(r.get('onnx_ops'), 'd')} |")
     lines.append(f"| **total** | | **{summary['ops_total_ours']}** | | | {summary['ops_total_grappler']} | "
-                 f"{_fmt(summary['ops_ratio'], '.2f')} | | | |")
+                 f"{_fmt(summary['ops_ratio'], '.2f')} | | | | | |")
     return lines
 
 
@@ -247,8 +274,8 @@ def _stage_table(rows):
              "excluded) / that process's peak RSS in MiB. naive = load + trace + convert_variables_to_constants_v2 "
              "+ Grappler in one process; kfreeze total = export + freeze + optimize. Limit = 3 x weight bytes + 1 GiB.",
              "", "| model | weights MiB | " + " | ".join(STAGES) + " | optimize opencv / float16 | kfreeze total s "
-             "| naive s | tf2onnx s | TFLite conv. s | RSS limit MiB |",
-             "|---|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|---:|---:|---:|"]
+             "| naive s | tf2onnx s | TFLite conv. s | TFLite int8 conv. s | OpenVINO conv. s | RSS limit MiB |",
+             "|---|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         cells = [f"{_fmt(r.get(f'time_{s}_s'), '.1f')} / {_fmt(r.get(f'rss_{s}_mb'), '.0f')}" for s in STAGES]
         variants = " · ".join(f"{_fmt(r.get(f'time_optimize_{v}_s'), '.1f')} / {_fmt(r.get(f'rss_optimize_{v}_mb'), '.0f')}"
@@ -257,6 +284,7 @@ def _stage_table(rows):
         lines.append(f"| {r['model']} | {_fmt(None if wb is None else wb / MIB, '.0f')} | " + " | ".join(cells)
                      + f" | {variants} | {_fmt(r.get('time_pipeline_s'), '.1f')} | {_fmt(r.get('time_naive_s'), '.1f')} | "
                      f"{_fmt(r.get('time_onnx_s'), '.1f')} | {_fmt(r.get('time_tflite_s'), '.1f')} | "
+                     f"{_fmt(r.get('time_tflite_int8_s'), '.1f')} | {_fmt(r.get('time_openvino_s'), '.1f')} | "
                      f"{_fmt(None if wb is None else 3 * wb / MIB + RSS_SLACK_MB, '.0f')} |")
     return lines
 

@@ -17,10 +17,14 @@ peak RSS is the phase's own:
              optimize stage again on the same frozen graph with opencv: true and precision: float16
   peers      the peer runtimes' own converters: tf2onnx 1.17 on the naive frozen graph -> model.onnx,
              the TFLite (LiteRT) converter on the Keras model -> model.tflite
+  targets    kfreeze's own targets from optimized.pb: tflite at precision int8 (calibrated on CALIBRATION
+             seeded inputs that are not the parity inputs) and openvino (IR, float32 weights)
   eval       parity of every graph vs the Keras logits (relative error), OpenCV in a grandchild per
              graph (also the crash pre-check for the latency phases), FLOPs, the TF session's fusion share
-  latency1   batch-1 latency of Keras, kfreeze (TF session), ONNX Runtime, TFLite and OpenCV,
-  latency2   interleaved in one process, at 1 and 2 threads (bench/runtimes.py)
+  latency1   batch-1 latency of Keras, kfreeze (TF session), ONNX Runtime, TFLite, TFLite int8,
+  latency2   OpenVINO (f32) and OpenCV, interleaved in one process, at 1 and 2 threads (bench/runtimes.py)
+  tfdefault1 Keras and the kfreeze session again, in a process with TensorFlow's defaults (oneDNN on,
+             nothing pinned: what a program that loads optimized.pb gets), 1 thread
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ SEED_RECIPE = ("strip_unused_nodes fold_constants(ignore_errors=true) fold_batch
 # what decides TensorFlow's kernels (kfreeze/__init__.py sets both unless told otherwise)
 TF_ENV = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
 STAGES = ("convert", "export", "freeze", "optimize", "verify")
-PHASES = ("keras", "naive", "pipeline", "peers", "eval") + tuple(f"latency{t}" for t in THREADS)
+PHASES = ("keras", "naive", "pipeline", "peers", "targets", "eval") + tuple(f"latency{t}" for t in THREADS) + (
+    "tfdefault1",)
+CALIBRATION = 16             # seeded inputs (seed SEED + 1) the int8 tflite file is calibrated on
+# kfreeze's switches, left out of the tfdefault phase's environment (as verify's default-TF child does)
+PINNED_ENV = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "KFREEZE_PINNED", "KFREEZE_CPU_ISA")
 
 
 # ---------------------------------------------------------------------------- children
@@ -182,10 +190,16 @@ def phase_stage(stage: str, key: str, work: Path) -> dict:
     return {"time_s": time.perf_counter() - t, "rss_mb": _rss_mb()}
 
 
-def _child(args: list[str], timeout: float, extra_env: dict | None = None) -> tuple[int | None, str]:
+def child_env(extra_env: dict | None = None, drop: tuple[str, ...] = ()) -> dict:
+    """This process's environment for a child: ``drop`` removed, ``extra_env`` added, the repo importable."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(extra_env or {})}
+
+
+def _child(args: list[str], timeout: float, extra_env: dict | None = None,
+           drop: tuple[str, ...] = ()) -> tuple[int | None, str]:
     """This script as a child process: (exit code or None on timeout, last stderr line)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           **(extra_env or {})}
+    env = child_env(extra_env, drop)
     try:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
                               capture_output=True, text=True, timeout=timeout, env=env)
@@ -291,6 +305,47 @@ def phase_peers(name: str, size: int, work: Path) -> dict:
     return result
 
 
+def phase_targets(name: str, size: int, work: Path) -> dict:
+    """kfreeze's tflite target at precision int8 and its openvino target, from the pipeline's optimized.pb,
+    written where the target stages write them (build/<key>/tflite/, build/<key>/openvino/), each timed."""
+    from kfreeze import graphio
+    from kfreeze import targets as targets_lib
+    from kfreeze.optimize.context import placeholder_name
+    from kfreeze.targets import openvino, tflite
+    from kfreeze.verify import TensorInfo, make_inputs
+
+    out = work / "build" / _key_name(work)
+    names = graphio.read_json(out / "names.json")
+    inputs, outputs = [placeholder_name(i) for i in names["inputs"]], names["outputs"]
+    graph = graphio.read_graph(out / "optimized.pb")
+    # held out: parity is measured on the SAMPLES inputs of seed SEED, calibration uses seed SEED + 1
+    rows = make_inputs([TensorInfo(inputs[0], "float32", (1, size, size, 3))], CALIBRATION, SEED + 1)
+    builds = {"tflite_int8": ("tflite", lambda: tflite.build(graph, inputs, outputs, "bench", precision="int8",
+                                                             calibration=(rows, True))),
+              "openvino": ("openvino", lambda: openvino.build(graph, inputs, outputs, "bench", precision="float32"))}
+    result: dict = {}
+    for key, (target, build) in builds.items():
+        t = time.perf_counter()
+        try:
+            sibling = build()
+        except Exception as e:  # noqa: BLE001  (a target that does not convert is a result)
+            result[f"error_{key}"] = _error(e)
+            continue
+        result[f"time_{key}_s"] = time.perf_counter() - t
+        targets_lib.write(out, target, sibling)
+        result[f"bytes_{key}"] = len(sibling.data) + sum(len(v) for v in sibling.others.values())
+        if key == "tflite_int8":
+            result["tflite_int8_float_ops"] = sibling.signature.get("float_ops")
+    result["rss_mb"] = _rss_mb()
+    return result
+
+
+def _target_files(work: Path) -> dict:
+    """The files the targets phase wrote: {runtime: path}."""
+    out = work / "build" / _key_name(work)
+    return {"tflite_int8": out / "tflite" / "model.tflite", "openvino": out / "openvino" / "model.xml"}
+
+
 def _fusion(graph, inp: str, out: str, x) -> dict:
     """Conv/matmul ops a TF session executes fused (``kfreeze.optimize.fusion``)."""
     from kfreeze.optimize.fusion import runtime_fusion
@@ -339,8 +394,11 @@ def phase_eval(name: str, size: int, work: Path, opencv: bool) -> dict:
             else:
                 result[f"opencv_{gkey}"] = None
                 result[f"opencv_error_{gkey}"] = ocv.error
+    files = _target_files(work)
     peers = {"onnxruntime": (work / "model.onnx", runtimes.onnxruntime_runner),
-             "tflite": (work / "model.tflite", runtimes.tflite_runner)}
+             "tflite": (work / "model.tflite", runtimes.tflite_runner),
+             "tflite_int8": (files["tflite_int8"], runtimes.tflite_runner),
+             "openvino": (files["openvino"], runtimes.openvino_runner)}
     for peer, (path, make) in peers.items():
         if path.exists():
             try:
@@ -352,8 +410,9 @@ def phase_eval(name: str, size: int, work: Path, opencv: bool) -> dict:
     return result
 
 
-def phase_latency(work: Path, threads: int, runs: int) -> dict:
-    """All runtimes in this one process at ``threads``; OpenCV only on a graph it ran in eval's child."""
+def phase_latency(work: Path, threads: int, runs: int, tf_default: bool = False) -> dict:
+    """All runtimes in this one process at ``threads``; OpenCV only on a graph it ran in eval's child.
+    ``tf_default``: Keras and the kfreeze session only (the process has TensorFlow's defaults)."""
     import runtimes
 
     runtimes.configure_process(threads)
@@ -371,8 +430,15 @@ def phase_latency(work: Path, threads: int, runs: int) -> dict:
         makers["onnxruntime"] = lambda: runtimes.onnxruntime_runner(work / "model.onnx", threads)
     if (work / "model.tflite").exists():
         makers["tflite"] = lambda: runtimes.tflite_runner(work / "model.tflite", threads)
-    result: dict = {"threads": threads}
-    for variant, vkey in (("ours", key), ("ours_opencv", f"{key}_opencv")):
+    files = _target_files(work)
+    if files["tflite_int8"].exists():
+        makers["tflite_int8"] = lambda: runtimes.tflite_runner(files["tflite_int8"], threads)
+    if files["openvino"].exists():
+        makers["openvino"] = lambda: runtimes.openvino_runner(files["openvino"], threads)
+    result: dict = {"threads": threads, "tf_default": tf_default}
+    if tf_default:
+        makers = {k: v for k, v in makers.items() if k in ("keras", "kfreeze")}
+    for variant, vkey in (() if tf_default else (("ours", key), ("ours_opencv", f"{key}_opencv"))):
         if evaluated.get(f"opencv_{variant}") is not None:  # loaded and ran in a child: safe here
             graph, layer = work / "build" / vkey / "optimized.pb", evaluated[f"opencv_layer_{variant}"]
             makers["opencv"] = lambda g=graph, la=layer: runtimes.opencv_runner(g, la, threads)
@@ -392,6 +458,9 @@ def phase_latency(work: Path, threads: int, runs: int) -> dict:
 
 
 def child_main(args) -> int:
+    if args.phase != "tfdefault1":  # pinned as kfreeze's own processes are (the ISA: KFREEZE_CPU_ISA)
+        import kfreeze
+        kfreeze.pin_tensorflow()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.phase == "stage":
@@ -405,8 +474,12 @@ def child_main(args) -> int:
         data = phase_pipeline(args.model, args.size, work, args.timeout, not args.no_verify)
     elif args.phase == "peers":
         data = phase_peers(args.model, args.size, work)
+    elif args.phase == "targets":
+        data = phase_targets(args.model, args.size, work)
     elif args.phase == "eval":
         data = phase_eval(args.model, args.size, work, not args.no_opencv)
+    elif args.phase == "tfdefault1":
+        data = phase_latency(work, 1, args.runs, tf_default=True)
     else:
         data = phase_latency(work, int(args.phase.removeprefix("latency")), args.runs)
     _write(work / f"{args.phase}.json", data)
@@ -423,9 +496,14 @@ def _key(phase: str, key: str) -> str:
     return key if key.startswith(shared) else f"{phase}_{key}"
 
 
+def latency_key(data: dict) -> str:
+    """row['latency']'s key for a latency phase's data: the thread count, '1_tf_default' for tfdefault1."""
+    return f"{data['threads']}_tf_default" if data.get("tf_default") else str(data["threads"])
+
+
 def _merge(row: dict, phase: str, data: dict) -> None:
-    if phase.startswith("latency"):
-        row.setdefault("latency", {})[str(data["threads"])] = data
+    if phase.startswith(("latency", "tfdefault")):
+        row.setdefault("latency", {})[latency_key(data)] = data
         return
     for k, v in data.items():
         row[_key(phase, k)] = v
@@ -442,9 +520,11 @@ def run_model(name: str, size: int, work: Path, args, runs: int) -> dict:
                "--timeout", str(args.timeout)] + (["--no-opencv"] if args.no_opencv else []) + \
               (["--no-verify"] if args.no_verify else [])
         t = time.perf_counter()
-        # latency: TensorFlow's GEMM at the instruction set chosen (kfreeze itself pins AVX2; see --tf-isa)
+        # latency: TensorFlow's GEMM at the instruction set chosen (kfreeze itself pins AVX2; see --tf-isa);
+        # tfdefault1: none of kfreeze's switches
         extra = {"KFREEZE_CPU_ISA": args.tf_isa} if phase.startswith("latency") else None
-        rc, err = _child(cmd, args.timeout * (len(STAGES) + 2 if phase == "pipeline" else 1), extra)
+        drop = PINNED_ENV if phase == "tfdefault1" else ()
+        rc, err = _child(cmd, args.timeout * (len(STAGES) + 2 if phase == "pipeline" else 1), extra, drop)
         row[f"wall_{phase}_s"] = time.perf_counter() - t
         if rc != 0:
             row.setdefault("errors", {})[phase] = err
@@ -474,7 +554,8 @@ def machine() -> dict:
     versions = {}
     quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for mod, dist in (("tensorflow", None), ("keras", None), ("cv2", None), ("numpy", None),
-                      ("onnxruntime", None), ("tf2onnx", None), ("ai_edge_litert", "ai-edge-litert")):
+                      ("onnxruntime", None), ("tf2onnx", None), ("ai_edge_litert", "ai-edge-litert"),
+                      ("openvino", "openvino")):
         expr = f"importlib.metadata.version('{dist}')" if dist else f"{mod}.__version__"
         try:
             out = subprocess.run([sys.executable, "-c", f"import importlib.metadata, {mod}; print({expr})"],
@@ -485,9 +566,16 @@ def machine() -> dict:
     sgemm = subprocess.run([sys.executable, "-c", "import graphstats; print(graphstats.sgemm_gflops())"],
                            capture_output=True, text=True, timeout=300, cwd=BENCH,
                            env={**quiet, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-    import kfreeze  # noqa: F401  (sets the environment every child's TensorFlow runs under)
     p = graphstats.peak()
-    return {"tf_env": {k: os.environ.get(k) for k in TF_ENV},
+    saved = os.environ.copy()  # what a stage child runs under once it pins TensorFlow (kfreeze.pin_tensorflow)
+    try:
+        import kfreeze
+        kfreeze.pin_tensorflow()
+        pinned = {k: os.environ.get(k) for k in TF_ENV}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {"tf_env": pinned,
             "cpu": p["model_name"], "cores": os.cpu_count(), "memory_gb": mem, "os": platform.platform(),
             "python": platform.python_version(), "gpu": "none (CPU only)", "versions": versions,
             "peak": p, "sgemm_1thread_gflops": float(sgemm.stdout.strip()) if sgemm.returncode == 0 else None,

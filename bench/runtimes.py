@@ -1,4 +1,4 @@
-"""Batch-1 latency of one model in five runtimes, measured interleaved in one process.
+"""Batch-1 latency of one model in up to seven runtimes, measured interleaved in one process.
 
 Each runtime is a callable ``run(x) -> output`` for one NHWC float32 batch (the same callables
 give eval's parity figures, so what is timed is what was checked). The
@@ -10,7 +10,8 @@ Threads: one process per thread count, because TensorFlow's eager runtime (which
 Keras ``tf.function``) fixes its thread pools once per process. In that process every runtime
 gets the same count: TF session ``intra_op_parallelism_threads``, eager
 ``set_intra_op_parallelism_threads``, ONNX Runtime ``intra_op_num_threads``, LiteRT
-``num_threads`` (XNNPACK), ``cv2.setNumThreads``; inter-op parallelism is 1 everywhere.
+``num_threads`` (XNNPACK), OpenVINO ``INFERENCE_NUM_THREADS`` (one stream, latency hint, f32 as
+kfreeze's openvino target is verified), ``cv2.setNumThreads``; inter-op parallelism is 1 everywhere.
 ONNX Runtime's worker threads would otherwise spin-wait after each run and steal the core the
 next runtime in the round needs, so its spinning is off (``session.intra_op.allow_spinning=0``).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ("keras", "kfreeze", "onnxruntime", "tflite", "opencv")
+ORDER = ("keras", "kfreeze", "onnxruntime", "tflite", "tflite_int8", "openvino", "opencv")
 
 
 def configure_process(threads: int) -> None:
@@ -86,6 +87,22 @@ def tflite_runner(tflite_file: Path, threads: int):
         interp.set_tensor(inp, x)
         interp.invoke()
         return interp.get_tensor(out)
+    return run
+
+
+def openvino_runner(xml_file: Path, threads: int):
+    """kfreeze's openvino target (model.xml + model.bin) in OpenVINO's CPU plugin at f32: the precision it is
+    verified at (the plugin's default on an avx512_bf16 CPU is bf16), one stream, ``threads`` threads."""
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+              "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(str(xml_file), "CPU", config)
+    request = compiled.create_infer_request()
+    output = compiled.output(0)
+
+    def run(x):
+        return np.array(request.infer({0: np.ascontiguousarray(x)})[output])
     return run
 
 

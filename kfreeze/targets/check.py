@@ -8,6 +8,12 @@ process, as for the .pb) is recorded for model.onnx and, as for the .pb, does no
 ``precision: int8`` (model.tflite only): the file is judged by ``verify.atol_int8``/``rtol_int8``
 instead, and each probability output (softmax, sigmoid) must also agree on the top-1 class with the
 reference for at least ``verify.top1_int8`` of the samples; metrics record the tolerances used.
+
+A sibling whose batch is dynamic (every input's first dimension ``None`` in signature.json) is also run
+once at another batch size than verify's (1, or 2 when verify fed one sample at a time), on the first
+rows, and must give what it gave for them at verify's batch, within the same tolerances (``other_batch``
+in the metrics): Keras' own exporters' tests run a file at a batch it was not traced with, and a
+deployment feeds whatever batch it has, while verify feeds one.
 """
 
 from __future__ import annotations
@@ -60,9 +66,51 @@ def check_target(target: str, out: Path, feeds: dict, reference: dict, probabili
                      for k, v in per_output.items() if v.get("top1_agree") is not None and v["top1_agree"] < top1]
     metrics.update(passed=not failures, **summary(per_output), outputs=per_output, atol_used=atol, rtol_used=rtol,
                    top1_agree={k: v["top1_agree"] for k, v in per_output.items()})
+    samples = len(next(iter(feeds.values())))
+    other = other_batch(signature, batch or samples, samples)
+    if other is not None and not failures:  # a sibling that already failed is not run again
+        metrics["other_batch"], lines = _at_other_batch(module, path, feeds, got, outputs, signature, other,
+                                                        batch or samples, atol, rtol, label)
+        failures += lines
+        metrics["passed"] = not failures
     if hasattr(module, "extra_check"):  # recorded beside the verdict (OpenCV for model.onnx)
         metrics.update(module.extra_check(path, feeds, reference, probability, batch, signature))
     return metrics, failures
+
+
+def other_batch(signature: dict, ran_at: int, samples: int) -> int | None:
+    """The batch size to run a dynamic-batch sibling at besides verify's ``ran_at``: 1, or 2 when verify
+    fed one sample at a time; None for a fixed batch, or when there are too few samples."""
+    inputs = signature.get("inputs") or []
+    if not inputs or any(not i.get("shape") or i["shape"][0] is not None for i in inputs):
+        return None
+    other = 1 if ran_at > 1 else 2
+    return other if other <= samples else None
+
+
+def _at_other_batch(module, path: Path, feeds: dict, got: dict, outputs: list[str], signature: dict, other: int,
+                    ran_at: int, atol: float, rtol: float, label: str) -> tuple[dict, list[str]]:
+    """(metrics, failures): the sibling on the first ``other`` rows against its own outputs for them at verify's
+    batch ``ran_at``."""
+    from kfreeze.verify import compare
+
+    rows = {k: v[:other] for k, v in feeds.items()}
+    prefix = f"{label}: at batch {other} (its batch is dynamic; verify ran it at {ran_at}): "
+    try:
+        again = module.run_folder(path.parent, rows, outputs, signature)
+    except Exception as e:  # a runtime that cannot resize is a failed target too, in one line
+        reason = " ".join(str(e).split())[:300]
+        return {"batch": other, "passed": False, "max_abs_diff": None, "error": reason}, [f"{prefix}{reason}"]
+    same = compare({o: got[o][:other] for o in outputs}, again, None, atol, rtol)
+    failures = []
+    for name, v in same.items():
+        if v.get("error") or v.get("nonfinite"):
+            problem = v.get("error") or "NaN or Inf at one batch size and not at the other"
+            failures.append(f"{prefix}output '{name}': {problem}")
+        elif not v["passed"]:
+            failures.append(f"{prefix}output '{name}' differs from the same file's at batch {ran_at} by "
+                            f"{v['max_abs_diff']:.3g}, more than atol + rtol * max|output| = {v['tolerance']:.3g}")
+    return {"batch": other, "passed": not failures, "max_abs_diff": summary(same)["max_abs_diff"]}, failures
 
 
 def check_targets(spec, out: Path, feeds: dict, reference: dict, probability: dict, atol: float, rtol: float,

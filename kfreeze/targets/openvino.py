@@ -1,7 +1,11 @@
 """optimized.pb -> OpenVINO IR (model.xml + model.bin) with ``openvino.convert_model``; run in its CPU plugin.
 
-- The GraphDef goes to OpenVINO's TensorFlow frontend in memory with the placeholders as inputs, so
-  the IR has optimized.pb's cut, shapes (a dynamic batch stays dynamic: ``?``) and dtypes. Its input
+- The GraphDef goes to OpenVINO's TensorFlow frontend as a ``.pb`` file (written to a temporary folder)
+  with the placeholders as inputs, so the IR has optimized.pb's cut, shapes (a dynamic batch stays
+  dynamic: ``?``) and dtypes. A file, not the GraphDef object: given the object, ``convert_model`` fails
+  on a recurrent layer's frozen while loop ("Model references undeclared parameters": the loop body's
+  kernel, recurrent kernel and bias), given the same graph as a file it converts it (measured on a Keras
+  LSTM's optimized.pb, fixed or dynamic time; OpenVINO 2026.4.1). Its input
   and output tensors are renamed to optimized.pb's names without ``:0`` (``image``, ``probs``).
 - An output that other nodes also read (a feature map that is also the next layer's input) is not
   a model output to the frontend ("not found among model outputs"): it is fetched through an added
@@ -53,7 +57,9 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
 
     graph, fetch = separate_outputs(graph, graph_tensors(graph, outputs))
     try:
-        model = ov.convert_model(graph, input=[_tensor(i) for i in inputs])
+        with tempfile.TemporaryDirectory() as tmp:  # from a file: see the module docstring (while loops)
+            (Path(tmp) / "graph.pb").write_bytes(graph.SerializeToString(deterministic=True))
+            model = ov.convert_model(str(Path(tmp) / "graph.pb"), input=[_tensor(i) for i in inputs])
         results = [model.output(_tensor(fetch.get(o, o))).get_node() for o in outputs]
         parameters = [model.input(_tensor(i)).get_node() for i in inputs]
     except Exception as e:  # the frontend raises plain exceptions naming the op or tensor

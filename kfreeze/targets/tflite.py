@@ -15,6 +15,12 @@ the uncut model, and TF1 entries have no Keras model at all.
 - Builtin ops only: a graph that needs TF Select (Flex) ops is refused, naming the op. The
   maintained interpreter (``ai_edge_litert``) has no Flex delegate, so such a file could not be
   run, let alone verified.
+- A ``serving_default`` SignatureDef named after optimized.pb's inputs and outputs (``image`` ->
+  ``probs``), as Keras' ``model.export(format="litert")`` writes one, so ``get_signature_list()`` and
+  ``get_signature_runner()`` work. The GraphDef converter writes none (only the SavedModel and
+  concrete-function paths do), so it is added to the converted flatbuffer with TensorFlow's own
+  ``flatbuffer_utils``, the object round trip the converter itself ends with (measured: unpacking and
+  repacking a converted file gives the same bytes), so the file stays deterministic.
 - Run with ``ai_edge_litert.interpreter.Interpreter``; ``tf.lite.Interpreter`` is deprecated.
 """
 
@@ -59,6 +65,37 @@ def _identity_after_exits(graph, outputs: list[str]):
     for name, new in moved.items():
         graph.node.add(name=name, op="Identity", input=[new]).attr["T"].CopyFrom(exits[name].attr["T"])
     return graph
+
+
+SIGNATURE_KEY = "serving_default"
+
+
+def with_signature(data: bytes, inputs: list[str], outputs: list[str], where: str) -> bytes:
+    """``data`` with a ``serving_default`` SignatureDef over its main subgraph: input ``inputs[k]`` is the
+    subgraph's k-th input tensor, output ``outputs[k]`` its k-th output (the converter keeps the order of
+    the arrays it was given). A file that already has signatures is returned as it is."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    if model.signatureDefs:
+        return data
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != len(inputs) or len(graph.outputs) != len(outputs):  # the converter's contract broke
+        raise KfreezeError(where, f"the TFLite converter wrote {len(graph.inputs)} inputs and {len(graph.outputs)} "
+                           f"outputs for optimized.pb's {len(inputs)} and {len(outputs)}",
+                           "leave tflite out of targets, and report it as a kfreeze bug")
+
+    def tensor_map(name, index):
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name, int(index)
+        return entry
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = SIGNATURE_KEY, 0
+    signature.inputs = [tensor_map(n, i) for n, i in zip(inputs, graph.inputs)]
+    signature.outputs = [tensor_map(n, i) for n, i in zip(outputs, graph.outputs)]
+    model.signatureDefs = [signature]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
 def _representative(calibration: dict, inputs: list[str], batch: int | None):
@@ -123,12 +160,13 @@ def convert(graph, inputs: list[str], outputs: list[str], precision: str, where:
         lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [text.strip()]
         raise KfreezeError(where, f"the TFLite converter failed: {lines[0][:300]}",
                            "leave tflite out of targets") from None
+    data = with_signature(data, inputs, outputs, where)
     if precision == "int8":
         extra["float_ops"] = float_ops(data)  # the converter leaves ops without an int8 kernel in float32
     return Sibling(data, {"converter": f"tf.compat.v1.lite.TFLiteConverter (TensorFlow {tf.__version__})",
                           "weights": precision, "layout": "NHWC (as optimized.pb)",
                           "runtime": "ai_edge_litert.interpreter.Interpreter(model_path=path)",
-                          **extra, **io_signature(data)})
+                          "signature_key": SIGNATURE_KEY, **extra, **io_signature(data)})
 
 
 def _interpreter(data: bytes):
@@ -210,9 +248,14 @@ def note(metrics: dict) -> str:
 def usage(path, sig: dict, got: dict) -> list[str]:
     fed = ", ".join(f"'{i['name']}' {i['dtype']} {_shape(i['shape'])}" for i in sig["inputs"])
     fetched = [o["name"] for o in sig["outputs"]]
-    return [f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); weights {sig['weights']}, "
-            "inputs NHWC):",
-            f"  get_input_details(): {fed}; get_output_details(): " + ", ".join(repr(o) for o in fetched)]
+    lines = [f"TFLite (ai_edge_litert.interpreter.Interpreter(model_path='{path}'); weights {sig['weights']}, "
+             "inputs NHWC):",
+             f"  get_input_details(): {fed}; get_output_details(): " + ", ".join(repr(o) for o in fetched)]
+    if sig.get("signature_key"):  # files built before the SignatureDef have none
+        args = ", ".join(f"{i['name']}=..." for i in sig["inputs"])
+        lines.append(f"  or get_signature_runner('{sig['signature_key']}')({args}) -> dict with keys "
+                     + ", ".join(repr(o) for o in fetched))
+    return lines
 
 
 def _shape(shape) -> str:

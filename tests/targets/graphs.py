@@ -91,3 +91,14 @@ def gray_conv() -> Graph:
         x = tf.reshape(tf.nn.max_pool2d(x, 2, 2, "VALID"), [-1, 64])
         tf.nn.softmax(tf.matmul(x, _w(rng, 64, 3)) + _w(rng, 3), name="probs")
     return Graph(g.as_graph_def(), ["image"], ["probs"])
+
+
+def conv_any_size() -> Graph:
+    """An NHWC image of any batch, height and width (a fully convolutional trunk, global mean, softmax)."""
+    rng = np.random.default_rng(3)
+    g = tf.Graph()
+    with g.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [None, None, None, 2], name="image")
+        fmap = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(image, _w(rng, 3, 3, 2, 4), 1, "SAME"), _w(rng, 4)), name="fmap")
+        tf.nn.softmax(tf.matmul(tf.reduce_mean(fmap, axis=[1, 2]), _w(rng, 4, 3)) + _w(rng, 3), name="probs")
+    return Graph(g.as_graph_def(), ["image"], ["fmap", "probs"])

@@ -80,6 +80,8 @@ def test_int8_file_is_smaller_close_agrees_on_top1_and_same_bytes_twice(frozen):
     from ai_edge_litert.interpreter import Interpreter
     ops = {d["op_name"] for d in Interpreter(model_content=q.data)._get_ops_details()}
     assert {"QUANTIZE", "DEQUANTIZE", "CONV_2D", "FULLY_CONNECTED"} <= ops  # int8 inside, float32 at the edges
+    runner = Interpreter(model_content=q.data).get_signature_runner("serving_default")  # signed as float files are
+    np.testing.assert_array_equal(runner(**{image: x[:4]})[out], tflite.run(q.data, {image: x[:4]}, [out])[out])
 
 
 def test_int8_without_calibration_inputs_is_refused(frozen):

@@ -110,3 +110,34 @@ def test_why_the_f32_hint_the_cpu_plugins_bf16_default_is_not_float32(tmp_path):
         return
     default = graphs.rel_err(ref, {o: np.array(compiled(feeds)[compiled.output(o)]) for o in graph.outputs})
     assert default > 1e-4  # else: computed in bf16, which no float32 tolerance accepts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("time_steps", [5, None])
+def test_a_recurrent_layer_s_while_loop_converts_and_passes_verify(tmp_path, time_steps):
+    """A Keras LSTM's optimized.pb (a frozen while loop), time fixed or left open: convert_model given the
+    GraphDef object fails ("Model references undeclared parameters"), given it as a file converts it; the IR
+    then passes verify's check, at batch 1 too."""
+    import openvino as ov
+
+    from kfreeze import graphio
+    from kfreeze.keras_io import keras
+    from kfreeze.targets import recurrent
+    from tests.conformance import harness
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((time_steps, 3), name="seq")
+    model = keras.Model(x, keras.layers.Dense(2, name="out")(keras.layers.LSTM(4)(x)))
+    project = harness.write_project(tmp_path / "p", "lstm", model, ".keras", targets=["tf"])
+    harness.run_stages(project, "lstm", harness.STAGES[:4])  # convert .. optimize
+    out = project / "build" / "lstm"
+    graph = graphio.read_graph(out / "optimized.pb")
+    assert recurrent.loop_op(graph) == "TensorListReserve"
+    with pytest.raises(RuntimeError, match="undeclared parameters"):  # why convert() writes a file
+        ov.convert_model(graph, input=["seq:0"])
+    targets.write(out, "openvino", targets.build("openvino", out, "here"))
+    assert targets.read_signature(out, "openvino")["inputs"][0]["shape"] == [None, time_steps, 3]
+    feeds = {"seq": np.random.default_rng(0).normal(size=(4, time_steps or 6, 3)).astype(np.float32)}
+    reference = {"out": np.asarray(model(feeds["seq"]))}
+    metrics, failures = check_target("openvino", out, feeds, reference, {"out": False}, 1e-4, 1e-4, None)
+    assert failures == [] and metrics["max_rel_diff"] < 1e-5 and metrics["other_batch"]["passed"]

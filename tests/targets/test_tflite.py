@@ -67,3 +67,51 @@ def test_why_select_tf_ops_are_refused_the_litert_interpreter_cannot_run_them():
         interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.eye(3, dtype=np.float32)[None])
         interpreter.invoke()
+
+
+def test_serving_default_signature_named_after_the_inputs_and_outputs(two_heads):
+    """As Keras' own LiteRT export: get_signature_list() names the inputs and outputs, and the signature
+    runner computes what the interpreter's input/output tensors do (a dynamic batch of 3 resized in)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    sibling = tflite.convert(two_heads.graph, two_heads.inputs, two_heads.outputs, "float32", "here")
+    interpreter = Interpreter(model_content=sibling.data)
+    assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image", "vec"],
+                                                                    "outputs": ["fmap", "probs"]}}
+    assert sibling.signature["signature_key"] == "serving_default"
+    feeds = graphs.feeds_for(two_heads, samples=3)
+    got = interpreter.get_signature_runner("serving_default")(**feeds)
+    ref = graphs.run_tf(two_heads, feeds)
+    assert sorted(got) == ["fmap", "probs"] and got["probs"].shape == (3, 3)
+    assert graphs.rel_err(ref, got) < 1e-5
+    np.testing.assert_array_equal(got["probs"], tflite.run(sibling.data, feeds, two_heads.outputs)["probs"])
+    lines = tflite.usage("m/tflite/model.tflite", sibling.signature, {})
+    assert lines[-1] == ("  or get_signature_runner('serving_default')(image=..., vec=...) -> dict with keys "
+                         "'fmap', 'probs'")
+
+
+def test_signing_a_signed_file_keeps_its_bytes_and_a_count_mismatch_is_one_line():
+    from ai_edge_litert.interpreter import Interpreter
+
+    graph = graphs.dense()
+    signed = tflite.convert(graph.graph, graph.inputs, graph.outputs, "float32", "here").data
+    assert tflite.with_signature(signed, ["other"], ["names"], "here") == signed
+    unsigned = _unsigned(graph)
+    assert Interpreter(model_content=unsigned).get_signature_list() == {}  # why the target adds one
+    assert Interpreter(model_content=tflite.with_signature(unsigned, ["x"], ["logits"], "here")
+                       ).get_signature_list() == {"serving_default": {"inputs": ["x"], "outputs": ["logits"]}}
+    with pytest.raises(KfreezeError, match="wrote 1 inputs and 1 outputs for optimized.pb's 2 and 1") as e:
+        tflite.with_signature(unsigned, ["x", "y"], graph.outputs, "here")
+    assert "\n" not in e.value.line()
+
+
+def _unsigned(graph) -> bytes:
+    from kfreeze.tfenv import tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.graph_util.import_graph_def(graph.graph, name="")
+    converter = tf.compat.v1.lite.TFLiteConverter(graph.graph, [g.get_tensor_by_name(f"{i}:0") for i in graph.inputs],
+                                                  [g.get_tensor_by_name(f"{o}:0") for o in graph.outputs])
+    return converter.convert()
