@@ -16,6 +16,8 @@ from kfreeze.tfenv import tf  # noqa: F401  (configures TF before Keras)
 
 import keras  # noqa: E402
 
+from kfreeze import tfop  # noqa: E402  (registers kfreeze>TFOp, which a converted tf.keras 2 model holds)
+
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -128,8 +130,16 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
         from kfreeze import h5check
         h5check.check_structure(path)
         _check_h5_sizes(path, custom_objects, trust_code, param)
+    from kfreeze import sources
+    if kind == "zip" and sources.keras2_archive(path):  # tf.keras 2.13-2.15: tf_keras reads it
+        from kfreeze import legacy
+        try:
+            with _bounded(path):
+                return legacy.convert_archive(path, trust_code, custom_objects).model
+        except OUT_OF_MEMORY:
+            raise _too_big(path) from None
     try:
-        with _bounded(path), named_for_keras(path, kind) as named:
+        with _bounded(path), named_for_keras(path, kind) as named, tfop.trusting(trust_code):
             model = keras.models.load_model(named, compile=False, safe_mode=not trust_code,
                                             custom_objects=custom_objects or None)
     except OUT_OF_MEMORY:

@@ -217,11 +217,13 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
 
 
 def explicit_layout(src: SourceFile, where) -> str | None:
-    """The data format the layers state, or None; mixed formats are an error (ambiguous source)."""
+    """The data format the layers state, or None; mixed formats are an error (ambiguous source).
+    Flatten's and the global poolings' data_format is no layout (``layout.NO_LAYOUT``)."""
+    from kfreeze.legacy.layout import NO_LAYOUT
     cfg = src.config["config"]
     layers = cfg["layers"] if isinstance(cfg, dict) else cfg
     stated = {(l["config"].get("name"), l["config"]["data_format"]) for l in layers
-              if l.get("class_name") != "Flatten" and l["config"].get("data_format") in LAYOUTS}
+              if l.get("class_name") not in NO_LAYOUT and l["config"].get("data_format") in LAYOUTS}
     formats = {fmt for _, fmt in stated}
     if len(formats) > 1:
         first = sorted(stated)[0]
