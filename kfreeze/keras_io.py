@@ -337,6 +337,12 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
 def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
     import re
 
+    inner, seen = error, set()
+    while inner is not None and id(inner) not in seen:  # kfreeze's own refusal inside Keras' wrapping
+        if isinstance(inner, KfreezeError):
+            return inner
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
     text = " ".join(str(error).split())
     if "safe_mode" in text or "unsafe" in text.lower():
         kind = next((k for k in ("TFSMLayer", "Lambda") if k in text), "code-carrying")
