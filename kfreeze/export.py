@@ -108,6 +108,9 @@ def inference_only(model):
     states, which is what the stateful model computes after ``reset_states()``:
     every run of the frozen graph starts from zeros and carries nothing over.
 
+    The augmentation layers of ``SEED_ONLY_AT_INFERENCE`` are traced as the identity they compute at
+    inference, without the seed update they make there.
+
     Recurrent cells with ``dropout``/``recurrent_dropout`` draw their dropout masks
     on every call, at inference too, and advance a seed variable to do so; the
     masks are used only in training. Traced with rates 0 they draw nothing,
@@ -115,6 +118,9 @@ def inference_only(model):
     """
     every = list(model._flatten_layers(include_self=True, recursive=True))
     saved = []
+    identities = [layer for layer in every if is_seed_only_at_inference(layer)]
+    for layer in identities:
+        object.__setattr__(layer, "call", _identity)
     for layer in every:
         if getattr(layer, "stateful", False) is True:
             saved.append((layer, "stateful", True))
@@ -128,6 +134,24 @@ def inference_only(model):
     finally:
         for layer, key, value in saved:
             setattr(layer, key, value)
+        for layer in identities:
+            object.__delattr__(layer, "call")
+
+
+# Keras 3 augmentation layers that return their input unchanged at inference (training=False) but still
+# advance their SeedGenerator there, an AssignVariableOp no frozen graph can hold (issue #22; checked
+# per class in tests/test_export.py, on Keras' own output). Traced as the identity they are at inference.
+# Only these exact classes: a subclass may compute something else.
+SEED_ONLY_AT_INFERENCE = ("MixUp", "RandomHue", "RandomSaturation", "RandomGrayscale", "RandomSharpness",
+                          "RandomPosterization", "RandomColorDegeneration")
+
+
+def is_seed_only_at_inference(layer) -> bool:
+    return any(type(layer) is getattr(keras.layers, name, None) for name in SEED_ONLY_AT_INFERENCE)
+
+
+def _identity(inputs, *args, **kwargs):
+    return inputs
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:
