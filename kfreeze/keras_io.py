@@ -139,7 +139,8 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
         except OUT_OF_MEMORY:
             raise _too_big(path) from None
     try:
-        with _bounded(path), named_for_keras(path, kind) as named, tfop.trusting(trust_code):
+        with _bounded(path), named_for_keras(path, kind) as named, tfop.trusting(trust_code), \
+                shared_layer_nodes():
             model = keras.models.load_model(named, compile=False, safe_mode=not trust_code,
                                             custom_objects=custom_objects or None)
     except OUT_OF_MEMORY:
@@ -151,6 +152,82 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         model = as_functional(model, path)
     return model
+
+
+@contextlib.contextmanager
+def shared_layer_nodes():
+    """Keras 3 reads a node reference in a Functional config by the wrong count when the layer was
+    called before this model's nodes are rebuilt: a submodel called twice here and once inside another
+    submodel (keras2onnx's test_recursive_and_shared_model). ``get_config`` numbers a layer's calls
+    among those of this model only (``serialize_node`` skips the others: a submodel's own node, the
+    calls inside a nested model); ``from_config`` indexes all of them, so ``["sub", 0, 0]`` read the
+    submodel's own output and the model computed something else (0.18 off) or did not reload
+    ("Output with path `` is not connected to `inputs`").
+
+    Here the references are read as written: the calls a layer already had when this model's nodes
+    start to be rebuilt (everything nested models made; an InputLayer's own node is this model's) are
+    skipped, in the nodes' arguments and in the model's inputs and outputs. Keras' module functions
+    are swapped for the load only.
+    """
+    from keras.src.models import functional
+
+    original_node, original_model = functional.deserialize_node, functional.functional_from_config
+    frames: list[dict] = []  # one per functional_from_config in progress: layer name -> calls to skip
+
+    def skipped(created_layers) -> dict:
+        frame = frames[-1] if frames else {}
+        if "starts" not in frame:  # the first node of this model: every layer exists, none called here yet
+            frame["starts"] = {name: 0 if isinstance(layer, keras.layers.InputLayer) else len(layer._inbound_nodes)
+                               for name, layer in created_layers.items()}
+        return frame["starts"]
+
+    class _Calls:  # a layer as deserialize_node sees it: only the calls this model made
+        def __init__(self, layer, start):
+            self.layer, self.start = layer, start
+
+        @property
+        def _inbound_nodes(self):
+            return self.layer._inbound_nodes[self.start:]
+
+        def __repr__(self):
+            return repr(self.layer)
+
+    def deserialize_node(node_data, created_layers):
+        starts = skipped(created_layers)
+        return original_node(node_data, {name: _Calls(layer, starts.get(name, 0))
+                                         for name, layer in created_layers.items()})
+
+    class _Ref(list):
+        """An [layer, node, tensor] reference whose node is shifted when Keras reads it (after the
+        nodes are rebuilt, when the calls to skip are known)."""
+
+        def __iter__(self):
+            name, node, tensor = list.__iter__(self)
+            starts = frames[-1].get("starts", {}) if frames else {}
+            return iter((name, node + starts.get(name, 0), tensor))
+
+    def refs(value):
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return _Ref(value)
+        if isinstance(value, dict):
+            return {k: refs(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(refs(v) for v in value)
+        return value
+
+    def functional_from_config(cls, config, custom_objects=None):
+        config = {**config, **{k: refs(config[k]) for k in ("input_layers", "output_layers") if k in config}}
+        frames.append({})
+        try:
+            return original_model(cls, config, custom_objects)
+        finally:
+            frames.pop()
+
+    functional.deserialize_node, functional.functional_from_config = deserialize_node, functional_from_config
+    try:
+        yield
+    finally:
+        functional.deserialize_node, functional.functional_from_config = original_node, original_model
 
 
 # Building a model allocates every weight before one is read: a layer config can ask for far more

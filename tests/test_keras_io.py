@@ -6,6 +6,7 @@ import pytest
 from kfreeze import keras_io
 from kfreeze.keras_io import keras
 from kfreeze.errors import KfreezeError
+from kfreeze.tfenv import tf
 
 
 def test_canonical_bytes_do_not_depend_on_save_time(tiny_path, tmp_path):
@@ -151,3 +152,42 @@ def test_subclassed_model_saved_before_its_first_call_fails_in_one_line(tmp_path
     assert "subclassed model 'never_called' (SubNet) was saved before it was called" in line
     assert "call the model once on a batch of data before model.save()" in line
     # The advice works: test_subclassed_model_gets_inputs_from_its_first_call loads the called one.
+
+
+def _recursive_and_shared(output_the_second_call: bool = False):
+    """keras2onnx test_layers.py test_recursive_and_shared_model: sub_model1 called twice here and once
+    inside sub_model2 (issue #26)."""
+    from tests.conformance import zoo
+
+    L = keras.layers
+    sub_in1 = keras.Input((3,))
+    sub_model1 = keras.Model(sub_in1, L.Activation("sigmoid")(L.Dense(3)(sub_in1)))
+    sub_in2 = keras.Input((3,))
+    sub_model2 = keras.Model(sub_in2, L.Activation("tanh")(sub_model1(sub_in2)))
+    in1, in2 = keras.Input((3,), name="in1"), keras.Input((3,), name="in2")
+    m13 = sub_model1(sub_model1(L.Activation("tanh")(in1)))
+    m22 = sub_model2(L.Activation("sigmoid")(in2))
+    total = L.Add(name="sum")([m13, m22])
+    return zoo.randomize(keras.Model([in1, in2], [m13, total] if output_the_second_call else total, name="rs"))
+
+
+@pytest.mark.parametrize("second_call_out", [False, True])
+def test_nested_shared_submodel_reloads_and_computes_the_same(tmp_path, second_call_out):
+    model = _recursive_and_shared(second_call_out)
+    model.save(tmp_path / "rs.keras")
+    x = [np.random.default_rng(i).normal(size=(4, 3)).astype(np.float32) for i in range(2)]
+    want = [np.asarray(t) for t in tf.nest.flatten(model(x))]
+    loaded = keras_io.load_model(tmp_path / "rs.keras")
+    (tmp_path / "canonical.keras").write_bytes(keras_io.canonical_bytes(loaded))
+    for m in (loaded, keras_io.load_model(tmp_path / "canonical.keras")):
+        got = [np.asarray(t) for t in tf.nest.flatten(m(x))]
+        assert max(float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want)) <= 1e-6
+    from keras.src.models import functional
+    assert functional.deserialize_node.__module__ == functional.__name__  # Keras' own again after the load
+
+
+@pytest.mark.slow  # every stage
+def test_nested_shared_submodel_end_to_end(tmp_path):
+    from tests.conformance import harness
+    run = harness.run_model(tmp_path, "rs", _recursive_and_shared())
+    assert run.rel_err <= harness.REL_TOL and run.metrics["max_abs_diff"] <= 1e-5
