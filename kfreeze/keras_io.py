@@ -138,20 +138,46 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
                 return legacy.convert_archive(path, trust_code, custom_objects).model
         except OUT_OF_MEMORY:
             raise _too_big(path) from None
+    import warnings
     try:
         with _bounded(path), named_for_keras(path, kind) as named, tfop.trusting(trust_code), \
-                shared_layer_nodes():
+                shared_layer_nodes(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             model = keras.models.load_model(named, compile=False, safe_mode=not trust_code,
                                             custom_objects=custom_objects or None)
     except OUT_OF_MEMORY:
         raise _too_big(path) from None
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
+    # Keras warns, and returns the model without its weights, when a subclassed model's recorded shape
+    # cannot build it (call(self, x, y): Keras records x's shape only). as_functional builds it by
+    # calling it; its weights are then read again, strictly.
+    unbuilt = [w for w in caught if "cannot be built automatically" in str(w.message)]
+    for w in caught:
+        if w not in unbuilt:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(model, keras.Model):
         raise KfreezeError(path, f"holds a {type(model).__name__}, not a Keras model", "save a keras.Model")
+    inner = model
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         model = as_functional(model, path)
+    if unbuilt:
+        _reload_weights(inner, path, kind)
     return model
+
+
+def _reload_weights(model: keras.Model, path: Path, kind: str) -> None:
+    """The weights of a model Keras could not build while loading, once it is built; every variable
+    must match the file, or the model is refused (a model built on a wrong guess of its shapes)."""
+    try:
+        with named_for_keras(path, kind) as named:
+            model.load_weights(named)
+    except Exception as e:  # Keras raises many types; all mean "these weights do not fit"
+        reason = " ".join(str(e).split())[:200]
+        raise KfreezeError(path, f"subclassed model '{model.name}' ({type(model).__name__}): Keras could not "
+                           f"rebuild it from the shapes it recorded, and built on kfreeze's guess its weights do "
+                           f"not fit ({type(e).__name__}: {reason})", "save a Functional model that calls it: "
+                           "keras.Model([x, y], model(x, y)) with keras.Input for each argument") from None
 
 
 @contextlib.contextmanager
@@ -329,11 +355,20 @@ def as_functional(model: keras.Model, where) -> keras.Model:
     Keras records the shapes a subclassed model was first called with
     (``get_build_config``); that is all a trace needs. The inputs are float32,
     named after ``call``'s first argument.
+
+    ``call(self, x, y)`` called as ``model(x, y)``: Keras records the shape of the first argument only
+    (``Model.build`` takes one), or, when a ``build`` takes them all, a ``shapes_dict`` keyed
+    ``<argument>_shape``. Each argument becomes an input named after it; one whose shape Keras did not
+    record is guessed to be the first's. Keras could not build such a model while loading and left its
+    weights out; ``load_model`` reads them again once it is built, and every variable must fit, so a
+    wrong guess that reaches a weight is refused, not frozen with other weights.
     """
     import inspect
 
-    shape = (model.get_build_config() or {}).get("input_shape") if model.built else None
-    if shape is None:
+    config = (model.get_build_config() or {}) if model.built else {}
+    shape = config.get("input_shape")
+    shapes_dict = config.get("shapes_dict")
+    if shape is None and not shapes_dict:
         raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) was saved before it "
                            "was called, so its input shape is unknown",
                            "call the model once on a batch of data before model.save()")
@@ -347,17 +382,33 @@ def as_functional(model: keras.Model, where) -> keras.Model:
     def batch_free(s):  # the first call's batch size is no property of the model
         return (None, *s[1:]) if s else tuple(s)
 
-    if isinstance(shape, dict):
+    required = [p for p in params if p.default is p.empty and p.name not in ("training", "mask")]
+    if shapes_dict or (len(required) > 1 and is_shape(shape)):
+        recorded = {k[:-len("_shape")] if k.endswith("_shape") else k: v for k, v in (shapes_dict or {}).items()}
+        if shape is not None:
+            recorded.setdefault(required[0].name, shape)
+        first = next((recorded[p.name] for p in required if is_shape(recorded.get(p.name))), None)
+        if first is None or any(p.name in recorded and not is_shape(recorded[p.name]) for p in required):
+            raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read "
+                               f"({config!r})", "wrap it in a Functional model: keras.Model(inputs, "
+                               "model(inputs)), and save that")
+        inputs = [keras.Input(batch_shape=batch_free(recorded[p.name] if p.name in recorded else first),
+                              name=p.name) for p in required]
+        call, shape = (lambda: model(*inputs)), {p.name: recorded.get(p.name) for p in required}
+    elif isinstance(shape, dict):
         inputs = {k: keras.Input(batch_shape=batch_free(v), name=k) for k, v in sorted(shape.items())}
+        call = lambda: model(inputs)  # noqa: E731
     elif is_shape(shape):
         inputs = keras.Input(batch_shape=batch_free(shape), name=base)
+        call = lambda: model(inputs)  # noqa: E731
     elif isinstance(shape, (list, tuple)) and all(is_shape(s) for s in shape):
         inputs = [keras.Input(batch_shape=batch_free(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
+        call = lambda: model(inputs)  # noqa: E731
     else:
         raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read ({shape!r})",
                            "wrap it in a Functional model: keras.Model(inputs, model(inputs)), and save that")
     try:
-        outputs = model(inputs)
+        outputs = call()
     except Exception as e:  # the user's call(): any error means it cannot be traced
         reason = " ".join(str(e).split("Arguments received")[0].split())[:200]
         raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) cannot be called on "

@@ -191,3 +191,55 @@ def test_nested_shared_submodel_end_to_end(tmp_path):
     from tests.conformance import harness
     run = harness.run_model(tmp_path, "rs", _recursive_and_shared())
     assert run.rel_err <= harness.REL_TOL and run.metrics["max_abs_diff"] <= 1e-5
+
+
+class _TwoArgs(keras.Model):
+    """call(self, x, y), called model(x, y): Keras records x's shape only, and reloads it without its
+    weights (a warning). Keras' export tests and keras2onnx use such models (issue #26)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dx, self.dy, self.head = keras.layers.Dense(4), keras.layers.Dense(4), keras.layers.Dense(2)
+
+    def call(self, x, y):
+        return self.head(keras.ops.relu(self.dx(x) + self.dy(y)))
+
+
+class _TwoShapes(_TwoArgs):
+    """The same with its own build(x_shape, y_shape): Keras records both (a shapes_dict)."""
+
+    def build(self, x_shape, y_shape):
+        self.dx.build(x_shape)
+        self.dy.build(y_shape)
+        self.head.build((None, 4))
+
+
+def _two(cls, y_features, tmp_path):
+    from tests.conformance import zoo
+    net = cls(name="two")
+    x, y = (np.random.default_rng(i).normal(size=(3, n)).astype(np.float32) for i, n in ((0, 5), (1, y_features)))
+    net(x, y)
+    zoo.randomize(net)
+    net.save(tmp_path / "two.keras")
+    return net, x, y
+
+
+@pytest.mark.parametrize("cls, y_features", [(_TwoArgs, 5), (_TwoShapes, 6)])
+def test_subclassed_model_with_two_arguments_converts_with_its_weights(tmp_path, cls, y_features):
+    net, x, y = _two(cls, y_features, tmp_path)
+    model = keras_io.load_model(tmp_path / "two.keras", custom_objects={cls.__name__: cls})
+    assert [t.name for t in model.inputs] == ["x", "y"]
+    assert [tuple(t.shape) for t in model.inputs] == [(None, 5), (None, y_features)]
+    want = np.asarray(net(x, y))
+    assert float(np.max(np.abs(np.asarray(model([x, y])) - want)) / np.max(np.abs(want))) <= 1e-6
+
+
+def test_subclassed_model_with_an_unrecorded_shape_that_differs_is_refused(tmp_path):
+    """y has 6 features, x 5, and Keras recorded x's only: the guess (y like x) does not fit the
+    weights, so the model is refused in one line rather than frozen with fresh weights."""
+    _two(_TwoArgs, 6, tmp_path)
+    with pytest.raises(KfreezeError) as err:
+        keras_io.load_model(tmp_path / "two.keras", custom_objects={"_TwoArgs": _TwoArgs})
+    line = err.value.line()
+    assert "subclassed model 'two" in line and "weights do not fit" in line and "keras.Model([x, y]" in line
+    assert "\n" not in line
