@@ -243,3 +243,23 @@ def test_subclassed_model_with_an_unrecorded_shape_that_differs_is_refused(tmp_p
     line = err.value.line()
     assert "subclassed model 'two" in line and "weights do not fit" in line and "keras.Model([x, y]" in line
     assert "\n" not in line
+
+
+@pytest.mark.slow  # every stage
+def test_subclassed_model_with_two_arguments_end_to_end(tmp_path):
+    from kfreeze import graphio
+    from kfreeze.verify import run_graph
+    from tests.conformance import harness
+
+    net, _, _ = _two(_TwoShapes, 6, tmp_path)
+    project = harness.write_project(tmp_path / "p", "two", net, custom_objects=["tests.test_keras_io:_TwoShapes"])
+    harness.run_stages(project, "two", ("convert", "export", "freeze", "optimize", "verify"))
+    build = project / "build" / "two"
+    names = graphio.read_json(build / "names.json")
+    assert names["inputs"] == ["x", "y"]
+    metrics = graphio.read_json(project / "metrics" / "two.json")
+    assert metrics["max_abs_diff"] <= 1e-5
+    x, y = (np.random.default_rng(i).normal(size=(7, n)).astype(np.float32) for i, n in ((3, 5), (4, 6)))
+    got = run_graph(graphio.read_graph(build / "optimized.pb"), {"x:0": x, "y:0": y}, names["outputs"])
+    want = np.asarray(net(x, y))
+    assert float(np.max(np.abs(got[names["outputs"][0]] - want)) / np.max(np.abs(want))) <= 1e-5
