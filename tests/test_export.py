@@ -176,3 +176,43 @@ def test_augmentation_layers_freeze_as_identity(tmp_path):
     run = harness.run_model(tmp_path, "aug", model)
     assert run.rel_err <= harness.REL_TOL
     assert run.metrics["max_abs_diff"] <= 1e-5
+
+
+def test_grouped_convolutions_export_without_xla(tmp_path):
+    """Issue #22, ConvNeXt: Keras computes grouped convolutions in an XLA function on CPU, which no
+    frozen graph holds. Traced as depthwise / per-group convolutions, they run in a TF session."""
+    from tests.conformance import zoo
+
+    L = keras.layers
+    image = keras.Input((9, 9, 8), name="image")
+    x = L.Conv2D(8, 7, padding="same", groups=8, name="dw")(image)           # ConvNeXt's block
+    x = L.Conv2D(16, 3, strides=2, padding="same", groups=8, name="dw_x2")(x)  # depth multiplier 2
+    x = L.Conv2D(8, 3, dilation_rate=2, groups=4, name="grouped")(x)
+    seq = L.Conv1D(6, 3, groups=2, name="grouped_1d")(L.Reshape((9, 8))(L.Conv2D(8, 1)(image)[:, :, 0, :]))
+    out = L.Concatenate(name="out")([L.GlobalAveragePooling2D()(x), L.GlobalAveragePooling1D()(seq)])
+    model = zoo.randomize(keras.Model(image, out, name="groups"))
+    result = export.export_model(model)
+    assert not {n.op for n in result.graph.node} & {"PartitionedCall", "StatefulPartitionedCall", "XlaLaunch"}
+    assert sum(n.op == "DepthwiseConv2dNative" for n in result.graph.node) == 2
+    export.write_export(result, tmp_path)
+    frozen = freeze.freeze(result.graph, tmp_path / "ckpt", ["out"], "graph").graph
+    x = np.random.default_rng(0).normal(size=(3, 9, 9, 8)).astype(np.float32)
+    got = run(frozen, {"image": x}, ["out"])[0]
+    want = np.asarray(model(x))
+    assert float(np.max(np.abs(got - want)) / np.max(np.abs(want))) <= 1e-5
+
+
+def test_a_layer_calling_a_compiled_function_is_refused_at_export():
+    """Without the rewrite above a grouped convolution left a call to an XLA function that export
+    dropped, and freeze blamed the checkpoint. A layer of the user's own that does it is named."""
+    from kfreeze.errors import KfreezeError
+
+    class Jit(keras.layers.Layer):
+        def call(self, x):
+            return tf.function(lambda t: t * 2.0, jit_compile=True)(x)
+
+    image = keras.Input((4,), name="x")
+    model = keras.Model(image, keras.layers.Dense(2)(Jit(name="jit")(image)))
+    with pytest.raises(KfreezeError) as err:
+        export.export_model(model)
+    assert "layer 'jit' (Jit)" in err.value.line() and "jit_compile" in err.value.line()
