@@ -246,8 +246,10 @@ def default_layout(layout: str):
 def _reject_lambda(config: dict, where) -> None:
     text = json.dumps(config)
     if '"class_name": "Lambda"' in text:
-        raise KfreezeError(where, "the model has a Lambda layer (Python bytecode)",
-                           "kfreeze does not execute code from model files; replace the Lambda with a built-in layer")
+        raise KfreezeError(where, "refused for safety: the model has a Lambda layer, which carries Python bytecode; "
+                           "kfreeze never runs it from a Keras 1/2 file, trust_code (--trust-code) included, as "
+                           "that bytecode is the saving Python's", "replace the Lambda with a built-in layer, or "
+                           "re-save the model as a Keras 3 .keras file and set trust_code: true")
 
 
 def build_model(src: SourceFile, layout: str) -> tf_keras.Model:

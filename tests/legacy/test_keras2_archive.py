@@ -150,3 +150,13 @@ def test_channels_first_global_pooling_in_channels_last_h5(save, layout):
     assert not converted.plan.converted
     x = np.random.default_rng(1).normal(size=(4, 10, 8)).astype(np.float32)
     assert relative_error(converted.model(x), m(x).numpy()) <= 1e-6
+
+
+def test_lambda_in_keras2_h5_is_a_safety_refusal_whatever_the_trust(save):
+    """Issue #22: the refusal says it is for safety, and that trust_code does not lift it for a legacy file."""
+    inp = tf_keras.Input((4,), name="x")
+    saved = save(tf_keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2)(inp)), name="lam_h5"))
+    with pytest.raises(KfreezeError) as err:
+        legacy.convert_source(saved.full, None)
+    line = err.value.line()
+    assert "refused for safety" in line and "Lambda" in line and "trust_code" in line and "\n" not in line
