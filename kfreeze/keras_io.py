@@ -465,13 +465,13 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
 def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
     import re
 
-    inner, seen = error, set()
-    while inner is not None and id(inner) not in seen:  # kfreeze's own refusal inside Keras' wrapping
-        if isinstance(inner, KfreezeError):
+    chain, inner = [], error
+    while inner is not None and all(inner is not c for c in chain):  # Keras wraps the cause, often twice
+        if isinstance(inner, KfreezeError):  # kfreeze's own refusal inside Keras' wrapping
             return inner
-        seen.add(id(inner))
+        chain.append(inner)
         inner = inner.__cause__ or inner.__context__
-    text = " ".join(str(error).split())
+    text = " ".join(" ".join(str(e).split()) for e in chain)
     if "safe_mode" in text or "unsafe" in text.lower():
         kind = next((k for k in ("TFSMLayer", "Lambda") if k in text), "code-carrying")
         what = "loads and runs a SavedModel" if kind == "TFSMLayer" else "carries Python code"
@@ -486,10 +486,18 @@ def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
         name = missing.group(1) or missing.group(2)
         return KfreezeError(path, f"the model uses '{name}', a custom class that is not registered",
                             f"add {param}.custom_objects: [your.module:{name.split('>')[-1]}] in params.yaml")
-    layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
-    named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
-    return KfreezeError(path, f"Keras cannot load this model{named}: {type(error).__name__}: "
-                        f"{text[:300] or 'no message'}", "the reason above is Keras' own; if the file is complete, "
+    # The layer: the innermost one Keras names ("Error when deserializing class 'RandomShear' using
+    # config={'name': 'random_shear', ..."), and the cause: the innermost exception, not Keras' wrapping.
+    found = re.findall(r"deserializing class '(\w+)' using config=\{'name': '([^']+)'", text)
+    if found:
+        named = f" (layer '{found[-1][1]}', {found[-1][0]})"
+    else:
+        layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
+        named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
+    cause = chain[-1]
+    reason = " ".join(str(cause).split("Exception encountered")[0].split())
+    return KfreezeError(path, f"Keras cannot load this model{named}: {type(cause).__name__}: "
+                        f"{reason[:300] or 'no message'}", "the reason above is Keras' own; if the file is complete, "
                         "that layer may need custom_objects or the Keras version that saved it")
 
 
