@@ -160,3 +160,36 @@ def test_lambda_in_keras2_h5_is_a_safety_refusal_whatever_the_trust(save):
         legacy.convert_source(saved.full, None)
     line = err.value.line()
     assert "refused for safety" in line and "Lambda" in line and "trust_code" in line and "\n" not in line
+
+
+def _nested_models():
+    """A base network and a head used as layers, as transfer learning writes them (tf.keras 2)."""
+    base_in = tf_keras.Input((6,), name="base_in")
+    base = tf_keras.Model(base_in, L.Dense(4, activation="relu", name="features")(base_in), name="base")
+    head = tf_keras.Sequential([L.Dense(3, name="logits")], name="head")
+    inp = tf_keras.Input((6,), name="x")
+    outer = tf_keras.Model(inp, head(base(inp) * 2.0), name="outer")
+    stacked = tf_keras.Sequential([tf_keras.Input((6,)), base, L.Dense(2, name="out")], name="stacked")
+    return randomize(outer, 4), randomize(stacked, 5)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_models_inside_a_keras2_archive(tmp_path, which):
+    m = _nested_models()[which]
+    for layer in m.layers:  # randomize() sets top-level weights only
+        if hasattr(layer, "layers"):
+            randomize(layer, 6)
+    m.save(tmp_path / "n.keras")
+    path = tf215(tmp_path / "n.keras", tmp_path / "n215.keras")
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype(np.float32)
+    assert relative_error(keras_io.load_model(path)(x), m(x).numpy()) <= 1e-6
+    assert relative_error(legacy.reference_outputs(path, None, None, False, [x])[0], m(x).numpy()) == 0
+
+
+def test_models_inside_a_keras2_h5(save):
+    m = _nested_models()[0]
+    for layer in m.layers:
+        if hasattr(layer, "layers"):
+            randomize(layer, 6)
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype(np.float32)
+    assert relative_error(legacy.convert_source(save(m).full, None).model(x), m(x).numpy()) <= 1e-6
