@@ -51,7 +51,7 @@ def is_legacy(source, arch=None) -> bool:
 def resolve_layout(src: files.SourceFile, layout: str | None, where) -> str:
     """The 'layout' setting, checked against what the layers say; else what they say; else channels_last."""
     if layout is not None and layout not in files.LAYOUTS:
-        raise KfreezeError(where, f"layout '{layout}' is not one of {', '.join(files.LAYOUTS)}", "fix params.yaml")
+        raise KfreezeError(where, f"layout '{layout}' is not one of {', '.join(files.LAYOUTS)}", "use channels_first, channels_last or null")
     stated = files.explicit_layout(src, where)
     if layout and stated and layout != stated:
         raise KfreezeError(where, f"layout is set to {layout} but the file's layers say {stated}",
@@ -95,7 +95,8 @@ def theano_decision(src: files.SourceFile, setting: bool | None, model=None) -> 
     convs = [layer.name for layer in (model.layers if model is not None else [])
              if type(layer).__name__ in keras3.THEANO_KERNELS]
     notice = (f"{src.weights}: weights saved by Theano ({evidence}); flipping the kernels of {len(convs)} "
-              "convolution layer(s) as Theano convolved; set theano_kernels: false in params.yaml if they "
+              "convolution layer(s) as Theano convolved; set theano_kernels to false (kfreeze run: "
+              "--no-theano-kernels) if they "
               "were not trained with Theano") if convs else None
     return True, notice
 
@@ -147,7 +148,7 @@ def check_archive_ops(path: Path, trust_code: bool) -> None:
             tfop.tf_function((layer.get("config") or {}).get("function"), path, trust_code)
 
 
-def archive_tf_keras_model(path: Path, trust_code: bool = False, custom_objects: dict | None = None):
+def archive_tf_keras_model(path: Path, trust_code: bool = False, custom_objects: dict | None = None, param=None):
     """The archive as tf_keras itself loads it (safe mode on unless trust_code): the converter's source
     and verify's independent reference."""
     from kfreeze import keras_io
@@ -163,13 +164,13 @@ def archive_tf_keras_model(path: Path, trust_code: bool = False, custom_objects:
     except keras_io.OUT_OF_MEMORY:
         raise
     except Exception as e:  # tf_keras raises many types; all mean "cannot load this file"
-        raise keras_io._load_error(path, e, "models.<name>") from None
+        raise keras_io._load_error(path, e, param) from None
 
 
 def _archive_model(path: Path, layout: str | None, trust_code: bool, plan_only: bool = False,
-                   custom_objects: dict | None = None):
+                   custom_objects: dict | None = None, param=None):
     """(tf_keras model, its config, the layout plan) of a Keras 2 ``.keras`` archive."""
-    model = archive_tf_keras_model(path, trust_code, custom_objects)
+    model = archive_tf_keras_model(path, trust_code, custom_objects, param)
     config = {"class_name": "Sequential" if type(model).__name__ == "Sequential" else "Functional",
               "config": model.get_config()}
     stated = files.explicit_layout(files.SourceFile(path, config, "2", None), path)
@@ -180,12 +181,13 @@ def _archive_model(path: Path, layout: str | None, trust_code: bool, plan_only: 
 
 
 def convert_archive(path: Path, trust_code: bool = False, custom_objects: dict | None = None,
-                    layout: str | None = None) -> Converted:
+                    layout: str | None = None, param=None) -> Converted:
     """A tf.keras 2.13-2.15 (or tf_keras) ``.keras`` archive as a Keras 3 model: loaded by tf_keras, then
     rebuilt as the .h5 sources are (TFOpLambda layers become ``kfreeze.tfop.TFOp``)."""
     from kfreeze import tfop
 
-    model, config, plan = _archive_model(Path(path), layout, trust_code, custom_objects=custom_objects)
+    model, config, plan = _archive_model(Path(path), layout, trust_code, custom_objects=custom_objects,
+                                         param=param)
     keras3.check_activations(config, path)
     with tfop.trusting(trust_code):
         converted = keras3.build(keras3.keras3_config(config, plan, path, model, trust_code), path)
