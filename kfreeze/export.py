@@ -90,13 +90,57 @@ def trace(model):
             for t, n in zip(tensors, names)]
     stateful = any(getattr(layer, "stateful", False) is True
                    for layer in model._flatten_layers(include_self=True, recursive=True))
-    with inference_only(model):
+    with inference_only(model), portable_grouped_convolutions():
         if free != recorded and not stateful:
             try:
                 return tf.function(call).get_concrete_function(*free)
             except (ValueError, TypeError, tf.errors.OpError):
                 pass
         return tf.function(call).get_concrete_function(*recorded)
+
+
+@contextlib.contextmanager
+def portable_grouped_convolutions():
+    """Trace grouped convolutions (``Conv2D(groups=...)``, ConvNeXt's depthwise 7x7) with ops TF's CPU
+    kernels and OpenCV run.
+
+    Keras' TensorFlow backend computes a grouped convolution inside a ``tf.function(jit_compile=True)``
+    (TF has no grouped Conv2D kernel on CPU): the traced graph calls an XLA function that no frozen
+    GraphDef holds ("Failed to find function __inference__conv_xla"). Here one input channel per group
+    becomes a DepthwiseConv2dNative with the kernel reshaped (output channel g * m + j is group g's
+    filter j, which is depthwise's order), and any other grouping one convolution per group,
+    concatenated. The same sums, in another order: float32 rounding apart, the same outputs.
+    Keras' function is swapped for the trace only.
+    """
+    from keras.src import backend
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    original = tf_nn.conv
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        fmt = backend.standardize_data_format(data_format)
+        rank = len(inputs.shape) - 2
+        channels = inputs.shape[-1] if fmt == "channels_last" else None
+        group_in = kernel.shape[-2]
+        if channels is None or channels == group_in or not group_in or channels % group_in:
+            return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+        groups = channels // group_in
+        strides = (strides,) * rank if isinstance(strides, int) else tuple(strides)
+        dilation = (dilation_rate,) * rank if isinstance(dilation_rate, int) else tuple(dilation_rate)
+        if rank == 2 and group_in == 1 and (set(strides) == {1} or set(dilation) == {1}) \
+                and len(set(strides)) == 1:
+            depthwise = tf.reshape(kernel, (*kernel.shape[:2], groups, kernel.shape[-1] // groups))
+            return tf.nn.depthwise_conv2d(inputs, depthwise, (1, *strides, 1), padding.upper(),
+                                          dilations=dilation)
+        parts = zip(tf.split(inputs, groups, axis=-1), tf.split(kernel, groups, axis=-1))
+        return tf.concat([tf.nn.convolution(x, k, strides, padding.upper(), dilations=dilation) for x, k in parts],
+                         axis=-1)
+
+    tf_nn.conv = conv
+    try:
+        yield
+    finally:
+        tf_nn.conv = original
 
 
 @contextlib.contextmanager
@@ -109,6 +153,9 @@ def inference_only(model):
     states, which is what the stateful model computes after ``reset_states()``:
     every run of the frozen graph starts from zeros and carries nothing over.
 
+    The augmentation layers of ``SEED_ONLY_AT_INFERENCE`` are traced as the identity they compute at
+    inference, without the seed update they make there.
+
     Recurrent cells with ``dropout``/``recurrent_dropout`` draw their dropout masks
     on every call, at inference too, and advance a seed variable to do so; the
     masks are used only in training. Traced with rates 0 they draw nothing,
@@ -116,6 +163,9 @@ def inference_only(model):
     """
     every = list(model._flatten_layers(include_self=True, recursive=True))
     saved = []
+    identities = [layer for layer in every if is_seed_only_at_inference(layer)]
+    for layer in identities:
+        object.__setattr__(layer, "call", _identity)
     for layer in every:
         if getattr(layer, "stateful", False) is True:
             saved.append((layer, "stateful", True))
@@ -129,6 +179,24 @@ def inference_only(model):
     finally:
         for layer, key, value in saved:
             setattr(layer, key, value)
+        for layer in identities:
+            object.__delattr__(layer, "call")
+
+
+# Keras 3 augmentation layers that return their input unchanged at inference (training=False) but still
+# advance their SeedGenerator there, an AssignVariableOp no frozen graph can hold (issue #22; checked
+# per class in tests/test_export.py, on Keras' own output). Traced as the identity they are at inference.
+# Only these exact classes: a subclass may compute something else.
+SEED_ONLY_AT_INFERENCE = ("MixUp", "RandomHue", "RandomSaturation", "RandomGrayscale", "RandomSharpness",
+                          "RandomPosterization", "RandomColorDegeneration")
+
+
+def is_seed_only_at_inference(layer) -> bool:
+    return any(type(layer) is getattr(keras.layers, name, None) for name in SEED_ONLY_AT_INFERENCE)
+
+
+def _identity(inputs, *args, **kwargs):
+    return inputs
 
 
 def rename_nodes(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> graph_pb2.GraphDef:
@@ -227,6 +295,7 @@ def export_model(model) -> Exported:
         # every process); TensorFlow does not read it from a GraphDef.
         if "_has_manual_control_dependencies" in node.attr:
             del node.attr["_has_manual_control_dependencies"]
+    _check_no_function_calls(graph, model)
     for field in ("library", "version", "debug_info"):  # nodes and versions only, as the graph was written before
         graph.ClearField(field)
 
@@ -258,6 +327,20 @@ def export_model(model) -> Exported:
     graph = graphio.canonical_order(graph)
     signature = _signature(graph, in_names, out_names, model)
     return Exported(graph, values, signature)
+
+
+def _check_no_function_calls(graph: graph_pb2.GraphDef, model) -> None:
+    """The graph is written without its function library: a node that still calls a function (an XLA
+    ``jit_compile`` function TensorFlow does not inline) would fail later, in freeze, with a message
+    about the checkpoint. Refused here, naming the layer."""
+    functions = {f.signature.name for f in graph.library.function}
+    for node in graph.node:
+        if node.op in functions or node.op in ("PartitionedCall", "StatefulPartitionedCall"):
+            layer = _layer_of(model, node.name)
+            who = f"layer '{layer.name}' ({type(layer).__name__})" if layer is not None else f"op '{node.name}'"
+            raise KfreezeError(who, "calls a compiled TensorFlow function (tf.function with jit_compile), which "
+                               "a frozen GraphDef cannot hold", "write the layer without jit_compile, or report "
+                               "the layer if it is a Keras one")
 
 
 def _add_saver(graph: graph_pb2.GraphDef, values: dict[str, np.ndarray]):

@@ -16,6 +16,8 @@ from kfreeze.tfenv import tf  # noqa: F401  (configures TF before Keras)
 
 import keras  # noqa: E402
 
+from kfreeze import tfop  # noqa: E402  (registers kfreeze>TFOp, which a converted tf.keras 2 model holds)
+
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -127,19 +129,130 @@ def load_model(path: str | Path, custom_objects: dict | None = None, trust_code:
         from kfreeze import h5check
         h5check.check_structure(path)
         _check_h5_sizes(path, custom_objects, trust_code, param)
+    from kfreeze import sources
+    if kind == "zip" and sources.keras2_archive(path):  # tf.keras 2.13-2.15: tf_keras reads it
+        from kfreeze import legacy
+        try:
+            with _bounded(path):
+                return legacy.convert_archive(path, trust_code, custom_objects, param=param).model
+        except OUT_OF_MEMORY:
+            raise _too_big(path) from None
+    import warnings
     try:
-        with _bounded(path), named_for_keras(path, kind) as named:
+        with _bounded(path), named_for_keras(path, kind) as named, tfop.trusting(trust_code), \
+                shared_layer_nodes(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             model = keras.models.load_model(named, compile=False, safe_mode=not trust_code,
                                             custom_objects=custom_objects or None)
     except OUT_OF_MEMORY:
         raise _too_big(path) from None
     except Exception as e:  # Keras raises many types; all mean "cannot load this file"
         raise _load_error(path, e, param) from None
+    # Keras warns, and returns the model without its weights, when a subclassed model's recorded shape
+    # cannot build it (call(self, x, y): Keras records x's shape only). as_functional builds it by
+    # calling it; its weights are then read again, strictly.
+    unbuilt = [w for w in caught if "cannot be built automatically" in str(w.message)]
+    for w in caught:
+        if w not in unbuilt:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(model, keras.Model):
         raise KfreezeError(path, f"holds a {type(model).__name__}, not a Keras model", "save a keras.Model")
+    inner = model
     if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
         model = as_functional(model, path)
+    if unbuilt:
+        _reload_weights(inner, path, kind)
     return model
+
+
+def _reload_weights(model: keras.Model, path: Path, kind: str) -> None:
+    """The weights of a model Keras could not build while loading, once it is built; every variable
+    must match the file, or the model is refused (a model built on a wrong guess of its shapes)."""
+    try:
+        with named_for_keras(path, kind) as named:
+            model.load_weights(named)
+    except Exception as e:  # Keras raises many types; all mean "these weights do not fit"
+        reason = " ".join(str(e).split())[:200]
+        raise KfreezeError(path, f"subclassed model '{model.name}' ({type(model).__name__}): Keras could not "
+                           f"rebuild it from the shapes it recorded, and built on kfreeze's guess its weights do "
+                           f"not fit ({type(e).__name__}: {reason})", "save a Functional model that calls it: "
+                           "keras.Model([x, y], model(x, y)) with keras.Input for each argument") from None
+
+
+@contextlib.contextmanager
+def shared_layer_nodes():
+    """Keras 3 reads a node reference in a Functional config by the wrong count when the layer was
+    called before this model's nodes are rebuilt: a submodel called twice here and once inside another
+    submodel (keras2onnx's test_recursive_and_shared_model). ``get_config`` numbers a layer's calls
+    among those of this model only (``serialize_node`` skips the others: a submodel's own node, the
+    calls inside a nested model); ``from_config`` indexes all of them, so ``["sub", 0, 0]`` read the
+    submodel's own output and the model computed something else (0.18 off) or did not reload
+    ("Output with path `` is not connected to `inputs`").
+
+    Here the references are read as written: the calls a layer already had when this model's nodes
+    start to be rebuilt (everything nested models made; an InputLayer's own node is this model's) are
+    skipped, in the nodes' arguments and in the model's inputs and outputs. Keras' module functions
+    are swapped for the load only.
+    """
+    from keras.src.models import functional
+
+    original_node, original_model = functional.deserialize_node, functional.functional_from_config
+    frames: list[dict] = []  # one per functional_from_config in progress: layer name -> calls to skip
+
+    def skipped(created_layers) -> dict:
+        frame = frames[-1] if frames else {}
+        if "starts" not in frame:  # the first node of this model: every layer exists, none called here yet
+            frame["starts"] = {name: 0 if isinstance(layer, keras.layers.InputLayer) else len(layer._inbound_nodes)
+                               for name, layer in created_layers.items()}
+        return frame["starts"]
+
+    class _Calls:  # a layer as deserialize_node sees it: only the calls this model made
+        def __init__(self, layer, start):
+            self.layer, self.start = layer, start
+
+        @property
+        def _inbound_nodes(self):
+            return self.layer._inbound_nodes[self.start:]
+
+        def __repr__(self):
+            return repr(self.layer)
+
+    def deserialize_node(node_data, created_layers):
+        starts = skipped(created_layers)
+        return original_node(node_data, {name: _Calls(layer, starts.get(name, 0))
+                                         for name, layer in created_layers.items()})
+
+    class _Ref(list):
+        """An [layer, node, tensor] reference whose node is shifted when Keras reads it (after the
+        nodes are rebuilt, when the calls to skip are known)."""
+
+        def __iter__(self):
+            name, node, tensor = list.__iter__(self)
+            starts = frames[-1].get("starts", {}) if frames else {}
+            return iter((name, node + starts.get(name, 0), tensor))
+
+    def refs(value):
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return _Ref(value)
+        if isinstance(value, dict):
+            return {k: refs(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(refs(v) for v in value)
+        return value
+
+    def functional_from_config(cls, config, custom_objects=None):
+        config = {**config, **{k: refs(config[k]) for k in ("input_layers", "output_layers") if k in config}}
+        frames.append({})
+        try:
+            return original_model(cls, config, custom_objects)
+        finally:
+            frames.pop()
+
+    functional.deserialize_node, functional.functional_from_config = deserialize_node, functional_from_config
+    try:
+        yield
+    finally:
+        functional.deserialize_node, functional.functional_from_config = original_node, original_model
 
 
 # Building a model allocates every weight before one is read: a layer config can ask for far more
@@ -241,11 +354,20 @@ def as_functional(model: keras.Model, where) -> keras.Model:
     Keras records the shapes a subclassed model was first called with
     (``get_build_config``); that is all a trace needs. The inputs are float32,
     named after ``call``'s first argument.
+
+    ``call(self, x, y)`` called as ``model(x, y)``: Keras records the shape of the first argument only
+    (``Model.build`` takes one), or, when a ``build`` takes them all, a ``shapes_dict`` keyed
+    ``<argument>_shape``. Each argument becomes an input named after it; one whose shape Keras did not
+    record is guessed to be the first's. Keras could not build such a model while loading and left its
+    weights out; ``load_model`` reads them again once it is built, and every variable must fit, so a
+    wrong guess that reaches a weight is refused, not frozen with other weights.
     """
     import inspect
 
-    shape = (model.get_build_config() or {}).get("input_shape") if model.built else None
-    if shape is None:
+    config = (model.get_build_config() or {}) if model.built else {}
+    shape = config.get("input_shape")
+    shapes_dict = config.get("shapes_dict")
+    if shape is None and not shapes_dict:
         raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) was saved before it "
                            "was called, so its input shape is unknown",
                            "call the model once on a batch of data before model.save()")
@@ -259,17 +381,33 @@ def as_functional(model: keras.Model, where) -> keras.Model:
     def batch_free(s):  # the first call's batch size is no property of the model
         return (None, *s[1:]) if s else tuple(s)
 
-    if isinstance(shape, dict):
+    required = [p for p in params if p.default is p.empty and p.name not in ("training", "mask")]
+    if shapes_dict or (len(required) > 1 and is_shape(shape)):
+        recorded = {k[:-len("_shape")] if k.endswith("_shape") else k: v for k, v in (shapes_dict or {}).items()}
+        if shape is not None:
+            recorded.setdefault(required[0].name, shape)
+        first = next((recorded[p.name] for p in required if is_shape(recorded.get(p.name))), None)
+        if first is None or any(p.name in recorded and not is_shape(recorded[p.name]) for p in required):
+            raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read "
+                               f"({config!r})", "wrap it in a Functional model: keras.Model(inputs, "
+                               "model(inputs)), and save that")
+        inputs = [keras.Input(batch_shape=batch_free(recorded[p.name] if p.name in recorded else first),
+                              name=p.name) for p in required]
+        call, shape = (lambda: model(*inputs)), {p.name: recorded.get(p.name) for p in required}
+    elif isinstance(shape, dict):
         inputs = {k: keras.Input(batch_shape=batch_free(v), name=k) for k, v in sorted(shape.items())}
+        call = lambda: model(inputs)  # noqa: E731
     elif is_shape(shape):
         inputs = keras.Input(batch_shape=batch_free(shape), name=base)
+        call = lambda: model(inputs)  # noqa: E731
     elif isinstance(shape, (list, tuple)) and all(is_shape(s) for s in shape):
         inputs = [keras.Input(batch_shape=batch_free(s), name=f"{base}_{i}") for i, s in enumerate(shape)]
+        call = lambda: model(inputs)  # noqa: E731
     else:
         raise KfreezeError(where, f"subclassed model '{model.name}' has input shapes kfreeze cannot read ({shape!r})",
                            "wrap it in a Functional model: keras.Model(inputs, model(inputs)), and save that")
     try:
-        outputs = model(inputs)
+        outputs = call()
     except Exception as e:  # the user's call(): any error means it cannot be traced
         reason = " ".join(str(e).split("Arguments received")[0].split())[:200]
         raise KfreezeError(where, f"subclassed model '{model.name}' ({type(model).__name__}) cannot be called on "
@@ -325,13 +463,21 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
 
 def _setting(param, key: str, value: str) -> str:
     """The fix that sets ``key`` (``param``: a ``params.Origin``; None: say it plainly)."""
+    if isinstance(param, str):  # a params file's key path ("models.m"), as callers gave it before params.Origin
+        return f"set {param}.{key}: {value} in params.yaml"
     return param.setting(key, value) if param is not None else f"set {key}: {value} for this model"
 
 
 def _load_error(path: Path, error: Exception, param) -> KfreezeError:
     import re
 
-    text = " ".join(str(error).split())
+    chain, inner = [], error
+    while inner is not None and all(inner is not c for c in chain):  # Keras wraps the cause, often twice
+        if isinstance(inner, KfreezeError):  # kfreeze's own refusal inside Keras' wrapping
+            return inner
+        chain.append(inner)
+        inner = inner.__cause__ or inner.__context__
+    text = " ".join(" ".join(str(e).split()) for e in chain)
     if "safe_mode" in text or "unsafe" in text.lower():
         kind = next((k for k in ("TFSMLayer", "Lambda") if k in text), "code-carrying")
         what = "loads and runs a SavedModel" if kind == "TFSMLayer" else "carries Python code"
@@ -346,10 +492,18 @@ def _load_error(path: Path, error: Exception, param) -> KfreezeError:
         name = missing.group(1) or missing.group(2)
         return KfreezeError(path, f"the model uses '{name}', a custom class that is not registered",
                             _setting(param, "custom_objects", f"[your.module:{name.split('>')[-1]}]"))
-    layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
-    named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
-    return KfreezeError(path, f"Keras cannot load this model{named}: {type(error).__name__}: "
-                        f"{text[:300] or 'no message'}", "the reason above is Keras' own; if the file is complete, "
+    # The layer: the innermost one Keras names ("Error when deserializing class 'RandomShear' using
+    # config={'name': 'random_shear', ..."), and the cause: the innermost exception, not Keras' wrapping.
+    found = re.findall(r"deserializing class '(\w+)' using config=\{'name': '([^']+)'", text)
+    if found:
+        named = f" (layer '{found[-1][1]}', {found[-1][0]})"
+    else:
+        layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
+        named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
+    cause = chain[-1]
+    reason = " ".join(str(cause).split("Exception encountered")[0].split())
+    return KfreezeError(path, f"Keras cannot load this model{named}: {type(cause).__name__}: "
+                        f"{reason[:300] or 'no message'}", "the reason above is Keras' own; if the file is complete, "
                         "that layer may need custom_objects or the Keras version that saved it")
 
 

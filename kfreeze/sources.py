@@ -93,6 +93,31 @@ def kind(path: str | Path) -> str | None:
     return None
 
 
+def keras2_archive(path: str | Path) -> bool:
+    """A ``.keras`` zip written by tf.keras 2.13-2.15 or tf_keras (Keras 2's flavour of the format): its
+    metadata.json names a 2.x keras_version, or its config.json names a Keras 2 module
+    (``keras.src.engine.functional``, ``tf_keras.src...``). Keras 3 cannot read these; tf_keras can."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    if kind(path) != "zip":
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "metadata.json" in names and archive.getinfo("metadata.json").file_size < 2**20:
+                version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+                if version:
+                    return version.split(".")[0] == "2"
+            if "config.json" in names and archive.getinfo("config.json").file_size < 64 * 2**20:
+                module = str(json.loads(archive.read("config.json")).get("module", ""))
+                return module.startswith(("tf_keras.", "keras.src.engine."))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, AttributeError):
+        return False  # the loader's archive checks say what is wrong
+    return False
+
+
 def describe(found: str | None) -> str:
     return {"hdf5": "an HDF5 file", "zip": "a zip archive", "savedmodel": "a SavedModel folder",
             "graph": "a binary GraphDef", "graph_text": "a text GraphDef", None: "no model file kfreeze reads"}[found]

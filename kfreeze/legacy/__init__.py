@@ -33,12 +33,15 @@ class Converted:
 
 
 def is_legacy(source, arch=None) -> bool:
-    """True for JSON + weights, and for .h5 files not written by Keras 3 (which keras_io loads as before)."""
+    """True for JSON + weights, for .h5 files not written by Keras 3 (which keras_io loads as before),
+    and for ``.keras`` archives written by tf.keras 2.13-2.15 or tf_keras (``sources.keras2_archive``)."""
     if arch is not None:
         return True
     from kfreeze import sources
 
     path = Path(source)
+    if sources.keras2_archive(path):
+        return True
     if not path.is_file() or (path.suffix.lower() not in files.H5_SUFFIXES and sources.kind(path) != "hdf5"):
         return False
     version = files.h5_keras_version(path)
@@ -100,7 +103,7 @@ def theano_decision(src: files.SourceFile, setting: bool | None, model=None) -> 
 
 def uses_theano_kernels(source, arch=None, setting: bool | None = None) -> bool:
     """What ``convert`` decided for this source (verify's reference flips the same way)."""
-    if setting is not None or _keras3_arch_config(arch):
+    if setting is not None or _keras3_arch_config(arch) or (arch is None and _is_archive(source)):
         return bool(setting)
     return theano_decision(files.read_source(source, arch), None)[0]
 
@@ -123,7 +126,73 @@ def layout_plan(source, arch=None, layout: str | None = None) -> Plan:
     """Which inputs and outputs the conversion transposes; verify feeds and compares by it."""
     if (native := _keras3_arch(source, arch)) is not None:
         return _unchanged(native)
+    if arch is None and _is_archive(source):
+        return _archive_model(Path(source), layout, trust_code=False, plan_only=True)[2]
     return _source_model(source, arch, layout)[3]
+
+
+def _is_archive(source) -> bool:
+    from kfreeze import sources
+    return sources.keras2_archive(Path(source))
+
+
+def check_archive_ops(path: Path, trust_code: bool) -> None:
+    """The TF functions a Keras 2 archive's TFOpLambda layers name, checked before tf_keras builds any."""
+    import zipfile
+
+    from kfreeze import tfop
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    for layer in files.walk_layers(config):
+        if isinstance(layer, dict) and layer.get("class_name") in tfop.TF_OP_CLASSES:
+            tfop.tf_function((layer.get("config") or {}).get("function"), path, trust_code)
+
+
+def archive_tf_keras_model(path: Path, trust_code: bool = False, custom_objects: dict | None = None, param=None):
+    """The archive as tf_keras itself loads it (safe mode on unless trust_code): the converter's source
+    and verify's independent reference."""
+    from kfreeze import keras_io
+    from kfreeze.legacy.source import tf_keras
+
+    check_archive_ops(path, trust_code)
+    try:
+        with keras_io.named_for_keras(path, "zip") as named:
+            return tf_keras.models.load_model(str(named), compile=False, safe_mode=not trust_code,
+                                              custom_objects=custom_objects or None)
+    except KfreezeError:
+        raise
+    except keras_io.OUT_OF_MEMORY:
+        raise
+    except Exception as e:  # tf_keras raises many types; all mean "cannot load this file"
+        raise keras_io._load_error(path, e, param) from None
+
+
+def _archive_model(path: Path, layout: str | None, trust_code: bool, plan_only: bool = False,
+                   custom_objects: dict | None = None, param=None):
+    """(tf_keras model, its config, the layout plan) of a Keras 2 ``.keras`` archive."""
+    model = archive_tf_keras_model(path, trust_code, custom_objects, param)
+    config = {"class_name": "Sequential" if type(model).__name__ == "Sequential" else "Functional",
+              "config": model.get_config()}
+    stated = files.explicit_layout(files.SourceFile(path, config, "2", None), path)
+    if layout and stated and layout != stated:
+        raise KfreezeError(path, f"layout is set to {layout} but the file's layers say {stated}",
+                           "remove 'layout' or correct it")
+    return model, config, layout_lib.analyse(model, config, path)
+
+
+def convert_archive(path: Path, trust_code: bool = False, custom_objects: dict | None = None,
+                    layout: str | None = None, param=None) -> Converted:
+    """A tf.keras 2.13-2.15 (or tf_keras) ``.keras`` archive as a Keras 3 model: loaded by tf_keras, then
+    rebuilt as the .h5 sources are (TFOpLambda layers become ``kfreeze.tfop.TFOp``)."""
+    from kfreeze import tfop
+
+    model, config, plan = _archive_model(Path(path), layout, trust_code, custom_objects=custom_objects,
+                                         param=param)
+    keras3.check_activations(config, path)
+    with tfop.trusting(trust_code):
+        converted = keras3.build(keras3.keras3_config(config, plan, path, model, trust_code), path)
+    keras3.copy_weights(model, converted, plan, False, path)
+    return Converted(converted, plan)
 
 
 def _keras3_arch(source, arch):
@@ -189,6 +258,8 @@ def load_source(source: Path, arch: Path | None = None, layout: str | None = Non
     """The Keras 3, channels_last model of a legacy source, with the source's layer, input and output names."""
     from kfreeze import keras_io
     with keras_io.bounded_load(Path(source), arch and Path(arch)):
+        if arch is None and _is_archive(source):
+            return convert_archive(Path(source), layout=layout).model
         return convert_source(source, arch, layout, theano_kernels, warn).model
 
 

@@ -10,6 +10,7 @@ import copy
 
 import numpy as np
 
+from kfreeze import tfop
 from kfreeze.errors import KfreezeError
 from kfreeze.legacy.layout import Plan, dense_rows_to_cl
 from kfreeze.tfenv import tf  # noqa: F401  (quiet TF import first)
@@ -27,6 +28,10 @@ _NO_OP_KEYS = {cls: {"groups": 1} for cls in ("Conv1DTranspose", "Conv2DTranspos
 # Keras 2 keys Keras 3 rejects that only matter for training (the weights are set afterwards).
 _TRAINING_ONLY = {cls: ("kernel_initializer", "kernel_regularizer", "kernel_constraint")
                   for cls in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")}
+# The shapes tf_keras' MultiHeadAttention was built with (Keras 3 builds from its call), and its
+# softmax_robust_masking (False computes what Keras 3 computes).
+_NO_OP_KEYS["MultiHeadAttention"] = {"softmax_robust_masking": False}
+_TRAINING_ONLY["MultiHeadAttention"] = ("query_shape", "key_shape", "value_shape")
 
 
 # Recurrent layers: tf_keras' config keys that Keras 3 rejects. time_major=True (time first) has no Keras 3
@@ -93,18 +98,182 @@ def _initial_state_nodes(layer: dict, source) -> None:
         if isinstance(node, list) and len(node) > 1 else node for node in nodes]
 
 
-def keras3_config(config: dict, plan: Plan, where, source=None) -> dict:
+def keras3_config(config: dict, plan: Plan, where, source=None, trust_code: bool = False) -> dict:
     """The tf_keras model config with the layout edits applied and every layer cleaned for Keras 3."""
     out = copy.deepcopy(config)
+    names = {layer["config"]["name"] for layer in out["config"]["layers"]}
     for layer in out["config"]["layers"]:
         cfg = {**layer["config"], **plan.edits.get(layer["config"]["name"], {})}
-        layer["config"] = clean_layer(layer["class_name"], cfg, where)
+        if is_nested_model(layer):
+            _nested_model(layer, plan, where, source, trust_code)
+        elif layer["class_name"] in tfop.TF_OP_CLASSES:
+            layer["config"] = tfop.layer_config(layer["class_name"], cfg, where, trust_code)
+            layer["class_name"] = "kfreeze>TFOp"
+            layer.pop("module", None)
+            layer.pop("registered_name", None)
+        else:
+            layer["config"] = clean_layer(layer["class_name"], cfg, where)
         layer.pop("build_config", None)  # the source's input shapes; the new layout builds its own
         if source is not None:
             _initial_state_nodes(layer, source)
+            _tensor_argument_nodes(layer, source, names)
         if layer["class_name"] != "InputLayer":  # not in keras.layers.deserialize; built by from_config
             _check_layer(layer, where)
+    if source is not None:
+        _reindex_nested(out, source)
     return out
+
+
+def _get_layer(source, name):
+    try:
+        return source.get_layer(name)
+    except ValueError:  # a Sequential's InputLayer, which tf_keras does not list
+        return None
+
+
+def _first_node_skipped(layer) -> bool:
+    """tf_keras numbers a nested model's calls from 1 in a config (its node 0 links its own input to its
+    output); Keras 3 from 0 in node references."""
+    from tf_keras.src.engine import functional as tfk_functional
+    return (layer is not None and hasattr(layer, "layers") and type(layer).__name__ in _NESTED
+            and tfk_functional._should_skip_first_node(layer))
+
+
+def _reindex_nested(config: dict, source) -> None:
+    """References to a nested model's calls, from tf_keras' numbering to Keras 3's (``_first_node_skipped``):
+    in the nodes' arguments, and in the outputs when the nested model is a Sequential (Keras 3 subtracts
+    the 1 itself for a Functional only)."""
+    layers = {layer["config"]["name"] for layer in config["config"]["layers"]}
+    shifted = {name for name in layers if _first_node_skipped(_get_layer(source, name))}
+    if not shifted:
+        return
+
+    def walk(value):
+        if isinstance(value, dict):
+            history = value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" \
+                else None
+            if history and history[0] in shifted:
+                history[1] -= 1
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            if _is_entry(value) and value[0] in shifted:
+                value[1] -= 1
+            for v in value:
+                walk(v)
+
+    for layer in config["config"]["layers"]:
+        walk(layer.get("inbound_nodes") or [])
+    for key in ("output_layers", "input_layers"):
+        refs = config["config"].get(key)
+        for ref in ([refs] if refs and isinstance(refs[0], str) else refs or []):
+            if isinstance(ref, list) and ref and ref[0] in shifted and type(_get_layer(source, ref[0])).__name__ == "Sequential":
+                ref[1] -= 1
+
+
+# A model used as a layer (a base network inside a classifier): converted as a model of its own, and
+# marked as Keras 3 serializes a model so that Keras 3 reads its layers (in tf_keras' format) itself.
+_NESTED = {"Functional": {"module": "keras.src.models.functional", "registered_name": "Functional"},
+           "Model": {"module": "keras.src.models.functional", "registered_name": "Functional"},
+           "Sequential": {"module": "keras", "registered_name": None}}
+
+
+def is_nested_model(layer: dict) -> bool:
+    return layer.get("class_name") in _NESTED and isinstance(layer.get("config"), dict) \
+        and isinstance(layer["config"].get("layers"), list)
+
+
+def _nested_model(layer: dict, plan: Plan, where, source, trust_code: bool) -> None:
+    name = layer["config"]["name"]
+    if plan.edits.get(name) or plan.converted:
+        raise KfreezeError(where, f"layer '{name}' is a model inside a model that kfreeze converts to "
+                           "channels_last", "keep the model channels_first, or save the inner model flattened")
+    inner = source.get_layer(name) if source is not None else None
+    cls = "Functional" if layer["class_name"] == "Model" else layer["class_name"]
+    converted = keras3_config({"class_name": cls, "config": layer["config"]}, Plan(False, [], []), where, inner,
+                              trust_code)
+    for key in ("input_layers", "output_layers"):  # one tensor, not a list of one: what its callers get
+        refs = converted["config"].get(key)
+        if isinstance(refs, list) and len(refs) == 1 and isinstance(refs[0], list):
+            converted["config"][key] = refs[0]
+    layer.update({"class_name": cls, "config": converted["config"], **_NESTED[cls]})
+
+
+_CONSTANT = "_CONSTANT_VALUE"
+
+
+def _is_ref(x, names) -> bool:
+    return (isinstance(x, list) and len(x) == 3 and isinstance(x[0], str) and x[0] in names
+            and isinstance(x[1], int) and isinstance(x[2], int))
+
+
+def _keras_tensor(ref, source) -> dict:
+    """A Keras 3 serialized tensor for the tf_keras tensor ``ref`` (layer, node, tensor)."""
+    import tensorflow as tf
+
+    layer = source.get_layer(ref[0])
+    node = ref[1] - 1 if _first_node_skipped(layer) else ref[1]
+    kept = [i for i in range(len(layer._inbound_nodes)) if f"{layer.name}_ib-{i}" in source._network_nodes]
+    out = tf.nest.flatten(layer.get_output_at(kept[node] if 0 <= node < len(kept) else ref[1]))[ref[2]]
+    return {"class_name": "__keras_tensor__", "config": {"shape": list(out.shape), "dtype": out.dtype.name,
+                                                         "keras_history": list(ref[:3])}}
+
+
+def _revive(value, source, names):
+    """Tensor references inside a node's keyword arguments, as Keras 3 serializes tensors."""
+    if _is_ref(value, names):
+        return _keras_tensor(value, source)
+    if isinstance(value, list):
+        return [_revive(v, source, names) for v in value]
+    if isinstance(value, dict):
+        return {k: _revive(v, source, names) for k, v in value.items()}
+    return value
+
+
+def _is_entry(x) -> bool:
+    return isinstance(x, list) and len(x) in (3, 4) and isinstance(x[0], str) and isinstance(x[1], int)
+
+
+def _first_argument(data, source, names):
+    """(first argument, keyword arguments) of a tf_keras node: an entry, or a structure of entries."""
+    if _is_entry(data):
+        kwargs = data[3] if len(data) > 3 else {}
+        value = data[2] if data[0] == _CONSTANT else _keras_tensor(data[:3], source)
+        return value, kwargs
+    if isinstance(data, list):
+        parts = [_first_argument(d, source, names) for d in data]
+        return [p[0] for p in parts], next((p[1] for p in parts if p[1]), {})
+    if isinstance(data, dict):
+        parts = {k: _first_argument(d, source, names) for k, d in data.items()}
+        return {k: p[0] for k, p in parts.items()}, next((p[1] for p in parts.values() if p[1]), {})
+    return data, {}
+
+
+def _tensor_argument_nodes(layer: dict, source, names) -> None:
+    """tf_keras nodes that Keras 3's reader of the old format misreads, in Keras 3's own node format:
+    a TFOp's nodes (its first argument keeps its structure, and may be a constant), and nodes with
+    tensors among their keyword arguments (``MultiHeadAttention()(query, value)``)."""
+    nodes = layer.get("inbound_nodes") or []
+    op = layer["class_name"] == "kfreeze>TFOp"
+
+    def needs(node) -> bool:
+        entries = [node] if _is_entry(node) else node if isinstance(node, list) else []
+        return op or any(_is_entry(e) and (e[0] == _CONSTANT or (len(e) > 3 and _revive(e[3], source, names)
+                                                                 != e[3])) for e in entries)
+
+    converted = []
+    for node in nodes:
+        if isinstance(node, dict) or not needs(node):
+            converted.append(node)
+            continue
+        if op:
+            first, kwargs = _first_argument(node, source, names)
+        else:  # a plain layer: one input, or a list of them
+            first, kwargs = _first_argument(node, source, names)
+            if isinstance(first, list) and len(first) == 1:
+                first = first[0]
+        converted.append({"args": [first], "kwargs": _revive(kwargs, source, names)})
+    layer["inbound_nodes"] = converted
 
 
 def _check_layer(layer: dict, where) -> None:
@@ -167,7 +336,10 @@ def _scale_hard_sigmoid(cls: str, cfg: dict, values: list[np.ndarray], where) ->
 def check_activations(config: dict, where) -> None:
     """Fail in convert, naming the layer, on an activation whose meaning changed and cannot be kept."""
     for layer in config["config"]["layers"]:
-        _scale_hard_sigmoid(layer["class_name"], layer["config"], [], where)
+        if is_nested_model(layer):
+            check_activations(layer, where)
+        else:
+            _scale_hard_sigmoid(layer["class_name"], layer["config"], [], where)
 
 
 def layer_weights(cls: str, name: str, values: list[np.ndarray], plan: Plan, theano: bool,
@@ -188,6 +360,9 @@ def copy_weights(source, target: keras.Model, plan: Plan, theano: bool, where) -
     for layer in source.layers:
         values = layer.get_weights()
         if not values:
+            continue
+        if hasattr(layer, "layers") and type(layer).__name__ in _NESTED:  # a model inside: layer by layer
+            copy_weights(layer, target.get_layer(layer.name), Plan(False, [], []), theano, where)
             continue
         new = layer_weights(type(layer).__name__, layer.name, values, plan, theano, layer.get_config(), where)
         dest = target.get_layer(layer.name)

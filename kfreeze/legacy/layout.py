@@ -28,6 +28,10 @@ SPATIAL = {
 }
 GLOBAL = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"}
+# Layers whose data_format is no layout of the model: Flatten's only orders its output, a global
+# pooling's only picks the axis it pools (the keras.io timeseries transformer pools a channels_last
+# model's time axis with GlobalAveragePooling1D(data_format="channels_first")).
+NO_LAYOUT = {"Flatten", *GLOBAL}
 # Same value at the same position whatever the layout (no axis, no per-position weights).
 ELEMENTWISE = {"Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout", "GaussianNoise",
                "GaussianDropout", "AlphaDropout", "ActivityRegularization",
@@ -96,8 +100,8 @@ class _Unmappable(Exception):
 def decide(cls: str, cfg: dict, ins: list[Tensor], in_shapes: list[tuple], out_shape: tuple) -> tuple[Tensor, dict, tuple]:
     """(output tensor, config edits, Dense row source shape) for one call of a layer."""
     kinds = {t.kind for t in ins}
-    if kinds == {PLAIN} and cfg.get("data_format") != "channels_first":
-        return Tensor(PLAIN), {}, ()
+    if kinds == {PLAIN} and (cfg.get("data_format") != "channels_first" or cls in GLOBAL):
+        return Tensor(PLAIN), {}, ()  # a global pooling of a plain tensor pools the axis it names, as before
     if cls == "Flatten":
         return _flatten(cfg, ins[0], in_shapes[0])
     if cls in SPATIAL or cls in GLOBAL:
@@ -169,7 +173,7 @@ def analyse(model, config: dict, where) -> Plan:
     """Follow each tensor of the tf_keras ``model`` (built from ``config``) and plan the rewrite."""
     inputs, outputs = _ends(config, "input_layers"), _ends(config, "output_layers")
     if not any(getattr(l, "data_format", None) == "channels_first" for l in model.layers
-               if type(l).__name__ != "Flatten"):
+               if type(l).__name__ not in NO_LAYOUT):
         return Plan(False, [False] * len(inputs), [False] * len(outputs))
     plan = Plan(True, [], [])
     known: dict[tuple, Tensor] = {}

@@ -32,7 +32,11 @@ from tf_keras.src.layers.pooling.base_pooling3d import Pooling3D  # noqa: E402
 _NCHW_ON_CPU_MISSING = (Conv, DepthwiseConv, Pooling1D, Pooling2D, Pooling3D)
 
 
-def _load(source: Path, arch: Path | None, layout: str | None) -> tf_keras.Model:
+def _load(source: Path, arch: Path | None, layout: str | None, trust_code: bool = False) -> tf_keras.Model:
+    from kfreeze import sources
+    if arch is None and sources.keras2_archive(source):  # a tf.keras 2.13-2.15 .keras: tf_keras loads it
+        from kfreeze.legacy import archive_tf_keras_model
+        return archive_tf_keras_model(source, trust_code)
     src = files.read_source(source, arch)
     layout = layout or files.explicit_layout(src, source) or "channels_last"
     with files.default_layout(layout):
@@ -80,10 +84,11 @@ def _through_channels_last(layer) -> None:
     layer.call = call
 
 
-def reference_model(source, arch=None, layout: str | None = None, theano_kernels: bool = False) -> tf_keras.Model:
+def reference_model(source, arch=None, layout: str | None = None, theano_kernels: bool = False,
+                    trust_code: bool = False) -> tf_keras.Model:
     from kfreeze import keras_io
     with keras_io.bounded_load(Path(source), arch and Path(arch)):
-        model = _load(Path(source), None if arch is None else Path(arch), layout)
+        model = _load(Path(source), None if arch is None else Path(arch), layout, trust_code)
     if theano_kernels:
         _theano_to_tf(model)
     for layer in model.layers:
@@ -92,7 +97,8 @@ def reference_model(source, arch=None, layout: str | None = None, theano_kernels
     return model
 
 
-def reference_outputs(source, arch, layout: str | None, theano_kernels: bool, inputs) -> list[np.ndarray]:
+def reference_outputs(source, arch, layout: str | None, theano_kernels: bool, inputs,
+                      trust_code: bool = False) -> list[np.ndarray]:
     """Run the source model on inputs in the source's own layout (NCHW for channels_first)."""
     if arch is not None and files.is_keras3_config(files.read_arch(Path(arch))):
         import keras  # a Keras 3 architecture: Keras 3 is its own library
@@ -101,7 +107,7 @@ def reference_outputs(source, arch, layout: str | None, theano_kernels: bool, in
         model.load_weights(source)
         feeds = [inputs[t.name] for t in model.inputs] if isinstance(inputs, dict) else list(inputs)
         return _run(model, feeds)
-    model = reference_model(source, arch, layout, theano_kernels)
+    model = reference_model(source, arch, layout, theano_kernels, trust_code)
     feeds = [inputs[name] for name in model.input_names] if isinstance(inputs, dict) else list(inputs)
     return _run(model, feeds)
 

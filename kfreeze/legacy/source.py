@@ -217,11 +217,13 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
 
 
 def explicit_layout(src: SourceFile, where) -> str | None:
-    """The data format the layers state, or None; mixed formats are an error (ambiguous source)."""
+    """The data format the layers state, or None; mixed formats are an error (ambiguous source).
+    Flatten's and the global poolings' data_format is no layout (``layout.NO_LAYOUT``)."""
+    from kfreeze.legacy.layout import NO_LAYOUT
     cfg = src.config["config"]
     layers = cfg["layers"] if isinstance(cfg, dict) else cfg
     stated = {(l["config"].get("name"), l["config"]["data_format"]) for l in layers
-              if l.get("class_name") != "Flatten" and l["config"].get("data_format") in LAYOUTS}
+              if l.get("class_name") not in NO_LAYOUT and l["config"].get("data_format") in LAYOUTS}
     formats = {fmt for _, fmt in stated}
     if len(formats) > 1:
         first = sorted(stated)[0]
@@ -244,8 +246,10 @@ def default_layout(layout: str):
 def _reject_lambda(config: dict, where) -> None:
     text = json.dumps(config)
     if '"class_name": "Lambda"' in text:
-        raise KfreezeError(where, "the model has a Lambda layer (Python bytecode)",
-                           "kfreeze does not execute code from model files; replace the Lambda with a built-in layer")
+        raise KfreezeError(where, "refused for safety: the model has a Lambda layer, which carries Python bytecode; "
+                           "kfreeze never runs it from a Keras 1/2 file, trust_code (--trust-code) included, as "
+                           "that bytecode is the saving Python's", "replace the Lambda with a built-in layer, or "
+                           "re-save the model as a Keras 3 .keras file and set trust_code: true")
 
 
 def build_model(src: SourceFile, layout: str) -> tf_keras.Model:

@@ -212,7 +212,8 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
         if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
             from kfreeze import keras_io
             legacy = None
-            if spec.maybe_legacy:
+            from kfreeze import sources
+            if spec.maybe_legacy or sources.keras2_archive(spec.source or ""):  # tf_keras is their reference
                 from kfreeze import legacy
             if legacy is not None and legacy.is_legacy(spec.source, spec.arch):
                 # The source as it was: channels_first inputs and, for Theano, its own kernel flip.
@@ -221,7 +222,8 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
                           for n, cf in zip(keras_inputs, plan.inputs)]
                 with progress.step(f"reference: the legacy source {spec.source}"):
                     flip = legacy.uses_theano_kernels(spec.source, spec.arch, spec.theano_kernels)  # as convert did
-                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, flip, src_in)
+                    outs = legacy.reference_outputs(spec.source, spec.arch, spec.layout, flip, src_in,
+                                                    trust_code=spec.trust_code)
                 everything = {o: legacy.to_channels_last(v) if cf else v
                               for o, v, cf in zip(keras_outputs, outs, plan.outputs)}
                 return {o: everything[o] for o in outputs}, "legacy", plan.converted
