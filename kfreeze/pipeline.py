@@ -71,7 +71,8 @@ def convert(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
     with progress.step(f"loading {spec.source}"), reading(spec.source):
         if spec.maybe_legacy and (legacy := _legacy()).is_legacy(spec.source, spec.arch):
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
-                                       spec.theano_kernels, warn=warn)
+                                       spec.theano_kernels, warn=warn,
+                                       theano_fix=spec.setting("theano_kernels", "false"))
         else:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
     from kfreeze.resources import release_memory

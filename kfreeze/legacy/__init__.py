@@ -84,9 +84,11 @@ def theano_evidence(src: files.SourceFile) -> str | None:
     return None
 
 
-def theano_decision(src: files.SourceFile, setting: bool | None, model=None) -> tuple[bool, str | None]:
+def theano_decision(src: files.SourceFile, setting: bool | None, model=None,
+                    fix: str = "set theano_kernels: false") -> tuple[bool, str | None]:
     """(flip the convolution kernels?, the one-line notice when kfreeze decided it), for ``theano_kernels``
-    set to ``setting``: true/false is the user's word; null is ``theano_evidence``."""
+    set to ``setting``: true/false is the user's word; null is ``theano_evidence``. ``fix``: how the
+    user sets it (the entry's key or kfreeze run's flag: ``ModelSpec.setting``)."""
     if setting is not None:
         return bool(setting), None
     evidence = theano_evidence(src)
@@ -95,9 +97,8 @@ def theano_decision(src: files.SourceFile, setting: bool | None, model=None) -> 
     convs = [layer.name for layer in (model.layers if model is not None else [])
              if type(layer).__name__ in keras3.THEANO_KERNELS]
     notice = (f"{src.weights}: weights saved by Theano ({evidence}); flipping the kernels of {len(convs)} "
-              "convolution layer(s) as Theano convolved; set theano_kernels to false (kfreeze run: "
-              "--no-theano-kernels) if they "
-              "were not trained with Theano") if convs else None
+              f"convolution layer(s) as Theano convolved; {fix} if they were not trained with Theano") \
+        if convs else None
     return True, notice
 
 
@@ -231,14 +232,14 @@ def _unchanged(model) -> Plan:
 
 
 def convert_source(source, arch=None, layout: str | None = None, theano_kernels: bool | None = None,
-                   warn=None) -> Converted:
+                   warn=None, theano_fix: str = "set theano_kernels: false") -> Converted:
     """``theano_kernels`` null: flip when the file's weights are Theano's (``theano_evidence``), saying so
     in one line through ``warn`` (stderr by default)."""
     if (native := _keras3_arch(source, arch)) is not None:
         return Converted(native, _unchanged(native))
     src, model, config, plan = _source_model(source, arch, layout)
     keras3.check_activations(config, arch or source)
-    flip, notice = theano_decision(src, theano_kernels, model)
+    flip, notice = theano_decision(src, theano_kernels, model, theano_fix)
     if notice:
         (warn or _stderr)(notice)
     files.load_weights(model, src)
@@ -254,13 +255,13 @@ def _stderr(line: str) -> None:
 
 
 def load_source(source: Path, arch: Path | None = None, layout: str | None = None,
-                theano_kernels: bool | None = None, warn=None):
+                theano_kernels: bool | None = None, warn=None, theano_fix: str = "set theano_kernels: false"):
     """The Keras 3, channels_last model of a legacy source, with the source's layer, input and output names."""
     from kfreeze import keras_io
     with keras_io.bounded_load(Path(source), arch and Path(arch)):
         if arch is None and _is_archive(source):
             return convert_archive(Path(source), layout=layout).model
-        return convert_source(source, arch, layout, theano_kernels, warn).model
+        return convert_source(source, arch, layout, theano_kernels, warn, theano_fix).model
 
 
 def to_channels_last(x: np.ndarray) -> np.ndarray:
