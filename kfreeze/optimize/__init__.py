@@ -40,6 +40,9 @@ PASSES: list[Pass] = [
     Pass("placeholder_defaults", p.placeholder_defaults),
     # Only what the outputs need: later passes (and Grappler) never touch the training part.
     Pass("strip_unused", p.strip_unused),
+    # NCHW convs, pools and batch norms as NHWC between Transposes: CPU TF runs only those, and the
+    # folds below match only them (Grappler cancels the inverse Transpose pairs between two).
+    Pass("channels_last", p.channels_last),
     # Shapes the cut made static become constants (Grappler does not assume a feed's shape).
     Pass("static_shapes", p.static_shapes),
     # A constant shape before Grappler, which cannot fold Keras 3 Flatten's Shape/Pack.

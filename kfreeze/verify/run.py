@@ -81,10 +81,13 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
     ``fixed`` feeds training flags their inference values (keep_prob 1, rate 0,
     is_training False). The graph runs at the batch its fed tensors accept: a
     queue-fed Estimator graph reshaped to [100, 28, 28, 1] runs 100 rows at a
-    time, the samples padded (see run_batched).
+    time, the samples padded (see run_batched). NCHW convs and pools run as NHWC between
+    Transposes (the optimize pass channels_last): CPU TensorFlow has no NCHW kernels for them.
     """
     from kfreeze import policy
+    from kfreeze.optimize.passes.channels_last import to_channels_last
     policy.check(graph, outputs, list(feeds), where, trust_code=trust_code)  # variables' control inputs too
+    graph = to_channels_last(graph)
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")

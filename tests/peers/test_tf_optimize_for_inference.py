@@ -299,11 +299,6 @@ def nchw(tmp_path_factory):
     return NCHW
 
 
-NCHW_GAP = ("NCHW convolutions are a known gap (being fixed): 'internal error in run: UnimplementedError: ... The "
-            "Conv2D op currently only supports the NHWC tensor format on the CPU'")
-
-
-@pytest.mark.xfail(strict=True, reason=NCHW_GAP)
 @pytest.mark.parametrize("op", ["FusedBatchNorm", "FusedBatchNormV3"])
 @pytest.mark.parametrize("conv", ["conv2d", "depthwise"])
 def test_fold_fused_batch_norms_nchw(nchw, op, conv):
