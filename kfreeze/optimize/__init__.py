@@ -80,6 +80,8 @@ PASSES: list[Pass] = [
     Pass("dense_constants", p.dense_constants),
     # Identical constants become one (compared by their tensor_content).
     Pass("dedupe_constants", p.dedupe_constants),
+    # Identical ops on the same inputs as one, after dedupe made equal weights one constant.
+    Pass("merge_duplicates", p.merge_duplicates),
     # The op computing an output takes its name, once nothing else renames nodes.
     Pass("name_outputs", p.name_outputs),
     # Again, for the constants the rewrites made.

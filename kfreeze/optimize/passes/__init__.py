@@ -19,6 +19,7 @@ from kfreeze.optimize.passes.frame_constants import frame_constants
 from kfreeze.optimize.passes.grappler import GRAPPLER_OPTIMIZERS, grappler
 from kfreeze.optimize.passes.keepdims_mean import keepdims_mean
 from kfreeze.optimize.passes.loop_bias_adds import loop_bias_adds
+from kfreeze.optimize.passes.merge_duplicates import merge_duplicates
 from kfreeze.optimize.passes.name_outputs import name_outputs
 from kfreeze.optimize.passes.opencv_adaptive_pool import opencv_adaptive_pool
 from kfreeze.optimize.passes.opencv_bias_before_squeeze import opencv_bias_before_squeeze
@@ -45,6 +46,6 @@ from kfreeze.optimize.passes.transform_graph import transform_graph
 
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "channels_last", "check_portable", "cut_inputs", "dedupe_constants",
            "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
-           "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_dense3d", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_squeeze_expand", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
+           "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_dense3d", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_squeeze_expand", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
            "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused",
            "transform_graph"]
