@@ -185,8 +185,6 @@ def test_optimize_for_inference_strips_check_numerics_identity_and_unused(batch)
     np.testing.assert_allclose(batch.output("check_numerics"), [2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="CheckNumerics ops stay as control inputs of the add once their Identity "
-                   "nodes are gone (optimize_for_inference removes them: remove_nodes(op=CheckNumerics))")
 def test_optimize_for_inference_strips_check_numerics(batch):
     assert "CheckNumerics" not in batch.ops("check_numerics"), batch.ops("check_numerics")
 
