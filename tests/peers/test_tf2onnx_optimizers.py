@@ -131,8 +131,6 @@ for name, (build, feeds, _, _) in CASES.items():
     BATCH.add(name, build, feeds, ["output"])
 
 XFAIL = {
-    "transpose_concat": "Transposes before a Concat and after it are not cancelled (tf2onnx pushes them through, "
-                        "permuting the axis)",
 }
 
 
