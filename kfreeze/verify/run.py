@@ -132,12 +132,20 @@ def bounded_run(sess, fetches, feeds, where: str):
 
 
 def fixed_batch(shapes) -> int | None:
-    """The batch a graph's fed tensors fix (their first dimension), or None when it is free."""
+    """The batch a graph's fed tensors fix (their first dimension), or None when it is free, or when
+    they fix different ones (then the first dimension is not a common batch: ``fixed_batches``)."""
+    found = set(fixed_batches(shapes))
+    return found.pop() if len(found) == 1 else None
+
+
+def fixed_batches(shapes) -> list[int]:
+    """Each fed tensor's fixed first dimension, in order (a free one or a scalar has none)."""
+    found = []
     for shape in shapes:
         shape = tf.TensorShape(shape)
         if shape.rank and shape[0] is not None:
-            return int(shape[0])
-    return None
+            found.append(int(shape[0]))
+    return found
 
 
 def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], output_names: list[str]) -> dict[str, np.ndarray]:
