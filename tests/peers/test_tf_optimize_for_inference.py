@@ -239,8 +239,8 @@ def test_fuse_decomposed_batch_norm_values(batch, mode):
     assert not {"Rsqrt", "Sub"} & set(ops), ops
 
 
-@pytest.mark.xfail(strict=True, reason="a per-channel constant Mul straight after a Conv2D without a bias is not "
-                   "folded into the conv weights: Conv2D -> Mul -> BiasAdd remains")
+@pytest.mark.xfail(strict=True, reason="the batch norm folds (Conv2D -> BiasAdd), but the output is then "
+                   "name_outputs' OpenCV naming marker Mul(y, 1), made also when OpenCV is not asked for")
 @pytest.mark.parametrize("mode", MODES)
 def test_fuse_decomposed_batch_norm_folds_into_the_conv(batch, mode):
     """The peer: no Add/Rsqrt/Mul/Sub left (decompose_count 0) once fused and folded; at most the
