@@ -129,3 +129,14 @@ def test_verify_restores_resource_and_partitioned_variables(tmp_path):
     x = np.random.default_rng(4).normal(size=(3, 6)).astype(np.float32)
     got = run_checkpoint_graph(graph, prefix, {"x": x}, ["out"])
     np.testing.assert_allclose(got["out"], x @ value, rtol=1e-5, atol=1e-5)
+
+
+def test_verify_runs_a_graph_pinned_to_a_missing_gpu(tmp_path):
+    """freeze_graph's clear_devices case: the reference clears devices, as freeze does."""
+    from kfreeze.verify.run import run_checkpoint_graph
+    graph, prefix, value = _partitioned_graph(tmp_path, 1)
+    for node in graph.node:
+        node.device = "/device:GPU:0"
+    x = np.random.default_rng(5).normal(size=(2, 6)).astype(np.float32)
+    got = run_checkpoint_graph(graph, prefix, {"x": x}, ["out"])
+    np.testing.assert_allclose(got["out"], x @ value, rtol=1e-5, atol=1e-5)

@@ -83,11 +83,16 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
     queue-fed Estimator graph reshaped to [100, 28, 28, 1] runs 100 rows at a
     time, the samples padded (see run_batched). NCHW convs and pools run as NHWC between
     Transposes (the optimize pass channels_last): CPU TensorFlow has no NCHW kernels for them.
+    Devices are cleared, as freeze clears them: a graph trained on a GPU runs here too.
     """
     from kfreeze import policy
     from kfreeze.optimize.passes.channels_last import to_channels_last
     policy.check(graph, outputs, list(feeds), where, trust_code=trust_code)  # variables' control inputs too
     graph = to_channels_last(graph)
+    if any(n.device for n in graph.node):  # pinned to devices this machine may lack, as freeze clears them
+        graph = graph_pb2.GraphDef.FromString(graph.SerializeToString())
+        for node in graph.node:
+            node.ClearField("device")
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")

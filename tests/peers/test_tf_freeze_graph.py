@@ -91,9 +91,6 @@ def test_single_partitioned_variable_freezes(partitioned):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="a graph pinned to a GPU the machine lacks: freeze and optimize pass, then "
-                   "verify restores the source graph without soft placement: 'internal error in run: "
-                   "InvalidArgumentError: Restoring from checkpoint failed ... variable_node'")
 def test_clear_devices(tmp_path):
     """freeze_graph's clear_devices=True: no device left on any node, and the graph runs here."""
     r = _one(tmp_path, _with_devices)
