@@ -42,6 +42,11 @@ def resolve_checkpoint(path: str | Path) -> str:
                                "point 'checkpoint' at a prefix such as model.ckpt-2000")
         _check_files_inside(Path(latest), path)
         return latest
+    if path.is_file() and not Path(str(path) + ".index").is_file():  # a V1 checkpoint: one file, the prefix
+        from kfreeze.params import check_inside
+        check_inside(path, path.parent, str(path))
+        _check_files_inside(path, path.parent)
+        return str(path)
     if not Path(str(path) + ".index").is_file():
         raise KfreezeError(path, "checkpoint not found (no .index file with this prefix)",
                            "give the prefix, e.g. model.ckpt-2000 for model.ckpt-2000.index")

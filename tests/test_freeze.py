@@ -140,3 +140,23 @@ def test_verify_runs_a_graph_pinned_to_a_missing_gpu(tmp_path):
     x = np.random.default_rng(5).normal(size=(2, 6)).astype(np.float32)
     got = run_checkpoint_graph(graph, prefix, {"x": x}, ["out"])
     np.testing.assert_allclose(got["out"], x @ value, rtol=1e-5, atol=1e-5)
+
+
+def test_a_v1_checkpoint_one_file_named_by_its_prefix_freezes(tmp_path):
+    """freeze_graph_test's testFreezeGraphV1: SaverDef.V1 writes the prefix itself, no .index."""
+    from tensorflow.core.protobuf import saver_pb2
+    value = np.random.default_rng(6).normal(size=(3, 2)).astype(np.float32)
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.compat.v1.Variable(value, name="w", use_resource=False)
+        tf.identity(tf.matmul(x, w), name="out")
+        saver = tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1)
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "v1_ckpt"), global_step=0, write_meta_graph=False)
+    assert (tmp_path / "v1_ckpt-0").is_file() and not (tmp_path / "v1_ckpt-0.index").exists()
+    assert freeze.resolve_checkpoint(prefix) == prefix
+    frozen = freeze.freeze(g.as_graph_def(), prefix, ["out"], "g")
+    assert frozen.converted == 1
+    const = next(n for n in frozen.graph.node if n.name == "w")
+    np.testing.assert_array_equal(tf.make_ndarray(const.attr["value"].tensor), value)
