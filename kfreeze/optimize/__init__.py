@@ -38,6 +38,8 @@ PASSES: list[Pass] = [
     Pass("cut_inputs", p.cut_inputs),
     # Flags become constants before anything folds, so training branches fold away.
     Pass("placeholder_defaults", p.placeholder_defaults),
+    # TF 2 conds (If) on those constants: the taken branch, called (Grappler keeps a lowered If's dead branch).
+    Pass("constant_conditions", p.constant_conditions),
     # Only what the outputs need: later passes (and Grappler) never touch the training part.
     Pass("strip_unused", p.strip_unused),
     # NCHW convs, pools and batch norms as NHWC between Transposes: CPU TF runs only those, and the

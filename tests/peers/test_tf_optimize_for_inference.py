@@ -266,9 +266,6 @@ def _learning_phase_cond_v2():
     tf.nn.relu(y, name="r_relu")
 
 
-@pytest.mark.xfail(strict=True, reason="a learning-phase flag gating dropout through TF 2's cond (an If op with "
-                   "function branches) is not found: 'optimized graph: contains random ops ... "
-                   "(RandomUniform)'")
 def test_keras_learning_phase_through_cond_v2_becomes_false(tmp_path):
     """The same flag as test_keras_learning_phase_becomes_false, in a graph built with TF 2's
     control flow (tf.compat.v1 graphs made under TF 2 have it)."""
