@@ -42,6 +42,11 @@ def resolve_checkpoint(path: str | Path) -> str:
                                "point 'checkpoint' at a prefix such as model.ckpt-2000")
         _check_files_inside(Path(latest), path)
         return latest
+    if path.is_file() and not Path(str(path) + ".index").is_file():  # a V1 checkpoint: one file, the prefix
+        from kfreeze.params import check_inside
+        check_inside(path, path.parent, str(path))
+        _check_files_inside(path, path.parent)
+        return str(path)
     if not Path(str(path) + ".index").is_file():
         raise KfreezeError(path, "checkpoint not found (no .index file with this prefix)",
                            "give the prefix, e.g. model.ckpt-2000 for model.ckpt-2000.index")
@@ -87,19 +92,21 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path | None, outputs: li
     # before any value is read (a 129-byte index can declare a sparse 2 GiB shard).
     check_size(graph, needed, {**{k: list(v) for k, v in stored.items() if k in needed}, **{
         k: v for k, v in shapes.items() if v is not None}}, where)
+    parts = partitions(shapes, stored)
     for name in sorted(needed):
-        if name not in stored:
+        if name not in stored and name not in parts:
             raise KfreezeError(checkpoint, f"checkpoint has no value for variable '{name}' of the graph",
                                "use the checkpoint written with this graph")
+        key = name if name in stored else parts[name][0]
         graph_dtype = next((n.attr["dtype"].type for n in graph.node if n.name == name), None)
-        if graph_dtype and dtypes[name].as_datatype_enum != graph_dtype:
-            raise KfreezeError(checkpoint, f"variable '{name}' is {dtypes[name].name} in the checkpoint but "
+        if graph_dtype and dtypes[key].as_datatype_enum != graph_dtype:
+            raise KfreezeError(checkpoint, f"variable '{name}' is {dtypes[key].name} in the checkpoint but "
                                f"{tf.as_dtype(graph_dtype).name} in the graph", "use the checkpoint written with this graph")
-        if shapes.get(name) is not None and list(stored[name]) != shapes[name]:
+        if name in stored and shapes.get(name) is not None and list(stored[name]) != shapes[name]:
             raise KfreezeError(checkpoint, f"variable '{name}' has shape {list(stored[name])} in the checkpoint "
                                f"but {shapes[name]} in the graph", "use the checkpoint written with this graph")
     try:
-        frozen = _restore_and_convert(graph, reader, needed, outputs)
+        frozen = _restore_and_convert(graph, reader, needed, outputs, parts)
     except (tf.errors.OpError, ValueError, TypeError, IndexError, OSError) as e:  # IndexError: a cut .data file
         message = tf_reason(e)
         raise KfreezeError(checkpoint, f"cannot restore the weights for {where} ({message})",
@@ -112,7 +119,48 @@ def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path | None, outputs: li
     return Frozen(frozen, converted)
 
 
-def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], outputs: list[str]) -> graph_pb2.GraphDef:
+def partitions(shapes: dict[str, list[int] | None], stored: dict) -> dict[str, tuple[str, tuple]]:
+    """Partitioned variables' parts: 'v/part_k' (a graph variable, not a checkpoint key) -> ('v', the
+    slice of the stored 'v' it holds). A Saver stores a partitioned variable whole under its own name;
+    the parts' offsets are not in the GraphDef, so they are the parts' shapes summed in k order along
+    the one axis they split (0 or more parts whose shapes do not add up to the whole: none)."""
+    import re
+
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name in shapes:
+        m = re.fullmatch(r"(.+)/part_(\d+)", name)
+        if m and name not in stored and m.group(1) in stored:
+            groups.setdefault(m.group(1), []).append((int(m.group(2)), name))
+    found = {}
+    for base, members in groups.items():
+        members.sort()
+        whole = list(stored[base])
+        dims = [shapes[n] for _, n in members]
+        if [k for k, _ in members] != list(range(len(members))) or any(d is None or len(d) != len(whole) for d in dims):
+            continue
+        axes = [a for a in range(len(whole)) if any(d[a] != whole[a] for d in dims)] or [0]
+        if len(axes) != 1 or sum(d[axes[0]] for d in dims) != whole[axes[0]] \
+                or any(d[a] != whole[a] for d in dims for a in range(len(whole)) if a != axes[0]):
+            continue
+        start = 0
+        for (_, name), d in zip(members, dims):
+            index = [slice(None)] * len(whole)
+            index[axes[0]] = slice(start, start + d[axes[0]])
+            found[name] = (base, tuple(index))
+            start += d[axes[0]]
+    return found
+
+
+def checkpoint_value(reader, name: str, parts: dict):
+    """Variable ``name``'s value: its checkpoint key, or its slice of the partitioned variable's."""
+    if name in parts:
+        key, index = parts[name]
+        return reader.get_tensor(key)[index]
+    return reader.get_tensor(name)
+
+
+def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], outputs: list[str],
+                         parts: dict | None = None) -> graph_pb2.GraphDef:
     """The needed variables, and only they, set from the checkpoint; then TF's own
     ``convert_variables_to_constants`` turns them into Consts.
 
@@ -145,7 +193,7 @@ def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], ou
                 else:
                     value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
                     assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
-                feeds[value] = reader.get_tensor(name)
+                feeds[value] = checkpoint_value(reader, name, parts or {})
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         with tf.compat.v1.Session(graph=g, config=config) as sess:
             sess.run(assigns, feeds)

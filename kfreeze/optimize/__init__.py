@@ -38,8 +38,13 @@ PASSES: list[Pass] = [
     Pass("cut_inputs", p.cut_inputs),
     # Flags become constants before anything folds, so training branches fold away.
     Pass("placeholder_defaults", p.placeholder_defaults),
+    # TF 2 conds (If) on those constants: the taken branch, called (Grappler keeps a lowered If's dead branch).
+    Pass("constant_conditions", p.constant_conditions),
     # Only what the outputs need: later passes (and Grappler) never touch the training part.
     Pass("strip_unused", p.strip_unused),
+    # NCHW convs, pools and batch norms as NHWC between Transposes: CPU TF runs only those, and the
+    # folds below match only them (Grappler cancels the inverse Transpose pairs between two).
+    Pass("channels_last", p.channels_last),
     # Shapes the cut made static become constants (Grappler does not assume a feed's shape).
     Pass("static_shapes", p.static_shapes),
     # A constant shape before Grappler, which cannot fold Keras 3 Flatten's Shape/Pack.
@@ -77,6 +82,8 @@ PASSES: list[Pass] = [
     Pass("dense_constants", p.dense_constants),
     # Identical constants become one (compared by their tensor_content).
     Pass("dedupe_constants", p.dedupe_constants),
+    # Identical ops on the same inputs as one, after dedupe made equal weights one constant.
+    Pass("merge_duplicates", p.merge_duplicates),
     # The op computing an output takes its name, once nothing else renames nodes.
     Pass("name_outputs", p.name_outputs),
     # Again, for the constants the rewrites made.

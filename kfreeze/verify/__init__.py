@@ -10,14 +10,15 @@ from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_file, data_path, index_limits, load_data, make_inputs, placeholder_infos
-from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
+from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, fixed_batches, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
                                 run_graph, run_keras, run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
-           "data_file", "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
-           "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
+           "data_file", "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S",
+           "OpenCVResult", "fixed_batch", "fixed_batches", "graph_session", "opencv_failure", "opencv_layer",
+           "opencv_problem", "output_failures",
            "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
            "session_config"]
 
@@ -58,12 +59,21 @@ def verify_model(spec, vspec, out: Path) -> Verdict:
     release_memory()
     infos = placeholder_infos(optimized, feed_names)
     source = data_path(spec, vspec)
+    # Inputs fixed at different first dimensions (a [6, 2] and a [1, 1, 6, 2]) share no batch axis:
+    # one run, each input fed its own fixed rows, and no chunking.
+    own = fixed_batches(i.shape for i in infos if i.shape is not None)
+    uneven = len(set(own)) > 1
     if source is not None:
         feeds = load_data(source, infos, inputs, vspec.samples)
     else:
-        feeds = make_inputs(infos, vspec.samples, vspec.seed, vspec.input_range, index_limits(optimized, feed_names))
+        feeds = make_inputs(infos, max(own) if uneven else vspec.samples, vspec.seed, vspec.input_range,
+                            index_limits(optimized, feed_names))
+    if uneven:
+        feeds = {i.name: feeds[i.name][:i.shape[0]] if i.shape and i.shape[0] is not None else feeds[i.name]
+                 for i in infos}
     samples = len(next(iter(feeds.values())))
-    batch = fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
+    batch = None if uneven else fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample,
+                                                                                                      samples)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     release_memory()  # the reference model (reference cycles): its weights go before the graph's come in

@@ -33,7 +33,7 @@ def main(graph: str, inputs_path: str, outputs_path: str, input_names: str, outp
             raise ValueError(f"OpenCV's network has no layer named {' or '.join(repr(c) for c in w.split('|'))}")
         names_out.append(found)
     n = len(feeds[names_in[0]])
-    step = int(batch) or n
+    step = int(batch) or max(len(v) for v in feeds.values())  # 0: every row of every input at once
     parts = []
     for start in range(0, n, step):
         for name in names_in:

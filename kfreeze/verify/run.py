@@ -81,19 +81,25 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
     ``fixed`` feeds training flags their inference values (keep_prob 1, rate 0,
     is_training False). The graph runs at the batch its fed tensors accept: a
     queue-fed Estimator graph reshaped to [100, 28, 28, 1] runs 100 rows at a
-    time, the samples padded (see run_batched).
+    time, the samples padded (see run_batched). NCHW convs and pools run as NHWC between
+    Transposes (the optimize pass channels_last): CPU TensorFlow has no NCHW kernels for them.
+    Devices are cleared, as freeze clears them: a graph trained on a GPU runs here too.
     """
     from kfreeze import policy
+    from kfreeze.optimize.passes.channels_last import to_channels_last
     policy.check(graph, outputs, list(feeds), where, trust_code=trust_code)  # variables' control inputs too
+    graph = to_channels_last(graph)
+    if any(n.device for n in graph.node):  # pinned to devices this machine may lack, as freeze clears them
+        graph = graph_pb2.GraphDef.FromString(graph.SerializeToString())
+        for node in graph.node:
+            node.ClearField("device")
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(graph, name="")
-        variables = {op.name: op.outputs[0] for op in g.get_operations()
-                     if op.type in ("VariableV2", "VarHandleOp", "Variable")}
-        stored = (tf.compat.v1.train.NewCheckpointReader(checkpoint).get_variable_to_shape_map()
-                  if variables and checkpoint is not None else {})  # None: a frozen graph (freeze checked it)
-        var_list = {k: v for k, v in variables.items() if k in stored}
-        saver = tf.compat.v1.train.Saver(var_list=var_list) if var_list else None
+        variables = {op.name: op for op in g.get_operations() if op.type in ("VariableV2", "VarHandleOp", "Variable")}
+        reader = (tf.compat.v1.train.NewCheckpointReader(checkpoint)
+                  if variables and checkpoint is not None else None)  # None: a frozen graph (freeze checked it)
+        restore, restore_feeds = _restore_ops(g, variables, reader)
         tensors = {k: g.get_tensor_by_name(tensor_name(k)) for k in feeds}
         # A cut with another input_dtype feeds the original tensor its own dtype, as the Cast does.
         typed = {k: v.astype(tensors[k].dtype.as_numpy_dtype) for k, v in feeds.items()}
@@ -101,13 +107,43 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
         fetches = [g.get_tensor_by_name(tensor_name(o)) for o in outputs]
     batch = fixed_batch(t.shape for t in tensors.values())
     with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
-        if saver is not None:
-            saver.restore(sess, checkpoint)
+        if restore:
+            sess.run(restore, restore_feeds)
+            del restore_feeds
 
         def run(chunk):
             values = bounded_run(sess, fetches, {**constant, **{tensors[k]: v for k, v in chunk.items()}}, where)
             return dict(zip(outputs, values))
         return run_batched(run, typed, batch)
+
+
+def _restore_ops(g, variables: dict, reader) -> tuple[list, dict]:
+    """Assigns that set each variable the checkpoint has (whole, or its slice of a partitioned one)
+    to its value, and their feeds. Not a Saver: its restore fails on resource variables (VarHandleOp:
+    "tuple index out of range") and finds no key for a partition ('v/part_0' is stored as 'v')."""
+    from kfreeze.freeze import checkpoint_value, partitions
+
+    if reader is None:
+        return [], {}
+    stored = reader.get_variable_to_shape_map()
+    shapes = {}
+    for name, op in variables.items():
+        shape = tf.TensorShape(op.get_attr("shape")) if "shape" in op.node_def.attr else tf.TensorShape(None)
+        shapes[name] = shape.as_list() if shape.rank is not None else None
+    parts = partitions(shapes, stored)
+    assigns, feeds = [], {}
+    with g.as_default(), tf.name_scope("kfreeze_restore"):
+        for name, op in sorted(variables.items()):
+            if name not in stored and name not in parts:
+                continue
+            if op.type == "VarHandleOp":
+                value = tf.compat.v1.placeholder(op.get_attr("dtype"))
+                assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+            else:
+                value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
+                assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
+            feeds[value] = checkpoint_value(reader, name, parts)
+    return assigns, feeds
 
 
 RUN_TIMEOUT_S = 600.0
@@ -129,12 +165,20 @@ def bounded_run(sess, fetches, feeds, where: str):
 
 
 def fixed_batch(shapes) -> int | None:
-    """The batch a graph's fed tensors fix (their first dimension), or None when it is free."""
+    """The batch a graph's fed tensors fix (their first dimension), or None when it is free, or when
+    they fix different ones (then the first dimension is not a common batch: ``fixed_batches``)."""
+    found = set(fixed_batches(shapes))
+    return found.pop() if len(found) == 1 else None
+
+
+def fixed_batches(shapes) -> list[int]:
+    """Each fed tensor's fixed first dimension, in order (a free one or a scalar has none)."""
+    found = []
     for shape in shapes:
         shape = tf.TensorShape(shape)
         if shape.rank and shape[0] is not None:
-            return int(shape[0])
-    return None
+            found.append(int(shape[0]))
+    return found
 
 
 def run_keras(model, feeds: dict[str, np.ndarray], input_names: list[str], output_names: list[str]) -> dict[str, np.ndarray]:

@@ -26,16 +26,18 @@ def main(graph_path: str, inputs_path: str, outputs_path: str, outputs: str, bat
         tf.graph_util.import_graph_def(graph_def, name="")
     feeds = dict(np.load(inputs_path))
     names = outputs.split(",")
-    n = len(next(iter(feeds.values())))
-    step = int(batch) or n
+    fetches = [_tensor(o) for o in names]
     parts = []
     with tf.compat.v1.Session(graph=g) as sess:
-        for start in range(0, n, step):
+        if not int(batch):  # one run of every row (inputs with fixed batches of their own differ in rows)
+            parts.append(sess.run(fetches, {_tensor(k): v for k, v in feeds.items()}))
+        n, step = len(next(iter(feeds.values()))), int(batch)
+        for start in range(0, n if step else 0, step or 1):
             chunk = {k: v[start:start + step] for k, v in feeds.items()}
             rows = len(next(iter(chunk.values())))
             if rows < step:  # a fixed-batch graph: pad by repeating rows, keep the rows fed
                 chunk = {k: np.resize(v, (step, *v.shape[1:])) for k, v in chunk.items()}
-            values = sess.run([_tensor(o) for o in names], {_tensor(k): v for k, v in chunk.items()})
+            values = sess.run(fetches, {_tensor(k): v for k, v in chunk.items()})
             parts.append([np.asarray(v)[:rows] for v in values])
     np.savez(outputs_path, **{o: np.concatenate([p[i] for p in parts]) for i, o in enumerate(names)})
     return 0

@@ -131,13 +131,6 @@ for name, (build, feeds, _, _) in CASES.items():
     BATCH.add(name, build, feeds, ["output"])
 
 XFAIL = {
-    "transpose_concat": "Transposes before a Concat and after it are not cancelled (tf2onnx pushes them through, "
-                        "permuting the axis)",
-    "duplicated_nodes": "two identical Relu of one tensor are not merged into one (tf2onnx's "
-                        "MergeDuplicatedNodesOptimizer; Grappler's common subgraph elimination is not run)",
-    "cast_chain": "a value-preserving Cast pair (float32 -> float64 -> float32) is kept",
-    "mul_by_one_add_zero": "a Mul by a constant of ones and an Add of zeros (broadcast along the last axis) are "
-                           "kept",
 }
 
 

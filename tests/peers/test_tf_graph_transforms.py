@@ -219,11 +219,9 @@ def test_fold_fused_batch_norms_with_batch_to_space(tmp_path):
     np.testing.assert_allclose(one.output("b2s"), one.expected("b2s"), atol=2e-5, rtol=2e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="inputs with different fixed batch sizes crash verify: 'internal error in "
-                   "run: ValueError: Cannot feed value of shape (1, 2) for Tensor ..., which has shape (6, 2)'")
 def test_inputs_of_different_fixed_batch_sizes(tmp_path):
     """TestFoldBatchNormsMatMul's input is [6, 2]; beside TestFoldBatchNormsConv2D's [1, 1, 6, 2] in one
-    graph (two inputs, fixed batches 6 and 1), kfreeze's verify feeds batch 1 to both."""
+    graph (two inputs, fixed batches 6 and 1): verify feeds each input its own fixed rows."""
     two = Batch()
     two.add("matmul", lambda: tf.math.multiply(tf.linalg.matmul(placeholder("input_op", [6, 2]), var(
         np.reshape([1, 2, 3, 4], [2, 2]), "weights_op")), var([2.0, 3.0], "mul_values"), name="output"),

@@ -185,8 +185,6 @@ def test_optimize_for_inference_strips_check_numerics_identity_and_unused(batch)
     np.testing.assert_allclose(batch.output("check_numerics"), [2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="CheckNumerics ops stay as control inputs of the add once their Identity "
-                   "nodes are gone (optimize_for_inference removes them: remove_nodes(op=CheckNumerics))")
 def test_optimize_for_inference_strips_check_numerics(batch):
     assert "CheckNumerics" not in batch.ops("check_numerics"), batch.ops("check_numerics")
 
@@ -241,8 +239,8 @@ def test_fuse_decomposed_batch_norm_values(batch, mode):
     assert not {"Rsqrt", "Sub"} & set(ops), ops
 
 
-@pytest.mark.xfail(strict=True, reason="a per-channel constant Mul straight after a Conv2D without a bias is not "
-                   "folded into the conv weights: Conv2D -> Mul -> BiasAdd remains")
+@pytest.mark.xfail(strict=True, reason="the batch norm folds (Conv2D -> BiasAdd), but the output is then "
+                   "name_outputs' OpenCV naming marker Mul(y, 1), made also when OpenCV is not asked for")
 @pytest.mark.parametrize("mode", MODES)
 def test_fuse_decomposed_batch_norm_folds_into_the_conv(batch, mode):
     """The peer: no Add/Rsqrt/Mul/Sub left (decompose_count 0) once fused and folded; at most the
@@ -268,9 +266,6 @@ def _learning_phase_cond_v2():
     tf.nn.relu(y, name="r_relu")
 
 
-@pytest.mark.xfail(strict=True, reason="a learning-phase flag gating dropout through TF 2's cond (an If op with "
-                   "function branches) is not found: 'optimized graph: contains random ops ... "
-                   "(RandomUniform)'")
 def test_keras_learning_phase_through_cond_v2_becomes_false(tmp_path):
     """The same flag as test_keras_learning_phase_becomes_false, in a graph built with TF 2's
     control flow (tf.compat.v1 graphs made under TF 2 have it)."""
@@ -299,11 +294,6 @@ def nchw(tmp_path_factory):
     return NCHW
 
 
-NCHW_GAP = ("NCHW convolutions are a known gap (being fixed): 'internal error in run: UnimplementedError: ... The "
-            "Conv2D op currently only supports the NHWC tensor format on the CPU'")
-
-
-@pytest.mark.xfail(strict=True, reason=NCHW_GAP)
 @pytest.mark.parametrize("op", ["FusedBatchNorm", "FusedBatchNormV3"])
 @pytest.mark.parametrize("conv", ["conv2d", "depthwise"])
 def test_fold_fused_batch_norms_nchw(nchw, op, conv):

@@ -249,3 +249,26 @@ def test_an_open_dimension_besides_the_batch_is_fed_at_a_fixed_size():
     from kfreeze.verify.inputs import DYNAMIC_SIZE, TensorInfo
     feeds = verify.make_inputs([TensorInfo("x", "float32", (None, None, 3))], 4, 0)
     assert feeds["x"].shape == (4, DYNAMIC_SIZE, 3)
+
+
+def test_inputs_fixed_at_different_first_dimensions_share_no_batch():
+    """A [6, 2] input and a [1, 1, 6, 2] one (TF's fold_batch_norms tests side by side): no common batch."""
+    assert verify.fixed_batch([(6, 2), (None, 3)]) == 6
+    assert verify.fixed_batch([(6, 2), (6, 1, 1)]) == 6
+    assert verify.fixed_batch([(6, 2), (1, 1, 6, 2)]) is None
+    assert verify.fixed_batches([(6, 2), (None, 3), (), (1, 1, 6, 2)]) == [6, 1]
+
+
+def test_the_default_tf_child_keeps_every_row_of_inputs_with_their_own_batches(tmp_path):
+    """Batch 0 runs all rows at once: an output with more rows than the first input keeps them all."""
+    from kfreeze.tfenv import tf
+    with tf.Graph().as_default() as g:
+        a = tf.compat.v1.placeholder(tf.float32, [1, 2], name="a")
+        b = tf.compat.v1.placeholder(tf.float32, [6, 2], name="b")
+        tf.identity(b * a, name="out")
+    path = tmp_path / "g.pb"
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    feeds = {"a": np.float32([[2.0, 3.0]]), "b": np.arange(12, dtype=np.float32).reshape(6, 2)}
+    got, error = verify.run_default_tf(path, feeds, ["out"], None)
+    assert error is None, error
+    np.testing.assert_allclose(got["out"], feeds["b"] * feeds["a"])

@@ -6,7 +6,9 @@ helpers the passes share are in ``kfreeze.optimize.graph``.
 
 from kfreeze.optimize.passes.batch_norm_to_affine import batch_norm_to_affine
 from kfreeze.optimize.passes.cancel_transposes import cancel_transposes
+from kfreeze.optimize.passes.channels_last import channels_last
 from kfreeze.optimize.passes.check_portable import check_portable
+from kfreeze.optimize.passes.constant_conditions import constant_conditions
 from kfreeze.optimize.passes.cut_inputs import cut_inputs
 from kfreeze.optimize.passes.dedupe_constants import dedupe_constants
 from kfreeze.optimize.passes.dense_constants import dense_constants
@@ -18,6 +20,7 @@ from kfreeze.optimize.passes.frame_constants import frame_constants
 from kfreeze.optimize.passes.grappler import GRAPPLER_OPTIMIZERS, grappler
 from kfreeze.optimize.passes.keepdims_mean import keepdims_mean
 from kfreeze.optimize.passes.loop_bias_adds import loop_bias_adds
+from kfreeze.optimize.passes.merge_duplicates import merge_duplicates
 from kfreeze.optimize.passes.name_outputs import name_outputs
 from kfreeze.optimize.passes.opencv_adaptive_pool import opencv_adaptive_pool
 from kfreeze.optimize.passes.opencv_bias_before_squeeze import opencv_bias_before_squeeze
@@ -50,8 +53,13 @@ from kfreeze.optimize.passes.static_shapes import static_shapes
 from kfreeze.optimize.passes.strip_unused import strip_unused
 from kfreeze.optimize.passes.transform_graph import transform_graph
 
-__all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "check_portable", "cut_inputs", "dedupe_constants",
-           "dense_constants", "float16_weights", "fold_affine", "fold_input_scale", "fold_pad_into_conv",
-           "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze", "opencv_compat", "opencv_concat_layout", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot", "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape", "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze", "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose", "opencv_upsampling", "placeholder_defaults",
-           "remove_dropout", "remove_noops", "restore_bias_add", "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused",
-           "transform_graph"]
+__all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "channels_last", "check_portable",
+           "constant_conditions", "cut_inputs", "dedupe_constants", "dense_constants", "float16_weights",
+           "fold_affine", "fold_input_scale", "fold_pad_into_conv", "frame_constants", "grappler", "keepdims_mean",
+           "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze",
+           "opencv_compat", "opencv_concat_layout", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot",
+           "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape",
+           "opencv_input_feed", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
+           "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose",
+           "opencv_upsampling", "placeholder_defaults", "remove_dropout", "remove_noops", "restore_bias_add",
+           "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused", "transform_graph"]

@@ -28,6 +28,8 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
     ops other runtimes cannot load, so kfreeze leaves it off). Between the two Transposes: unary
     element-wise ops, binary ones with a scalar constant, and Sum/Mean/Max/Min/Prod with
     ``keep_dims`` (their axes are mapped through ``p``). Each op on the path must have one consumer.
+    The path may also start at a ConcatV2 whose inputs are all Transposes by ``p`` (its axis mapped
+    through ``p``); a last Transpose that is an output becomes an Identity of that name.
     """
     out = copy(graph)
     keep = set(ctx.output_nodes)
@@ -49,41 +51,48 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
             return None
         return found[0]
 
-    for first in list(out.node):
-        p = perm_of(first)
-        if p is None:
-            continue
-        path, current, ok = [], first, True
+    def walk(current, p):
+        """The ops from ``current``'s only reader to an inverse Transpose: (path, that Transpose) or None."""
+        path = []
         while True:
             nxt = only_user(current)
             if nxt is None:
-                ok = False
-                break
+                return None
             node, index = nxt
             if node.op == "Transpose" and index == 0:
-                last = node
-                break
+                q = perm_of(node)
+                if q is None or len(q) != len(p) or not np.array_equal(p[q], np.arange(len(p))):
+                    return None
+                return path, node
             if node.op in _UNARY and index == 0:
                 path.append(node)
             elif node.op in _BINARY and len(node.input) == 2:
                 other = node.input[1 - index]
                 value = consts.get(split_tensor(other)[0])
                 if value is None or node.op == "BiasAdd" or np.asarray(value).ndim > len(p):
-                    ok = False
-                    break
+                    return None
                 path.append(node)
             elif node.op in _REDUCE and index == 0 and node.attr["keep_dims"].b \
                     and split_tensor(node.input[1])[0] in consts:
                 path.append(node)
             else:
-                ok = False
-                break
+                return None
             current = node
-        if not ok:
-            continue
-        q = perm_of(last)
-        if last.name in keep or q is None or len(q) != len(p) or not np.array_equal(p[q], np.arange(len(p))):
-            continue
+
+    def finish(last, end: str):
+        """``last``'s readers read ``end``; an output Transpose becomes an Identity of it (keeping its name)."""
+        if last.name in keep:
+            dtype = last.attr["T"].type
+            del last.input[:]
+            last.input.append(end)
+            last.op = "Identity"
+            last.ClearField("attr")
+            last.attr["T"].type = dtype
+        else:
+            rewire(out, last.name, end, users)
+
+    def untranspose(path, p, q):
+        """The path's constants and reduction axes, for the untransposed layout."""
         for node in path:  # reductions: their axes, in the untransposed layout
             if node.op in _BINARY:  # a constant operand laid out for the transposed tensor: transposed back by q
                 k = next(i for i, inp in enumerate(node.input) if split_tensor(inp)[0] in consts)
@@ -102,6 +111,16 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
                 new_consts.append(make_const(name, mapped))
                 consts[name] = mapped
                 node.input[1] = name
+
+    for first in list(out.node):
+        p = perm_of(first)
+        if p is None:
+            continue
+        found = walk(first, p)
+        if found is None:
+            continue
+        path, last = found
+        untranspose(path, p, perm_of(last))
         # The path now reads the first Transpose's input; the last Transpose's readers read the path.
         head = path[0] if path else None
         src = first.input[0]
@@ -109,9 +128,41 @@ def cancel_transposes(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.Grap
             for i, inp in enumerate(head.input):
                 if split_tensor(inp)[0] == first.name and not inp.startswith("^"):
                     head.input[i] = src
-            rewire(out, last.name, path[-1].name, users)
+            finish(last, path[-1].name)
         else:
-            rewire(out, last.name, src, users)
+            finish(last, src)
+        changed = True
+        users = consumers(out)
+    # ConcatV2 of Transposes by one perm p, then (through the ops above) the inverse Transpose: the
+    # concat of the untransposed inputs, along axis p[axis] (tf2onnx pushes Transposes through Concat).
+    for concat in list(out.node):
+        if concat.op != "ConcatV2" or concat.name in keep or any(i.startswith("^") for i in concat.input):
+            continue
+        axis = consts.get(split_tensor(concat.input[-1])[0])
+        sources = [by_name.get(split_tensor(i)[0]) for i in concat.input[:-1]]
+        perms = [perm_of(t) if t is not None and not split_tensor(i)[1] else None
+                 for t, i in zip(sources, concat.input[:-1])]
+        if axis is None or np.asarray(axis).size != 1 or any(pp is None for pp in perms) \
+                or any(not np.array_equal(pp, perms[0]) for pp in perms):
+            continue
+        if any(only_user(t) is None or only_user(t)[0].name != concat.name for t in sources):
+            continue
+        p = perms[0]
+        found = walk(concat, p)
+        if found is None:
+            continue
+        path, last = found
+        untranspose(path, p, perm_of(last))
+        a = int(np.asarray(axis).reshape(()))
+        a = int(p[a + len(p) if a < 0 else a])
+        name = unique_name(names, f"{concat.name}/untransposed_axis")
+        new_consts.append(make_const(name, np.int32(a)))
+        consts[name] = np.int32(a)
+        for k, t in enumerate(sources):
+            concat.input[k] = t.input[0]
+        concat.input[len(sources)] = name
+        concat.attr["Tidx"].type = 3  # DT_INT32
+        finish(last, (path[-1] if path else concat).name)
         changed = True
         users = consumers(out)
     if not changed:

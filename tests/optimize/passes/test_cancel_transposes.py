@@ -75,3 +75,41 @@ def test_a_wrong_axis_mapping_would_be_caught(rng7):
     feeds = {"x": rng7.normal(size=[2, 4, 5, 3]).astype(np.float32)}
     right, wrong = run_graph(graph, feeds, ["out"])["out"], run_graph(out, feeds, ["out"])["out"]
     assert right.shape != wrong.shape or not np.allclose(right, wrong)
+
+
+@pytest.mark.parametrize("axis", [3, -1, 1])
+def test_transposes_through_a_concat_cancel_with_the_axis_mapped(rng7, axis):
+    """tf2onnx's test_transpose_with_concat: both inputs transposed alike, concatenated, transposed back."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 4, 5, 3], name="x")
+        a = tf.transpose(x * tf.constant(rng7.normal(size=3).astype(np.float32)), NHWC_TO_NCHW)
+        b = tf.transpose(tf.nn.relu(x), NHWC_TO_NCHW)
+        y = tf.nn.relu(tf.concat([a, b], axis=axis) * 2.0)
+        tf.identity(tf.transpose(y, NCHW_TO_NHWC) + 0.5, name="out")
+    graph = g.as_graph_def()
+    out = passes.cancel_transposes(graph, ctx())
+    assert "Transpose" not in ops(out), ops(out)
+    same_numbers(out, graph, rng7.normal(size=[2, 4, 5, 3]).astype(np.float32))
+
+
+def test_a_concat_of_differently_transposed_inputs_keeps_its_transposes(rng7):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 4, 4, 4], name="x")
+        a = tf.transpose(x, NHWC_TO_NCHW)
+        b = tf.transpose(x, [0, 3, 2, 1])
+        tf.identity(tf.transpose(tf.concat([a, b], axis=1), NCHW_TO_NHWC), name="out")
+    graph = g.as_graph_def()
+    out = passes.cancel_transposes(graph, ctx())
+    assert ops(out)["Transpose"] == 3
+
+
+def test_an_output_transpose_becomes_an_identity_keeping_its_name(rng7):
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [2, 4, 5, 3], name="x")
+        a = tf.transpose(tf.nn.relu(x), NHWC_TO_NCHW)
+        b = tf.transpose(x * 3.0, NHWC_TO_NCHW)
+        tf.transpose(tf.concat([a, b], axis=1), NCHW_TO_NHWC, name="out")
+    graph = g.as_graph_def()
+    out = passes.cancel_transposes(graph, ctx())
+    assert "Transpose" not in ops(out) and {n.name: n.op for n in out.node}["out"] == "Identity"
+    same_numbers(out, graph, rng7.normal(size=[2, 4, 5, 3]).astype(np.float32))
