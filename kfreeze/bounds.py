@@ -125,6 +125,9 @@ class _Scope:
         self.value: dict = {}   # (node, port) -> nested list of ints/floats, small
 
     def run(self):
+        refs = self.refs = {}
+        for node in self.nodes.values():
+            refs[node.name] = [self._ref(i) for i in node.input if i[:1] != "^"]
         done: set[str] = set()
         for start in self.nodes:
             if start in done:
@@ -141,15 +144,13 @@ class _Scope:
                     continue
                 done.add(name)
                 stack.append((name, True))
-                for inp in self.nodes[name].input:
-                    src = self._ref(inp)[0]
-                    if src is not None and src not in done and src in self.nodes:
+                for src, _ in refs[name]:
+                    if src not in done and src in refs:
                         stack.append((src, False))
         return None
 
-    def _ref(self, name: str):
-        if name.startswith("^"):
-            return None, 0
+    @staticmethod
+    def _ref(name: str):
         parts = name.split(":")
         if len(parts) == 1:
             return parts[0], 0
@@ -159,7 +160,7 @@ class _Scope:
             return parts[0], 0
 
     def _inputs(self, node) -> list:
-        return [self._ref(i) for i in node.input if not i.startswith("^")]
+        return self.refs[node.name]
 
     def _visit(self, node):
         try:
