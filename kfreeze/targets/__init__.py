@@ -65,7 +65,14 @@ def build(target: str, out: Path, where: str, calibration: tuple[Path, int] | No
     """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it.
 
     ``options``: model keys the target reads (``precision``, ``onnx_layout``...); left out, their defaults.
-    ``calibration``: (verify.data's file, samples) for ``precision: int8``, read as verify reads it."""
+    ``calibration``: (verify.data's file, samples) for ``precision: int8``, read as verify reads it.
+    The converters' own stderr (MLIR diagnostics, tf2onnx's log) is captured (kfreeze.quiet): one line."""
+    from kfreeze.quiet import captured_stderr
+    with captured_stderr():
+        return _build(target, out, where, calibration, **options)
+
+
+def _build(target: str, out: Path, where: str, calibration, **options) -> Sibling:
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
 
