@@ -29,69 +29,65 @@ def names(params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = De
     typer.echo(pipeline.check_names(params_file, build))
 
 
-@cli_errors
-def convert(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.convert(name, params_file, build))
+def stage_command(stage: str, doc: str = "", by_hand: bool = False):
+    """The command of one stage, the same signature for every stage.
 
-
-@cli_errors
-def export(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.export(name, params_file, build))
-
-
-@cli_errors
-def freeze(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.freeze(name, params_file, build))
-
-
-@cli_errors
-def optimize(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
-    """Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes:
-    BUILD/<name>/optimized.pb."""
-    from kfreeze import pipeline
-    typer.echo(pipeline.optimize(name, params_file, build))
-
-
-def _target_command(target: str):
-    """The command of one target stage (kfreeze.targets.registry): the same signature for each target."""
-    from kfreeze.targets.registry import get
-
-    def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+    As DVC runs it (``stages/<stage>.py``): it reads BUILD/<name>/settings/<stage>.json and nothing
+    else (``kfreeze.pipeline.from_settings``), so dvc.lock's hash of that file is what the artifact was
+    built with. By hand (``kfreeze <stage> NAME``, ``by_hand``): the resolve step writes that file from
+    params.yaml first (no TensorFlow, a few milliseconds), then the same stage runs.
+    """
+    def body(name, params_file, build, metrics):
         from kfreeze import pipeline
-        typer.echo(pipeline.target(target, name, params_file, build))
-    command.__name__ = command.__qualname__ = target
-    command.__doc__ = (f"With '{target}' in the model's targets: BUILD/<name>/{target}/{get(target).file} from "
-                       "optimized.pb, and its signature.json (else only a 'not requested' marker).")
+        if by_hand:
+            pipeline.resolve(name, params_file, build)
+        typer.echo(pipeline.from_settings(stage, name, build, metrics))
+
+    if by_hand and stage == "verify":
+        def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
+                    metrics: Path = MetricsOpt, debug: bool = DebugOpt):
+            body(name, params_file, build, metrics)
+    elif by_hand:
+        def command(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt, debug: bool = DebugOpt):
+            body(name, params_file, build, Path("metrics"))
+    elif stage == "verify":
+        def command(name: str = Name, build: Path = BuildOpt, metrics: Path = MetricsOpt, debug: bool = DebugOpt):
+            body(name, None, build, metrics)
+    else:
+        def command(name: str = Name, build: Path = BuildOpt, debug: bool = DebugOpt):
+            body(name, None, build, Path("metrics"))
+    command.__name__ = command.__qualname__ = stage
+    command.__doc__ = doc + ("\n\nRuns 'kfreeze resolve NAME' first, then reads what it wrote to "
+                             f"BUILD/<name>/settings/{stage}.json, as 'dvc repro' does." if by_hand else "")
     return cli_errors(command)
 
 
+STAGE_DOCS = {
+    "convert": "Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/.",
+    "export": "Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json.",
+    "freeze": "Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants).",
+    "optimize": "Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes: "
+                "BUILD/<name>/optimized.pb.",
+    "verify": "Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json."
+              "\n\nA failing verify writes no metrics (DVC records no result for a failed stage): its report goes "
+              "to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.",
+}
+convert, export, freeze, optimize, verify = (stage_command(s, STAGE_DOCS[s], by_hand=True)
+                                             for s in ("convert", "export", "freeze", "optimize", "verify"))
+
+
 def _target_commands() -> dict:
-    from kfreeze.targets.registry import EXTRA
-    return {target: _target_command(target) for target in EXTRA}
+    from kfreeze.targets.registry import EXTRA, get
+    return {target: stage_command(target, f"With '{target}' in the model's targets: BUILD/<name>/{target}/"
+                                           f"{get(target).file} from optimized.pb, and its signature.json (else "
+                                           "only a 'not requested' marker).", by_hand=True)
+            for target in EXTRA}
 
 
 TARGETS = _target_commands()  # one command per target: its stage script runs it (stages/target_<name>.py)
 globals().update(TARGETS)  # commands.onnx, commands.tflite...: as the other stages' commands
 onnx = TARGETS["onnx"]
 tflite = TARGETS["tflite"]
-
-
-@cli_errors
-def verify(name: str = Name, params_file: str = ParamsOpt, build: Path = BuildOpt,
-           metrics: Path = MetricsOpt, debug: bool = DebugOpt):
-    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json.
-
-    A failing verify writes no metrics (DVC records no result for a failed stage):
-    its report goes to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.
-    """
-    from kfreeze import pipeline
-    typer.echo(pipeline.verify(name, params_file, build, metrics))
 
 
 @cli_errors

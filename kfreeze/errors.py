@@ -71,7 +71,7 @@ def reading(path):
             raise
         reason = " ".join(str(e).split())[:200]
         raise KfreezeError(path, f"cannot be read ({type(e).__name__}: {reason})",
-                           "the file is damaged or not the kind params.yaml says; re-save it") from None
+                           "the file is damaged or not the kind the model's settings say; re-save it") from None
 
 
 def warn(message: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfreeze import layout
 from kfreeze import atomic, graphio
 from kfreeze.errors import KfreezeError
 from kfreeze.keras_io import input_structure, keras, output_structure
@@ -306,9 +307,9 @@ def write_checkpoint(exported: Exported, ckpt_dir: Path) -> None:
 def write_export(exported: Exported, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     write_checkpoint(exported, out_dir / "ckpt")
-    graphio.write_graph(exported.graph, out_dir / "graph.pbtxt")
-    atomic.write_text(out_dir / "op_names.txt", "".join(n.name + "\n" for n in exported.graph.node))
-    graphio.write_json(out_dir / "signature.json", exported.signature)
+    graphio.write_graph(exported.graph, out_dir / layout.GRAPH)
+    atomic.write_text(out_dir / layout.OP_NAMES, "".join(n.name + "\n" for n in exported.graph.node))
+    graphio.write_json(out_dir / layout.SIGNATURE, exported.signature)
 
 
 def check_exportable(model, where: str) -> None:

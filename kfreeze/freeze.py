@@ -35,7 +35,7 @@ def resolve_checkpoint(path: str | Path) -> str:
         real = Path(named).resolve() if named else None
         if real is not None and path.resolve() not in real.parents:
             raise KfreezeError(path / "checkpoint", f"the state file names '{named}', outside {path}/",
-                               "give the checkpoint prefix itself in params.yaml, or fix the state file")
+                               "give the checkpoint prefix itself, or fix the state file")
         latest = tf.train.latest_checkpoint(str(path))
         if latest is None:
             raise KfreezeError(path, "directory holds no checkpoint (no 'checkpoint' state file or index)",

@@ -22,7 +22,7 @@ def check_file(path: str | Path, what: str, fix: str = "") -> Path:
     if path.is_dir():
         raise KfreezeError(path, f"{what} is a directory, expected a file", fix or "point to the file inside it")
     if not path.exists():
-        raise KfreezeError(path, f"{what} not found", fix or "check the path in params.yaml")
+        raise KfreezeError(path, f"{what} not found", fix or "check the path")
     if path.stat().st_size == 0:
         raise KfreezeError(path, f"{what} is empty", "re-create or re-download the file")
     return path

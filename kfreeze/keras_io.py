@@ -105,20 +105,19 @@ def _is_keras_object(obj, module_name: str) -> bool:
     return False
 
 
-def load_options(spec, params_file: str = "params.yaml") -> dict:
-    """The ``load_model`` keyword arguments a params.yaml model entry asks for."""
-    where = f"{params_file}: {spec.section}.{spec.name}"
-    return {"custom_objects": import_custom_objects(spec.custom_objects, f"{where}.custom_objects"),
-            "trust_code": spec.trust_code, "param": f"{spec.section}.{spec.name}"}
+def load_options(spec) -> dict:
+    """The ``load_model`` keyword arguments a model entry (or kfreeze run's flags) asks for."""
+    return {"custom_objects": import_custom_objects(spec.custom_objects, spec.where("custom_objects")),
+            "trust_code": spec.trust_code, "param": spec.at}
 
 
 def load_model(path: str | Path, custom_objects: dict | None = None, trust_code: bool = False,
-               param: str = "models.<name>") -> keras.Model:
+               param=None) -> keras.Model:
     """Load a ``.keras`` or full-model ``.h5``.
 
     Keras safe mode stays on unless the user sets ``trust_code``: a Lambda layer
-    carries Python code that loading would run. ``param`` names the params.yaml
-    entry in the fix a message suggests.
+    carries Python code that loading would run. ``param`` (the entry's ``params.Origin``) says how
+    a message's fix sets a key: a params file's key or a ``kfreeze run`` flag.
     """
     path = check_file(path, "model file")
     kind = file_kind(path)
@@ -324,7 +323,12 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
                            "re-save the model with model.save() from a copy you trust")
 
 
-def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
+def _setting(param, key: str, value: str) -> str:
+    """The fix that sets ``key`` (``param``: a ``params.Origin``; None: say it plainly)."""
+    return param.setting(key, value) if param is not None else f"set {key}: {value} for this model"
+
+
+def _load_error(path: Path, error: Exception, param) -> KfreezeError:
     import re
 
     text = " ".join(str(error).split())
@@ -332,8 +336,8 @@ def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
         kind = next((k for k in ("TFSMLayer", "Lambda") if k in text), "code-carrying")
         what = "loads and runs a SavedModel" if kind == "TFSMLayer" else "carries Python code"
         return KfreezeError(path, f"refused for safety: the model has a {kind} layer, which {what} that "
-                            "Keras' safe mode does not run", f"if you trust this file, set {param}.trust_code: "
-                            "true in params.yaml (kfreeze run: --trust-code)")
+                            "Keras' safe mode does not run",
+                            f"if you trust this file, {_setting(param, 'trust_code', 'true')}")
     if "scipy" in text.lower() and ("No module" in text or "install" in text.lower()):
         return KfreezeError(path, f"a layer of the model needs scipy, which is not installed ({text[:160]})",
                             "pip install scipy in kfreeze's environment")
@@ -341,7 +345,7 @@ def _load_error(path: Path, error: Exception, param: str) -> KfreezeError:
     if missing:
         name = missing.group(1) or missing.group(2)
         return KfreezeError(path, f"the model uses '{name}', a custom class that is not registered",
-                            f"add {param}.custom_objects: [your.module:{name.split('>')[-1]}] in params.yaml")
+                            _setting(param, "custom_objects", f"[your.module:{name.split('>')[-1]}]"))
     layer = re.search(r"layer '([^']+)'|<(\w+) name=([^,>]+)|class '([^']+)'", text)
     named = f" (at {next(g for g in layer.groups() if g)})" if layer else ""
     return KfreezeError(path, f"Keras cannot load this model{named}: {type(error).__name__}: "

@@ -1,9 +1,9 @@
-"""``kfreeze run``: one model file in, frozen + optimized + verified graph out, no params.yaml or DVC.
+"""``kfreeze run``: one model file in, frozen + optimized + verified graph out, no params file or DVC.
 
-The stages are the pipeline's own functions (``kfreeze.pipeline``), run in this process (one
-TensorFlow import) inside a throwaway project: a temp folder holding ``params.yaml`` with the one
-entry, and ``models/<name>/`` with copies of the user's files (copies, not links: the stages refuse
-files that lead outside their folder). Nothing here re-implements a stage.
+The flags become a model spec (``spec_from_flags``: validated as a params entry is, with an origin
+that makes every message name a flag), and the pipeline's own steps (``kfreeze.pipeline``) run on it
+in this process (one TensorFlow import), reading the user's files where they are and writing to
+--out what 'dvc repro' writes to build/<name>/. Nothing here re-implements a step.
 
 Every params key has a flag, generated from ``kfreeze.params.KEYS`` (``flag_keys``).
 """
@@ -11,28 +11,21 @@ Every params key has a flag, generated from ``kfreeze.params.KEYS`` (``flag_keys
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import yaml
 
+from kfreeze import layout
 from kfreeze import params
 from kfreeze.errors import KfreezeError
-from kfreeze.params import KERAS, KEYS, NAME_RE, TF1, VERIFY
+from kfreeze.params import FILE_KEYS, KERAS, KEYS, NAME_RE, TF1, VERIFY
 from kfreeze.targets.registry import EXTRA
 
-# Keys given as files (positional SOURCE, --arch, --graph, --checkpoint), not as value flags.
-FILE_KEYS = ("source", "arch", "graph", "checkpoint")
-# What --out receives from build/<name>/ (the metrics JSON is added as metrics.json).
-ARTIFACTS = ("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
-             "passes.json", "verify_failed.json")
 TARGET_FOLDERS = EXTRA  # build/<name>/<target>/ for --targets onnx,tflite (kfreeze.targets.registry)
 
 
@@ -58,7 +51,7 @@ def parse_flag(key: str, spec: params.Key, text: str):
     """A flag's text as YAML (``[1, 224, 224, 3]``, ``null``, ``1e-3``); a list key also takes ``a,b``."""
     from kfreeze.safeyaml import safe_yaml
     try:
-        value = safe_yaml(text, f"--{key.replace('_', '-')}")  # alias bombs refused, as in params.yaml
+        value = safe_yaml(text, f"--{key.replace('_', '-')}")  # alias bombs refused, as in a params file
     except yaml.YAMLError:
         raise KfreezeError(f"--{key.replace('_', '-')}", f"cannot read {text!r}",
                            "give a YAML value, e.g. [1, 224, 224, 3] or null") from None
@@ -76,35 +69,15 @@ def model_name(path: Path) -> str:
     return name if NAME_RE.match(name) else "model"
 
 
-COPY_LIMIT = 8 * 2**30  # a model, graph or checkpoint bigger than this is refused before it is copied
+COPY_LIMIT = 8 * 2**30  # a model, graph or checkpoint bigger than this is refused before it is read
 
 
-def _copy_file(src: Path, dst: Path, what: str, folder_ok: bool = True) -> None:
-    """``src`` into the workspace, after checking what it is: a FIFO or device would block or never
-    end (``kfreeze run /dev/zero``), and a huge file or folder is refused before a byte is copied."""
-    from kfreeze.settings import special_file
-
-    if not src.exists():
-        raise KfreezeError(src, f"{what} not found", "check the path")
-    special_file(src.resolve())
-    if src.is_dir() and not folder_ok:
-        raise KfreezeError(src, f"{what} is a folder, expected a file", "give the file itself")
-    files = [f for f in src.rglob("*") if f.is_file()] if src.is_dir() else [src]
-    for f in files:
-        special_file(f.resolve())
-    size = sum(f.stat().st_size for f in files)
-    if size > COPY_LIMIT:
-        raise KfreezeError(src, f"{what} holds {size / 2**30:.1f} GiB, over the {COPY_LIMIT / 2**30:.0f} GiB "
-                           "kfreeze run copies", "point at the model's own file or folder")
-    if src.is_dir():
-        shutil.copytree(src, dst, symlinks=False)
-    else:
-        shutil.copyfile(src, dst)  # follows a symlink: the copy is a real file
-
-
-# What kfreeze run writes to --out: a folder holding anything else is not replaced.
-OUT_FILES = {*("optimized.pb", "frozen.pb", "graph.pbtxt", "op_names.txt", "signature.json", "names.json",
-               "passes.json", "verify_failed.json", "metrics.json")}
+# What kfreeze run writes to --out: what 'dvc repro' writes to build/<name>/ (its settings aside), and
+# metrics.json; a folder holding anything else is not replaced.
+METRICS = layout.METRICS
+OUT_FILES = {layout.OPTIMIZED, layout.FROZEN, layout.GRAPH, layout.OP_NAMES, layout.SIGNATURE, layout.NAMES,
+             layout.PASSES, layout.FAILED, METRICS}
+OUT_FOLDERS = (layout.MODEL, layout.CKPT)
 
 
 def check_out(out: Path) -> None:
@@ -113,25 +86,12 @@ def check_out(out: Path) -> None:
         if parent.exists() and not parent.is_dir():
             raise KfreezeError("--out", f"{parent} is a file, not a folder", "give a folder for the results")
     if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in OUT_FILES and p.name not in TARGET_FOLDERS)
+        other = sorted(p.name for p in out.iterdir()
+                       if p.name not in OUT_FILES and p.name not in TARGET_FOLDERS and p.name not in OUT_FOLDERS)
         if other:
             raise KfreezeError("--out", f"{out} holds files kfreeze run did not write ({', '.join(other[:3])}"
                                f"{' ...' if len(other) > 3 else ''}); it replaces --out as a whole",
                                "give a new or empty folder")
-
-
-def copy_checkpoint(checkpoint: Path, folder: Path) -> str:
-    """A checkpoint folder, or a prefix (model.ckpt-600 -> its .index/.data-* and 'checkpoint' files)."""
-    if checkpoint.is_dir():
-        _copy_file(checkpoint, folder / checkpoint.name, "checkpoint")
-        return checkpoint.name
-    parts = sorted(checkpoint.parent.glob(glob_escape(checkpoint.name) + ".*"))
-    if not parts:
-        raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",
-                           "give the prefix, e.g. model.ckpt-600, or the checkpoint folder")
-    for part in parts:
-        _copy_file(part, folder / part.name, "checkpoint")
-    return checkpoint.name
 
 
 def route(source: Optional[Path], graph: Optional[Path], arch: Optional[Path] = None,
@@ -174,52 +134,74 @@ class Result:
     metrics: dict
 
 
-@contextlib.contextmanager
-def _inside(folder: Path):
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+def _given_file(path: Path, what: str, folder_ok: bool = True) -> str:
+    """A file the user named, checked before any work: what it is (a FIFO or device would block or
+    never end: ``kfreeze run /dev/zero``) and its size (a huge file or folder is refused before a byte
+    is read). The steps read it where it is."""
+    from kfreeze.settings import special_file
+
+    if not path.exists():
+        raise KfreezeError(path, f"{what} not found", "check the path")
+    special_file(path.resolve())
+    if path.is_dir() and not folder_ok:
+        raise KfreezeError(path, f"{what} is a folder, expected a file", "give the file itself")
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    for f in files:
+        special_file(f.resolve())
+    size = sum(f.stat().st_size for f in files)
+    if size > COPY_LIMIT:
+        raise KfreezeError(path, f"{what} holds {size / 2**30:.1f} GiB, over the {COPY_LIMIT / 2**30:.0f} GiB "
+                           "kfreeze run reads", "point at the model's own file or folder")
+    return str(path)
 
 
-def _user_paths(text: str, name: str, files: dict, out: Path) -> str:
-    """The temp project's paths in a message, as the user knows them."""
-    for user in files.values():
-        text = text.replace(f"models/{name}/{Path(user).name}", str(user))
-    return text.replace(f"build/{name}/", f"{out}/")
+def _given_checkpoint(checkpoint: Path) -> str:
+    """A checkpoint folder, or a prefix (model.ckpt-600 -> its .index/.data-* and 'checkpoint' files)."""
+    if checkpoint.is_dir():
+        return _given_file(checkpoint, "checkpoint")
+    parts = sorted(checkpoint.parent.glob(glob_escape(checkpoint.name) + ".*"))
+    if not parts:
+        raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",
+                           "give the prefix, e.g. model.ckpt-600, or the checkpoint folder")
+    for part in parts:
+        _given_file(part, "checkpoint")
+    return str(checkpoint)
 
 
-def _rename_where(e: KfreezeError, name: str, files: dict, out: Path) -> KfreezeError:
-    """'params.yaml: models.x.input_shape' -> '--input-shape'; the temp project's paths -> the user's."""
-    where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:(?:models|graphs)\.{re.escape(name)}|verify)\.(\w+)",
-                   lambda m: "--" + m.group(1).replace("_", "-") if m.group(1) not in FILE_KEYS
-                   else files.get(m.group(1), "--" + m.group(1)), e.where)
-    where = re.sub(rf"^{re.escape(params.PARAMS_FILE)}: (?:models|graphs)\.{re.escape(name)}", "kfreeze run", where)
-    where, problem, fix = _user_paths(f"{where}\x00{e.problem}\x00{e.fix}", name, files, out).split("\x00")
-    return KfreezeError(where, problem, flag_fix(fix, name))
+def spec_from_flags(section: str, name: str, files: dict, settings: dict):
+    """(ModelSpec, VerifySpec) from kfreeze run's files and flags, validated as a params entry is;
+    their origin is the command line, so every message names a flag or the file the user gave."""
+    origin = params.Origin(section, name, params=None, folder=None)
+    entry = {**files, **{k: v for k, v in settings.items() if k in KEYS[section]}}
+    spec = params.parse_model(name, entry, section=section, origin=origin)
+    vspec = params.verify_from({k: v for k, v in settings.items() if k in KEYS[VERIFY]}, origin)
+    params.check_int8(spec, vspec)
+    return spec, vspec
 
 
-def flag_fix(fix: str, name: str) -> str:
-    """A fix that names a params key ('set graphs.x.trust_code: true in params.yaml') names the flag."""
-    def flag(m):
-        key, value = m.group(1), m.group(2)
-        dashed = key.replace("_", "-")
-        if value in ("true", "false"):
-            return f"pass --{'' if value == 'true' else 'no-'}{dashed}"
-        return f"pass --{dashed} {value}" if value else f"pass --{dashed}"
-    fix = re.sub(rf"(?:set|add) (?:(?:models|graphs)\.{re.escape(name)}\.)?(\w+)(?:: (\S+|\[[^\]]*\]))? in "
-                 rf"{re.escape(params.PARAMS_FILE)}", flag, fix)
-    return re.sub(rf"fix (?:the value in )?{re.escape(params.PARAMS_FILE)}", "fix the flag's value", fix)
+def steps(section: str) -> tuple[str, ...]:
+    """The pipeline's steps for a section, in order: what 'dvc repro' runs for one model."""
+    return (("convert", "export") if section == KERAS else ()) + ("freeze", "optimize", *EXTRA, "verify")
+
+
+def _clear(out: Path) -> None:
+    """--out's own files from an earlier run, before any is written: a failed run never leaves
+    another run's verdict (metrics.json) beside its files."""
+    for name in sorted(OUT_FILES | set(TARGET_FOLDERS) | set(OUT_FOLDERS)):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optional[Path] = None,
         graph: Optional[Path] = None, checkpoint: Optional[Path] = None,
         echo: Callable[[str], None] = print, warn: Callable[[str], None] = None) -> Result:
-    """Freeze, optimize and verify one model; copy the artifacts to ``out``.
+    """Freeze, optimize and verify one model into ``out``: the steps 'dvc repro' runs, called with a
+    spec built from the flags, writing what BUILD/<name>/ holds (and metrics.json).
 
-    ``settings`` maps params keys (e.g. ``input_shape``) to values, as params.yaml would;
+    ``settings`` maps params keys (e.g. ``input_shape``) to values, as a params entry would;
     what is not given takes the table's default.
     """
     from kfreeze import pipeline
@@ -241,89 +223,40 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
         raise KfreezeError(f"--{unknown[0].replace('_', '-')}", f"applies only with {other}",
                            "leave it out for this model")
     warn = warn or (lambda line: print(line, file=sys.stderr))
-    with tempfile.TemporaryDirectory(prefix="kfreeze-run-") as tmp:
-        ws = Path(tmp)
-        folder = ws / "models" / name
-        folder.mkdir(parents=True)
-        files = {}
-        entry = {}
-        if section == KERAS:
-            _copy_file(main, folder / main.name, "model file")
-            entry["source"], files["source"] = f"models/{name}/{main.name}", str(source)
-            if arch is not None:
-                _copy_file(Path(arch), folder / Path(arch).name, "architecture file")
-                entry["arch"], files["arch"] = f"models/{name}/{Path(arch).name}", str(arch)
+    files = {}
+    if section == KERAS:
+        files["source"] = _given_file(main, "model file")
+        if arch is not None:
+            files["arch"] = _given_file(Path(arch), "architecture file")
+    else:
+        files["graph"] = _given_file(main, "graph file")
+        if checkpoint is not None:  # none: a graph frozen already, or a SavedModel folder
+            files["checkpoint"] = _given_checkpoint(Path(checkpoint))
+    if settings.get("data") is not None:
+        settings = {**settings, "data": _given_file(Path(settings["data"]), "--data file", folder_ok=False)}
+    spec, vspec = spec_from_flags(section, name, files, settings)
+    _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_file = out / METRICS
+    for step in steps(section):
+        if step in EXTRA and step not in spec.targets:
+            continue  # dvc repro writes a 'not requested' marker, as its stage must have an output
+        if step == "verify":
+            line = pipeline.verify(spec, vspec, out, metrics_file, warn=warn)
+        elif step in ("convert", "freeze"):
+            line = getattr(pipeline, step)(spec, out, warn=warn)
+        elif step in EXTRA:
+            line = pipeline.target(step, spec, vspec, out)
         else:
-            _copy_file(main, folder / main.name, "graph file")
-            entry["graph"], files["graph"] = f"models/{name}/{main.name}", str(graph)
-            if checkpoint is not None:  # none: a graph frozen already, or a SavedModel folder
-                entry["checkpoint"] = f"models/{name}/{copy_checkpoint(Path(checkpoint), folder)}"
-                files["checkpoint"] = str(checkpoint)
-        data_file = settings.get("data")
-        if data_file is not None:  # verify.data is read from models/<name>/
-            _copy_file(Path(data_file), folder / Path(data_file).name, "--data file", folder_ok=False)
-            settings = {**settings, "data": Path(data_file).name}
-            files["data"] = str(data_file)
-        entry.update({k: v for k, v in settings.items() if k in KEYS[section]})
-        full = {k: entry.get(k, spec.default) for k, spec in KEYS[section].items() if k in entry or not spec.required}
-        verify = {k: settings.get(k, spec.default) for k, spec in KEYS[VERIFY].items()}
-        (ws / params.PARAMS_FILE).write_text(yaml.safe_dump(
-            {KERAS: {name: full} if section == KERAS else {}, TF1: {name: full} if section == TF1 else {},
-             VERIFY: verify}, sort_keys=False))
-        build, metrics = Path("build"), Path("metrics")
-        stages = ((("convert", "export") if section == KERAS else ())
-                  + ("freeze", "optimize", *EXTRA, "verify"))
-        failure = None
-        with _inside(ws):
-            try:
-                for stage in stages:
-                    fn = functools.partial(pipeline.target, stage) if stage in EXTRA else getattr(pipeline, stage)
-                    args = (name, params.PARAMS_FILE, build) + ((metrics,) if stage == "verify" else ())
-                    kwargs = ({"warn": lambda line: warn(flag_fix(line, name))}
-                              if stage in ("convert", "freeze", "verify") else {})
-                    echo(_user_paths(fn(*args, **kwargs), name, files, out))
-            except KfreezeError as e:
-                failure = _rename_where(e, name, files, out)
-        built = ws / build / name
-        if failure is not None and not (built / "verify_failed.json").exists():
-            raise failure
-        # --out is written whole beside itself and renamed into place, metrics last: a kill or a full
-        # disk never leaves one model's files beside another's verdict.
-        from kfreeze import atomic, graphio
-        with atomic.directory(out) as staged:
-            for artifact in ARTIFACTS:
-                if (built / artifact).is_file():
-                    shutil.copyfile(built / artifact, staged / artifact)
-            for target in TARGET_FOLDERS:  # the siblings (--targets), each in its folder as under build/<name>/
-                if (built / target / "signature.json").is_file() and len(list((built / target).iterdir())) > 1:
-                    shutil.copytree(built / target, staged / target)
-            if failure is None:
-                names = graphio.read_json(built / "names.json")
-                result_metrics = graphio.read_json(ws / metrics / f"{name}.json")
-                layers = result_metrics.get("opencv_names") or {}
-                record_opencv_names(staged, names["outputs"], layers)
-                shutil.copyfile(ws / metrics / f"{name}.json", staged / "metrics.json")
-        if failure is not None:
-            raise KfreezeError(failure.where, failure.problem, f"the report is in {out / 'verify_failed.json'}")
-        from kfreeze.verify.run import opencv_failure
-        return Result(name, out, names["inputs"], names["outputs"], layers,
-                      result_metrics.get("opencv_error") and opencv_failure(result_metrics), result_metrics)
-
-
-def record_opencv_names(out: Path, outputs: list[str], layers: dict) -> None:
-    """The name ``net.forward`` takes per output, as verify called it, into --out's names.json
-    (``opencv_outputs``, beside ``outputs``) and signature.json (``opencv_name`` of each output)."""
+            line = getattr(pipeline, step)(spec, out)
+        echo(line)
     from kfreeze import graphio
-
-    names = graphio.read_json(out / "names.json")
-    names["opencv_outputs"] = [layers.get(o) for o in outputs]
-    graphio.write_json(out / "names.json", names)
-    if (out / "signature.json").is_file():
-        signature = graphio.read_json(out / "signature.json")
-        for entry in signature.get("outputs", []):
-            if entry.get("name") in layers:
-                entry["opencv_name"] = layers[entry["name"]]
-        graphio.write_json(out / "signature.json", signature)
+    from kfreeze.verify.run import opencv_failure
+    names = graphio.read_json(out / layout.NAMES)
+    result_metrics = graphio.read_json(metrics_file)
+    layers = result_metrics.get("opencv_names") or {}
+    return Result(name, out, names["inputs"], names["outputs"], layers,
+                  result_metrics.get("opencv_error") and opencv_failure(result_metrics), result_metrics)
 
 
 def report(result: Result) -> list[str]:
@@ -332,7 +265,7 @@ def report(result: Result) -> list[str]:
 
     m = result.metrics
     lines = [f"wrote {result.out}/: optimized.pb ({m['ops_optimized']} ops, {m['bytes_optimized']} bytes), "
-             f"frozen.pb, metrics.json" + (", signature.json" if (result.out / "signature.json").exists() else ""),
+             f"frozen.pb, metrics.json" + (", signature.json" if (result.out / layout.SIGNATURE).exists() else ""),
              "TensorFlow (tf.import_graph_def(graph_def, name='import')):"]
     for i in result.inputs:
         lines.append(f"  input   import/{placeholder_name(i)}:0")

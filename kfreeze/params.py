@@ -8,8 +8,9 @@ writes each stage's resolved settings (its keys of ``STAGE_PARAMS``, defaults fi
 ``build/<name>/settings/<stage>.json``, canonical JSON. Each stage depends on its own settings
 file, and DVC skips a stage whose file's bytes did not change: a node-name edit reruns exactly
 freeze, optimize and verify of that model; a verify.atol edit only the verify stages.
-``kfreeze.settings`` writes those files; a stage reads its settings through
-``settings.stage_spec``, the same resolution, and a key its file does not cover cannot be read.
+``kfreeze.settings`` writes those files, and a stage reads its own file and nothing else
+(``settings.read``); a key its file does not cover cannot be read. A spec's ``Origin`` (a params
+file's entry, or kfreeze run's flags) is what every message names.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _check_custom_objects(value, where, _name):
 def _one_of(choices, shown: str):
     def check(value, where, _name):
         if value not in choices:
-            raise KfreezeError(where, f"must be {shown}, got {value!r}", "fix the value in params.yaml")
+            raise KfreezeError(where, f"must be {shown}, got {value!r}", f"use one of: {shown}")
     return check
 
 
@@ -291,10 +292,71 @@ def _spec_fields(sections) -> list[tuple]:
     return list(fields.values())
 
 
+# Keys given as files: kfreeze run takes them as SOURCE, --arch, --graph, --checkpoint, not as value flags.
+FILE_KEYS = ("source", "arch", "graph", "checkpoint")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a model's settings were written, so a message names what the user edits.
+
+    A params file ('params.yaml: models.digits.input_shape', 'set ... in params.yaml'), or kfreeze
+    run's command line ('--input-shape', 'pass --input-shape ...'): the library never rewrites a
+    message after the fact, it asks the spec's origin.
+    ``folder``: where the model's files must stay (models/<name> in a project; None for files the
+    user named on the command line).
+    """
+    section: str = KERAS
+    name: str = "model"
+    params: Optional[str] = PARAMS_FILE  # None: kfreeze run's flags
+    folder: Optional[str] = None
+
+    @classmethod
+    def project(cls, section: str, name: str, params: str | Path = PARAMS_FILE) -> "Origin":
+        return cls(section, name, str(params), f"models/{name}")
+
+    @property
+    def entry(self) -> str:
+        """'params.yaml: models.digits', or 'kfreeze run'."""
+        return f"{self.params}: {self.section}.{self.name}" if self.params else "kfreeze run"
+
+    def where(self, key: str, value: Any = None) -> str:
+        """A key as the user wrote it; 'verify.<key>' is the project's verify section."""
+        verify_key = key.startswith(VERIFY + ".")
+        bare = key.split(".", 1)[1] if verify_key else key
+        if self.params is None:
+            return str(value) if bare in FILE_KEYS and value else "--" + bare.replace("_", "-")
+        return f"{self.params}: {key}" if verify_key else f"{self.entry}.{key}"
+
+    def setting(self, key: str, value: str = "") -> str:
+        """The fix that sets a key: 'set models.x.trust_code: true in params.yaml' / 'pass --trust-code'."""
+        verify_key = key.startswith(VERIFY + ".")
+        bare = key.split(".", 1)[1] if verify_key else key
+        if self.params is None:
+            dashed = bare.replace("_", "-")
+            if value in ("true", "false"):
+                return f"pass --{'' if value == 'true' else 'no-'}{dashed}"
+            return f"pass --{dashed} {value}".rstrip()
+        place = key if verify_key else f"{self.section}.{self.name}.{key}"
+        return f"set {place}{': ' + value if value else ''} in {self.params}"
+
+
 class _ModelSpecBase:
     @property
     def is_keras(self) -> bool:
         return self.section == KERAS
+
+    @property
+    def at(self) -> Origin:
+        """Where this entry came from (a params file by default)."""
+        return self.origin or Origin.project(self.section, self.name)
+
+    def where(self, key: str) -> str:
+        """The key an error is about, as the user wrote it: 'params.yaml: models.digits.input_shape'."""
+        return self.at.where(key, getattr(self, key, None) if key in FILE_KEYS and self.at.params is None else None)
+
+    def setting(self, key: str, value: str = "") -> str:
+        return self.at.setting(key, value)
 
     @property
     def maybe_legacy(self) -> bool:
@@ -314,9 +376,11 @@ class _VerifySpecBase:
         return {"float16": self.rtol_float16, "int8": self.rtol_int8}.get(precision, self.rtol)
 
 
-# One model entry ('models:' or 'graphs:'), validated: a field per key of either section.
+# One model entry ('models:' or 'graphs:'), validated: a field per key of either section, and where it
+# came from (``Origin``: a params file or kfreeze run's flags), which messages name.
 ModelSpec = make_dataclass("ModelSpec", [("name", str), ("section", str, field(default=KERAS)),
-                                         *_spec_fields(MODEL_SECTIONS)],
+                                         *_spec_fields(MODEL_SECTIONS),
+                                         ("origin", Any, field(default=None, compare=False, repr=False))],
                            bases=(_ModelSpecBase,), frozen=True)
 # The 'verify:' section, validated.
 VerifySpec = make_dataclass("VerifySpec", _spec_fields([VERIFY]), bases=(_VerifySpecBase,), frozen=True)
@@ -431,24 +495,30 @@ def escape_name(name: Any) -> str:
     return text if NAME_RE.match(text) else repr(text)
 
 
-def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS) -> ModelSpec:
-    where = f"{path}: {section}.{name}"
+def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: str = KERAS,
+                origin: Optional[Origin] = None) -> ModelSpec:
+    """An entry, validated. ``origin`` says where it came from (default: ``path``'s section.name);
+    kfreeze run's flags (``Origin(params=None)``) name files the user gave on the command line,
+    which need not be in models/<name>/."""
+    origin = origin or Origin.project(section, name, path)
+    where = origin.entry
     check_name(name, where)
     if not isinstance(entry, dict):
         raise KfreezeError(where, "entry must be a mapping of keys", "see README 'Add your own model'")
     other = KERAS if section == TF1 else TF1
     keys = KEYS[section]
-    _check_types(entry, keys, where, hint=lambda key: (f" (a '{key}' entry belongs under '{other}:')"
-                                                       if key in KEYS[other] else _suggest(key, keys)))
+    _check_types(entry, keys, origin.where, hint=lambda key: (f" (a '{key}' entry belongs under '{other}:')"
+                                                              if key in KEYS[other] else _suggest(key, keys)))
     needed = [k for k, key in keys.items() if key.required and k not in entry]
     if needed:
         raise KfreezeError(where, f"missing key(s) {', '.join(needed)}",
                            "every other key has a default (README: the keys table lists them)")
-    _check_values(entry, keys, where, name)
+    _check_values({k: v for k, v in entry.items() if origin.folder is not None or k not in FILE_KEYS},
+                  keys, origin.where, name)
     if entry.get("opencv") is True and entry.get("precision") == "float16":
         # Checked here, before any stage runs: OpenCV 4.6, 4.14 and 5.0 all fail to load such a graph
         # ("Const input blob for weights not found": its importer has no Cast after a weight).
-        raise KfreezeError(f"{where}.precision", "float16 weights and opencv: true do not go together: OpenCV's "
+        raise KfreezeError(origin.where("precision"), "float16 weights and opencv: true do not go together: OpenCV's "
                            "TF importer cannot read float16 weights",
                            "use precision: float32 for OpenCV (OpenCV halves weights itself with "
                            "net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU_FP16)), or set opencv: false")
@@ -457,36 +527,40 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         if "tflite" not in entry.get("targets", []) or others:
             problem = (f"int8 quantizes only the tflite target, and targets has no tflite" if not others else
                        f"int8 quantizes only the tflite target; {', '.join(others)} cannot be int8 here")
-            raise KfreezeError(f"{where}.precision", problem, "use targets: [tf, tflite] with precision: int8 "
+            raise KfreezeError(origin.where("precision"), problem, "use targets: [tf, tflite] with precision: int8 "
                                "(optimized.pb stays float32), or precision float32/float16 for the other targets")
-    return ModelSpec(name=name, section=section,
+    return ModelSpec(name=name, section=section, origin=origin,
                      **{k: key.convert(entry[k] if k in entry else key.default) for k, key in keys.items()})
 
 
-def check_int8(spec, vspec, path: str | Path = PARAMS_FILE) -> None:
+def check_int8(spec, vspec) -> None:
     """precision: int8 calibrates on verify's real inputs: refused up front without verify.data."""
     if spec.precision == "int8" and not vspec.data:
-        raise KfreezeError(f"{path}: {spec.section}.{spec.name}.precision",
+        raise KfreezeError(spec.where("precision"),
                            "int8 needs real inputs to calibrate on, and verify.data is not set",
                            "set verify.data to an .npz of inputs in models/<name>/ (as verify reads it), "
                            "or use precision: float32 or float16")
 
 
-def _check_types(entry: dict, keys: dict[str, Key], where: str, hint) -> None:
-    """Unknown keys and each key's type (then ``_check_values``): every key is validated here and only here."""
+def _check_types(entry: dict, keys: dict[str, Key], where: Callable[[str], str] | str, hint) -> None:
+    """Unknown keys and each key's type (then ``_check_values``): every key is validated here and only here.
+    ``where``: the entry's place, or a function from a key to its place (``Origin.where``)."""
+    at = where if callable(where) else lambda key: f"{where}.{key}"
     for key, value in entry.items():
         if key not in keys:
-            raise KfreezeError(where, f"unknown key '{key}'{hint(str(key))}", f"known keys: {', '.join(keys)}")
+            raise KfreezeError(at("").rstrip("."),
+                               f"unknown key '{key}'{hint(str(key))}", f"known keys: {', '.join(keys)}")
         spec = keys[key]
         if not _is_type(value, spec.types):
-            raise KfreezeError(f"{where}.{key}", f"must be {spec.what or _type_name(spec.types)}, got {short(value)}",
-                               "fix the value in params.yaml")
+            raise KfreezeError(at(key), f"must be {spec.what or _type_name(spec.types)}, got {short(value)}",
+                               f"give {spec.what or _type_name(spec.types)}")
 
 
-def _check_values(entry: dict, keys: dict[str, Key], where: str, name: str) -> None:
+def _check_values(entry: dict, keys: dict[str, Key], where: Callable[[str], str] | str, name: str) -> None:
+    at = where if callable(where) else lambda key: f"{where}.{key}"
     for key, value in entry.items():
         if keys[key].check is not None:
-            keys[key].check(value, f"{where}.{key}", name)
+            keys[key].check(value, at(key), name)
 
 
 def check_inside(path: str | Path, folder: str | Path, where: str) -> Path:
@@ -524,6 +598,16 @@ def verify_spec(path: str | Path = PARAMS_FILE, name: str | None = None) -> Veri
             if isinstance(entry, dict) and entry.get(VERIFY) is not None:
                 raw = {**raw, **_verify_mapping(entry[VERIFY], f"{path}: {section}.{name}.verify", name)}
     keys = KEYS[VERIFY]
+    return VerifySpec(**{k: key.convert(raw.get(k, key.default)) for k, key in keys.items()})
+
+
+def verify_from(raw: dict, origin: Origin) -> VerifySpec:
+    """Verify keys given elsewhere than a params file (kfreeze run's flags), checked as ``verify_spec``
+    checks them; ``data`` is then a path the user named, not a file in models/<name>/."""
+    keys = KEYS[VERIFY]
+    _check_types(raw, keys, lambda k: origin.where(f"{VERIFY}.{k}"), hint=lambda key: _suggest(key, keys))
+    _check_values({k: v for k, v in raw.items() if origin.folder is not None or k != "data"}, keys,
+                  lambda k: origin.where(f"{VERIFY}.{k}"), origin.name)
     return VerifySpec(**{k: key.convert(raw.get(k, key.default)) for k, key in keys.items()})
 
 

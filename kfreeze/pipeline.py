@@ -1,7 +1,12 @@
-"""The pipeline stages as library functions: read the params entry, call the library, write the artifacts.
+"""The pipeline's steps as library functions of resolved settings and a model's build folder.
 
-``kfreeze <stage>`` and ``python stages/<stage>.py`` call these through ``kfreeze.commands``.
-Each returns the one line the command prints; TensorFlow is imported inside, so ``--help`` stays instant.
+Each step takes the entry as data (``spec``: a ``params.ModelSpec``; ``vspec``: the verify keys) and
+``out``, the folder it reads and writes (BUILD/<name>/ in a project, the staged --out folder for
+``kfreeze run``), and returns the one line the command prints. The DVC stages read their settings
+file (``from_settings``, through ``kfreeze.commands``); ``kfreeze run`` builds the spec from its flags
+(``kfreeze.oneshot``): both call these same functions and write the same files. Messages name keys
+through the spec's origin (a params key or a flag). TensorFlow is imported inside, so ``--help``
+stays instant.
 """
 
 from __future__ import annotations
@@ -9,17 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from kfreeze import layout
 from kfreeze import params, progress, settings
 from kfreeze.errors import KfreezeError, reading, warn as _warn
-from kfreeze.resolve import where
 
 
-def _keras_spec(name: str, stage: str, params_file) -> params.ModelSpec:
-    spec = settings.stage_spec(name, stage, params_file)
+def _keras_only(spec) -> None:
     if not spec.is_keras:
-        raise KfreezeError(f"{params_file}: graphs.{name}", "a graph + checkpoint model has no convert or export stage",
-                           f"run 'kfreeze freeze {name}'")
-    return spec
+        raise KfreezeError(spec.at.entry, "a graph + checkpoint model has no convert or export stage",
+                           f"run 'kfreeze freeze {spec.name}'")
 
 
 def _import_tf(keras: bool = False) -> None:
@@ -43,10 +46,11 @@ def resolve(name: str, params_file, build: Path) -> str:
     return f"{name}: settings {'for ' + ', '.join(written) if written else 'unchanged'}"
 
 
-def convert(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
-    """Load the model's source and write a canonical, byte-reproducible model to BUILD/<name>/model/."""
+def convert(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
+    """Load the model's source and write a canonical, byte-reproducible model to OUT/model/."""
+    name = spec.name
     progress.begin("convert", name)
-    spec = _keras_spec(name, "convert", params_file)
+    _keras_only(spec)
     _import_tf(keras=True)
     from kfreeze import atomic, h5check, keras_io
     from kfreeze import export as export_lib
@@ -60,29 +64,30 @@ def convert(name: str, params_file, build: Path, warn: Callable[[str], None] = _
             model = legacy.load_source(Path(spec.source), spec.arch and Path(spec.arch), spec.layout,
                                        spec.theano_kernels, warn=warn)
         else:
-            model = keras_io.load_model(spec.source, **keras_io.load_options(spec, params_file))
+            model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
     from kfreeze.resources import release_memory
     release_memory()  # what loading the source left behind, before tracing and saving copy the weights
     with progress.step("tracing the model (what export will do)"):
         export_lib.check_convertible(model, spec.source)  # what cannot work fails here
-    with progress.step(f"writing {Path(build) / name / 'model' / 'model.keras'}"), \
-            atomic.directory(Path(build) / name / "model") as tmp:
+    with progress.step(f"writing {Path(out) / 'model' / 'model.keras'}"), \
+            atomic.directory(Path(out) / "model") as tmp:
         keras_io.save_canonical(model, tmp / "model.keras")
     return (f"{name}: converted {spec.source} ({model.count_params()} parameters, "
             f"inputs {[t.name for t in model.inputs]})")
 
 
-def export(name: str, params_file, build: Path) -> str:
+def export(spec, out: Path) -> str:
     """Write a TF checkpoint (ckpt/), the inference graph (graph.pbtxt), op_names.txt and signature.json."""
+    name = spec.name
     progress.begin("export", name)
-    spec = _keras_spec(name, "export", params_file)
+    _keras_only(spec)
     _import_tf(keras=True)
     from kfreeze import export as export_lib
     from kfreeze import keras_io
 
-    out = Path(build) / name
+    out = Path(out)
     with progress.step(f"loading {out / 'model' / 'model.keras'}"):
-        model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec, params_file))
+        model = keras_io.load_model(out / "model" / "model.keras", **keras_io.load_options(spec))
     from kfreeze.resources import release_memory
     release_memory()  # what loading the archive left behind, before tracing copies the weights
     with progress.step("tracing the model and turning its weights into variables"):
@@ -103,35 +108,35 @@ def check_names(params_file, build: Path) -> str:
     return f"{len(found)} model names checked"
 
 
-def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _warn) -> str:
-    """Freeze graph + checkpoint into BUILD/<name>/frozen.pb (all variables become constants)."""
+def freeze(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
+    """Freeze graph + checkpoint into OUT/frozen.pb (all variables become constants)."""
+    name = spec.name
     progress.begin("freeze", name)
-    spec = settings.stage_spec(name, "freeze", params_file)
     _import_tf()
     from kfreeze import freeze as freeze_lib
     from kfreeze import graphio, nodes, policy
     from kfreeze.resolve import graph_and_checkpoint, resolve_names
 
-    out = Path(build) / name
+    out = Path(out)
     if not spec.is_keras:
-        kind = _graph_kind(spec, params_file)
+        kind = _graph_kind(spec)
         if kind == "savedmodel":
-            return _freeze_saved_model(name, spec, params_file, out)
+            return _freeze_saved_model(name, spec, out)
     with progress.step("reading the graph"):
         graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
-    inputs, outputs = resolve_names(spec, out, graph, params_file, warn)
-    nodes.require(graph, inputs, "input", where(params_file, spec, "inputs"))
-    nodes.require(graph, outputs, "output", where(params_file, spec, "outputs"))
-    nodes.require_upstream(graph, inputs, outputs, where(params_file, spec, "inputs"))
+    inputs, outputs = resolve_names(spec, out, graph, warn)
+    nodes.require(graph, inputs, "input", spec.where("inputs"))
+    nodes.require(graph, outputs, "output", spec.where("outputs"))
+    nodes.require_upstream(graph, inputs, outputs, spec.where("inputs"))
     # before freeze_graph runs the graph's variables (and whatever they depend on)
-    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{name}", spec.trust_code)
+    policy.check(graph, outputs, inputs, str(graph_path), spec.at, spec.trust_code)
     given_frozen = not spec.is_keras and checkpoint is None
     with progress.step("keeping what the outputs need of the frozen graph" if given_frozen
                        else "restoring the variables the outputs need into constants"):
         frozen = freeze_lib.freeze(graph, checkpoint, outputs, str(graph_path))
-    with progress.step(f"writing {out / 'frozen.pb'}"):
-        graphio.write_graph(frozen.graph, out / "frozen.pb")
-    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    with progress.step(f"writing {out / layout.FROZEN}"):
+        graphio.write_graph(frozen.graph, out / layout.FROZEN)
+    graphio.write_json(out / layout.NAMES, {"inputs": inputs, "outputs": outputs})
     if given_frozen:
         return (f"{name}: {graph_path} is frozen already (no checkpoint); "
                 f"{len(frozen.graph.node)} ops for outputs {outputs}")
@@ -139,28 +144,28 @@ def freeze(name: str, params_file, build: Path, warn: Callable[[str], None] = _w
             f"{len(frozen.graph.node)} ops for outputs {outputs}")
 
 
-def _graph_kind(spec, params_file) -> str:
+def _graph_kind(spec) -> str:
     """A 'graphs:' entry's graph: a GraphDef file (with a checkpoint or frozen), or a SavedModel folder."""
     from kfreeze import sources
 
     kind = sources.kind(spec.graph)
     if Path(spec.graph).is_dir() and kind != "savedmodel":
-        raise KfreezeError(where(params_file, spec, "graph"), f"folder {spec.graph} holds no saved_model.pb",
+        raise KfreezeError(spec.where("graph"), f"folder {spec.graph} holds no saved_model.pb",
                            "give a GraphDef file, or a SavedModel folder (tf.saved_model.save, Keras model.export)")
     if kind in sources.KERAS_KINDS:
-        raise KfreezeError(where(params_file, spec, "graph"), f"{spec.graph} is {sources.describe(kind)}, a Keras "
+        raise KfreezeError(spec.where("graph"), f"{spec.graph} is {sources.describe(kind)}, a Keras "
                            "model file, not a graph", "register it under 'models:' as source (kfreeze add NAME FILE)")
     if kind == "savedmodel":
         if spec.checkpoint is not None:
-            raise KfreezeError(where(params_file, spec, "checkpoint"), "a SavedModel holds its own variables",
+            raise KfreezeError(spec.where("checkpoint"), "a SavedModel holds its own variables",
                                "leave checkpoint out for a SavedModel folder")
     elif spec.signature is not None:
-        raise KfreezeError(where(params_file, spec, "signature"), "applies only to a SavedModel folder",
+        raise KfreezeError(spec.where("signature"), "applies only to a SavedModel folder",
                            "leave it out for a GraphDef file")
     return kind or "graph"
 
 
-def _freeze_saved_model(name, spec, params_file, out: Path) -> str:
+def _freeze_saved_model(name, spec, out: Path) -> str:
     """A SavedModel folder: the signature's function frozen (kfreeze.saved_model), after the op policy."""
     from kfreeze import graphio, nodes
     from kfreeze import saved_model as sm
@@ -168,51 +173,51 @@ def _freeze_saved_model(name, spec, params_file, out: Path) -> str:
     folder = Path(spec.graph)
     with progress.step(f"reading {folder / 'saved_model.pb'} and checking its ops"):
         meta = sm.read_meta_graph(folder)
-        key = sm.signature_key(meta, spec.signature, folder, where(params_file, spec, "signature"))
-        sm.check(folder, key, where(params_file, spec, "graph"), f"{spec.section}.{name}", spec.trust_code)
+        key = sm.signature_key(meta, spec.signature, folder, spec.where("signature"))
+        sm.check(folder, key, spec.where("graph"), spec.at, spec.trust_code)
     with progress.step(f"loading signature '{key}' and freezing its variables (convert_variables_to_constants_v2)"):
         frozen = sm.freeze(folder, key)
     inputs, outputs = list(spec.inputs) or frozen.inputs, list(spec.outputs) or frozen.outputs
-    nodes.require(frozen.graph, inputs, "input", where(params_file, spec, "inputs"))
-    nodes.require(frozen.graph, outputs, "output", where(params_file, spec, "outputs"))
-    nodes.require_upstream(frozen.graph, inputs, outputs, where(params_file, spec, "inputs"))
-    with progress.step(f"writing {out / 'frozen.pb'}"):
-        graphio.write_graph(frozen.graph, out / "frozen.pb")
-    graphio.write_json(out / "names.json", {"inputs": inputs, "outputs": outputs})
+    nodes.require(frozen.graph, inputs, "input", spec.where("inputs"))
+    nodes.require(frozen.graph, outputs, "output", spec.where("outputs"))
+    nodes.require_upstream(frozen.graph, inputs, outputs, spec.where("inputs"))
+    with progress.step(f"writing {out / layout.FROZEN}"):
+        graphio.write_graph(frozen.graph, out / layout.FROZEN)
+    graphio.write_json(out / layout.NAMES, {"inputs": inputs, "outputs": outputs})
     return (f"{name}: SavedModel signature '{key}': converted {frozen.converted} variables to const ops; "
             f"{len(frozen.graph.node)} ops; inputs {inputs}, outputs {outputs}")
 
 
-def optimize(name: str, params_file, build: Path) -> str:
+def optimize(spec, out: Path) -> str:
     """Cut at the inputs, fold constants and batch norms, strip dropout and training-only nodes:
-    BUILD/<name>/optimized.pb and passes.json."""
+    OUT/optimized.pb and passes.json."""
+    name = spec.name
     progress.begin("optimize", name)
-    spec = settings.stage_spec(name, "optimize", params_file)
     _import_tf()
     from kfreeze import graphio
     from kfreeze import optimize as opt
     from kfreeze.resolve import resolve_dtypes, resolve_shapes
 
-    out = Path(build) / name
-    names = graphio.read_json(out / "names.json")
+    out = Path(out)
+    names = graphio.read_json(out / layout.NAMES)
     inputs, outputs = names["inputs"], names["outputs"]
-    shapes = resolve_shapes(spec, inputs, params_file)
-    dtypes = resolve_dtypes(spec, inputs, params_file)
+    shapes = resolve_shapes(spec, inputs)
+    dtypes = resolve_dtypes(spec, inputs)
     ctx = opt.Context(tuple(opt.InputSpec(i, d, s) for i, d, s in zip(inputs, dtypes, shapes)), tuple(outputs),
                       opencv=spec.opencv, precision=spec.precision)
     from kfreeze import child
     with progress.step(f"running {len(opt.passes_for(ctx))} passes (Grappler among them) in a child process"):
         try:
             ops_frozen, stats = child.call(
-                optimize_file, out / "frozen.pb", ctx, out / "optimized.pb", where(params_file, spec, "inputs"),
-                where(params_file, spec, "input_shape"), what="optimize", where="Grappler",
-                memory=child.memory_bound((out / "frozen.pb").stat().st_size))
+                optimize_file, out / layout.FROZEN, ctx, out / layout.OPTIMIZED, spec.where("inputs"),
+                spec.where("input_shape"), what="optimize", where="Grappler",
+                memory=child.memory_bound((out / layout.FROZEN).stat().st_size))
         except KfreezeError as e:
-            if e.where == where(params_file, spec, "inputs"):  # names the key already
+            if e.where == spec.where("inputs"):  # names the key already
                 raise
-            raise KfreezeError(f"{out / 'frozen.pb'}: {e.where}", e.problem, e.fix) from None
-    graph = graphio.read_graph(out / "optimized.pb")
-    graphio.write_json(out / "passes.json", stats)
+            raise KfreezeError(f"{out / layout.FROZEN}: {e.where}", e.problem, e.fix) from None
+    graph = graphio.read_graph(out / layout.OPTIMIZED)
+    graphio.write_json(out / layout.PASSES, stats)
     from kfreeze import opencv_names
     changed = ", ".join(f"{s['pass']} {s['ops_after'] - s['ops_before']:+d}" for s in stats
                         if s["ops_before"] != s["ops_after"])
@@ -246,33 +251,32 @@ def opencv_names_note(names: dict | None, always: bool = False) -> str:
         f"{o} -> {n!r}" if n else f"{o} -> none (OpenCV has no layer for it)" for o, n in other.items())
 
 
-def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[str], None] = _warn) -> str:
-    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write METRICS/<name>.json.
+def verify(spec, vspec, out: Path, metrics_file: Path, warn: Callable[[str], None] = _warn) -> str:
+    """Compare the source model with optimized.pb in TensorFlow and OpenCV; write ``metrics_file``.
 
     A failing verify writes no metrics (DVC records no result for a failed stage):
-    its report goes to BUILD/<name>/verify_failed.json and a stale METRICS/<name>.json is removed.
+    its report goes to OUT/verify_failed.json and a stale ``metrics_file`` is removed.
     """
     from kfreeze import atomic
 
+    name = spec.name
     progress.begin("verify", name)
-    metrics_file = Path(metrics) / f"{name}.json"
+    metrics_file = Path(metrics_file)
     atomic.clean_stale(metrics_file)  # a killed run's temp file must not reach dvc.lock
-    spec = settings.stage_spec(name, "verify", params_file)
     _import_tf()
     from kfreeze import graphio
     from kfreeze import verify as verify_lib
     from kfreeze.targets.usage import verify_note
 
-    vspec = params.verify_spec(params_file, name)
-    out = Path(build) / name
+    out = Path(out)
     verdict = verify_lib.verify_model(spec, vspec, out)
-    result, report = verdict.metrics, out / "verify_failed.json"
+    result, report = verdict.metrics, out / layout.FAILED
     for warning in verdict.warnings:
         warn(f"{name}: warning: {warning}")
     if not verdict.passed:
         metrics_file.unlink(missing_ok=True)
         graphio.write_json(report, {**result, "failures": verdict.failures, "warnings": verdict.warnings})
-        raise KfreezeError(verdict.where or out / "optimized.pb", "; ".join(verdict.failures),
+        raise KfreezeError(verdict.where or out / layout.OPTIMIZED, "; ".join(verdict.failures),
                            f"the report is in {report} (no {metrics_file} is written for a failed verify)")
     report.unlink(missing_ok=True)
     graphio.write_json(metrics_file, result)
@@ -283,35 +287,34 @@ def verify(name: str, params_file, build: Path, metrics: Path, warn: Callable[[s
             f"ops {result['ops_frozen']} -> {result['ops_optimized']}; {ocv}{verify_note(result)}")
 
 
-def _calibration(target: str, spec, params_file, models_root: Path = Path("models")):
+def _calibration(target: str, spec, vspec):
     """(verify.data's file, verify.samples) when ``target`` is quantized to int8 (model.tflite), else None."""
     from kfreeze import targets
     if "precision" not in targets.get(target).reads or spec.precision != "int8":
         return None
-    from kfreeze.verify.inputs import data_path
-    vspec = params.verify_spec(params_file, spec.name)
-    params.check_int8(spec, vspec, params_file)  # the resolve stage refused it already; kfreeze run has none
-    source = data_path(spec, vspec, models_root)
+    from kfreeze.verify.inputs import data_file, data_path
+    params.check_int8(spec, vspec)  # the resolve stage refused it already; kfreeze run has none
+    source = data_path(spec, vspec)
     if source is None:
-        missing = Path(models_root) / spec.name / str(vspec.data)
-        raise KfreezeError(f"{params_file}: verify.data", f"precision int8 calibrates on {missing}, which does not "
-                           "exist", "put the .npz there, or use precision: float32")
+        raise KfreezeError(spec.at.where("verify.data"), f"precision int8 calibrates on {data_file(spec, vspec)}, "
+                           "which does not exist", "put the .npz there, or use precision: float32")
     return source, vspec.samples
 
 
-def _target(target: str, name: str, params_file, build: Path) -> str:
-    """BUILD/<name>/<target>/: the sibling made from optimized.pb, or a 'not requested' marker (no TensorFlow)."""
+def target(target: str, spec, vspec, out: Path) -> str:
+    """With ``target`` (kfreeze.targets.registry) in the model's targets: OUT/<target>/ made from
+    optimized.pb, its file(s) and signature.json; else only a 'not requested' marker (no TensorFlow)."""
     from kfreeze import targets
 
+    name = spec.name
     progress.begin(target, name)
-    spec = settings.stage_spec(name, target, params_file)
-    out = Path(build) / name
+    out = Path(out)
     if target not in spec.targets:
         targets.write(out, target, None)
         return f"{name}: {target} not requested (params targets)"
     _import_tf()
     with progress.step(f"converting optimized.pb to {targets.FILES[target]}"):
-        sibling = targets.build(target, out, where(params_file, spec, "targets"), _calibration(target, spec, params_file),
+        sibling = targets.build(target, out, spec.where("targets"), _calibration(target, spec, vspec),
                                 **targets.options(target, spec))
     targets.write(out, target, sibling)
     sig = sibling.signature
@@ -319,17 +322,20 @@ def _target(target: str, name: str, params_file, build: Path) -> str:
             f"{[(i['name'], i['shape']) for i in sig['inputs']]}, outputs {[o['name'] for o in sig['outputs']]})")
 
 
-def target(target: str, name: str, params_file, build: Path) -> str:
-    """With ``target`` (kfreeze.targets.registry) in the model's targets: BUILD/<name>/<target>/ made from
-    optimized.pb, its file(s) and signature.json; else only a 'not requested' marker."""
-    return _target(target, name, params_file, build)
+# The steps a DVC stage runs, by the settings file it reads (its name; '<stage>_tf1.json' for 'graphs:').
+STEPS = ("convert", "export", "freeze", "optimize", "verify")
 
 
-def onnx(name: str, params_file, build: Path) -> str:
-    """With 'onnx' in targets: BUILD/<name>/onnx/model.onnx from optimized.pb (tf2onnx), and its signature.json."""
-    return _target("onnx", name, params_file, build)
-
-
-def tflite(name: str, params_file, build: Path) -> str:
-    """With 'tflite' in targets: BUILD/<name>/tflite/model.tflite from optimized.pb, and its signature.json."""
-    return _target("tflite", name, params_file, build)
+def from_settings(stage: str, name: str, build: Path, metrics: Path = Path("metrics"),
+                  warn: Callable[[str], None] = _warn) -> str:
+    """A DVC stage: BUILD/<name>/settings/<stage>.json read (and nothing else), then the step run on
+    BUILD/<name>/. ``stage``: a step of ``STEPS`` or a target (kfreeze.targets.registry)."""
+    spec, vspec = settings.read(build, name, stage)
+    out = Path(build) / name
+    if stage == "verify":
+        return verify(spec, vspec, out, Path(metrics) / f"{name}.json", warn=warn)
+    if stage in ("convert", "freeze"):
+        return globals()[stage](spec, out, warn=warn)
+    if stage in STEPS:
+        return globals()[stage](spec, out)
+    return target(stage, spec, vspec, out)

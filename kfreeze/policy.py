@@ -199,11 +199,12 @@ def needed_ops(graph, outputs: Iterable[str], fed: Iterable[str] = (), also: Ite
 
 
 def check(graph, outputs: Iterable[str], fed: Iterable[str] = (), where: str = "graph",
-          param: str = "graphs.<name>", trust_code: bool = False, variables: bool = True) -> None:
+          param=None, trust_code: bool = False, variables: bool = True) -> None:
     """Refuse a graph whose outputs depend on an op outside ``ALLOWED``, naming the op and node.
 
     ``variables`` also walks from every variable of the graph: restoring them
     (freeze, and verify's checkpoint reference) runs their control inputs too.
+    ``param``: the model's ``params.Origin``, which says how the fix sets trust_code.
 
     Sizes are checked whatever ``trust_code`` says (kfreeze.bounds): an op whose output, computed from
     constants and the placeholders' shapes, is larger than one tensor may be is refused, before
@@ -216,8 +217,9 @@ def check(graph, outputs: Iterable[str], fed: Iterable[str] = (), where: str = "
     also = [n.name for n in graph.node if n.op in ("VariableV2", "Variable", "VarHandleOp")] if variables else []
     bad = sorted({(op, node) for op, node in needed_ops(graph, outputs, fed, also) if op not in ALLOWED})
     if bad:
+        trust = param.setting("trust_code", "true") if param is not None else "set trust_code: true for it"
         op, node = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise KfreezeError(where, f"node '{node}' is a {op} op, which {reason(op)}; kfreeze runs only inference "
                            f"ops{more}", f"remove it from the graph, or cut it off with inputs/outputs; if you trust "
-                           f"this graph, set {param}.trust_code: true in params.yaml")
+                           f"this graph, {trust}")

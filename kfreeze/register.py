@@ -176,8 +176,6 @@ def _size(path: Path) -> int:
 
 def _place(name, section, folder, source, arch, graph, checkpoint, settings, path, text):
     """Copy the files, build and check the entry, and the new params text; writes nothing else."""
-    from kfreeze.oneshot import copy_checkpoint
-
     entry, files = {}, []
     if section == KERAS:
         entry["source"] = _copy(Path(source), folder).as_posix()
@@ -202,6 +200,23 @@ def _place(name, section, folder, source, arch, graph, checkpoint, settings, pat
         raise KfreezeError(path, "could not add the entry without changing the rest of the file",
                            f"add it by hand under '{section}:': {entry}")
     return entry, files, new_text
+
+
+def copy_checkpoint(checkpoint: Path, folder: Path) -> str:
+    """A checkpoint folder, or a prefix (model.ckpt-600 -> its .index/.data-* and 'checkpoint' files),
+    copied into ``folder``; returns the name the entry gives it."""
+    import glob
+
+    if checkpoint.is_dir():
+        _copy(checkpoint, folder)
+        return checkpoint.name
+    parts = sorted(checkpoint.parent.glob(glob.escape(checkpoint.name) + ".*"))
+    if not parts:
+        raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",
+                           "give the prefix, e.g. model.ckpt-600, or the checkpoint folder")
+    for part in parts:
+        _copy(part, folder)
+    return checkpoint.name
 
 
 def run_dvc_add(path: str) -> None:

@@ -1,6 +1,6 @@
 """From a params entry to what the stages need: node names, input shapes and dtypes, the unfrozen graph.
 
-Every error names the params key (``where``), so the user knows what to edit.
+Every error names the key as the user wrote it (``spec.where``), so the user knows what to edit.
 """
 
 from __future__ import annotations
@@ -8,13 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from kfreeze import layout
 from kfreeze.errors import KfreezeError, warn as _warn
 from kfreeze.params import ModelSpec
-
-
-def where(params_file, spec: ModelSpec, key: str) -> str:
-    """``params.yaml: models.digits.input_shape``: the key an error is about."""
-    return f"{params_file}: {spec.section}.{spec.name}.{key}"
 
 
 def graph_and_checkpoint(spec: ModelSpec, out: Path):
@@ -23,19 +19,19 @@ def graph_and_checkpoint(spec: ModelSpec, out: Path):
     from kfreeze import graphio
 
     if spec.is_keras:
-        return graphio.read_graph(out / "graph.pbtxt"), out / "ckpt", out / "graph.pbtxt"
+        return graphio.read_graph(out / layout.GRAPH), out / "ckpt", out / layout.GRAPH
     checkpoint = Path(spec.checkpoint) if spec.checkpoint is not None else None  # None: a frozen graph
     return graphio.read_graph(spec.graph), checkpoint, Path(spec.graph)
 
 
-def resolve_names(spec: ModelSpec, out: Path, graph, params_file,
+def resolve_names(spec: ModelSpec, out: Path, graph,
                   warn: Callable[[str], None] = _warn) -> tuple[list[str], list[str]]:
     """The configured node names; when empty, the Keras names or the top discovered candidates."""
     from kfreeze import graphio
     from kfreeze import nodes as nodes_lib
 
     if spec.is_keras:
-        signature = graphio.read_json(out / "signature.json")
+        signature = graphio.read_json(out / layout.SIGNATURE)
         return (spec.inputs or [i["name"] for i in signature["inputs"]],
                 spec.outputs or [o["name"] for o in signature["outputs"]])
     inputs, outputs = list(spec.inputs), list(spec.outputs)
@@ -44,18 +40,18 @@ def resolve_names(spec: ModelSpec, out: Path, graph, params_file,
         for key, chosen, found in (("inputs", inputs, found_in), ("outputs", outputs, found_out)):
             if not chosen:
                 if not found:
-                    raise KfreezeError(where(params_file, spec, key), f"no likely {key} found in {spec.graph}",
+                    raise KfreezeError(spec.where(key), f"no likely {key} found in {spec.graph}",
                                        f"set {key} explicitly ('kfreeze nodes {spec.graph}' lists the nodes)")
                 chosen.append(found[0].name)
                 warn(f"{spec.name}: {key} not set; using the top candidate '{found[0].name}' "
-                     f"({found[0].op}); set {key} in params.yaml to choose another")
+                     f"({found[0].op}); {spec.setting(key, '[...]')} to choose another")
     return inputs, outputs
 
 
-def resolve_shapes(spec: ModelSpec, inputs: list[str], params_file) -> list[Optional[tuple]]:
+def resolve_shapes(spec: ModelSpec, inputs: list[str]) -> list[Optional[tuple]]:
     """input_shape: null, one shape for a single input, a list of shapes, or {input: shape}."""
     raw = spec.input_shape
-    at = where(params_file, spec, "input_shape")
+    at = spec.where("input_shape")
     if raw is None:
         return [None] * len(inputs)
     if isinstance(raw, dict):
@@ -79,13 +75,13 @@ def resolve_shapes(spec: ModelSpec, inputs: list[str], params_file) -> list[Opti
     return [tuple(s) if s is not None else None for s in shapes]
 
 
-def resolve_dtypes(spec: ModelSpec, inputs: list[str], params_file) -> list[Optional[str]]:
+def resolve_dtypes(spec: ModelSpec, inputs: list[str]) -> list[Optional[str]]:
     """input_dtype: null (the tensor's own), one dtype for every input, or one per input.
     Keras entries have no input_dtype: their inputs keep the model's own."""
     from kfreeze.tfenv import tf
 
     raw = spec.input_dtype
-    at = where(params_file, spec, "input_dtype")
+    at = spec.where("input_dtype")
     dtypes = [raw] * len(inputs) if raw is None or isinstance(raw, str) else list(raw)
     if len(dtypes) != len(inputs):
         raise KfreezeError(at, f"{len(dtypes)} dtypes for {len(inputs)} inputs", "give one dtype per input")

@@ -6,7 +6,7 @@ import yaml
 
 from kfreeze.errors import KfreezeError
 
-YAML_NODES_MAX = 100_000  # params.yaml expanded through its aliases; a real one has a few hundred
+YAML_NODES_MAX = 100_000  # a params file expanded through its aliases; a real one has a few hundred
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,26 +1,29 @@
-"""The resolve stage: each stage's settings, defaults filled in, in its own small file.
+"""The resolve stage: each stage's settings, defaults filled in, in its own small file; and a stage's
+reading of its file, the only settings it reads.
 
-DVC cannot track a params key that is not in params.yaml, so with defaults no stage
+DVC cannot track a params key that is not in the params file, so with defaults no stage
 declares ``params:``. ``resolve@<name>`` (TensorFlow-free, cheap) validates the entry and
 writes what each stage reads to BUILD/<name>/settings/<stage>.json; each stage depends on
-its own file, and a file whose bytes did not change does not rerun its stage. Stages read
-their settings through ``stage_spec``, the same resolution, which refuses a key the
-stage's file does not cover.
+its own file, and a file whose bytes did not change does not rerun its stage. A stage reads
+that file and nothing else (``read``): what dvc.lock records is what the artifact was built with.
+A key the file does not cover cannot be read (``StageSpec``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from kfreeze import layout
 from kfreeze.errors import KfreezeError
-from kfreeze.params import (CALIBRATION_STAGES, KEYS, PARAMS_FILE, STAGE_PARAMS, VERIFY, ModelSpec, check_int8,
-                            model_spec, stage_params, verify_spec)
+from kfreeze.params import (CALIBRATION_STAGES, KERAS, KEYS, PARAMS_FILE, STAGE_PARAMS, TF1, VERIFY, ModelSpec,
+                            Origin, VerifySpec, check_int8, model_spec, stage_params, verify_spec)
 
 
 def settings_file(build: str | Path, name: str, stage: str) -> Path:
     """Where the resolve stage writes what ``stage`` reads: BUILD/<name>/settings/<stage>.json."""
-    return Path(build) / name / "settings" / f"{stage}.json"
+    return Path(build) / name / layout.SETTINGS / f"{stage}.json"
 
 
 def _jsonable(value):
@@ -32,7 +35,7 @@ def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]
     """{dvc stage: what it reads}, resolved with defaults: what the resolve stage writes per stage."""
     spec = model_spec(name, path)
     vspec = verify_spec(path, name)  # the project's verify keys with this model's own over them
-    check_int8(spec, vspec, path)
+    check_int8(spec, vspec)
     verify_keys = stage_params(VERIFY)
     calibrates = spec.precision == "int8"  # the tflite stages read verify.data only then: no reruns otherwise
     return {stage: {"model": {k: _jsonable(_for_stage(spec, k, stage)) for k in keys},
@@ -54,9 +57,9 @@ def settings_bytes(settings: dict) -> bytes:
     return (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode()
 
 
-class StageSpec(ModelSpec):
-    """A ModelSpec for one stage: reading a key that stage's settings file does not cover is a bug
-    (DVC would not rerun the stage when that key changes), so it raises."""
+class _Hiding:
+    """Reading a key the stage's settings file does not cover is a bug (DVC would not rerun the
+    stage when that key changes), so it raises."""
 
     def __getattribute__(self, attr):
         if attr in object.__getattribute__(self, "_hidden"):
@@ -65,18 +68,49 @@ class StageSpec(ModelSpec):
         return object.__getattribute__(self, attr)
 
 
-def stage_spec(name: str, stage: str, path: str | Path = PARAMS_FILE) -> ModelSpec:
-    """The entry ``name`` as ``stage`` (convert, export, freeze, optimize, onnx, tflite, verify) may read it."""
-    spec = model_spec(name, path)
-    dvc_stage = stage if spec.is_keras else f"{stage}_tf1"
-    hidden = set(KEYS[spec.section]) - set(STAGE_PARAMS[spec.section].get(dvc_stage, ()))
-    import dataclasses
-    seen = {f.name: _for_stage(spec, f.name, dvc_stage) if f.name in KEYS[spec.section] else getattr(spec, f.name)
-            for f in dataclasses.fields(spec)}
-    partial = StageSpec(**seen)
-    object.__setattr__(partial, "_hidden", frozenset(hidden))
-    object.__setattr__(partial, "_stage", dvc_stage)
-    return partial
+class StageSpec(_Hiding, ModelSpec):
+    pass
+
+
+class StageVerifySpec(_Hiding, VerifySpec):
+    pass
+
+
+def read(build: str | Path, name: str, stage: str) -> tuple[ModelSpec, VerifySpec]:
+    """What ``stage`` (convert, export, freeze, optimize, verify, or a target) reads, from its settings
+    file and nothing else: BUILD/<name>/settings/<stage>.json ('<stage>_tf1.json' for a 'graphs:' entry).
+
+    Returns the model's entry and the verify keys as that stage sees them; reading any other key raises."""
+    folder = Path(build) / name / layout.SETTINGS
+    found = [f for f in (folder / f"{stage}.json", folder / f"{stage}_tf1.json") if f.is_file()]
+    if not found:
+        raise KfreezeError(folder / f"{stage}.json", "no settings for this stage",
+                           f"run 'kfreeze resolve {name}' first ('dvc repro' runs it)")
+    path = found[0]
+    try:
+        data = json.loads(path.read_text())
+        model, verify = data["model"], data[VERIFY]
+    except (ValueError, KeyError, TypeError):
+        raise KfreezeError(path, "is not a settings file the resolve stage wrote",
+                           f"run 'kfreeze resolve {name}' again") from None
+    section = TF1 if path.stem.endswith("_tf1") else KERAS
+    keys = KEYS[section]
+    fields = {}
+    for key, spec in keys.items():
+        default = spec.convert(spec.default)
+        fields[key] = model.get(key, default)
+    spec = StageSpec(name=name, section=section, origin=Origin.project(section, name), **fields)
+    object.__setattr__(spec, "_hidden", frozenset(set(keys) - set(model)))
+    object.__setattr__(spec, "_stage", path.stem)
+    vfields = {}
+    for key, vkey in KEYS[VERIFY].items():
+        default = vkey.convert(vkey.default)
+        value = verify.get(key, default)
+        vfields[key] = tuple(value) if isinstance(default, tuple) else value
+    vspec = StageVerifySpec(**vfields)
+    object.__setattr__(vspec, "_hidden", frozenset(set(KEYS[VERIFY]) - set(verify)))
+    object.__setattr__(vspec, "_stage", path.stem)
+    return spec, vspec
 
 
 # The stages that read the model's own files (models/<name>/): their settings carry the files' hashes.
@@ -143,6 +177,10 @@ def write_settings(name: str, path: str | Path = PARAMS_FILE, build: str | Path 
             data_file = Path(settings[VERIFY]["data"]).as_posix()
             settings = {**settings, "files": {data_file: files.get(data_file, "missing")}}
         target = settings_file(build, name, stage)
+        # the other section's file of this stage (the entry moved between models: and graphs:) would
+        # be read instead of this one: gone
+        other = settings_file(build, name, stage.removesuffix("_tf1") if stage.endswith("_tf1") else f"{stage}_tf1")
+        other.unlink(missing_ok=True)
         data = settings_bytes(settings)
         if not (target.is_file() and target.read_bytes() == data):
             target.parent.mkdir(parents=True, exist_ok=True)

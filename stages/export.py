@@ -1,11 +1,11 @@
-"""DVC stage 'export@<name>': see `kfreeze export --help`."""
+"""DVC stage 'export@<name>': reads only build/<name>/settings/export.json (see `kfreeze export --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import export  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(export)
+    run_stage(stage_command("export"))

@@ -1,11 +1,11 @@
-"""DVC stage 'freeze@<name>': see `kfreeze freeze --help`."""
+"""DVC stage 'freeze@<name>': reads only build/<name>/settings/freeze.json (see `kfreeze freeze --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import freeze  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(freeze)
+    run_stage(stage_command("freeze"))

@@ -1,11 +1,11 @@
-"""DVC stage 'optimize@<name>': see `kfreeze optimize --help`."""
+"""DVC stage 'optimize@<name>': reads only build/<name>/settings/optimize.json (see `kfreeze optimize --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import optimize  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(optimize)
+    run_stage(stage_command("optimize"))

@@ -1,11 +1,11 @@
-"""DVC stage 'onnx@<name>': see `kfreeze onnx --help`."""
+"""DVC stage 'onnx@<name>': reads only build/<name>/settings/onnx.json (see `kfreeze onnx --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import onnx  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(onnx)
+    run_stage(stage_command("onnx"))

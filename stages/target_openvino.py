@@ -1,11 +1,11 @@
-"""DVC stage 'openvino@<name>': see `kfreeze openvino --help`."""
+"""DVC stage 'openvino@<name>': reads only build/<name>/settings/openvino.json (see `kfreeze openvino --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import TARGETS  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(TARGETS["openvino"])
+    run_stage(stage_command("openvino"))

@@ -1,11 +1,11 @@
-"""DVC stage 'tflite@<name>': see `kfreeze tflite --help`."""
+"""DVC stage 'tflite@<name>': reads only build/<name>/settings/tflite.json (see `kfreeze tflite --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import tflite  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(tflite)
+    run_stage(stage_command("tflite"))

@@ -1,11 +1,11 @@
-"""DVC stage 'verify@<name>': see `kfreeze verify --help`."""
+"""DVC stage 'verify@<name>': reads only build/<name>/settings/verify.json (see `kfreeze verify --help`)."""
 
 import _venv
 
 _venv.ensure()  # before any third-party import: the system Python may lack them
 
 from kfreeze.cli_common import run_stage  # noqa: E402
-from kfreeze.commands import verify  # noqa: E402
+from kfreeze.commands import stage_command  # noqa: E402
 
 if __name__ == "__main__":
-    run_stage(verify)
+    run_stage(stage_command("verify"))

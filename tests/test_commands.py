@@ -46,25 +46,37 @@ def one_error_line(result):
 
 
 def test_missing_source_is_one_line(project):
+    assert kfreeze("resolve", "gone", cwd=project).returncode == 0
     line = one_error_line(kfreeze("convert", "gone", cwd=project))
-    assert line == "error: models/gone/missing.keras: model file not found; check the path in params.yaml"
-    assert not (project / "build" / "gone").exists()
+    assert line == "error: models/gone/missing.keras: model file not found; check the path"
+    assert not (project / "build" / "gone" / "model").exists()
+
+
+def test_a_dvc_stage_reads_only_its_settings_file(project):
+    """stages/<stage>.py, as dvc.yaml runs it: without the file resolve writes, it says so."""
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "convert.py"), "--", "tiny"], cwd=project,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = one_error_line(result)
+    assert line == ("error: build/tiny/settings/convert.json: no settings for this stage; run 'kfreeze resolve "
+                    "tiny' first ('dvc repro' runs it)")
 
 
 def test_debug_shows_the_traceback(project):
+    assert kfreeze("resolve", "gone", cwd=project).returncode == 0
     result = kfreeze("convert", "gone", "--debug", cwd=project)
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
 @pytest.mark.slow
 def test_all_stages_then_a_wrong_output_name(project):
-    for stage in ("convert", "export", "freeze", "optimize", "verify"):
+    for stage in ("resolve", "convert", "export", "freeze", "optimize", "verify"):
         result = kfreeze(stage, "tiny", cwd=project)
         assert result.returncode == 0, result.stderr
     assert (project / "metrics" / "tiny.json").is_file()
     before = (project / "build" / "tiny" / "frozen.pb").read_bytes()
     params = (project / "params.yaml").read_text().replace("outputs: []", "outputs: [prob]", 1)
     (project / "params.yaml").write_text(params)
+    assert kfreeze("resolve", "tiny", cwd=project).returncode == 0
     line = one_error_line(kfreeze("freeze", "tiny", cwd=project))
     assert "output node 'prob' is not in the graph" in line
     assert "closest names: probs" in line
@@ -73,7 +85,7 @@ def test_all_stages_then_a_wrong_output_name(project):
 
 @pytest.mark.slow
 def test_nodes_lists_inputs_and_outputs(project):
-    for stage in ("convert", "export"):
+    for stage in ("resolve", "convert", "export"):
         assert kfreeze(stage, "tiny", cwd=project).returncode == 0
     result = kfreeze("nodes", "build/tiny/graph.pbtxt", cwd=project)
     assert result.returncode == 0, result.stderr

@@ -57,14 +57,12 @@ def test_run_writes_the_artifacts_and_prints_the_names(two_io_run):
 
 def test_opencv_takes_the_output_names_and_they_are_recorded(two_io_run):
     """reg is a linear Dense: OpenCV used to fold it into 'two/reg/MatMul'. Now net.forward takes
-    'reg', verify called it so, and --out's names.json and signature.json say it."""
+    'reg', verify called it so, and metrics.json says it."""
     tmp, _, result = two_io_run
     assert "  net.forward(['cls', 'reg'])" in result.output.splitlines()
     assert "OpenCV max_abs_diff" in result.output and "(net.forward takes the output names)" in result.output
     out = tmp / "out"
     assert json.loads((out / "metrics.json").read_text())["opencv_names"] == {"cls": "cls", "reg": "reg"}
-    assert json.loads((out / "names.json").read_text())["opencv_outputs"] == ["cls", "reg"]
-    assert [o["opencv_name"] for o in json.loads((out / "signature.json").read_text())["outputs"]] == ["cls", "reg"]
 
 
 def test_the_printed_tf_names_run_the_optimized_graph(two_io_run):
@@ -287,15 +285,48 @@ def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_pa
     assert "is a zip archive, a Keras model file, not a graph" in line and f"kfreeze run {tiny_path}" in line
 
 
-@pytest.mark.parametrize("fix, flag", [
-    ("if you trust this graph, set graphs.m.trust_code: true in params.yaml", "if you trust this graph, pass --trust-code"),
-    ("set theano_kernels: false in params.yaml if they were not", "pass --no-theano-kernels if they were not"),
-    ("add models.m.custom_objects: [a.b:C] in params.yaml", "pass --custom-objects [a.b:C]"),
-    ("fix the value in params.yaml", "fix the flag's value"),
-    ("set inputs in params.yaml to choose another", "pass --inputs to choose another"),
-])
-def test_a_fix_in_run_names_the_flag_not_the_params_key(fix, flag):
-    assert oneshot.flag_fix(fix, "m") == flag
+def test_a_key_and_its_fix_are_named_as_the_user_wrote_them():
+    """The spec's origin, not a rewrite of the message: params.yaml's key, or kfreeze run's flag or file."""
+    from kfreeze.params import TF1, Origin
+    project, flags = Origin.project(TF1, "m"), Origin(TF1, "m", params=None)
+    assert project.where("input_shape") == "params.yaml: graphs.m.input_shape"
+    assert project.where("verify.data") == "params.yaml: verify.data"
+    assert project.setting("trust_code", "true") == "set graphs.m.trust_code: true in params.yaml"
+    assert flags.where("input_shape") == "--input-shape" and flags.where("verify.data") == "--data"
+    assert flags.where("graph", "/home/u/g.pb") == "/home/u/g.pb"
+    assert flags.setting("trust_code", "true") == "pass --trust-code"
+    assert flags.setting("theano_kernels", "false") == "pass --no-theano-kernels"
+    assert flags.setting("custom_objects", "[a.b:C]") == "pass --custom-objects [a.b:C]"
+
+
+def test_run_writes_what_the_dvc_stages_write(two_io_run, tmp_path):
+    """The same steps on the same entry: a project's resolve + stages (settings files) and kfreeze run
+    (flags) write byte-identical names.json, signature.json and optimized.pb."""
+    import os
+
+    from kfreeze import pipeline
+    tmp, _, result = two_io_run
+    assert result.exit_code == 0, result.output
+    (tmp_path / "models" / "two").mkdir(parents=True)
+    shutil.copyfile(tmp / "Two IO.keras", tmp_path / "models" / "two" / "Two IO.keras")
+    (tmp_path / "params.yaml").write_text(
+        "graphs: {}\nmodels:\n  two:\n    source: models/two/Two IO.keras\n"
+        "    input_shape: {img: [2, 6, 6, 2], vec: [2, 5]}\n    targets: [tf, onnx, tflite]\n"
+        "verify: {samples: 4, atol: 1.0e-3}\n")
+    before = os.getcwd()
+    os.chdir(tmp_path)  # a DVC stage runs in the project's root
+    try:
+        pipeline.resolve("two", "params.yaml", Path("build"))
+        for step in oneshot.steps("models"):
+            pipeline.from_settings(step, "two", Path("build"), Path("metrics"), warn=lambda line: None)
+    finally:
+        os.chdir(before)
+    built, out = tmp_path / "build" / "two", tmp / "out"
+    for name in ("names.json", "signature.json", "optimized.pb", "frozen.pb", "onnx/model.onnx",
+                 "tflite/model.tflite", "tflite/signature.json"):
+        assert (built / name).read_bytes() == (out / name).read_bytes(), name
+    ours, theirs = (json.loads(p.read_text()) for p in (out / "metrics.json", tmp_path / "metrics" / "two.json"))
+    assert ours == theirs
 
 
 def test_graph_flag_takes_a_frozen_graph_without_checkpoint(seed_graph, tmp_path):

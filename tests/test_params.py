@@ -173,12 +173,26 @@ def test_dvc_yaml_stages_depend_on_their_settings_files():
         assert "build/models.txt" in stages[stage]["do"]["deps"]
 
 
-def test_a_stage_cannot_read_a_key_its_settings_do_not_cover(tmp_path):
-    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n")
-    spec = settings.stage_spec("m", "optimize", path)
-    assert spec.input_shape is None and spec.precision == "float32"
+def test_a_stage_reads_its_settings_file_and_nothing_else(tmp_path):
+    """What dvc.lock records (the settings file's hash) is what the stage built with: an edit of
+    params.yaml reaches a stage only through resolve."""
+    path = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    input_shape: [1, 8, 8, 1]\n")
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    settings.write_settings("m", path, tmp_path / "b", tmp_path / "models")
+    write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    input_shape: [1, 16, 16, 1]\n")
+    spec, vspec = settings.read(tmp_path / "b", "m", "optimize")
+    assert spec.input_shape == [1, 8, 8, 1] and spec.precision == "float32"
+    assert spec.where("input_shape") == "params.yaml: models.m.input_shape"
     with pytest.raises(RuntimeError, match="stage optimize read 'source'"):
         spec.source
+    with pytest.raises(RuntimeError, match="stage optimize read 'atol'"):
+        vspec.atol
+    spec, vspec = settings.read(tmp_path / "b", "m", "verify")
+    assert vspec.input_range == (0.0, 1.0) and vspec.atol == 1.0e-4 and spec.source == "models/m/a.keras"
+    with pytest.raises(KfreezeError, match=r"b/m/settings/freeze.json: no settings for this stage; run 'kfreeze "
+                                           r"resolve m' first"):
+        settings.read(tmp_path / "b", "m", "freeze") if (tmp_path / "b/m/settings/freeze.json").unlink() is None \
+            else None
 
 
 def test_settings_files_are_canonical_and_per_stage(tmp_path):
@@ -206,7 +220,7 @@ def test_every_key_has_a_reader_and_the_specs_have_every_key():
             assert key.stages, f"{section}.{name} is read by no stage"
             assert key.default is None or params._is_type(key.default, key.types), f"{section}.{name}"
     fields = {f.name for f in dataclasses.fields(params.ModelSpec)}
-    assert fields == {"name", "section", *params.KEYS[params.KERAS], *params.KEYS[params.TF1]}
+    assert fields == {"name", "section", "origin", *params.KEYS[params.KERAS], *params.KEYS[params.TF1]}
     assert {f.name for f in dataclasses.fields(params.VerifySpec)} == set(params.KEYS[params.VERIFY])
 
 
@@ -280,7 +294,9 @@ def test_adding_a_target_changes_only_its_own_stage_and_verify_settings(tmp_path
     assert {stage for stage in after if before[stage] != after[stage]} == {f"tflite{sfx}", f"verify{sfx}"}
     assert after[f"onnx{sfx}"]["model"]["targets"] == ["onnx"] and before[f"tflite{sfx}"]["model"]["targets"] == []
     assert after[f"verify{sfx}"]["model"]["targets"] == ["tf", "onnx", "tflite"]
-    assert settings.stage_spec("m", "tflite", tmp_path / "params.yaml").targets == ["tflite"]
+    (tmp_path / "models" / "m").mkdir(parents=True, exist_ok=True)
+    settings.write_settings("m", tmp_path / "params.yaml", tmp_path / "b", tmp_path / "models")
+    assert settings.read(tmp_path / "b", "m", "tflite")[0].targets == ["tflite"]
 
 
 @pytest.mark.parametrize("section, source", [("models", "source: models/m/m.keras"),

@@ -115,9 +115,9 @@ def test_add_a_frozen_graph_without_a_checkpoint_and_build_it(project):
     from kfreeze import graphio, pipeline
     build_dir, metrics = project / "build", project / "metrics"
     pipeline.resolve("seed", "params.yaml", build_dir)
-    assert "frozen already" in pipeline.freeze("seed", "params.yaml", build_dir, warn=lambda line: None)
-    pipeline.optimize("seed", "params.yaml", build_dir)
-    assert "max_abs_diff" in pipeline.verify("seed", "params.yaml", build_dir, metrics, warn=lambda line: None)
+    assert "frozen already" in pipeline.from_settings("freeze", "seed", build_dir, warn=lambda line: None)
+    pipeline.from_settings("optimize", "seed", build_dir)
+    assert "max_abs_diff" in pipeline.from_settings("verify", "seed", build_dir, metrics, warn=lambda line: None)
     result = graphio.read_json(metrics / "seed.json")
     assert result["passed"] and result["reference"] == "graph"  # the frozen graph itself, fed at the cut
 
@@ -139,7 +139,7 @@ def test_add_an_hdf5_model_named_dot_model_and_convert_it(project):
     assert "  h5net:\n    source: models/h5net/net.model\n" in (project / "params.yaml").read_text()
     from kfreeze import pipeline
     pipeline.resolve("h5net", "params.yaml", project / "build")
-    assert "converted models/h5net/net.model" in pipeline.convert("h5net", "params.yaml", project / "build")
+    assert "converted models/h5net/net.model" in pipeline.from_settings("convert", "h5net", project / "build")
 
 
 def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
@@ -152,9 +152,9 @@ def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
     from kfreeze import graphio, pipeline
     build_dir = project / "build"
     pipeline.resolve("sm", "params.yaml", build_dir)
-    assert "SavedModel signature 'doubled'" in pipeline.freeze("sm", "params.yaml", build_dir)
-    pipeline.optimize("sm", "params.yaml", build_dir)
-    pipeline.verify("sm", "params.yaml", build_dir, project / "metrics", warn=lambda line: None)
+    assert "SavedModel signature 'doubled'" in pipeline.from_settings("freeze", "sm", build_dir)
+    pipeline.from_settings("optimize", "sm", build_dir)
+    pipeline.from_settings("verify", "sm", build_dir, project / "metrics", warn=lambda line: None)
     metrics = graphio.read_json(project / "metrics" / "sm.json")
     assert metrics["passed"] and metrics["reference"] == "savedmodel"
 

@@ -6,19 +6,20 @@ import pytest
 
 from kfreeze import resolve
 from kfreeze.errors import KfreezeError
-from kfreeze.params import TF1, ModelSpec
+from kfreeze.params import TF1, ModelSpec, Origin
 from kfreeze.tfenv import tf
 
 
 def tf1(**keys) -> ModelSpec:
-    return ModelSpec("m", TF1, **{"graph": "models/m/g.pbtxt", "checkpoint": "models/m/ckpt", **keys})
+    return ModelSpec("m", TF1, **{"graph": "models/m/g.pbtxt", "checkpoint": "models/m/ckpt", **keys},
+                     origin=Origin.project(TF1, "m", "p.yaml"))
 
 
 def test_shapes_single_list_and_mapping():
-    assert resolve.resolve_shapes(tf1(), ["a"], "p.yaml") == [None]
-    assert resolve.resolve_shapes(tf1(input_shape=[1, 4, -1]), ["a"], "p.yaml") == [(1, 4, -1)]
-    assert resolve.resolve_shapes(tf1(input_shape=[[1, 2], [1, 3]]), ["a", "b"], "p.yaml") == [(1, 2), (1, 3)]
-    assert resolve.resolve_shapes(tf1(input_shape={"b": [1, 3]}), ["a", "b"], "p.yaml") == [None, (1, 3)]
+    assert resolve.resolve_shapes(tf1(), ["a"]) == [None]
+    assert resolve.resolve_shapes(tf1(input_shape=[1, 4, -1]), ["a"]) == [(1, 4, -1)]
+    assert resolve.resolve_shapes(tf1(input_shape=[[1, 2], [1, 3]]), ["a", "b"]) == [(1, 2), (1, 3)]
+    assert resolve.resolve_shapes(tf1(input_shape={"b": [1, 3]}), ["a", "b"]) == [None, (1, 3)]
 
 
 @pytest.mark.parametrize("raw, inputs, message", [
@@ -29,17 +30,17 @@ def test_shapes_single_list_and_mapping():
 ])
 def test_bad_shapes_name_the_key(raw, inputs, message):
     with pytest.raises(KfreezeError, match=rf"^p.yaml: graphs.m.input_shape: {message}"):
-        resolve.resolve_shapes(tf1(input_shape=raw), inputs, "p.yaml")
+        resolve.resolve_shapes(tf1(input_shape=raw), inputs)
 
 
 def test_dtypes():
-    assert resolve.resolve_dtypes(tf1(), ["a", "b"], "p.yaml") == [None, None]
-    assert resolve.resolve_dtypes(tf1(input_dtype="uint8"), ["a", "b"], "p.yaml") == ["uint8", "uint8"]
-    assert resolve.resolve_dtypes(tf1(input_dtype=["uint8", None]), ["a", "b"], "p.yaml") == ["uint8", None]
+    assert resolve.resolve_dtypes(tf1(), ["a", "b"]) == [None, None]
+    assert resolve.resolve_dtypes(tf1(input_dtype="uint8"), ["a", "b"]) == ["uint8", "uint8"]
+    assert resolve.resolve_dtypes(tf1(input_dtype=["uint8", None]), ["a", "b"]) == ["uint8", None]
     with pytest.raises(KfreezeError, match=r"graphs.m.input_dtype: 1 dtypes for 2 inputs"):
-        resolve.resolve_dtypes(tf1(input_dtype=["uint8"]), ["a", "b"], "p.yaml")
+        resolve.resolve_dtypes(tf1(input_dtype=["uint8"]), ["a", "b"])
     with pytest.raises(KfreezeError, match=r"graphs.m.input_dtype: 'float99' is not a TensorFlow dtype"):
-        resolve.resolve_dtypes(tf1(input_dtype="float99"), ["a"], "p.yaml")
+        resolve.resolve_dtypes(tf1(input_dtype="float99"), ["a"])
 
 
 def _graph():
@@ -52,16 +53,16 @@ def _graph():
 def test_names_keras_from_the_signature_unless_set(tmp_path):
     (tmp_path / "signature.json").write_text(json.dumps({"inputs": [{"name": "in"}], "outputs": [{"name": "out"}]}))
     keras = ModelSpec("k", source="models/k/m.keras")
-    assert resolve.resolve_names(keras, tmp_path, None, "p.yaml") == (["in"], ["out"])
-    assert resolve.resolve_names(ModelSpec("k", outputs=["x"]), tmp_path, None, "p.yaml") == (["in"], ["x"])
+    assert resolve.resolve_names(keras, tmp_path, None) == (["in"], ["out"])
+    assert resolve.resolve_names(ModelSpec("k", outputs=["x"]), tmp_path, None) == (["in"], ["x"])
 
 
 def test_names_tf1_discovered_with_a_warning():
     warnings = []
-    inputs, outputs = resolve.resolve_names(tf1(), None, _graph(), "p.yaml", warn=warnings.append)
+    inputs, outputs = resolve.resolve_names(tf1(), None, _graph(), warn=warnings.append)
     assert (inputs, outputs) == (["image"], ["probs"])
     assert len(warnings) == 2 and "m: inputs not set; using the top candidate 'image'" in warnings[0]
-    assert resolve.resolve_names(tf1(inputs=["image"], outputs=["probs"]), None, _graph(), "p.yaml",
+    assert resolve.resolve_names(tf1(inputs=["image"], outputs=["probs"]), None, _graph(),
                                  warn=warnings.append) == (["image"], ["probs"])
     assert len(warnings) == 2  # nothing to discover, nothing to say
 
@@ -70,7 +71,7 @@ def test_names_tf1_nothing_found_names_the_key():
     with tf.Graph().as_default() as g:
         tf.constant(1.0, name="c")
     with pytest.raises(KfreezeError, match=r"p.yaml: graphs.m.inputs: no likely inputs found"):
-        resolve.resolve_names(tf1(), None, g.as_graph_def(), "p.yaml", warn=lambda m: None)
+        resolve.resolve_names(tf1(), None, g.as_graph_def(), warn=lambda m: None)
 
 
 def test_graph_and_checkpoint_keras_and_tf1(tmp_path):

@@ -358,6 +358,8 @@ def test_os_errors_name_the_path(project, monkeypatch, err):
         project.file(f"models/{name}/{f}", copy_from=TF1 / f)
     project.add_graph(name, f"models/{name}/graph.pbtxt", f"models/{name}/{CKPT}")
 
+    assert project.run("resolve", name).code == 0  # its settings written: 'kfreeze freeze' leaves them alone
+
     def fail(fd):
         raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
     monkeypatch.setattr(atomic.os, "fsync", fail)

@@ -48,7 +48,7 @@ def is_legacy(source, arch=None) -> bool:
 def resolve_layout(src: files.SourceFile, layout: str | None, where) -> str:
     """The 'layout' setting, checked against what the layers say; else what they say; else channels_last."""
     if layout is not None and layout not in files.LAYOUTS:
-        raise KfreezeError(where, f"layout '{layout}' is not one of {', '.join(files.LAYOUTS)}", "fix params.yaml")
+        raise KfreezeError(where, f"layout '{layout}' is not one of {', '.join(files.LAYOUTS)}", "use channels_first, channels_last or null")
     stated = files.explicit_layout(src, where)
     if layout and stated and layout != stated:
         raise KfreezeError(where, f"layout is set to {layout} but the file's layers say {stated}",
@@ -92,7 +92,8 @@ def theano_decision(src: files.SourceFile, setting: bool | None, model=None) -> 
     convs = [layer.name for layer in (model.layers if model is not None else [])
              if type(layer).__name__ in keras3.THEANO_KERNELS]
     notice = (f"{src.weights}: weights saved by Theano ({evidence}); flipping the kernels of {len(convs)} "
-              "convolution layer(s) as Theano convolved; set theano_kernels: false in params.yaml if they "
+              "convolution layer(s) as Theano convolved; set theano_kernels to false (kfreeze run: "
+              "--no-theano-kernels) if they "
               "were not trained with Theano") if convs else None
     return True, notice
 

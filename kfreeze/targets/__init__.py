@@ -2,7 +2,7 @@
 ONNX (``onnx.py``), TFLite (``tflite.py``), OpenVINO IR (``openvino.py``) and a TF SavedModel
 (``saved_model.py``). docs/targets.md says how to load each and what was measured.
 
-A model's ``targets`` (params.yaml, default ``[tf]``) say which are built. Each extra target is
+A model's ``targets`` (a params key, default ``[tf]``) say which are built. Each extra target is
 its own DVC stage (``onnx@<name>``, ``tflite@<name>``...; ``*_tf1`` for 'graphs:' entries) that
 writes the folder ``build/<name>/<target>/``:
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfreeze import layout
 from kfreeze.errors import KfreezeError
 from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
@@ -33,7 +34,7 @@ FILES = {t.name: t.file for t in REGISTRY}
 # The targets whose converters cannot convert a frozen while loop: for a Keras model with recurrent
 # layers they convert the model traced unrolled (kfreeze/targets/recurrent.py).
 UNROLLED = ("onnx", "tflite")
-SIGNATURE = "signature.json"
+SIGNATURE = layout.SIGNATURE
 
 
 @dataclass
@@ -76,11 +77,11 @@ def _build(target: str, out: Path, where: str, calibration, **options) -> Siblin
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
 
-    names = graphio.read_json(Path(out) / "names.json")
+    names = graphio.read_json(Path(out) / layout.NAMES)
     inputs = [placeholder_name(i) for i in names["inputs"]]
-    graph = graphio.read_graph(Path(out) / "optimized.pb")
+    graph = graphio.read_graph(Path(out) / layout.OPTIMIZED)
     from kfreeze import policy  # the converters (tf2onnx, TFLite, OpenVINO) evaluate parts of the graph
-    policy.check(graph, names["outputs"], inputs, str(Path(out) / "optimized.pb"))
+    policy.check(graph, names["outputs"], inputs, str(Path(out) / layout.OPTIMIZED))
     if calibration is not None:
         options["calibration"] = calibration_rows(graph, inputs, names["inputs"], *calibration)
     sibling_of = None

@@ -2,9 +2,8 @@
 
 Adding a target is one module in kfreeze/targets/ and one line in ``REGISTRY``; params' ``targets``
 values, the target stages' settings (``params.Key.stages``), the stage commands, verify's runs,
-``kfreeze run``'s usage lines and ``kfreeze diff`` all read this table. dvc.yaml still needs the
-target's two stages (``<name>@`` and ``<name>_tf1@``: DVC cannot generate stages), and a test holds
-dvc.yaml to this table.
+``kfreeze run``'s usage lines and ``kfreeze diff`` all read this table, and so does the stage table
+(kfreeze/layout.py) that dvc.yaml is generated from.
 
 A target module provides:
 
@@ -35,14 +34,16 @@ class Target:
     file: str  # the file in the folder that verify names and 'kfreeze diff' counts ops in
     runtime: str  # what verify runs it in, for its progress and failure lines
     reads: tuple[str, ...] = ()  # model keys the target's stage reads besides 'targets'
+    keras_model: bool = False  # its Keras stage also reads build/<name>/model (recurrent models, unrolled)
 
     def load(self):
         return importlib.import_module(self.module)
 
 
 REGISTRY: tuple[Target, ...] = (
-    Target("onnx", "kfreeze.targets.onnx", "model.onnx", "ONNX Runtime", ("onnx_layout",)),
-    Target("tflite", "kfreeze.targets.tflite", "model.tflite", "the LiteRT interpreter", ("precision",)),
+    Target("onnx", "kfreeze.targets.onnx", "model.onnx", "ONNX Runtime", ("onnx_layout",), keras_model=True),
+    Target("tflite", "kfreeze.targets.tflite", "model.tflite", "the LiteRT interpreter", ("precision",),
+           keras_model=True),
     Target("openvino", "kfreeze.targets.openvino", "model.xml", "OpenVINO's CPU plugin", ("precision",)),
     Target("saved_model", "kfreeze.targets.saved_model", "saved_model.pb", "TensorFlow (tf.saved_model.load)"),
 )

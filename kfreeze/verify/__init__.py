@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfreeze import layout
 from kfreeze import progress
 from kfreeze.tfenv import tf
 from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
-from kfreeze.verify.inputs import TensorInfo, data_path, index_limits, load_data, make_inputs, placeholder_infos
+from kfreeze.verify.inputs import TensorInfo, data_file, data_path, index_limits, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
                                 run_graph, run_keras, run_opencv, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
-           "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
+           "data_file", "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S", "OpenCVResult",
            "fixed_batch", "graph_session", "opencv_failure", "opencv_layer", "opencv_problem", "output_failures",
            "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
            "session_config"]
@@ -32,7 +33,7 @@ class Verdict:
     where: Path | None = None  # the file that failed, when it is not optimized.pb (a target's sibling)
 
 
-def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> Verdict:
+def verify_model(spec, vspec, out: Path) -> Verdict:
     """Run the source model and optimized.pb on the same inputs and decide: every output
     finite on both sides and within ``atol + rtol * max|reference|``, in kfreeze's pinned TF
     session (the recorded numbers) and in a TF process with TF's defaults (pass/fail: oneDNN on,
@@ -43,21 +44,20 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     from kfreeze.optimize.graph import light_graph
     from kfreeze.resources import activation_bytes, release_memory
 
-    names = graphio.read_json(out / "names.json")
+    names = graphio.read_json(out / layout.NAMES)
     inputs, outputs = names["inputs"], names["outputs"]
     with progress.step("reading frozen.pb and optimized.pb"):
-        ops_frozen = len(graphio.read_graph(out / "frozen.pb").node)  # counted, not kept: a copy of the weights
-        optimized = graphio.read_graph(out / "optimized.pb")
+        ops_frozen = len(graphio.read_graph(out / layout.FROZEN).node)  # counted, not kept: a copy of the weights
+        optimized = graphio.read_graph(out / layout.OPTIMIZED)
         per_sample = activation_bytes(optimized)[0]
     feed_names = [placeholder_name(i) for i in inputs]
     from kfreeze import policy  # nothing runs a graph that has not passed the op policy
-    policy.check(optimized, outputs, feed_names, str(out / "optimized.pb"), f"{spec.section}.{spec.name}",
-                 spec.trust_code)
+    policy.check(optimized, outputs, feed_names, str(out / layout.OPTIMIZED), spec.at, spec.trust_code)
     # From here verify looks at its ops, names and shapes; the session reads the weights again.
     optimized = light_graph(optimized)
     release_memory()
     infos = placeholder_infos(optimized, feed_names)
-    source = data_path(spec, vspec, models_root)
+    source = data_path(spec, vspec)
     if source is not None:
         feeds = load_data(source, infos, inputs, vspec.samples)
     else:
@@ -68,19 +68,19 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     release_memory()  # the reference model (reference cycles): its weights go before the graph's come in
     with progress.step("running optimized.pb in a TF session", total=samples) as step, \
-            graph_session(graphio.read_graph(out / "optimized.pb"), outputs, spec.trust_code,
-                          str(out / "optimized.pb")) as run:
+            graph_session(graphio.read_graph(out / layout.OPTIMIZED), outputs, spec.trust_code,
+                          str(out / layout.OPTIMIZED)) as run:
         got = run_batched(_counted(run, step), feeds, batch)
     graph_precision = "float32" if spec.precision == "int8" else spec.precision  # int8: model.tflite only
     atol, rtol = vspec.atol_for(graph_precision), vspec.rtol_for(graph_precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
     with progress.step("running optimized.pb in TensorFlow's default configuration (a child process)"):
-        default_got, default_error = run_default_tf(out / "optimized.pb", feeds, outputs, batch)
+        default_got, default_error = run_default_tf(out / layout.OPTIMIZED, feeds, outputs, batch)
     default_cmp = None if default_got is None else compare(reference, default_got, probability, atol, rtol)
     layers = [opencv_layer(optimized, o) for o in outputs]
     with progress.step("running optimized.pb in OpenCV dnn (a child process)"):
-        ocv = run_opencv(out / "optimized.pb", feeds, layers, batch)
+        ocv = run_opencv(out / layout.OPTIMIZED, feeds, layers, batch)
     ocv_got = None if ocv.outputs is None else {o: ocv.outputs[layer] for o, layer in zip(outputs, layers)}
     # The names net.forward was called with: proven by the call, not derived.
     ocv_names = None if ocv.layers is None else {o: ocv.layers[layer] for o, layer in zip(outputs, layers)}
@@ -93,7 +93,7 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
 
     failures, warnings = [], []
     if vspec.data and source is None:
-        warnings.append(f"verify.data is set, but {Path(models_root) / spec.name / vspec.data} does not exist: "
+        warnings.append(f"verify.data is set, but {data_file(spec, vspec)} does not exist: "
                         f"random inputs in {list(vspec.input_range)}")
     failures += output_failures(per_output)
     # The pinned session's numbers are what metrics record; a deployed TF process must agree.
@@ -121,8 +121,8 @@ def verify_model(spec, vspec, out: Path, models_root: Path = Path("models")) -> 
         "passed": not failures,
         "ops_frozen": ops_frozen,
         "ops_optimized": len(optimized.node),
-        "bytes_frozen": (out / "frozen.pb").stat().st_size,
-        "bytes_optimized": (out / "optimized.pb").stat().st_size,
+        "bytes_frozen": (out / layout.FROZEN).stat().st_size,
+        "bytes_optimized": (out / layout.OPTIMIZED).stat().st_size,
         "max_abs_diff": None if None in diffs else max(diffs),
         "max_rel_diff": None if None in rels else max(rels),
         "top1_agree": {k: v["top1_agree"] for k, v in per_output.items()},
@@ -206,7 +206,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
     from kfreeze.optimize.training import training_flags
 
     if spec.is_keras:
-        signature = graphio.read_json(out / "signature.json")
+        signature = graphio.read_json(out / layout.SIGNATURE)
         keras_inputs = [i["name"] for i in signature["inputs"]]
         keras_outputs = [o["name"] for o in signature["outputs"]]
         if sorted(inputs) == sorted(keras_inputs) and set(outputs) <= set(keras_outputs):
@@ -237,7 +237,7 @@ def _reference(spec, out: Path, inputs, outputs, feed_names, feeds, batch=None):
         return _saved_model_reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     graph, checkpoint, graph_path = graph_and_checkpoint(spec, out)
     from kfreeze import policy
-    policy.check(graph, outputs, inputs, str(graph_path), f"{spec.section}.{spec.name}", spec.trust_code)
+    policy.check(graph, outputs, inputs, str(graph_path), spec.at, spec.trust_code)
     has_variables = any(n.op in ("VariableV2", "VarHandleOp", "Variable") for n in graph.node)
     checkpoint = resolve_checkpoint(checkpoint) if has_variables and checkpoint is not None else None
     cut_feeds = {i: feeds[f] for i, f in zip(inputs, feed_names)}
@@ -264,8 +264,8 @@ def _saved_model_reference(spec, out: Path, inputs, outputs, feed_names, feeds, 
         with progress.step(f"reference: signature '{key}' of {folder}"):
             return sm.run_signature(folder, key, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs,
                                     batch), "savedmodel", False
-    frozen = graphio.read_graph(out / "frozen.pb")
+    frozen = graphio.read_graph(out / layout.FROZEN)
     with progress.step("reference: frozen.pb (the signature frozen) in a TF session"):
         reference = run_checkpoint_graph(frozen, None, {i: feeds[f] for i, f in zip(inputs, feed_names)}, outputs,
-                                         trust_code=spec.trust_code, where=str(out / "frozen.pb"))
+                                         trust_code=spec.trust_code, where=str(out / layout.FROZEN))
     return reference, "frozen", False

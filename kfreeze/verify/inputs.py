@@ -59,7 +59,7 @@ DYNAMIC_SIZE = 32
 def _sample_dims(info: TensorInfo, samples: int) -> list[int]:
     if info.shape is None:
         raise KfreezeError(f"input '{info.name}'", "has unknown rank, so verify cannot make inputs",
-                           "set input_shape in params.yaml")
+                           "set the model's input_shape")
     dims = [DYNAMIC_SIZE if d is None else d for d in info.shape]
     if dims:
         dims[0] = samples  # a fixed batch is run batch by batch, see run_batched
@@ -67,8 +67,8 @@ def _sample_dims(info: TensorInfo, samples: int) -> list[int]:
 
 
 def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: int) -> dict[str, np.ndarray]:
-    """Real inputs from an ``.npz``: one array per input (keyed by the input name as in
-    params.yaml, or by its placeholder name), rows = samples; the first ``samples`` rows are used.
+    """Real inputs from an ``.npz``: one array per input (keyed by the input name as the entry
+    gives it, or by its placeholder name), rows = samples; the first ``samples`` rows are used.
 
     Loaded with ``allow_pickle=False``: an object array is refused, never unpickled.
     """
@@ -204,13 +204,22 @@ def placeholder_infos(graph: graph_pb2.GraphDef, names: list[str]) -> list[Tenso
     return infos
 
 
-def data_path(spec, vspec, models_root: Path = Path("models")) -> Path | None:
+def data_file(spec, vspec) -> Path:
+    """Where ``verify.data`` points: models/<name>/<data> in a project; the path itself for a file
+    named on kfreeze run's command line (the spec's origin has no folder)."""
+    folder = spec.at.folder
+    return Path(vspec.data) if folder is None else Path(folder) / vspec.data
+
+
+def data_path(spec, vspec) -> Path | None:
     """``verify.data`` for this model: models/<name>/<data>, which must stay inside that
     folder after symlinks are followed; None when unset or when this model has no such file."""
     if not vspec.data:
         return None
-    folder = Path(models_root) / spec.name
-    path = folder / vspec.data
+    path = data_file(spec, vspec)
+    if spec.at.folder is None:
+        return path if path.is_file() else None
+    folder = Path(spec.at.folder)
     if not path.exists():
         return None
     if not path.resolve().is_relative_to(folder.resolve()):

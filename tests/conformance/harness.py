@@ -1,8 +1,8 @@
 """Run one Keras model through convert -> export -> freeze -> optimize -> verify, in-process.
 
-The stage commands themselves are called (their undecorated functions, so a
-KfreezeError reaches the caller as an exception, not as an exit code), in a
-throwaway project folder with its own params.yaml.
+What a DVC stage runs is called (``pipeline.resolve``, then ``pipeline.from_settings`` per stage, so
+a KfreezeError reaches the caller as an exception, not as an exit code), in a throwaway project
+folder with its own params.yaml.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from kfreeze import commands, graphio
+from kfreeze import graphio, pipeline
 from kfreeze.keras_io import keras
 from kfreeze.tfenv import tf
 
@@ -68,11 +68,9 @@ def run_stages(project: Path, name: str, stages=STAGES) -> None:
     with chdir(project):
         for stage in stages:
             t = time.perf_counter()
-            fn = getattr(commands, stage).__wrapped__
-            kwargs = {"params_file": "params.yaml", "build": Path("build")}
-            if stage == "verify":
-                kwargs["metrics"] = Path("metrics")
-            fn(name, debug=False, **kwargs)
+            if stage == stages[0]:  # what 'dvc repro' runs first: the settings files the stages read
+                pipeline.resolve(name, "params.yaml", Path("build"))
+            pipeline.from_settings(stage, name, Path("build"), Path("metrics"))
             TIMES[stage] = TIMES.get(stage, 0.0) + time.perf_counter() - t
 
 

@@ -233,10 +233,10 @@ def test_an_op_without_an_int8_kernel_stays_float32_and_is_recorded():
 
 
 def test_the_tflite_stage_itself_refuses_int8_without_verify_data(tmp_path, monkeypatch):
-    """kfreeze run has no resolve stage: the tflite stage says it, before converting anything."""
-    from kfreeze import pipeline
+    """kfreeze run has no resolve stage: the tflite step says it, before converting anything."""
+    from kfreeze import params, pipeline
 
     _params(tmp_path, data=None)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(KfreezeError, match="verify.data is not set"):
-        pipeline.tflite("m", "params.yaml", Path("build"))
+        pipeline.target("tflite", params.model_spec("m"), params.verify_spec("params.yaml", "m"), Path("build/m"))

@@ -49,8 +49,10 @@ def test_a_target_not_requested_writes_only_its_marker(entry, tmp_path, monkeypa
 
     (tmp_path / "params.yaml").write_text(params_text({"m": keras_entry("models/m/model.keras")}))
     monkeypatch.chdir(tmp_path)
-    assert pipeline.target(entry.name, "m", "params.yaml", Path("build")) == f"m: {entry.name} not requested " \
-                                                                             "(params targets)"
+    from kfreeze import params
+    spec, vspec = params.model_spec("m"), params.verify_spec("params.yaml", "m")
+    assert pipeline.target(entry.name, spec, vspec, Path("build/m")) == f"m: {entry.name} not requested " \
+                                                                        "(params targets)"
     folder = tmp_path / "build" / "m" / entry.name
     assert [p.name for p in folder.iterdir()] == ["signature.json"]
     assert json.loads((folder / "signature.json").read_text()) == {"requested": False, "target": entry.name}

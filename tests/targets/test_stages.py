@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kfreeze import pipeline
+from kfreeze import params, pipeline
 from kfreeze.errors import KfreezeError
 from tests.conformance import harness, zoo
 from tests.targets import graphs
@@ -28,7 +28,8 @@ def _project(tmp_path, targets):
 def test_a_target_not_requested_writes_a_marker_without_tensorflow(tmp_path):
     project = _project(tmp_path, ["tf"])
     code = ("import sys; from pathlib import Path; from kfreeze import pipeline; "
-            "print(pipeline.onnx('m', 'params.yaml', Path('build'))); print('tensorflow' in sys.modules)")
+            "from kfreeze import params; spec = params.model_spec('m'); vspec = params.verify_spec('params.yaml', 'm'); "
+            "print(pipeline.target('onnx', spec, vspec, Path('build/m'))); print('tensorflow' in sys.modules)")
     child = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert child.stdout.splitlines() == ["m: onnx not requested (params targets)", "False"], child.stderr
@@ -40,8 +41,9 @@ def test_requested_targets_are_written_with_their_signature_same_bytes_twice(tmp
     monkeypatch.chdir(project)
     first = {}
     for _ in range(2):
-        for target, stage in (("onnx", pipeline.onnx), ("tflite", pipeline.tflite)):
-            line = stage("m", "params.yaml", Path("build"))
+        spec, vspec = params.model_spec("m"), params.verify_spec("params.yaml", "m")
+        for target in ("onnx", "tflite"):
+            line = pipeline.target(target, spec, vspec, Path("build/m"))
             assert line.startswith(f"m: wrote {target}/model.{target} (") and "inputs [('x', [None, 5])]" in line
             data = (project / "build" / "m" / target / f"model.{target}").read_bytes()
             assert first.setdefault(target, data) == data

@@ -25,10 +25,11 @@ def built(tmp_path_factory):
 
 def _verify(root, monkeypatch):
     monkeypatch.chdir(root)
-    for stage in (pipeline.resolve, pipeline.convert, pipeline.export, pipeline.freeze, pipeline.optimize):
+    pipeline.resolve("tiny", "params.yaml", root / "build")
+    for stage in ("convert", "export", "freeze", "optimize"):
         if not (root / "build" / "tiny" / "optimized.pb").exists():
-            stage("tiny", "params.yaml", root / "build")
-    pipeline.verify("tiny", "params.yaml", root / "build", root / "metrics")
+            pipeline.from_settings(stage, "tiny", root / "build")
+    pipeline.from_settings("verify", "tiny", root / "build", root / "metrics")
     return json.loads((root / "metrics" / "tiny.json").read_text())
 
 

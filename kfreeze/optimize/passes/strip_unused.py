@@ -14,7 +14,7 @@ def strip_unused(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     names = {n.name for n in graph.node}
     missing = [o for o in ctx.output_nodes if o not in names]
     if missing:
-        raise KfreezeError(f"output '{missing[0]}'", "is not in the graph", "check 'outputs' in params.yaml")
+        raise KfreezeError(f"output '{missing[0]}'", "is not in the graph", "check the model's outputs ('kfreeze nodes' lists a graph's nodes)")
     out = graph if _needed(graph, ctx.output_nodes) == names else \
         tf.compat.v1.graph_util.extract_sub_graph(graph, ctx.output_nodes)
     kept = {n.name for n in out.node}
