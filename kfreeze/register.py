@@ -65,9 +65,10 @@ def insert_entry(text: str, section: str, name: str, entry: dict) -> str:
 def _copy(src: Path, folder: Path) -> Path:
     """``src`` into ``folder`` (a real copy, symlinks followed); a file already there stays.
 
-    Checked first (kfreeze.oneshot's copy): a FIFO, device or socket, and a source over the copy
-    limit, are refused before a byte is copied; ``folder`` was checked by ``check_destination``."""
-    from kfreeze.oneshot import _copy_file
+    Checked first (kfreeze.oneshot's check of a given file): a FIFO, device or socket, and a source
+    over the size limit, are refused before a byte is copied; ``folder`` was checked by
+    ``check_destination``."""
+    from kfreeze.oneshot import _given_file
 
     if not src.exists():
         raise KfreezeError(src, "file not found", "check the path")
@@ -76,7 +77,11 @@ def _copy(src: Path, folder: Path) -> Path:
         return dst
     if dst.exists() or dst.is_symlink():
         raise KfreezeError(dst, "already exists", "remove it, or pass that file as the source")
-    _copy_file(src, dst, "source")
+    _given_file(src, "source")
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=False)
+    else:
+        shutil.copyfile(src, dst)
     return dst
 
 
@@ -98,14 +103,14 @@ def check_destination(folder: Path, names) -> None:
 
 def _destination_names(source, arch, graph, checkpoint) -> list[str]:
     """The names ``_place`` copies into models/<name>/ (a checkpoint prefix: each of its files)."""
-    from kfreeze.oneshot import glob_escape
+    import glob
 
     names = [Path(p).name for p in (source, arch, graph) if p is not None]
     if checkpoint is not None:
         ckpt = Path(checkpoint)
         names.append(ckpt.name)
         if not ckpt.is_dir():
-            names += [part.name for part in ckpt.parent.glob(glob_escape(ckpt.name) + ".*")]
+            names += [part.name for part in ckpt.parent.glob(glob.escape(ckpt.name) + ".*")]
     return names
 
 
