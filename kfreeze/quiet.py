@@ -11,6 +11,7 @@ captured at the file descriptor (C++ and Python alike) and dropped, or with ``--
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -58,3 +59,12 @@ def _flush() -> None:
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
+
+
+def quiet_stderr(fn):
+    """``fn`` with its stderr captured (``captured_stderr``): for a function that runs a converter."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with captured_stderr():
+            return fn(*args, **kwargs)
+    return wrapper
