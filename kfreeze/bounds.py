@@ -23,7 +23,6 @@ calls it through ``resources.check_activations``, before Grappler.
 from __future__ import annotations
 
 import math
-import os
 import struct
 
 from kfreeze.errors import KfreezeError

@@ -91,7 +91,8 @@ def check_destination(folder: Path, names) -> None:
     for part in (folder.parent, folder):
         if part.is_symlink():
             raise KfreezeError(part, f"is a symlink (to {os.readlink(part)}); kfreeze add would write the model "
-                               "outside the project", f"remove the link and let kfreeze add create a real folder {part}/")
+                               "outside the project",
+                               f"remove the link and let kfreeze add create a real folder {part}/")
         if part.exists() and not part.is_dir():
             raise KfreezeError(part, "is a file, not a folder", f"move it away so kfreeze add can create {part}/")
     for name in names:
