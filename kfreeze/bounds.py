@@ -28,6 +28,7 @@ import struct
 from kfreeze.errors import KfreezeError
 
 GiB = 2**30
+MAX_RANK = 254  # TensorFlow's: a longer shape argument is no shape (and a tuple that long is not built)
 VALUE_MAX = 4096  # elements: integer tensors evaluated here (shapes, sizes, arguments) stay this small
 
 # DataType enum -> bytes an element takes in memory (a string: TF's tstring header, without its text)
@@ -164,7 +165,7 @@ class _Scope:
     def _visit(self, node):
         try:
             shape = self._infer(node)
-        except (ValueError, TypeError, ArithmeticError, IndexError, KeyError, OverflowError, struct.error):
+        except (ValueError, TypeError, ArithmeticError, IndexError, KeyError, RecursionError, struct.error):
             shape = None  # an argument this code cannot read: unknown, as TF would say at run time
         if shape is None:
             return None
@@ -212,7 +213,8 @@ class _Scope:
         if op == "Const":
             tensor = node.attr["value"].tensor
             shape = tuple(d.size for d in tensor.tensor_shape.dim)
-            if math.prod(shape) <= (VALUE_MAX if tensor.dtype in _INTS else 16):  # a float: Range's arguments
+            small = len(shape) <= 8 and all(0 <= d <= VALUE_MAX for d in shape)
+            if small and math.prod(shape) <= (VALUE_MAX if tensor.dtype in _INTS else 16):  # floats: Range's
                 value = _const_value(tensor, shape)
                 if value is not None:
                     self._set_value(node, value)
@@ -288,7 +290,8 @@ class _Scope:
             dims = self._in_value(node, _SHAPE_ARG[op])
             if dims is None:
                 rank = self._in_shape(node, _SHAPE_ARG[op])
-                return tuple(None for _ in range(rank[0])) if rank and rank[0] is not None else None
+                known = rank and rank[0] is not None and rank[0] <= MAX_RANK
+                return tuple(None for _ in range(rank[0])) if known else None
             dims = _flat(dims)
             if op == "Fill":
                 value = self._in_value(node, 1)

@@ -206,3 +206,24 @@ def test_kfreeze_run_refuses_a_fill_sized_by_the_cut_in_one_line(tmp_path, monke
     assert "node 'big' (Fill) would compute a tensor of 1.6 GiB (shape [12000, 36000])" in line, line
     assert "Traceback" not in line
     assert not (tmp_path / "out" / "optimized.pb").exists() and not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_shapes_that_only_claim_to_be_huge_build_nothing_huge():
+    """Found by fuzzing the checker: a Fill whose dims argument has 2**40 entries (a rank no tensor has),
+    and a Const of shape [2**40, 0] (no values, 2**40 rows of them). The checker built a 2**40-long tuple
+    and list; in a bounded child it now answers at once."""
+    from kfreeze import child
+
+    g = tf.Graph()
+    with g.as_default():
+        dims = tf.compat.v1.placeholder(tf.int32, [4], name="dims")
+        tf.fill(dims, 1.0, name="big")
+        tf.constant(0, tf.int32, name="empty")
+    graph = g.as_graph_def()  # then edited: TF refuses to build either
+    next(n for n in graph.node if n.name == "dims").attr["shape"].shape.dim[0].size = 2**40
+    empty = next(n for n in graph.node if n.name == "empty").attr["value"].tensor
+    empty.tensor_shape.dim.add(size=2**40)
+    empty.tensor_shape.dim.add(size=0)
+    empty.ClearField("int_val")
+    bound = child.BASE_MEMORY + GiB  # the floor a process that imports TensorFlow needs, and 1 GiB
+    assert child.call(bounds.largest, graph, None, GiB, what="bounds", where="g", memory=bound) is None
