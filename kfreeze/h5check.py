@@ -12,6 +12,7 @@ Usage: python -m kfreeze.h5check FILE [--data].
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -87,7 +88,10 @@ def check_structure(path: str | Path) -> None:
                             f"{', '.join(str(e[0], 'utf8', 'replace') if isinstance(e[0], bytes) else str(e[0]) for e in obj.external)}")
         elif obj.is_virtual:
             problems.append(f"dataset '{name}' is a virtual dataset (it maps data from other files)")
-        total += int(obj.size or 0) * obj.dtype.itemsize
+        # Reading any element inflates its whole chunk: a resizable 48-byte kernel in one gzip chunk
+        # declared [32768, 16384] made h5py allocate 2 GiB. A chunk counts as what it holds, or more.
+        chunk = math.prod(obj.chunks) if obj.chunks else 0
+        total += max(int(obj.size or 0), chunk) * obj.dtype.itemsize
 
     try:
         with h5py.File(path, "r") as f:

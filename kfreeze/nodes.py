@@ -37,6 +37,10 @@ def _never_output(op: str) -> bool:
     return op in SKIP_SINK_OPS or bool(_NOT_OUTPUT_OP.search(op))
 
 
+# What TensorFlow accepts as a node name (its importer refuses anything else), with an optional :k.
+TENSOR_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*(:[0-9]+)?\Z")
+
+
 def split_tensor(name: str) -> tuple[str, int]:
     """'node:1' -> ('node', 1); 'node' -> ('node', 0)."""
     node, _, index = name.partition(":")
@@ -57,6 +61,10 @@ def require(graph: graph_pb2.GraphDef, names: list[str], what: str, where: str) 
     """Fail with the closest real names when a configured node is not in the graph, or has no such output."""
     by_name = {n.name: n for n in graph.node}
     for name in names:
+        if not isinstance(name, str) or not TENSOR_NAME.match(name):
+            raise KfreezeError(where, f"{what} {name!r} is no tensor name" + (
+                " ('^' marks a control input, which carries no value)" if str(name).startswith("^") else ""),
+                "give a node name, or node:k for its k-th output (e.g. 'x' or 'x:0')")
         node, port = split_tensor(name)
         if node not in by_name:
             near = closest(node, sorted(by_name))

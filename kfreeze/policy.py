@@ -205,7 +205,13 @@ def check(graph, outputs: Iterable[str], fed: Iterable[str] = (), where: str = "
     ``variables`` also walks from every variable of the graph: restoring them
     (freeze, and verify's checkpoint reference) runs their control inputs too.
     ``param``: the model's ``params.Origin``, which says how the fix sets trust_code.
+
+    Sizes are checked whatever ``trust_code`` says (kfreeze.bounds): an op whose output, computed from
+    constants and the placeholders' shapes, is larger than one tensor may be is refused, before
+    anything imports, folds or runs the graph.
     """
+    from kfreeze import bounds
+    bounds.check(graph, where)
     if trust_code:
         return
     also = [n.name for n in graph.node if n.op in ("VariableV2", "Variable", "VarHandleOp")] if variables else []

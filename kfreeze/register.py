@@ -7,6 +7,7 @@ before it replaces the old one (atomically).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -66,19 +67,56 @@ def insert_entry(text: str, section: str, name: str, entry: dict) -> str:
 
 
 def _copy(src: Path, folder: Path) -> Path:
-    """``src`` into ``folder`` (a real copy, symlinks followed); a file already there stays."""
+    """``src`` into ``folder`` (a real copy, symlinks followed); a file already there stays.
+
+    Checked first (kfreeze.oneshot's check of a given file): a FIFO, device or socket, and a source
+    over the size limit, are refused before a byte is copied; ``folder`` was checked by
+    ``check_destination``."""
+    from kfreeze.oneshot import _given_file
+
     if not src.exists():
         raise KfreezeError(src, "file not found", "check the path")
     dst = folder / src.name
-    if dst.exists() and dst.resolve() == src.resolve():
+    if dst.exists() and not dst.is_symlink() and dst.resolve() == src.resolve():
         return dst
-    if dst.exists():
+    if dst.exists() or dst.is_symlink():
         raise KfreezeError(dst, "already exists", "remove it, or pass that file as the source")
+    _given_file(src, "source")
     if src.is_dir():
         shutil.copytree(src, dst, symlinks=False)
     else:
         shutil.copyfile(src, dst)
     return dst
+
+
+def check_destination(folder: Path, names) -> None:
+    """Before anything is written: ``models/`` and ``models/<name>/`` are real folders (not symlinks,
+    which would take the copies outside the project), and no file to be copied lands on a symlink."""
+    for part in (folder.parent, folder):
+        if part.is_symlink():
+            raise KfreezeError(part, f"is a symlink (to {os.readlink(part)}); kfreeze add would write the model "
+                               "outside the project",
+                               f"remove the link and let kfreeze add create a real folder {part}/")
+        if part.exists() and not part.is_dir():
+            raise KfreezeError(part, "is a file, not a folder", f"move it away so kfreeze add can create {part}/")
+    for name in names:
+        dst = folder / name
+        if dst.is_symlink():
+            raise KfreezeError(dst, f"is a symlink (to {os.readlink(dst)}); copying over it would write outside "
+                               f"{folder}/", "remove the link")
+
+
+def _destination_names(source, arch, graph, checkpoint) -> list[str]:
+    """The names ``_place`` copies into models/<name>/ (a checkpoint prefix: each of its files)."""
+    import glob
+
+    names = [Path(p).name for p in (source, arch, graph) if p is not None]
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        names.append(ckpt.name)
+        if not ckpt.is_dir():
+            names += [part.name for part in ckpt.parent.glob(glob.escape(ckpt.name) + ".*")]
+    return names
 
 
 def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] = None,
@@ -111,6 +149,7 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
                            "is a 'verify:' setting for every model" if unknown[0] in KEYS[params.VERIFY]
                            else "does not apply to this kind of model", "leave it out")
     folder = Path("models") / name
+    check_destination(folder, _destination_names(source, arch, graph, checkpoint))
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:

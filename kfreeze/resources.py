@@ -69,7 +69,11 @@ def _placeholders(graph) -> set[str]:
 
 
 def check_activations(graph, where: str, param: str) -> None:
-    """Refuse a graph whose activations, at the shapes it has now, cannot fit in memory."""
+    """Refuse a graph whose activations, at the shapes it has now, cannot fit in memory, or one of
+    whose ops would compute a tensor over the bound for one (kfreeze.bounds: checked on the GraphDef,
+    before the import below, whose shape inference evaluates constant subgraphs)."""
+    from kfreeze import bounds
+    bounds.check(graph, where)
     total, largest, largest_bytes = activation_bytes(graph)
     free = available_memory()
     if total > free:

@@ -199,3 +199,20 @@ def test_an_attribute_declaring_more_than_the_file_holds_is_refused(tmp_path):
     assert path.stat().st_size < 2**20
     with pytest.raises(KfreezeError, match=r"attr\.h5: not a readable HDF5 file \(.*ran off end of input buffer"):
         h5check.check(path)
+
+
+def test_a_small_dataset_in_a_huge_chunk_is_refused_before_it_is_read(files, tmp_path):
+    """Reading one element inflates its whole chunk: a 48-byte kernel, resizable, in one gzip chunk
+    declared [32768, 16384] (2 GiB) made h5py allocate 2.6 GB (issue 25). The chunk counts as its size.
+    Only metadata is written here: the chunk is never allocated."""
+    good = files["tfk"][0]
+    path = tmp_path / "chunk.h5"
+    path.write_bytes(good.read_bytes())
+    with h5py.File(path, "r+") as f:
+        name = _kernel_of(f, "d")
+        del f[name]
+        f.create_dataset(name, (4, 5), "float32", maxshape=(None, None), chunks=(2**15, 2**14), compression="gzip")
+    assert path.stat().st_size < 2**20
+    with pytest.raises(KfreezeError, match=r"chunk\.h5: its datasets declare 20\d\d MiB, far more than"):
+        h5check.check_structure(path)
+    h5check.check_structure(good)  # contiguous datasets: their size, as before

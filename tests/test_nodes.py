@@ -185,3 +185,15 @@ def test_require_refuses_an_output_index_the_node_does_not_have():
         nodes.require(graph, ["x:7"], "input", "--inputs")
     with pytest.raises(KfreezeError, match=r"node 'halves' \(Split\) has 2 outputs"):
         nodes.require(graph, ["halves:2"], "input", "--inputs")
+
+
+@pytest.mark.parametrize("name", ["^x", "x:y", "x:", " x", "x\n", "-x", "x:0:1"])
+def test_require_refuses_what_is_no_tensor_name_in_one_line(name):
+    """'--inputs ^x' reached TensorFlow's importer as a placeholder named '^x': an internal error (issue 25)."""
+    graph = graph_of(["x", "y"])
+    with pytest.raises(KfreezeError, match=r"--inputs: input .* is no tensor name") as e:
+        nodes.require(graph, [name], "input", "--inputs")
+    assert "\n" not in e.value.line() and "e.g. 'x' or 'x:0'" in e.value.line()
+    if name == "^x":
+        assert "control input" in e.value.line()
+    nodes.require(graph, ["x", "x:0", "y"], "input", "--inputs")

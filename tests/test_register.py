@@ -169,3 +169,54 @@ def test_a_large_savedmodel_folder_is_offered_to_dvc(project):
     assert result.exit_code == 0, result.output
     assert "to keep it out of git: dvc add models/bigsm/big_sm" in result.output
     assert "  bigsm:\n    graph: models/bigsm/big_sm\n" in (project / "params.yaml").read_text()
+
+
+# -- hostile destinations (issue 25): refused before a byte is copied ------------------------
+
+def _outside_untouched(outside: Path) -> None:
+    assert sorted(os.listdir(outside)) == [], "kfreeze add wrote outside the project"
+
+
+@pytest.mark.parametrize("link", ["models/evil", "models"])
+def test_add_through_a_symlinked_model_folder_writes_nothing_outside(project, tmp_path_factory, link):
+    outside = tmp_path_factory.mktemp("outside")
+    if link == "models":
+        (project / "models").rename(project / "models_real")
+    os.symlink(outside, project / link)
+    result = add("evil", "in/net.keras")
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert len(line.splitlines()) == 1 and f"{link}: is a symlink" in line and "Traceback" not in line, line
+    _outside_untouched(outside)
+    assert (project / "params.yaml").read_text() == PARAMS
+
+
+def test_add_onto_a_symlinked_file_in_the_model_folder_writes_nothing_outside(project, tmp_path_factory):
+    """A dangling link models/evil/net.keras -> outside/net.keras: copying onto it would create the target."""
+    outside = tmp_path_factory.mktemp("outside")
+    (project / "models" / "evil").mkdir()
+    os.symlink(outside / "net.keras", project / "models" / "evil" / "net.keras")
+    result = add("evil", "in/net.keras")
+    assert result.exit_code == 1 and "models/evil/net.keras: is a symlink" in result.output, result.output
+    _outside_untouched(outside)
+    for part in ("model.ckpt-5.index", "model.ckpt-5.data-00000-of-00001"):
+        (project / "in" / part).write_bytes(b"x")
+    (project / "in" / "g.pbtxt").write_text("node {}")
+    os.symlink(outside / "idx", project / "models" / "evil" / "model.ckpt-5.index")
+    result = add("evil", "--graph", "in/g.pbtxt", "--checkpoint", "in/model.ckpt-5", "--outputs", "p")
+    assert result.exit_code == 1 and "models/evil/model.ckpt-5.index: is a symlink" in result.output, result.output
+    _outside_untouched(outside)
+    assert (project / "params.yaml").read_text() == PARAMS
+
+
+def test_add_refuses_a_fifo_source_without_reading_it(project):
+    import threading
+
+    os.mkfifo(project / "in" / "pipe.keras")
+    results = []
+    worker = threading.Thread(target=lambda: results.append(add("piped", "in/pipe.keras")), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert results, "kfreeze add blocked on a FIFO"
+    assert results[0].exit_code == 1 and "is a FIFO, not a regular file" in results[0].output, results[0].output
+    assert not (project / "models" / "piped").exists()

@@ -38,3 +38,28 @@ def test_the_binary_graph_parses_as_tensorflow_reads_it(tmp_path):
     graph = graph_pb2.GraphDef()
     graph.ParseFromString(BINARY)
     assert [(n.name, n.op) for n in graph.node] == [("x", "Placeholder")] and graph.versions.producer == 1
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
+@pytest.mark.parametrize("kind", ["graph", None])
+def test_a_huge_sparse_file_is_told_without_reading_it(tmp_path, kind):
+    """16 GiB on paper, a few bytes on disk, starting with 0x0a: kind() read all of it to walk it
+    (issue 25). In a child bounded to 1 GiB, the walk seeks over the one node (or stops at the
+    first byte that is no GraphDef field) and reads a few bytes."""
+    from kfreeze import child
+
+    path = tmp_path / "big.pb"
+    head = b"\x0a" + _varint(2**34) + b"\x0a" if kind == "graph" else BINARY
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) - 1 + 2**34 if kind == "graph" else 2**34)
+    assert path.stat().st_size >= 2**34 and path.stat().st_blocks * 512 < 2**20  # sparse
+    assert child.call(sources.kind, path, what="kind", where=str(path), memory=2**30) == kind

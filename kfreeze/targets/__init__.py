@@ -28,6 +28,7 @@ from pathlib import Path
 
 from kfreeze import layout
 from kfreeze.errors import KfreezeError
+from kfreeze.quiet import quiet_stderr
 from kfreeze.targets.registry import EXTRA, REGISTRY, get  # noqa: F401 (EXTRA, REGISTRY: the table)
 
 FILES = {t.name: t.file for t in REGISTRY}
@@ -62,11 +63,13 @@ def options(target: str, spec) -> dict:
     return {key: getattr(spec, key) for key in get(target).reads}
 
 
+@quiet_stderr
 def build(target: str, out: Path, where: str, calibration: tuple[Path, int] | None = None, **options) -> Sibling:
     """Convert BUILD/<name>/optimized.pb (with names.json) to ``target``; a KfreezeError names what blocks it.
 
     ``options``: model keys the target reads (``precision``, ``onnx_layout``...); left out, their defaults.
-    ``calibration``: (verify.data's file, samples) for ``precision: int8``, read as verify reads it."""
+    ``calibration``: (verify.data's file, samples) for ``precision: int8``, read as verify reads it.
+    The converters' own stderr (MLIR diagnostics, tf2onnx's log) is captured (kfreeze.quiet): one line."""
     from kfreeze import graphio
     from kfreeze.optimize.context import placeholder_name
 

@@ -209,7 +209,9 @@ def run(data: bytes, feeds: dict, outputs: list[str]) -> dict:
     for name, value in feeds.items():
         if list(details[name]["shape"]) != list(value.shape):
             it.resize_tensor_input(details[name]["index"], list(value.shape))
-    it.allocate_tensors()
+    from kfreeze.quiet import captured_stderr
+    with captured_stderr():  # LiteRT's 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.'
+        it.allocate_tensors()
     for name, value in feeds.items():
         it.set_tensor(details[name]["index"], np.ascontiguousarray(value, dtype=details[name]["dtype"]))
     it.invoke()

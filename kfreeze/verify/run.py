@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 
@@ -61,7 +62,12 @@ def graph_session(graph: graph_pb2.GraphDef, outputs: list[str], trust_code: boo
     policy.check(graph, outputs, (), where, trust_code=trust_code)
     g = tf.Graph()
     with g.as_default():
-        tf.graph_util.import_graph_def(graph, name="")
+        try:
+            tf.graph_util.import_graph_def(graph, name="")
+        except ValueError as e:  # TF's shape inference refuses a node (a bad permutation at a known shape)
+            reason = " ".join(str(e).split())[:300]
+            raise KfreezeError(where, f"TensorFlow cannot import the graph: {reason}",
+                               "the graph is damaged; re-export it") from None
     del graph  # the caller's last reference, when it passed a graph read for this session
     config = session_config()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
@@ -162,6 +168,20 @@ def bounded_run(sess, fetches, feeds, where: str):
     except tf.errors.DeadlineExceededError:
         raise KfreezeError(where, f"running the graph did not finish within {limit:.0f} s (a loop that does not "
                            "end?)", "KFREEZE_TIME_LIMIT_S sets another bound if the model is that slow") from None
+    except tf.errors.OpError as e:  # InvalidArgumentError (a damaged constant PNG, a bad permutation), OOM...
+        raise KfreezeError(where, op_error(e), "the graph cannot run on verify's inputs; look at that node "
+                           "(kfreeze show), or give real inputs in verify.data") from None
+
+
+def op_error(e) -> str:
+    """One sentence from TensorFlow's multi-line run error: the node and TF's own reason."""
+    node = getattr(getattr(e, "node_def", None), "name", "") or ""
+    skip = ("Graph execution error", "Detected at node", "Node:", "[[", "defined at", "File ")
+    lines = [ln.strip() for ln in str(getattr(e, "message", e)).splitlines()
+             if ln.strip() and not ln.strip().startswith(skip)]
+    reason = lines[0][:300] if lines else type(e).__name__
+    return (f"running the graph failed at node '{node}' ({type(e).__name__}): {reason}" if node
+            else f"running the graph failed ({type(e).__name__}): {reason}")
 
 
 def fixed_batch(shapes) -> int | None:

@@ -272,3 +272,44 @@ def test_the_default_tf_child_keeps_every_row_of_inputs_with_their_own_batches(t
     got, error = verify.run_default_tf(path, feeds, ["out"], None)
     assert error is None, error
     np.testing.assert_allclose(got["out"], feeds["b"] * feeds["a"])
+
+
+PERMUTED = """
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } %s }
+node { name: "perm" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 2 } } int_val: 0 int_val: 0 } } } }
+node { name: "y" op: "Transpose" input: "x" input: "perm" attr { key: "T" value { type: DT_FLOAT } }
+       attr { key: "Tperm" value { type: DT_INT32 } } }
+"""
+
+
+def test_a_graph_tensorflow_refuses_to_run_is_one_line_naming_the_node():
+    """A damaged constant PNG, a permutation [0, 0]: TF's InvalidArgumentError (many lines) was an internal
+    error in verify (issue 25); a shape the import refuses is one line too."""
+    from google.protobuf import text_format
+    from tensorflow.core.framework import graph_pb2
+
+    from kfreeze.errors import KfreezeError
+    from kfreeze.verify.run import run_graph
+    from tests.test_bounds import png_header
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        image = tf.io.decode_png(tf.constant(png_header(4, 4) + b"not deflate data"), name="dec")
+        tf.identity(x + tf.reduce_sum(tf.cast(image, tf.float32)), name="y")
+    feeds = {"x": np.zeros((2, 3), np.float32)}
+    with pytest.raises(KfreezeError, match=r"^g: running the graph failed at node 'dec' \(InvalidArgumentError\): "
+                                           r"Invalid PNG") as e:
+        run_graph(g.as_graph_def(), feeds, ["y"], where="g")
+    assert "\n" not in e.value.line()
+    graph = text_format.Parse(PERMUTED % "", graph_pb2.GraphDef())
+    with pytest.raises(KfreezeError, match=r"failed at node 'y' \(InvalidArgumentError\): 1 is missing from"):
+        run_graph(graph, feeds, ["y"], where="g")
+    g = tf.Graph()  # a Reshape to 7 elements of a [2, 3] input, which TF's import refuses
+    with g.as_default():
+        tf.reshape(tf.compat.v1.placeholder(tf.float32, None, name="x"), [7], name="y")
+    graph = g.as_graph_def()
+    graph.node[0].attr["shape"].shape.CopyFrom(tf.TensorShape([2, 3]).as_proto())
+    with pytest.raises(KfreezeError, match=r"^g: TensorFlow cannot import the graph: .*6 elements.*shape \[7\]"):
+        run_graph(graph, feeds, ["y"], where="g")
