@@ -463,8 +463,6 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
 
 def _setting(param, key: str, value: str) -> str:
     """The fix that sets ``key`` (``param``: a ``params.Origin``; None: say it plainly)."""
-    if isinstance(param, str):  # a params file's key path ("models.m"), as callers gave it before params.Origin
-        return f"set {param}.{key}: {value} in params.yaml"
     return param.setting(key, value) if param is not None else f"set {key}: {value} for this model"
 
 

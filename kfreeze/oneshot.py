@@ -159,6 +159,8 @@ def _given_checkpoint(checkpoint: Path) -> str:
     """A checkpoint folder, or a prefix (model.ckpt-600 -> its .index/.data-* and 'checkpoint' files)."""
     if checkpoint.is_dir():
         return _given_file(checkpoint, "checkpoint")
+    if checkpoint.is_file():  # a V1 checkpoint: one file named by its prefix
+        return _given_file(checkpoint, "checkpoint", folder_ok=False)
     parts = sorted(checkpoint.parent.glob(glob_escape(checkpoint.name) + ".*"))
     if not parts:
         raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",

@@ -230,11 +230,13 @@ def optimize_file(frozen_path: Path, ctx, out_path: Path, inputs_where: str, sha
     """frozen.pb -> optimized.pb, in the optimize stage's child process (kfreeze.child): the parent
     never holds the frozen graph, and Grappler's threads live and die in a fresh interpreter.
     Returns the frozen graph's op count and the passes' stats."""
-    from kfreeze import graphio, nodes, resources
+    from kfreeze import bounds, graphio, nodes, resources
     from kfreeze import optimize as opt
 
     frozen = graphio.read_graph(frozen_path)
     nodes.require(frozen, [i.name for i in ctx.inputs], "input", inputs_where)
+    # computed sizes at the cut's shapes, before the cut imports the graph (TF's import evaluates shapes)
+    bounds.check(frozen, shape_where, shapes={i.name.split(":")[0]: i.shape for i in ctx.inputs if i.shape is not None})
     resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize", shape_where)
     ops_frozen = len(frozen.node)
     graph, stats = opt.optimize(frozen, ctx)

@@ -3,6 +3,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from kfreeze.params import Origin
 from kfreeze import keras_io
 from kfreeze.keras_io import keras
 from kfreeze.errors import KfreezeError
@@ -80,7 +81,7 @@ def test_unregistered_custom_layer_needs_custom_objects(tmp_path, monkeypatch):
     model = keras.Model(inp, objects["Scale"](3.0, name="scale")(inp))
     model.save(tmp_path / "m.keras")
     with pytest.raises(KfreezeError, match=r"uses 'Scale'.*custom_objects: \[your.module:Scale\]") as e:
-        keras_io.load_model(tmp_path / "m.keras", param="models.m")
+        keras_io.load_model(tmp_path / "m.keras", param=Origin.project("models", "m"))
     assert "models.m.custom_objects" in str(e.value)
     loaded = keras_io.load_model(tmp_path / "m.keras", custom_objects=objects)
     np.testing.assert_allclose(loaded(np.ones((1, 3), np.float32)), 3.0)
@@ -102,7 +103,7 @@ def test_lambda_layer_is_refused_unless_trusted(tmp_path):
     model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp))
     model.save(tmp_path / "lambda.keras")
     with pytest.raises(KfreezeError, match=r"Lambda layer.*set models.m.trust_code: true"):
-        keras_io.load_model(tmp_path / "lambda.keras", param="models.m")
+        keras_io.load_model(tmp_path / "lambda.keras", param=Origin.project("models", "m"))
     trusted = keras_io.load_model(tmp_path / "lambda.keras", trust_code=True)
     np.testing.assert_allclose(trusted(np.ones((1, 3), np.float32)), 2.0)
 

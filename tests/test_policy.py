@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kfreeze import policy
+from kfreeze.params import Origin
 from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
 
@@ -44,7 +45,7 @@ def graph_with(kind: str, target: str = "/nonexistent/pwned"):
                                       ("function", "WriteFile")])
 def test_hostile_op_is_refused_with_op_and_node(kind, op):
     with pytest.raises(KfreezeError) as e:
-        policy.check(graph_with(kind), ["y"], ["x"], "g.pbtxt", "graphs.m")
+        policy.check(graph_with(kind), ["y"], ["x"], "g.pbtxt", Origin.project("graphs", "m"))
     line = e.value.line()
     assert f"a {op} op" in line and "graphs.m.trust_code: true" in line and "node '" in line
 

@@ -135,9 +135,6 @@ def _write_v1(folder, build, binary=False):
     return folder / "input_graph.pbtxt", prefix
 
 
-@pytest.mark.xfail(strict=True, reason="V1 checkpoints: freeze reads them (tests/test_freeze.py), but kfreeze run's "
-                   "copy_checkpoint (kfreeze/oneshot.py) looks only for PREFIX.* files: 'checkpoint not found (no "
-                   ".index or .data-* files with this prefix)'")
 def test_freeze_graph_v1_checkpoint(tmp_path):
     """testFreezeGraphV1: the same graph saved with SaverDef.V1."""
     r = _one(tmp_path, _variable_times_two, write=_write_v1)
