@@ -76,6 +76,15 @@ CheckNumerics CheckNumericsV2 GuaranteeConst
 """.split())
 
 
+
+def _attr(node, key: str):
+    """``node.attr[key]`` without adding it: indexing a protobuf map inserts the key, and the checked
+    graph would come out changed (an empty 'adj_x' on a MatMul fails TF's oneDNN rewrite)."""
+    if key in node.attr:
+        return node.attr[key]
+    from tensorflow.core.framework import attr_value_pb2  # loaded already: the graph is TF's message
+    return attr_value_pb2.AttrValue()
+
 def tensor_limit(model_bytes: int) -> int:
     """The largest tensor one op may compute: a quarter of the children's memory bound
     (``kfreeze.child.memory_bound``: 4 GiB + 16x the model, or ``KFREEZE_MEMORY_LIMIT_GB``), since
@@ -182,7 +191,7 @@ class _Scope:
 
     def _item(self, node) -> int:
         if node.op in _DECODE:
-            return 2 if node.attr["dtype"].type == 17 else 1
+            return 2 if _attr(node, "dtype").type == 17 else 1
         for key in ("dtype", "T", "out_type", "DstT", "Tidx", "output_type", "Tout"):
             if key in node.attr and node.attr[key].type:
                 return _ITEM.get(node.attr[key].type, 4)
@@ -207,11 +216,11 @@ class _Scope:
         if op in ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault"):
             if node.name in self.fed and self.fed[node.name] is not None:
                 return tuple(None if d is None or d < 0 else int(d) for d in self.fed[node.name])
-            if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-                return tuple(None if d.size < 0 else d.size for d in node.attr["shape"].shape.dim)
+            if "shape" in node.attr and not _attr(node, "shape").shape.unknown_rank:
+                return tuple(None if d.size < 0 else d.size for d in _attr(node, "shape").shape.dim)
             return self._in_shape(node, 0) if op == "PlaceholderWithDefault" else None
         if op == "Const":
-            tensor = node.attr["value"].tensor
+            tensor = _attr(node, "value").tensor
             shape = tuple(d.size for d in tensor.tensor_shape.dim)
             small = len(shape) <= 8 and all(0 <= d <= VALUE_MAX for d in shape)
             if small and math.prod(shape) <= (VALUE_MAX if tensor.dtype in _INTS else 16):  # floats: Range's
@@ -264,7 +273,7 @@ class _Scope:
             return shape[:axis] + (1,) + shape[axis:]
         if op == "Squeeze":
             shape = self._in_shape(node, 0)
-            dims = list(node.attr["squeeze_dims"].list.i)
+            dims = list(_attr(node, "squeeze_dims").list.i)
             if shape is None or (not dims and None in shape):
                 return None
             dims = {d % len(shape) for d in dims} if dims else {i for i, d in enumerate(shape) if d == 1}
@@ -309,7 +318,7 @@ class _Scope:
             shape, depth = self._in_shape(node, 0), self._in_value(node, 1)
             depth = int(_scalar(depth)) if depth is not None else None
             shape = shape if shape is not None else ()
-            axis = node.attr["axis"].i if "axis" in node.attr else -1
+            axis = _attr(node, "axis").i if "axis" in node.attr else -1
             axis = len(shape) if axis < 0 else axis
             return shape[:axis] + (depth,) + shape[axis:]
         if op in ("Pad", "PadV2", "MirrorPad"):
@@ -348,7 +357,7 @@ class _Scope:
             known = [s for s in shapes if s is not None]
             if not known:
                 return None
-            axis = node.attr["axis"].i
+            axis = _attr(node, "axis").i
             base = known[0]
             axis = axis + len(base) + 1 if axis < 0 else axis
             return base[:axis] + (len(ins),) + base[axis:]
@@ -379,9 +388,9 @@ class _Scope:
                 or any(node.attr[m].i for m in ("ellipsis_mask", "new_axis_mask")):
             return None
         b, e, s = _flat(begin)[0], _flat(end)[0], _flat(strides)[0]
-        b = None if node.attr["begin_mask"].i & 1 else b
-        e = None if node.attr["end_mask"].i & 1 else e
-        if node.attr["shrink_axis_mask"].i & 1:
+        b = None if _attr(node, "begin_mask").i & 1 else b
+        e = None if _attr(node, "end_mask").i & 1 else e
+        if _attr(node, "shrink_axis_mask").i & 1:
             if value is not None:
                 self._set_value(node, value[b if b is not None else 0])
             return ()
@@ -395,7 +404,7 @@ class _Scope:
 
     def _reduce(self, node):
         shape, axes = self._in_shape(node, 0), self._in_value(node, 1)
-        keep = node.attr["keep_dims"].b or node.attr["keepdims"].b
+        keep = _attr(node, "keep_dims").b or _attr(node, "keepdims").b
         if shape is None or axes is None:
             return None
         axes = {a % len(shape) for a in _flat(axes)} if shape else set()
@@ -427,8 +436,8 @@ class _Scope:
         a, b = self._in_shape(node, 0), self._in_shape(node, 1)
         if a is None or b is None or len(a) < 2 or len(b) < 2:
             return None
-        ta = node.attr["transpose_a"].b or node.attr["adj_x"].b
-        tb = node.attr["transpose_b"].b or node.attr["adj_y"].b
+        ta = _attr(node, "transpose_a").b or _attr(node, "adj_x").b
+        tb = _attr(node, "transpose_b").b or _attr(node, "adj_y").b
         m = a[-1] if ta else a[-2]
         n = b[-2] if tb else b[-1]
         batch = _broadcast([a[:-2], b[:-2]]) or ()
@@ -438,17 +447,17 @@ class _Scope:
         """Height, width and channels read from a constant image's header, before anything decodes it."""
         src = self._inputs(node)[0] if self._inputs(node) else None
         const = self.nodes.get(src[0]) if src else None
-        if const is None or const.op != "Const" or not const.attr["value"].tensor.string_val:
+        if const is None or const.op != "Const" or not _attr(const, "value").tensor.string_val:
             return (None, None, None)
-        data = const.attr["value"].tensor.string_val[0]
+        data = _attr(const, "value").tensor.string_val[0]
         size = image_size(data)
         if size is None:
             return (None, None, None)
         height, width, frames = size
-        channels = node.attr["channels"].i if "channels" in node.attr else 0
+        channels = _attr(node, "channels").i if "channels" in node.attr else 0
         channels = channels or size_channels(data)
         if node.op == "DecodeJpeg" or node.op == "DecodeAndCropJpeg":
-            ratio = node.attr["ratio"].i or 1
+            ratio = _attr(node, "ratio").i or 1
             height, width = -(-height // ratio), -(-width // ratio)
         if node.op == "DecodeGif" or (node.op == "DecodeImage" and frames > 1):
             return (frames, height, width, 3)

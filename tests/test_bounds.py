@@ -227,3 +227,13 @@ def test_shapes_that_only_claim_to_be_huge_build_nothing_huge():
     empty.ClearField("int_val")
     bound = child.BASE_MEMORY + GiB  # the floor a process that imports TensorFlow needs, and 1 GiB
     assert child.call(bounds.largest, graph, None, GiB, what="bounds", where="g", memory=bound) is None
+
+
+def test_the_check_leaves_the_graph_as_it_was():
+    """Reading an attr a node lacks must not add it (a protobuf map inserts on indexing): an empty
+    'adj_x' on a MatMul made TF's oneDNN rewrite fail, and a SavedModel lose its inputs."""
+    from tests.targets import graphs
+    graph = graphs.conv_two_heads().graph
+    before = graph.SerializeToString()
+    bounds.check(graph, "g")
+    assert graph.SerializeToString() == before
