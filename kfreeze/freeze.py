@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +59,8 @@ def resolve_checkpoint(path: str | Path) -> str:
 def _check_files_inside(prefix: Path, folder: Path) -> None:
     from kfreeze.params import check_inside
 
-    for file in sorted(prefix.parent.glob(glob_escape(prefix.name) + ".*")):
+    for file in sorted(prefix.parent.glob(glob.escape(prefix.name) + ".*")):
         check_inside(file, folder, str(prefix))
-
-
-def glob_escape(name: str) -> str:
-    import glob
-    return glob.escape(name)
 
 
 def freeze(graph: graph_pb2.GraphDef, checkpoint: str | Path | None, outputs: list[str], where: str) -> Frozen:

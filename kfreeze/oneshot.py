@@ -11,6 +11,7 @@ Every params key has a flag, generated from ``kfreeze.params.KEYS`` (``flag_keys
 from __future__ import annotations
 
 import contextlib
+import glob
 import re
 import shutil
 import sys
@@ -119,10 +120,6 @@ def route(source: Optional[Path], graph: Optional[Path], arch: Optional[Path] = 
     return source, graph
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
 @dataclass
 class Result:
     name: str
@@ -161,7 +158,7 @@ def _given_checkpoint(checkpoint: Path) -> str:
         return _given_file(checkpoint, "checkpoint")
     if checkpoint.is_file():  # a V1 checkpoint: one file named by its prefix
         return _given_file(checkpoint, "checkpoint", folder_ok=False)
-    parts = sorted(checkpoint.parent.glob(glob_escape(checkpoint.name) + ".*"))
+    parts = sorted(checkpoint.parent.glob(glob.escape(checkpoint.name) + ".*"))
     if not parts:
         raise KfreezeError(checkpoint, "checkpoint not found (no .index or .data-* files with this prefix)",
                            "give the prefix, e.g. model.ckpt-600, or the checkpoint folder")
