@@ -35,7 +35,9 @@ TF_NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl|To e
 
 def transcript(repo: Path) -> tuple[list[str], float]:
     t0 = time.monotonic()
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "repro"], cwd=repo, capture_output=True, text=True)
+    # --no-run-cache: every stage runs, so no "is cached" line depends on what ran before.
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "dvc"), "repro", "--no-run-cache"], cwd=repo,
+                          capture_output=True, text=True)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         sys.exit(f"dvc repro failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
