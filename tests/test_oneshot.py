@@ -210,7 +210,9 @@ def test_a_file_of_no_known_kind_is_refused_by_its_bytes(tmp_path):
     assert result.exit_code == 1 and "holds no saved_model.pb" in result.output
 
 
-@pytest.mark.parametrize("fmt, name", [("keras", "net.model"), ("h5", "net.model"), ("keras", "weights.bin")])
+@pytest.mark.parametrize("fmt, name", [("h5", "net.model"),  # the other two: make test-matrix
+                                       pytest.param("keras", "net.model", marks=(pytest.mark.slow, pytest.mark.matrix)),
+                                       pytest.param("keras", "weights.bin", marks=(pytest.mark.slow, pytest.mark.matrix))])
 def test_keras_files_are_known_by_their_magic_bytes_whatever_the_suffix(tmp_path, tiny_model, fmt, name):
     """An HDF5 model named *.model, a .keras zip named *.model or *.bin: run as Keras models."""
     saved = tmp_path / f"saved.{fmt}"

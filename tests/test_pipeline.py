@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_tiny
-from tests.entries import graph_entry, keras_entry, params_text
+from tests.entries import graph_entry, params_text
 
 pytestmark = pytest.mark.slow  # real dvc runs / child processes: minutes, not seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = params_text(
-    models={"alpha": {"source": "models/alpha/model.keras"},  # only what differs from the defaults
-            "beta": keras_entry("models/beta/model.keras", input_shape=[1, 8, 8, 1])},
+    models={"alpha": {"source": "models/alpha/model.keras"}},  # only what differs from the defaults
     graphs={"gamma": graph_entry("models/gamma/graph.pbtxt", "models/gamma/model.ckpt-600", inputs=["IteratorGetNext"],
                                  outputs=["softmax_tensor"], input_shape=[1, 20, 20, 1], input_dtype="float32")},
     samples=4)
@@ -84,9 +83,8 @@ def repo(tmp_path_factory):
         shutil.copy(ROOT / item, repo / item)
     for item in ("stages", "kfreeze"):
         shutil.copytree(ROOT / item, repo / item, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, seed in (("alpha", 0), ("beta", 1)):
-        (repo / "models" / name).mkdir(parents=True)
-        build_tiny(seed).save(repo / "models" / name / "model.keras")
+    (repo / "models" / "alpha").mkdir(parents=True)
+    build_tiny(0).save(repo / "models" / "alpha" / "model.keras")
     # A TF1 graph + checkpoint: the committed example (training graph, tf.data input).
     shutil.copytree(ROOT / "models" / "digits_tf1", repo / "models" / "gamma",
                     ignore=shutil.ignore_patterns("*.py", "*.md"))
@@ -112,10 +110,10 @@ TF1_STAGES = ("freeze_tf1", "optimize_tf1", *(f"{t}_tf1" for t in EXTRA), "verif
 
 def test_first_repro_builds_everything(built):
     repo, ran = built
-    assert ran == sorted([f"{s}@{m}" for s in STAGES for m in ("alpha", "beta")] +
+    assert ran == sorted([f"{s}@alpha" for s in STAGES] +
                          [f"{s}@gamma" for s in TF1_STAGES])
     assert "alpha" in (repo / "plots" / "models.csv").read_text()  # the summary stage ran too
-    for model in ("alpha", "beta", "gamma"):
+    for model in ("alpha", "gamma"):
         metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
         assert metrics["max_abs_diff"] <= 1e-5
         assert metrics["ops_optimized"] < metrics["ops_frozen"]
@@ -141,8 +139,8 @@ def test_editing_input_shape_reaches_only_optimize_and_verify(undo):
 
 def test_replacing_a_source_reaches_its_convert_and_verify(undo):
     """verify reads the source too: it is the reference the graph is compared with."""
-    build_tiny(seed=5).save(undo / "models" / "beta" / "model.keras")
-    assert first_to_rerun(undo) == ["convert@beta", "verify@beta"]
+    build_tiny(seed=5).save(undo / "models" / "alpha" / "model.keras")
+    assert first_to_rerun(undo) == ["convert@alpha", "verify@alpha"]
 
 
 def test_tf1_node_name_edit_reaches_only_its_freeze_optimize_verify(undo):
@@ -167,7 +165,7 @@ def test_editing_verify_atol_reaches_only_the_verify_stages(undo):
     data = yaml.safe_load(path.read_text())
     data["verify"]["atol"] = 2.0e-4
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert first_to_rerun(undo) == ["verify@alpha", "verify@beta", "verify_tf1@gamma"]
+    assert first_to_rerun(undo) == ["verify@alpha", "verify_tf1@gamma"]
 
 
 def test_adding_a_target_reaches_only_that_targets_stage_and_verify(undo):
@@ -207,12 +205,12 @@ def test_a_model_name_with_shell_in_it_never_reaches_a_shell(undo):
 
 def test_a_dvc_tracked_source_reruns_nothing_until_its_bytes_change(undo):
     """dvc add models/<name>/model.keras: the file leaves git; the stages still see it and rerun on a new one."""
-    sh("dvc", "add", "-q", "models/beta/model.keras", cwd=undo)
-    assert (undo / "models" / "beta" / "model.keras.dvc").is_file()
+    sh("dvc", "add", "-q", "models/alpha/model.keras", cwd=undo)
+    assert (undo / "models" / "alpha" / "model.keras.dvc").is_file()
     assert first_to_rerun(undo) == []  # the same bytes: nothing to do
-    build_tiny(seed=7).save(undo / "models" / "beta" / "model.keras")
-    sh("dvc", "add", "-q", "models/beta/model.keras", cwd=undo)
-    assert first_to_rerun(undo) == ["convert@beta", "verify@beta"]
+    build_tiny(seed=7).save(undo / "models" / "alpha" / "model.keras")
+    sh("dvc", "add", "-q", "models/alpha/model.keras", cwd=undo)
+    assert first_to_rerun(undo) == ["convert@alpha", "verify@alpha"]
 
 
 # -- real reruns (make test-e2e): the cascade downstream and byte-identical rebuilds -----------
@@ -246,8 +244,8 @@ def test_editing_input_shape_reruns_only_optimize_and_verify(built):
 @pytest.mark.e2e
 def test_replacing_a_source_reruns_its_stages(built):
     repo = built[0]
-    build_tiny(seed=5).save(repo / "models" / "beta" / "model.keras")
-    assert repro(repo) == sorted(f"{s}@beta" for s in STAGES)
+    build_tiny(seed=5).save(repo / "models" / "alpha" / "model.keras")
+    assert repro(repo) == sorted(f"{s}@alpha" for s in STAGES)
     assert repro(repo) == []
 
 

@@ -141,6 +141,7 @@ def test_rebatching_before_the_reshape_names_the_node_to_cut(estimator_project, 
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # several processes: make test-e2e
 def test_verify_metrics_are_byte_identical_across_processes_and_cpus(dropout_project, monkeypatch):
     """two_heads gave max_abs_diff 1.46e-06 on an AVX-512 CPU and 1.39e-06 on AVX2: oneDNN's
     sgemm picks its kernel by CPU. The rerun here pretends to be each machine in turn."""
