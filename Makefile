@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-quick test-e2e test-docs test-cpp test-peers bench clean
+.PHONY: install repro test test-quick test-matrix test-e2e test-docs test-cpp test-peers bench clean
 
 install: $(VENV)/.installed
 
@@ -20,15 +20,22 @@ repro: install
 XDIST := -n 2 --dist loadfile
 
 test: install
-	python -m pytest -q $(XDIST) -m "not docs and not e2e and not cpp and not peers"
+	python -m pytest -q $(XDIST) -m "not matrix and not e2e and not peers and not docs and not cpp"
 
-# The edit-test loop: everything but the tests marked slow (real dvc runs, stage processes).
+# The edit-test loop: make test without the tests marked slow (over about 5 s: real dvc runs, stage processes).
 test-quick: install
-	python -m pytest -q $(XDIST) -m "not slow and not docs and not cpp and not peers"
+	python -m pytest -q $(XDIST) -m "not slow and not matrix and not e2e and not peers and not docs and not cpp"
 
-# Sharing end to end: scratch projects built over several commits, pushed, cloned, diffed (.ci/run runs it).
+# Breadth (.ci/run runs it): every row of the conformance matrix (the whole file, so that the full run
+# also checks docs/conformance.md), every recurrent class's siblings, real models in OpenCV.
+test-matrix: install
+	python -m pytest -q $(XDIST) -m "not e2e and not peers and not docs and not cpp" tests/conformance
+	python -m pytest -q $(XDIST) -m "matrix and not e2e and not peers and not docs and not cpp" --ignore=tests/conformance
+
+# Whole projects and processes (.ci/run runs it): scratch projects built over several commits, pushed, cloned,
+# diffed; the pipeline's real reruns and forced rebuild; stages killed mid-write.
 test-e2e: install
-	python -m pytest -q -m "e2e and not docs"
+	python -m pytest -q $(XDIST) -m "e2e and not docs"
 
 # The peers' own tests (TF's freeze_graph/optimize_for_inference/graph transforms, tf2onnx, Keras export)
 # rebuilt and run through `kfreeze run` (tests/peers/README.md; .ci/run runs it).

@@ -148,6 +148,22 @@ def partitions(shapes: dict[str, list[int] | None], stored: dict) -> dict[str, t
     return found
 
 
+def restore_ops(variables: dict, reader, parts: dict) -> tuple[list, dict]:
+    """In the current graph, one assign per variable (name -> its op, VariableV2 or VarHandleOp)
+    from a placeholder, and the feeds that give each placeholder the checkpoint's value."""
+    assigns, feeds = [], {}
+    with tf.name_scope("kfreeze_restore"):
+        for name, op in sorted(variables.items()):
+            if op.type == "VarHandleOp":
+                value = tf.compat.v1.placeholder(op.get_attr("dtype"))
+                assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+            else:
+                value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
+                assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
+            feeds[value] = checkpoint_value(reader, name, parts)
+    return assigns, feeds
+
+
 def checkpoint_value(reader, name: str, parts: dict):
     """Variable ``name``'s value: its checkpoint key, or its slice of the partitioned variable's."""
     if name in parts:
@@ -180,17 +196,7 @@ def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], ou
             read.attr["dtype"].CopyFrom(node.attr["dtype"])
     with tf.Graph().as_default() as g:
         tf.graph_util.import_graph_def(graph, name="")
-        assigns, feeds = [], {}
-        with tf.name_scope("kfreeze_restore"):
-            for name in sorted(needed):
-                op = g.get_operation_by_name(name)
-                if op.type == "VarHandleOp":
-                    value = tf.compat.v1.placeholder(op.get_attr("dtype"))
-                    assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
-                else:
-                    value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
-                    assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
-                feeds[value] = checkpoint_value(reader, name, parts or {})
+        assigns, feeds = restore_ops({name: g.get_operation_by_name(name) for name in needed}, reader, parts or {})
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         with tf.compat.v1.Session(graph=g, config=config) as sess:
             sess.run(assigns, feeds)

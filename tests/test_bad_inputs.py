@@ -67,6 +67,7 @@ SOURCE_CASES = ["missing", "empty", "random", "random_h5", "pb_as_source",
                 "keras_cut_10", "keras_cut_50", "keras_cut_90", "h5_cut_10", "h5_cut_50", "h5_cut_90"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SOURCE_CASES)
 def test_bad_keras_source(project, tmp_path, case):
     data, message = source_cases(tmp_path)[case]
@@ -95,6 +96,7 @@ def test_missing_arch_and_mismatched_arch(project, tmp_path):
     check(project, project.run("convert", "arch2"), "convert", "arch2")
 
 
+@pytest.mark.slow
 def test_unregistered_custom_layer_and_the_param_that_fixes_it(project):
     from tests.test_keras_io import LAYER_MODULE
     project.file("models/custom/layers.py", LAYER_MODULE.encode())
@@ -117,6 +119,7 @@ def test_unregistered_custom_layer_and_the_param_that_fixes_it(project):
         assert result.code == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_lambda_layer_refused_then_trusted(project):
     from kfreeze.keras_io import keras
     inp = keras.Input((4,), name="x")
@@ -231,6 +234,7 @@ def test_input_downstream_of_the_output(project):
     ({"input_shape": [20, 20, 1]}, "does not fit the graph's shape"),
     ({"input_dtype": "float33"}, "'float33' is not a TensorFlow dtype"),
 ], ids=["wrong_rank", "bad_dtype"])
+@pytest.mark.slow
 def test_bad_names_shapes_dtypes_fail_in_optimize(project, keys, message):
     name = f"opt_{list(keys)[0]}_{len(project.params['graphs'])}"
     tf1_model(project, name, **keys)

@@ -151,6 +151,7 @@ def test_sizes_in_a_function_body_are_bounded_too():
     assert name.endswith("/big") and op == "Range" and size == 2**30
 
 
+@pytest.mark.slow
 def test_the_size_check_stays_quiet_on_real_models():
     """keras.applications and RNN graphs: no refusal at a bound far under what they hold, so the check
     reads shapes and does not invent sizes; and it takes milliseconds."""
@@ -184,6 +185,7 @@ def test_image_headers():
     assert bounds.image_size(b"not an image") is None
 
 
+@pytest.mark.slow
 def test_kfreeze_run_refuses_a_fill_sized_by_the_cut_in_one_line(tmp_path, monkeypatch):
     """The input is [None, 3] in the graph, so freeze cannot know Fill's size; optimize's child does once
     input_shape fixes it, and refuses before Grappler in one line (no optimized.pb, no metrics)."""
@@ -208,6 +210,7 @@ def test_kfreeze_run_refuses_a_fill_sized_by_the_cut_in_one_line(tmp_path, monke
     assert not (tmp_path / "out" / "optimized.pb").exists() and not (tmp_path / "out" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_shapes_that_only_claim_to_be_huge_build_nothing_huge():
     """Found by fuzzing the checker: a Fill whose dims argument has 2**40 entries (a rank no tensor has),
     and a Const of shape [2**40, 0] (no values, 2**40 rows of them). The checker built a 2**40-long tuple

@@ -45,6 +45,7 @@ def one_error_line(result):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_missing_source_is_one_line(project):
     assert kfreeze("resolve", "gone", cwd=project).returncode == 0
     line = one_error_line(kfreeze("convert", "gone", cwd=project))
@@ -61,6 +62,7 @@ def test_a_dvc_stage_reads_only_its_settings_file(project):
                     "tiny' first ('dvc repro' runs it)")
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(project):
     assert kfreeze("resolve", "gone", cwd=project).returncode == 0
     result = kfreeze("convert", "gone", "--debug", cwd=project)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import tiny_project
 
-pytestmark = pytest.mark.slow  # a stage process per case: seconds each
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a stage process per case, killed mid-write: make test-e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = '''

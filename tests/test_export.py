@@ -96,6 +96,7 @@ def test_strip_name_counters_refuses_collisions():
     assert export.strip_name_counters(g2, {"m", "conv"}) == {"m_1/conv_1/x": "m/conv/x"}
 
 
+@pytest.mark.slow
 def test_convert_refuses_a_layer_a_frozen_graph_cannot_run(tmp_path):
     """An IntegerLookup's hash table is never initialized in a frozen graph (the session fails
     at verify with 'Table not initialized'); convert refuses it in one line naming the layer,

@@ -41,6 +41,7 @@ def two_io_run(tmp_path_factory):
     return tmp, model, result
 
 
+@pytest.mark.slow
 def test_run_writes_the_artifacts_and_prints_the_names(two_io_run):
     tmp, model, result = two_io_run
     assert result.exit_code == 0, result.output
@@ -129,6 +130,7 @@ def test_run_a_tf1_graph_and_checkpoint(tmp_path):
     assert "import/softmax_tensor:0" in result.output
 
 
+@pytest.mark.slow
 def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "metrics.json").write_text("{}")  # a stale pass from an earlier run
@@ -151,6 +153,7 @@ def seed_graph(tmp_path_factory):
     return build_frozen("seed", tmp_path_factory.mktemp("seed") / "frozen_graph.pb")
 
 
+@pytest.mark.slow
 def test_run_a_frozen_graph_cut_at_its_tf_data_input(seed_graph, tmp_path):
     """The seeds' flow in one command: a frozen graph fed by tf.data, cut at IteratorGetNext to a fixed
     [1, 20, 20, 1], optimized and verified against the frozen graph itself."""
@@ -171,6 +174,7 @@ def test_run_a_frozen_graph_cut_at_its_tf_data_input(seed_graph, tmp_path):
     assert len(optimized.node) < len(graphio.read_graph(seed_graph).node)
 
 
+@pytest.mark.slow
 def test_a_frozen_graph_is_known_by_its_bytes_not_its_suffix(seed_graph, tmp_path):
     """A binary graph named .pbtxt and a text graph named .bin: each read as what it is."""
     (tmp_path / "binary.pbtxt").write_bytes(seed_graph.read_bytes())
@@ -183,6 +187,7 @@ def test_a_frozen_graph_is_known_by_its_bytes_not_its_suffix(seed_graph, tmp_pat
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_a_frozen_graph_goes_through_the_op_policy(tmp_path):
     graph = build_frozen("reads_file", tmp_path / "reads.pb")
     result = invoke(graph, "--inputs", "x", "--outputs", "y", "--out", tmp_path / "o")
@@ -210,7 +215,10 @@ def test_a_file_of_no_known_kind_is_refused_by_its_bytes(tmp_path):
     assert result.exit_code == 1 and "holds no saved_model.pb" in result.output
 
 
-@pytest.mark.parametrize("fmt, name", [("keras", "net.model"), ("h5", "net.model"), ("keras", "weights.bin")])
+@pytest.mark.parametrize("fmt, name", [("h5", "net.model"),  # the other two: make test-matrix
+                                       pytest.param("keras", "net.model", marks=(pytest.mark.slow, pytest.mark.matrix)),
+                                       pytest.param("keras", "weights.bin", marks=(pytest.mark.slow, pytest.mark.matrix))])
+@pytest.mark.slow
 def test_keras_files_are_known_by_their_magic_bytes_whatever_the_suffix(tmp_path, tiny_model, fmt, name):
     """An HDF5 model named *.model, a .keras zip named *.model or *.bin: run as Keras models."""
     saved = tmp_path / f"saved.{fmt}"
@@ -233,6 +241,7 @@ def exported(tmp_path_factory):
     return folder, model
 
 
+@pytest.mark.slow
 def test_run_a_savedmodel_folder(exported, tmp_path):
     """Inputs and outputs named after the signature's keys; verified against the signature function itself."""
     folder, model = exported
@@ -258,6 +267,7 @@ def test_run_a_savedmodel_folder(exported, tmp_path):
         np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_savedmodel_signature_is_chosen_by_its_key(tmp_path):
     folder = save_two_signatures(tmp_path / "sm")
     result = invoke(folder, "--signature", "doubled", "--samples", "3", "--out", tmp_path / "o")
@@ -299,6 +309,7 @@ def test_a_key_and_its_fix_are_named_as_the_user_wrote_them():
     assert flags.setting("custom_objects", "[a.b:C]") == "pass --custom-objects [a.b:C]"
 
 
+@pytest.mark.slow
 def test_run_writes_what_the_dvc_stages_write(two_io_run, tmp_path):
     """The same steps on the same entry: a project's resolve + stages (settings files) and kfreeze run
     (flags) write byte-identical names.json, signature.json and optimized.pb."""
@@ -329,6 +340,7 @@ def test_run_writes_what_the_dvc_stages_write(two_io_run, tmp_path):
     assert ours == theirs
 
 
+@pytest.mark.slow
 def test_graph_flag_takes_a_frozen_graph_without_checkpoint(seed_graph, tmp_path):
     result = invoke("--graph", seed_graph, "--inputs", "IteratorGetNext", "--input-shape", "[1, 20, 20, 1]",
                     "--samples", "2", "--out", tmp_path / "o")

@@ -31,6 +31,7 @@ def test_what_writes_to_fd_2_is_captured_and_replayed_only_with_debug(capfd, mon
     assert capfd.readouterr().err == "shown with --debug\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, said", [("onnx", "has no ONNX conversion in tf2onnx"),
                                           ("tflite", "is not a TFLite builtin op")])
 def test_a_failing_converter_leaves_one_line_on_the_terminal(tmp_path, target, said):

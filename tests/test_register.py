@@ -102,6 +102,7 @@ def test_add_the_first_model_of_a_new_project(tmp_path, monkeypatch):
     assert params.model_spec("first").source == "models/first/net.keras"
 
 
+@pytest.mark.slow
 def test_add_a_frozen_graph_without_a_checkpoint_and_build_it(project):
     """A frozen graph (told by its bytes, here named .model) under graphs: with no checkpoint key;
     the stages dvc repro runs build and verify it."""
@@ -142,6 +143,7 @@ def test_add_an_hdf5_model_named_dot_model_and_convert_it(project):
     assert "converted models/h5net/net.model" in pipeline.from_settings("convert", "h5net", project / "build")
 
 
+@pytest.mark.slow
 def test_add_a_savedmodel_folder_with_a_signature_and_build_it(project):
     from tests.saved_models import save_two_signatures
     save_two_signatures(project / "in" / "exported")

@@ -268,6 +268,7 @@ def test_keras_zip_bomb_is_refused_before_extraction(project):
     hostile(project, project.run("convert", "bomb"), "models/bomb/m.keras", "zip bomb")
 
 
+@pytest.mark.slow
 def test_input_shape_beyond_memory_is_refused_with_the_estimate(project):
     """A fully convolutional graph takes any image size; this one would need ~224 GiB."""
     from kfreeze import graphio
@@ -287,6 +288,7 @@ def test_input_shape_beyond_memory_is_refused_with_the_estimate(project):
     assert project.outputs("optimize", "huge") == []
 
 
+@pytest.mark.slow
 def test_a_child_is_a_fresh_bounded_process_and_its_failures_are_one_error():
     """kfreeze.child: a result, a crash, a KfreezeError, the memory bound and the time bound."""
     import ctypes
@@ -429,6 +431,7 @@ def test_custom_objects_name_only_keras_objects(project, ref, message):
 
 # -- 7. leftovers ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_verify_removes_a_killed_runs_metrics_temp_file(project):
     for stage in ("convert", "export", "freeze", "optimize"):
         assert project.run(stage, "good").code == 0, stage

@@ -163,6 +163,30 @@ def subgraph_region(by_name: dict, end, ops) -> tuple[list, set, set] | None:
     return nodes, consts, edge
 
 
+def region_runner(graph: graph_pb2.GraphDef, nodes, consts, x_tensor: str, end: str):
+    """A session over a region of ``graph`` (``nodes`` and the constants named in ``consts``, as
+    ``subgraph_region`` finds them) with tensor ``x_tensor`` fed by a float placeholder: ``(run,
+    sess)`` where ``run(x)`` is ``end``'s value. Passes probe a region this way to learn what it
+    computes. The region passes the op policy first: it is still a graph from a file."""
+    from kfreeze import policy
+    g = graph_pb2.GraphDef()
+    p = g.node.add(name="opencv_probe", op="Placeholder")
+    p.attr["dtype"].type = tf.float32.as_datatype_enum
+    by_name = {n.name: n for n in graph.node}
+    for c in consts:
+        g.node.add().CopyFrom(by_name[c])
+    for n in nodes:
+        m = g.node.add()
+        m.CopyFrom(n)
+        m.input[:] = ["opencv_probe" if "%s:%d" % split_tensor(i) == x_tensor else i for i in n.input]
+    policy.check(g, [end], ["opencv_probe"])
+    tg = tf.Graph()
+    with tg.as_default():
+        tf.graph_util.import_graph_def(g, name="")
+    sess = tf.compat.v1.Session(graph=tg)
+    return lambda x: sess.run(end + ":0", {"opencv_probe:0": x}), sess
+
+
 def single_data_user(users: dict, name: str, keep: set[str]):
     """The only consumer of node ``name`` (reading its port 0 as data), or None."""
     found = users.get(name, [])
@@ -187,6 +211,27 @@ def rewire(graph: graph_pb2.GraphDef, old: str, new: str, users_: dict | None = 
         inp = consumer.input[i]
         if consumer.name != skip and not inp.startswith("^") and split_tensor(inp) == target:
             consumer.input[i] = new
+
+
+def bypass(graph: graph_pb2.GraphDef, targets: dict[str, str], ctx) -> graph_pb2.GraphDef:
+    """A copy where each node in ``targets`` gives way to the tensor it maps to: its readers (of
+    port 0, as data) read that tensor instead, and one that is an output becomes an Identity of it,
+    so the output keeps its name. What no one reads any more is pruned."""
+    out = copy(graph)
+    keep = set(ctx.output_nodes)
+    for node in out.node:
+        if node.name in targets and node.name in keep:
+            t = node.attr["T"].type
+            node.op = "Identity"
+            node.ClearField("attr")
+            node.attr["T"].type = t
+            node.input[:] = [targets[node.name]]
+            continue
+        for i, inp in enumerate(node.input):
+            src, port = split_tensor(inp)
+            if not inp.startswith("^") and port == 0 and src in targets and src not in keep:
+                node.input[i] = targets[src]
+    return prune(out, ctx)
 
 
 def rename_inputs(graph: graph_pb2.GraphDef, mapping: dict[str, str]) -> None:

@@ -127,7 +127,7 @@ def _restore_ops(g, variables: dict, reader) -> tuple[list, dict]:
     """Assigns that set each variable the checkpoint has (whole, or its slice of a partitioned one)
     to its value, and their feeds. Not a Saver: its restore fails on resource variables (VarHandleOp:
     "tuple index out of range") and finds no key for a partition ('v/part_0' is stored as 'v')."""
-    from kfreeze.freeze import checkpoint_value, partitions
+    from kfreeze.freeze import partitions, restore_ops
 
     if reader is None:
         return [], {}
@@ -137,19 +137,8 @@ def _restore_ops(g, variables: dict, reader) -> tuple[list, dict]:
         shape = tf.TensorShape(op.get_attr("shape")) if "shape" in op.node_def.attr else tf.TensorShape(None)
         shapes[name] = shape.as_list() if shape.rank is not None else None
     parts = partitions(shapes, stored)
-    assigns, feeds = [], {}
-    with g.as_default(), tf.name_scope("kfreeze_restore"):
-        for name, op in sorted(variables.items()):
-            if name not in stored and name not in parts:
-                continue
-            if op.type == "VarHandleOp":
-                value = tf.compat.v1.placeholder(op.get_attr("dtype"))
-                assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
-            else:
-                value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
-                assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
-            feeds[value] = checkpoint_value(reader, name, parts)
-    return assigns, feeds
+    with g.as_default():
+        return restore_ops({n: op for n, op in variables.items() if n in stored or n in parts}, reader, parts)
 
 
 RUN_TIMEOUT_S = 600.0

@@ -63,6 +63,7 @@ def assert_beta_retrained(result) -> None:
     assert beta["drift"]["max_abs_diff"] > 0
 
 
+@pytest.mark.slow
 def test_diff_without_a_remote(project, monkeypatch):
     """The state right after `dvc repro` and two commits: no remote, everything in .dvc/cache."""
     repo, shas = project["repo"], project["shas"]
@@ -74,6 +75,7 @@ def test_diff_without_a_remote(project, monkeypatch):
     assert "equivalent: 2 model(s) compared" in result.stdout
 
 
+@pytest.mark.slow
 def test_missing_from_the_cache_without_a_remote_the_rebuild_advice_works(project, monkeypatch):
     """c1's beta graph garbage-collected: one line naming the file, its md5 and the missing remote,
     and a rebuild command that, run as given, makes the diff work again."""

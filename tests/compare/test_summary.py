@@ -146,6 +146,7 @@ def test_metrics_diff_shows_parity(metrics_repo):
     assert _row(out, "max_abs_diff")[2:4] == ["2.2352e-08", "2.9802e-08"]
 
 
+@pytest.mark.slow
 def test_plots_page_renders_offline(metrics_repo, tmp_path):
     """The offline template inlines vega: no script is fetched, the bundle defines vegaEmbed before
     the plots call it, and every plot's spec, as DVC wrote it into the page, renders to SVG with

@@ -15,13 +15,14 @@ RESULTS: dict[str, dict] = {}   # row id -> matrix outcome, filled by test_row
 RUNS: dict[str, harness.Run] = {}
 
 
-# make test-quick runs one row per kind of thing that broke before (and the rows the rerun test
-# needs); make test runs them all, and only a full run checks docs/conformance.md.
+# make test (and test-quick) runs one row per kind of thing that broke before (and the rows the
+# rerun test needs); make test-matrix runs them all, and only a full run checks docs/conformance.md.
 QUICK_ROWS = {"seq_input", "functional", "nested_functional", "shared_layers", "multi_io", "subclassed",
               "lstm_seq", "bidirectional", "stateful"}
 
 
-@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=() if r.id in QUICK_ROWS else pytest.mark.slow)
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=() if r.id in QUICK_ROWS else
+                                              (pytest.mark.slow, pytest.mark.matrix))
                                  for r in zoo.ROWS])
 def test_row(row, tmp_path):
     run, RESULTS[row.id] = matrix.run_row(row, tmp_path)

@@ -48,6 +48,7 @@ def test_keras1_lstm_json_and_weights_end_to_end(tmp_path, monkeypatch):
     assert not any(n.op.startswith("Random") for n in graph.node)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["lstm_hard_sigmoid", "bidirectional_lstm"])
 def test_keras22_rnn_h5_end_to_end(tmp_path, monkeypatch, case):
     folder = tmp_path / "models" / "k2rnn"

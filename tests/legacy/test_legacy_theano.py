@@ -99,6 +99,7 @@ def test_tensorflow_weights_are_not_flipped(tmp_path, backend, suffix):
     assert k1.relative_error(_converted(model, x), forward(x, _weights(suffix), flipped=False)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_kfreeze_run_flips_by_default_says_so_and_verifies(tmp_path):
     """The one-command path: the notice on stderr (naming the flag), verify against the flipped reference."""
     from kfreeze.cli import app

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from kfreeze.cli import app
 from kfreeze.keras_io import keras
 
-pytestmark = pytest.mark.slow  # one kfreeze run each, 15-40 s
+pytestmark = [pytest.mark.slow, pytest.mark.matrix]  # one kfreeze run each, 15-40 s: make test-matrix
 
 L = keras.layers
 

@@ -34,6 +34,7 @@ def _check(built, target, out=None):
                         ATOL, RTOL, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", targets.EXTRA)
 def test_a_faithful_sibling_passes_and_is_measured(built, target):
     metrics, failures = _check(built, target)

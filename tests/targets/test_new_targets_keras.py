@@ -20,6 +20,7 @@ def keras_run(tmp_path_factory):
     return run, model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", NEW)
 def test_verify_passes_each_target_against_keras(keras_run, target):
     run, _ = keras_run

@@ -40,6 +40,7 @@ def test_names_dynamic_batch_and_parity_at_f32(two_heads, tmp_path):
     assert ov_target.op_count((out / "openvino" / "model.xml").read_bytes()) > 5
 
 
+@pytest.mark.slow
 def test_same_graph_same_bytes_whatever_was_converted_before(two_heads, tmp_path):
     """The frontend's made-up names come from a process-wide counter: renumbered, the bytes repeat."""
     first = _build(tmp_path / "a", two_heads) / "openvino"

@@ -79,6 +79,7 @@ def measure(tmp, cls: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.matrix
 @pytest.mark.parametrize("cls", sorted(CLASSES))
 def test_each_recurrent_class_gets_verified_onnx_and_tflite(tmp_path, cls):
     row = measure(tmp_path, cls)
@@ -103,6 +104,8 @@ def _all_in_one():
     return keras.Model([seq, c1, c2, c3], outs, name="all_rnn")
 
 
+@pytest.mark.slow
+@pytest.mark.matrix
 def test_every_class_in_one_model(tmp_path):
     """The 11 models' layers side by side in one model (4 inputs, 11 outputs): both siblings verified."""
     keras.utils.set_random_seed(0)
@@ -128,6 +131,8 @@ def test_every_class_in_one_model(tmp_path):
     assert got.stdout.split() == [b"True", b"True"], got.stderr[-2000:]
 
 
+@pytest.mark.slow
+@pytest.mark.matrix
 def test_names_shapes_and_bytes(tmp_path):
     """Same input and output names and shapes as optimized.pb (three outputs, two of them loop states);
     the same bytes when converted again in the same process; a tampered sibling fails verify."""
@@ -165,6 +170,7 @@ def test_names_shapes_and_bytes(tmp_path):
     assert any(f.startswith("target onnx (onnx/model.onnx)") for f in failed["failures"]), failed
 
 
+@pytest.mark.slow
 def test_graph_entry_with_a_loop_is_refused_in_one_line(tmp_path):
     """No model.keras (a 'graphs:' entry): the converters get the loop as before, and their refusal names
     the loop op and the targets that convert it."""

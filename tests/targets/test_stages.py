@@ -58,6 +58,7 @@ def keras_run(tmp_path_factory):
     return harness.run_model(tmp_path_factory.mktemp("p"), row.id, zoo.build(row), targets=harness.TARGETS)
 
 
+@pytest.mark.slow
 def test_verify_checks_each_target_against_the_keras_model(keras_run):
     assert set(keras_run.targets) == {"onnx", "tflite"} and keras_run.metrics["passed"]
     for target, got in keras_run.targets.items():
@@ -65,6 +66,7 @@ def test_verify_checks_each_target_against_the_keras_model(keras_run):
     assert keras_run.targets["onnx"]["opencv_error"] is None  # recorded: OpenCV loads this model.onnx
 
 
+@pytest.mark.slow
 def test_a_corrupted_sibling_fails_verify_in_one_line_naming_the_file_and_output(keras_run, tmp_path):
     import shutil
 

@@ -259,6 +259,7 @@ def test_inputs_fixed_at_different_first_dimensions_share_no_batch():
     assert verify.fixed_batches([(6, 2), (None, 3), (), (1, 1, 6, 2)]) == [6, 1]
 
 
+@pytest.mark.slow
 def test_the_default_tf_child_keeps_every_row_of_inputs_with_their_own_batches(tmp_path):
     """Batch 0 runs all rows at once: an output with more rows than the first input keeps them all."""
     from kfreeze.tfenv import tf

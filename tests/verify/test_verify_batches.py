@@ -33,6 +33,7 @@ def _verify(root, monkeypatch):
     return json.loads((root / "metrics" / "tiny.json").read_text())
 
 
+@pytest.mark.slow
 def test_one_sample_per_run_imports_the_graph_once_and_agrees(built, monkeypatch):
     whole = _verify(built, monkeypatch)
     sessions = []

@@ -44,6 +44,7 @@ def dropout_project(tmp_path_factory):
     return project
 
 
+@pytest.mark.slow
 def test_training_default_dropout_is_identity_and_verify_compares_inference(dropout_project, monkeypatch):
     """keep_prob = placeholder_with_default(0.5): before, optimized.pb kept RandomUniform and verify
     compared two random draws (diff 0.4, top1 0.5)."""
@@ -59,6 +60,7 @@ def test_training_default_dropout_is_identity_and_verify_compares_inference(drop
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_verify_data_feeds_real_inputs_and_flags_a_constant_output(dropout_project, monkeypatch):
     """Inputs from models/drop/samples.npz; four identical rows make every output constant across samples."""
     from kfreeze import params, verify
@@ -78,6 +80,7 @@ def test_verify_data_feeds_real_inputs_and_flags_a_constant_output(dropout_proje
     assert any("hardly depends on the input" in w for w in verdict.warnings)
 
 
+@pytest.mark.slow
 def test_a_nan_weight_fails_verify_and_leaves_no_metrics(dropout_project, monkeypatch, capsys):
     metrics = dropout_project / "metrics" / "nanw.json"
     metrics.parent.mkdir(exist_ok=True)
@@ -131,6 +134,7 @@ def test_fixed_batch_cut_to_batch_one(estimator_project, monkeypatch):
     assert metrics["passed"] and metrics["samples"] == 16 and metrics["max_abs_diff"] < 1e-5
 
 
+@pytest.mark.slow
 def test_rebatching_before_the_reshape_names_the_node_to_cut(estimator_project, monkeypatch, capsys):
     _params(estimator_project, "['fifo_queue_DequeueMany:1']", "[1, 64]")
     stage(commands.freeze, "est", estimator_project, monkeypatch)
@@ -141,6 +145,7 @@ def test_rebatching_before_the_reshape_names_the_node_to_cut(estimator_project, 
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # several processes: make test-e2e
 def test_verify_metrics_are_byte_identical_across_processes_and_cpus(dropout_project, monkeypatch):
     """two_heads gave max_abs_diff 1.46e-06 on an AVX-512 CPU and 1.39e-06 on AVX2: oneDNN's
     sgemm picks its kernel by CPU. The rerun here pretends to be each machine in turn."""

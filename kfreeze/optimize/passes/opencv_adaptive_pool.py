@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import subgraph_region, copy, make_const, prune, shape_of, static_shapes, unique_name
+from kfreeze.optimize.graph import (copy, make_const, prune, region_runner, shape_of, static_shapes, subgraph_region,
+                                    unique_name)
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
@@ -26,24 +26,10 @@ REGION = ("GatherV2", "ConcatV2", "MaxPool", "AvgPool", "ExpandDims", "Squeeze",
 
 
 def _probe(graph, nodes, consts, x_tensor, x_shape, end):
-    g = graph_pb2.GraphDef()
-    p = g.node.add(name="opencv_probe", op="Placeholder")
-    p.attr["dtype"].type = tf.float32.as_datatype_enum
-    by_name = {n.name: n for n in graph.node}
-    for c in consts:
-        g.node.add().CopyFrom(by_name[c])
-    for n in nodes:
-        m = g.node.add()
-        m.CopyFrom(n)
-        m.input[:] = ["opencv_probe" if f"{split_tensor(i)[0]}:{split_tensor(i)[1]}" == x_tensor else i
-                      for i in n.input]
     x = np.random.default_rng(0).normal(size=x_shape).astype(np.float32)
-    from kfreeze import policy  # a region of math ops, but still a graph from a file
-    policy.check(g, [end], ["opencv_probe"])
-    with tf.Graph().as_default() as tg:
-        tf.graph_util.import_graph_def(g, name="")
-        with tf.compat.v1.Session(graph=tg) as sess:
-            return x, sess.run(end + ":0", {"opencv_probe:0": x})
+    run, sess = region_runner(graph, nodes, consts, x_tensor, end)
+    with sess:
+        return x, run(x)
 
 
 def _pooled(x, out_shape, kind):

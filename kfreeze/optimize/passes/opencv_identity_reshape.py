@@ -14,7 +14,7 @@ import numpy as np
 
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import const_values, copy, prune, shape_of, static_shapes
+from kfreeze.optimize.graph import bypass, const_values, shape_of, static_shapes
 from tensorflow.core.framework import graph_pb2
 
 
@@ -44,18 +44,4 @@ def opencv_identity_reshape(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb
         while split_tensor(src)[0] in targets and split_tensor(src)[1] == 0:
             src = targets[split_tensor(src)[0]]
         targets[name] = src
-    out = copy(graph)
-    keep = set(ctx.output_nodes)
-    for node in out.node:
-        if node.name in targets and node.name in keep:
-            t = node.attr["T"].type
-            node.op = "Identity"
-            node.ClearField("attr")
-            node.attr["T"].type = t
-            node.input[:] = [targets[node.name]]
-            continue
-        for i, inp in enumerate(node.input):
-            src, port = split_tensor(inp)
-            if not inp.startswith("^") and port == 0 and src in targets and src not in keep:
-                node.input[i] = targets[src]
-    return prune(out, ctx)
+    return bypass(graph, targets, ctx)

@@ -23,7 +23,8 @@ import numpy as np
 
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import subgraph_region, consumers, const_values, copy, make_const, prune, shape_of, static_shapes, unique_name
+from kfreeze.optimize.graph import (const_values, consumers, copy, make_const, prune, region_runner, shape_of,
+                                    static_shapes, subgraph_region, unique_name)
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
 
@@ -32,26 +33,6 @@ NORM_OPS = ("Mean", "Sum", "Neg", "SquaredDifference", "Sub", "Add", "AddV2", "A
 BIG = np.float32(np.finfo(np.float32).max)
 
 
-
-
-def _runner(graph, nodes, consts, x_tensor, end):
-    g = graph_pb2.GraphDef()
-    p = g.node.add(name="opencv_probe", op="Placeholder")
-    p.attr["dtype"].type = tf.float32.as_datatype_enum
-    by_name = {n.name: n for n in graph.node}
-    for c in consts:
-        g.node.add().CopyFrom(by_name[c])
-    for n in nodes:
-        m = g.node.add()
-        m.CopyFrom(n)
-        m.input[:] = ["opencv_probe" if (i if ":" in i else i + ":0") == x_tensor else i for i in n.input]
-    from kfreeze import policy  # a region of math ops, but still a graph from a file
-    policy.check(g, [end], ["opencv_probe"])
-    tg = tf.Graph()
-    with tg.as_default():
-        tf.graph_util.import_graph_def(g, name="")
-    sess = tf.compat.v1.Session(graph=tg)
-    return lambda x: sess.run(end + ":0", {"opencv_probe:0": x}), sess
 
 
 def _stats(x, kind, eps, groups=1):
@@ -132,7 +113,7 @@ def opencv_norm(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
                       if np.asarray(consts[c]).size == 1 and 0 < float(np.asarray(consts[c]).reshape(-1)[0]) < 0.1})
         unit_floor = [1.0 / float(np.asarray(consts[c]).reshape(-1)[0]) for c in region[1]
                       if np.asarray(consts[c]).size == 1 and float(np.asarray(consts[c]).reshape(-1)[0]) > 1e6]
-        run, sess = _runner(graph, region[0], region[1], x_tensor, node.name)
+        run, sess = region_runner(graph, region[0], region[1], x_tensor, node.name)
         try:
             fit = _fit(run, xs, eps + unit_floor or [0.0])
         finally:
@@ -177,7 +158,7 @@ def _group_norm(graph, by_name, consts, end):
     x_tensor = split.input[0] if ":" in split.input[0] else split.input[0] + ":0"
     eps = sorted({float(np.asarray(consts[c]).reshape(-1)[0]) for c in region[1]
                   if np.asarray(consts[c]).size == 1 and 0 < float(np.asarray(consts[c]).reshape(-1)[0]) < 0.1})
-    run, sess = _runner(graph, nodes, region[1] | shape_consts, x_tensor, end.name)
+    run, sess = region_runner(graph, nodes, region[1] | shape_consts, x_tensor, end.name)
     try:
         fit = _fit(run, xs, eps or [0.0], kinds=("group",), groups=int(gs[-2]))
     finally:

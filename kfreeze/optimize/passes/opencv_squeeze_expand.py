@@ -14,7 +14,7 @@ import numpy as np
 
 from kfreeze.nodes import split_tensor
 from kfreeze.optimize.context import Context
-from kfreeze.optimize.graph import const_values, copy, prune, shape_of, static_shapes
+from kfreeze.optimize.graph import bypass, const_values, shape_of, static_shapes
 from tensorflow.core.framework import graph_pb2
 
 
@@ -46,19 +46,4 @@ def opencv_squeeze_expand(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.
             pairs.append((node.name, sq.input[0]))
     if not pairs:
         return graph
-    out = copy(graph)
-    targets = dict(pairs)
-    keep = set(ctx.output_nodes)
-    for node in out.node:
-        if node.name in targets and node.name in keep:
-            node.op = "Identity"
-            t = node.attr["T"].type
-            node.ClearField("attr")
-            node.attr["T"].type = t
-            node.input[:] = [targets[node.name]]
-            continue
-        for i, inp in enumerate(node.input):
-            src, port = split_tensor(inp)
-            if not inp.startswith("^") and port == 0 and src in targets and src not in keep:
-                node.input[i] = targets[src]
-    return prune(out, ctx)
+    return bypass(graph, dict(pairs), ctx)
