@@ -1,9 +1,8 @@
 """tensorflow/python/tools/freeze_graph_test.py, rebuilt and fed through ``kfreeze run --graph``.
 
 The peer's graph: a variable holding 1.0, times 2 ('output_node'); frozen, it must hold no
-Variable/VariableV2 op and still answer 2.0. The peer's graph has no input; kfreeze needs one
-to verify against (graphs with no inputs are a known gap, xfail below), so the main cases
-multiply by an input fed 1.0 as well.
+Variable/VariableV2 op and still answer 2.0. The peer's graph has no input (a case below, run
+with nothing fed); the main cases multiply by an input fed 1.0 as well, so verify has an input to vary.
 """
 
 from __future__ import annotations
@@ -147,8 +146,6 @@ def _no_input_graph():
     tf.math.multiply(v, 2.0, name="output_node")
 
 
-@pytest.mark.xfail(strict=True, reason="graphs with no inputs are a known gap (being fixed): "
-                   "'error: --inputs: no likely inputs found'")
 def test_freeze_graph_the_peers_graph_with_no_input(tmp_path):
     """The peer's graph as it is: 4 nodes once frozen, answering 2.0 with nothing fed."""
     graph, ckpt = write_tf1(tmp_path / "src", _no_input_graph)

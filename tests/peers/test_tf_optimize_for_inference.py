@@ -2,8 +2,8 @@
 
 The peer builds each graph from constants and calls one library function on it. Here the
 constant weights are variables in a checkpoint and the constant input a placeholder fed the
-peer's own input values (a frozen GraphDef without a checkpoint, and a graph with no inputs,
-are known gaps: their cases are below, xfail). Each case is judged by the peer's assertion:
+peer's own input values (the peer's own forms, a frozen GraphDef without a checkpoint, a graph
+with no inputs and a scalar input, are cases below too). Each case is judged by the peer's assertion:
 the same output values, and the op types that must not remain in the optimized graph.
 """
 
@@ -312,11 +312,7 @@ def test_fold_fused_batch_norms_nchw(nchw, op, conv):
     nchw.output(case)
 
 
-# --- the peer's own input forms: a frozen GraphDef, a graph with no inputs ----------------------
-
-FROZEN_GAP = ("a frozen GraphDef without a checkpoint as input is a known gap (being fixed): "
-              "'error: --graph: needs --checkpoint'")
-NO_INPUTS_GAP = "graphs with no inputs are a known gap (being fixed): 'error: --inputs: no likely inputs found'"
+# --- the peer's own input forms: a frozen GraphDef, a graph with no inputs, a scalar input ---
 
 
 def _frozen_fused_bn():
@@ -348,7 +344,6 @@ def _no_inputs_graph():
                                 name="output")
 
 
-@pytest.mark.xfail(strict=True, reason=NO_INPUTS_GAP)
 def test_constant_input_graph_no_inputs(tmp_path):
     """The peer's graphs have a constant as their input: nothing to feed."""
     want = reference(_no_inputs_graph, {}, "output:0")
@@ -364,8 +359,6 @@ def _scalar_input_graph():
     tf.math.add(x * var(2.0, "w"), 1.0, name="output")
 
 
-@pytest.mark.xfail(strict=True, reason="scalar (rank-0) inputs are a known gap (being fixed): "
-                   "'error: --input-shape: cannot read [] as shapes for inputs ['x']'")
 def test_scalar_input(tmp_path):
     """testOptimizeForInference's graph computes on scalars; a scalar input of it."""
     r = run_tf1(tmp_path, _scalar_input_graph, ["x"], ["output"], input_shape=[])
