@@ -143,7 +143,7 @@ def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path)
 # -- sources kfreeze tells apart by their bytes (issue #22) ----------------------------------------
 
 from tests.frozen_graphs import build as build_frozen  # noqa: E402
-from tests.saved_models import save_two_signatures  # noqa: E402
+from tests.saved_models import save_tf1_examples, save_two_signatures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +276,17 @@ def test_a_savedmodel_goes_through_the_op_policy_before_it_is_loaded(tmp_path):
     line = result.output.strip().splitlines()[-1]
     assert "is a ReadFile op, which touches files" in line and line.endswith("pass --trust-code")
     assert "SavedModel signature" not in result.output  # refused before convert_variables_to_constants_v2
+
+
+def test_a_tf1_savedmodel_node_name_points_to_its_key(tmp_path):
+    """A TF1 SavedModel's output given by its node name: one line naming the key the frozen graph uses."""
+    folder = save_tf1_examples(tmp_path / "sm")
+    result = invoke(folder, "--inputs", "ParseExample/ParseExampleV2", "--outputs", "output_node",
+                    "--out", tmp_path / "o")
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line == ("error: --outputs: node 'output_node' is named 'scores' in the frozen graph: the signature's "
+                    "inputs and outputs take their keys' names; pass --outputs [scores]"), line
 
 
 def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_path):
