@@ -129,6 +129,37 @@ def test_run_a_tf1_graph_and_checkpoint(tmp_path):
     assert "import/softmax_tensor:0" in result.output
 
 
+def _tf1_graph(folder: Path, scalar: bool) -> tuple[Path, str]:
+    """A variable times 2, plus an input fed as a scalar (``scalar``), or nothing fed at all."""
+    from kfreeze.tfenv import tf
+    folder.mkdir(parents=True)
+    with tf.Graph().as_default() as g:
+        v = tf.compat.v1.Variable(np.float32([1.0, 3.0]), name="v", use_resource=False)
+        y = v * 2.0
+        if scalar:
+            y = y + tf.compat.v1.placeholder(tf.float32, [], name="x")
+        tf.identity(y, name="out")
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(sess, str(folder / "model.ckpt"), write_meta_graph=False)
+        tf.io.write_graph(g.as_graph_def(), str(folder), "graph.pbtxt", as_text=True)
+    return folder / "graph.pbtxt", prefix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scalar", [False, True], ids=["no_inputs", "scalar_input"])
+def test_run_a_tf1_graph_with_no_inputs_or_a_scalar_one(tmp_path, scalar):
+    """Nothing to batch: verify runs the graph once (samples 1), and no output is called constant."""
+    graph, ckpt = _tf1_graph(tmp_path / "g", scalar)
+    shape = ["--inputs", "x", "--input-shape", "[]"] if scalar else []
+    result = invoke("--graph", graph, "--checkpoint", ckpt, "--outputs", "out", *shape, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert ("has no inputs (no placeholder)" in result.output) is not scalar
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["samples"] == 1 and metrics["constant_outputs"] == []
+    assert json.loads((tmp_path / "o" / "names.json").read_text())["inputs"] == (["x"] if scalar else [])
+
+
 def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "metrics.json").write_text("{}")  # a stale pass from an earlier run
