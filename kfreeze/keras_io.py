@@ -218,6 +218,11 @@ def shared_layer_nodes():
             return repr(self.layer)
 
     def deserialize_node(node_data, created_layers):
+        for name, layer in created_layers.items():
+            # The file's name for the layer: Keras leaves 'name' out of the config of a custom layer whose
+            # __init__ takes **kw (not **kwargs), and makes it under its class's default name.
+            if layer.name != name:
+                layer.name = name
         starts = skipped(created_layers)
         return original_node(node_data, {name: _Calls(layer, starts.get(name, 0))
                                          for name, layer in created_layers.items()})

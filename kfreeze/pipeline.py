@@ -175,10 +175,18 @@ def _freeze_saved_model(name, spec, out: Path) -> str:
     with progress.step(f"reading {folder / 'saved_model.pb'} and checking its ops"):
         meta = sm.read_meta_graph(folder)
         key = sm.signature_key(meta, spec.signature, folder, spec.where("signature"))
-        sm.check(folder, key, spec.where("graph"), spec.at, spec.trust_code)
+        sm.check(folder, key, spec.where("graph"), spec.at, spec.trust_code, cut=spec.inputs)
     with progress.step(f"loading signature '{key}' and freezing its variables (convert_variables_to_constants_v2)"):
         frozen = sm.freeze(folder, key)
     inputs, outputs = list(spec.inputs) or frozen.inputs, list(spec.outputs) or frozen.outputs
+    for which, names in (("inputs", inputs), ("outputs", outputs)):
+        for given in names:  # a TF1 graph's node name, which the frozen graph gives to its signature key
+            node, sep, port = given.partition(":")
+            if node in frozen.renamed and node not in {n.name for n in frozen.graph.node}:
+                new = frozen.renamed[node] + sep + port
+                raise KfreezeError(spec.where(which), f"node '{node}' is named '{new}' in the frozen graph: the "
+                                   "signature's inputs and outputs take their keys' names",
+                                   spec.setting(which, f"[{', '.join(new if n == given else n for n in names)}]"))
     nodes.require(frozen.graph, inputs, "input", spec.where("inputs"))
     nodes.require(frozen.graph, outputs, "output", spec.where("outputs"))
     nodes.require_upstream(frozen.graph, inputs, outputs, spec.where("inputs"))

@@ -39,6 +39,10 @@ def resolve_names(spec: ModelSpec, out: Path, graph,
         found_in, found_out = nodes_lib.discover(graph)
         for key, chosen, found in (("inputs", inputs, found_in), ("outputs", outputs, found_out)):
             if not chosen:
+                if not found and key == "inputs" and not any(n.op in nodes_lib.INPUT_OPS for n in graph.node):
+                    # nothing to feed: the graph computes from its constants and variables alone
+                    warn(f"{spec.name}: the graph has no inputs (no placeholder); it is run with nothing fed")
+                    continue
                 if not found:
                     raise KfreezeError(spec.where(key), f"no likely {key} found in {spec.graph}",
                                        f"set {key} explicitly ('kfreeze nodes {spec.graph}' lists the nodes)")
@@ -49,7 +53,7 @@ def resolve_names(spec: ModelSpec, out: Path, graph,
 
 
 def resolve_shapes(spec: ModelSpec, inputs: list[str]) -> list[Optional[tuple]]:
-    """input_shape: null, one shape for a single input, a list of shapes, or {input: shape}."""
+    """input_shape: null, one shape for a single input ([] for a scalar), a list of shapes, or {input: shape}."""
     raw = spec.input_shape
     at = spec.where("input_shape")
     if raw is None:
@@ -59,6 +63,8 @@ def resolve_shapes(spec: ModelSpec, inputs: list[str]) -> list[Optional[tuple]]:
         if unknown:
             raise KfreezeError(at, f"names {unknown} are not inputs", f"inputs are {inputs}")
         shapes = [raw.get(i) for i in inputs]
+    elif raw == [] and len(inputs) == 1:
+        shapes = [raw]  # one scalar (rank-0) input
     elif raw and all(isinstance(d, (int, type(None))) for d in raw):
         if len(inputs) != 1:
             raise KfreezeError(at, f"one shape given for {len(inputs)} inputs",

@@ -9,7 +9,7 @@ variables' size is checked against protobuf's 2 GiB limit for one GraphDef.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfreeze import policy
@@ -29,6 +29,7 @@ class Frozen:
     inputs: list[str]   # the signature's input keys, sorted: the graph's placeholders
     outputs: list[str]  # its output keys, sorted: the nodes computing them
     converted: int      # variables turned into constants
+    renamed: dict[str, str] = field(default_factory=dict)  # a node's own name -> the key it is named after
 
 
 def read_meta_graph(folder: Path) -> meta_graph_pb2.MetaGraphDef:
@@ -61,15 +62,21 @@ def signature_key(meta: meta_graph_pb2.MetaGraphDef, wanted: str | None, folder,
     return key
 
 
-def check(folder: Path, key: str, where: str, param: str, trust_code: bool) -> meta_graph_pb2.MetaGraphDef:
-    """The op policy on what loading and calling the signature runs, and the size limit: before any load."""
+def check(folder: Path, key: str, where: str, param: str, trust_code: bool,
+          cut: tuple[str, ...] | list[str] = ()) -> meta_graph_pb2.MetaGraphDef:
+    """The op policy on what loading and calling the signature runs, and the size limit: before any load.
+
+    ``cut``: the inputs the graph is cut at (params ``inputs``), fed instead of computed: what is upstream
+    (a TF1 signature's tf.Example parsing) is frozen but never run, as verify then feeds frozen.pb at the cut.
+    """
     meta = read_meta_graph(folder)
     signature = meta.signature_def[key]
     outputs = [t.name for t in signature.outputs.values()]
-    if INIT_OP in meta.signature_def:  # run by tf.saved_model.load
-        outputs += [t.name for t in meta.signature_def[INIT_OP].outputs.values()]
-    fed = [t.name for t in signature.inputs.values()]
+    fed = [t.name for t in signature.inputs.values()] + [c if ":" in c else f"{c}:0" for c in cut]
     policy.check(meta.graph_def, outputs, fed, str(folder), param, trust_code, variables=False)
+    if INIT_OP in meta.signature_def:  # run by tf.saved_model.load, whatever the cut
+        init = [t.name for t in meta.signature_def[INIT_OP].outputs.values()]
+        policy.check(meta.graph_def, init, (), str(folder), param, trust_code, variables=False)
     size = sum(f.stat().st_size for f in (Path(folder) / "variables").glob("variables.data-*"))
     if size > PROTOBUF_LIMIT:
         raise KfreezeError(where, f"the frozen graph would hold {size / 2**30:.2f} GiB of constants, over protobuf's "
@@ -121,7 +128,8 @@ def freeze(folder: Path, key: str) -> Frozen:
     for node in graph.node:
         node.ClearField("device")
     del loaded
-    return Frozen(graphio.canonical_order(graph), inputs, outputs, variables)
+    return Frozen(graphio.canonical_order(graph), inputs, outputs, variables,
+                  {k: v for k, v in {**mapping, **producers}.items() if k != v})
 
 
 def _renamed_tensor(tensor: str, mapping: dict[str, str]) -> str:

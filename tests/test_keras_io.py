@@ -281,3 +281,25 @@ def test_load_error_keeps_the_cause_and_names_the_layer(tmp_path):
         keras_io.load_model(tmp_path / "m.keras")
     line = err.value.line()
     assert "(layer 'shear', RandomShear): ValueError: The `factor` argument" in line and "\n" not in line
+
+
+class _KwScale(keras.layers.Layer):
+    """A custom layer whose __init__ takes **kw: Keras leaves 'name' out of its config."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+
+    def call(self, x):
+        return 2.0 * x
+
+
+def test_a_layer_whose_config_drops_its_name_keeps_the_files_name(tmp_path):
+    """The model's layer list names it; without kfreeze it would load as '_kw_scale' (the class's default),
+    and messages, op scopes and output names would say so."""
+    inp = keras.Input((3,), name="x")
+    model = keras.Model(inp, _KwScale(name="doubler")(inp))
+    model.save(tmp_path / "m.keras")
+    assert "name" not in model.layers[1].get_config()  # the Keras quirk this covers
+    loaded = keras_io.load_model(tmp_path / "m.keras", custom_objects={"_KwScale": _KwScale})
+    assert [layer.name for layer in loaded.layers] == ["x", "doubler"]
+    np.testing.assert_allclose(loaded(np.ones((1, 3), np.float32)), 2.0)

@@ -130,6 +130,37 @@ def test_run_a_tf1_graph_and_checkpoint(tmp_path):
     assert "import/softmax_tensor:0" in result.output
 
 
+def _tf1_graph(folder: Path, scalar: bool) -> tuple[Path, str]:
+    """A variable times 2, plus an input fed as a scalar (``scalar``), or nothing fed at all."""
+    from kfreeze.tfenv import tf
+    folder.mkdir(parents=True)
+    with tf.Graph().as_default() as g:
+        v = tf.compat.v1.Variable(np.float32([1.0, 3.0]), name="v", use_resource=False)
+        y = v * 2.0
+        if scalar:
+            y = y + tf.compat.v1.placeholder(tf.float32, [], name="x")
+        tf.identity(y, name="out")
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(sess, str(folder / "model.ckpt"), write_meta_graph=False)
+        tf.io.write_graph(g.as_graph_def(), str(folder), "graph.pbtxt", as_text=True)
+    return folder / "graph.pbtxt", prefix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scalar", [False, True], ids=["no_inputs", "scalar_input"])
+def test_run_a_tf1_graph_with_no_inputs_or_a_scalar_one(tmp_path, scalar):
+    """Nothing to batch: verify runs the graph once (samples 1), and no output is called constant."""
+    graph, ckpt = _tf1_graph(tmp_path / "g", scalar)
+    shape = ["--inputs", "x", "--input-shape", "[]"] if scalar else []
+    result = invoke("--graph", graph, "--checkpoint", ckpt, "--outputs", "out", *shape, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert ("has no inputs (no placeholder)" in result.output) is not scalar
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["passed"] and metrics["samples"] == 1 and metrics["constant_outputs"] == []
+    assert json.loads((tmp_path / "o" / "names.json").read_text())["inputs"] == (["x"] if scalar else [])
+
+
 @pytest.mark.slow
 def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path):
     (tmp_path / "o").mkdir()
@@ -145,7 +176,7 @@ def test_a_failed_verify_keeps_the_artifacts_and_the_report(tmp_path, tiny_path)
 # -- sources kfreeze tells apart by their bytes (issue #22) ----------------------------------------
 
 from tests.frozen_graphs import build as build_frozen  # noqa: E402
-from tests.saved_models import save_two_signatures  # noqa: E402
+from tests.saved_models import save_tf1_examples, save_two_signatures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +317,17 @@ def test_a_savedmodel_goes_through_the_op_policy_before_it_is_loaded(tmp_path):
     line = result.output.strip().splitlines()[-1]
     assert "is a ReadFile op, which touches files" in line and line.endswith("pass --trust-code")
     assert "SavedModel signature" not in result.output  # refused before convert_variables_to_constants_v2
+
+
+def test_a_tf1_savedmodel_node_name_points_to_its_key(tmp_path):
+    """A TF1 SavedModel's output given by its node name: one line naming the key the frozen graph uses."""
+    folder = save_tf1_examples(tmp_path / "sm")
+    result = invoke(folder, "--inputs", "ParseExample/ParseExampleV2", "--outputs", "output_node",
+                    "--out", tmp_path / "o")
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line == ("error: --outputs: node 'output_node' is named 'scores' in the frozen graph: the signature's "
+                    "inputs and outputs take their keys' names; pass --outputs [scores]"), line
 
 
 def test_a_keras_file_given_as_graph_is_one_line_naming_source(tmp_path, tiny_path):

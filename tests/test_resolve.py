@@ -22,6 +22,12 @@ def test_shapes_single_list_and_mapping():
     assert resolve.resolve_shapes(tf1(input_shape={"b": [1, 3]}), ["a", "b"]) == [None, (1, 3)]
 
 
+def test_an_empty_shape_is_a_scalar_input():
+    assert resolve.resolve_shapes(tf1(input_shape=[]), ["x"]) == [()]
+    assert resolve.resolve_shapes(tf1(input_shape={"x": []}), ["x", "y"]) == [(), None]
+    assert resolve.resolve_shapes(tf1(input_shape=[[], [2]]), ["x", "y"]) == [(), (2,)]
+
+
 @pytest.mark.parametrize("raw, inputs, message", [
     ([1, 2], ["a", "b"], "one shape given for 2 inputs"),
     ({"c": [1]}, ["a", "b"], r"names \['c'\] are not inputs"),
@@ -70,8 +76,23 @@ def test_names_tf1_discovered_with_a_warning():
 def test_names_tf1_nothing_found_names_the_key():
     with tf.Graph().as_default() as g:
         tf.constant(1.0, name="c")
-    with pytest.raises(KfreezeError, match=r"p.yaml: graphs.m.inputs: no likely inputs found"):
+    with pytest.raises(KfreezeError, match=r"p.yaml: graphs.m.outputs: no likely outputs found"):
         resolve.resolve_names(tf1(), None, g.as_graph_def(), warn=lambda m: None)
+    with tf.Graph().as_default() as g:  # a placeholder that reaches no output
+        tf.compat.v1.placeholder(tf.float32, [1], name="x")
+        tf.constant(1.0, name="c")
+    with pytest.raises(KfreezeError, match=r"p.yaml: graphs.m.inputs: no likely inputs found"):
+        resolve.resolve_names(tf1(outputs=["c"]), None, g.as_graph_def(), warn=lambda m: None)
+
+
+def test_names_tf1_a_graph_without_placeholders_has_no_inputs():
+    """Variables -> output, nothing to feed: no inputs (said once), and the output discovered."""
+    with tf.Graph().as_default() as g:
+        v = tf.compat.v1.Variable(1.0, name="v", use_resource=False)
+        tf.math.multiply(v, 2.0, name="out")
+    warnings = []
+    assert resolve.resolve_names(tf1(outputs=["out"]), None, g.as_graph_def(), warn=warnings.append) == ([], ["out"])
+    assert len(warnings) == 1 and "has no inputs (no placeholder)" in warnings[0]
 
 
 def test_graph_and_checkpoint_keras_and_tf1(tmp_path):

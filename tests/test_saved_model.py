@@ -6,6 +6,7 @@ import pytest
 from kfreeze import saved_model as sm
 from kfreeze.errors import KfreezeError
 from kfreeze.tfenv import tf
+from tests.saved_models import save_tf1_examples
 
 
 def _save(folder):
@@ -70,3 +71,21 @@ def test_nodes_lists_the_signatures_without_loading(tmp_path):
     assert [line.split()[:3] for line in lines[1:]] == [
         ["input", "alpha", "float32"], ["input", "zeta", "float32"], ["output", "a_out", "float32"],
         ["output", "b_out", "float32"], ["output", "same", "float32"]]
+
+
+def test_a_tf1_saved_model_cut_after_its_example_parsing(tmp_path):
+    """A TF1 SavedModel with tf.Example input: refused as a whole (the parsing is no inference op kfreeze
+    knows), checked from the cut at the parsed feature; frozen whole, its output named after its key."""
+    folder = save_tf1_examples(tmp_path / "sm", tags=())
+    with pytest.raises(KfreezeError, match="ParseExampleV2 op"):
+        sm.check(folder, "serving_default", "w", None, False)
+    sm.check(folder, "serving_default", "w", None, False, cut=["ParseExample/ParseExampleV2"])
+    frozen = sm.freeze(folder, "serving_default")
+    assert frozen.outputs == ["scores"] and frozen.renamed["output_node"] == "scores"
+    assert not {n.op for n in frozen.graph.node} & {"VariableV2", "RestoreV2"}
+    example = tf.train.Example(features=tf.train.Features(
+        feature={"feature": tf.train.Feature(float_list=tf.train.FloatList(value=[2.0]))})).SerializeToString()
+    with tf.Graph().as_default() as g:
+        tf.graph_util.import_graph_def(frozen.graph, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            assert sess.run("scores:0", {"examples:0": [example]}).tolist() == [2.0]

@@ -12,7 +12,7 @@ from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_file, data_path, index_limits, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, fixed_batches, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
-                                run_graph, run_keras, run_opencv, session_config)
+                                run_graph, run_keras, run_opencv, sample_count, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
 __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
@@ -20,7 +20,7 @@ __all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability
            "OpenCVResult", "fixed_batch", "fixed_batches", "graph_session", "opencv_failure", "opencv_layer",
            "opencv_problem", "output_failures",
            "run_batched", "run_checkpoint_graph", "run_default_tf", "run_graph", "run_keras", "run_opencv",
-           "session_config"]
+           "sample_count", "session_config"]
 
 
 @dataclass
@@ -71,9 +71,9 @@ def verify_model(spec, vspec, out: Path) -> Verdict:
     if uneven:
         feeds = {i.name: feeds[i.name][:i.shape[0]] if i.shape and i.shape[0] is not None else feeds[i.name]
                  for i in infos}
-    samples = len(next(iter(feeds.values())))
-    batch = None if uneven else fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample,
-                                                                                                      samples)
+    samples = sample_count(feeds) or 1  # no inputs, or a scalar one: one run
+    batch = None if uneven or sample_count(feeds) is None else \
+        fixed_batch(i.shape for i in infos if i.shape is not None) or _chunk(per_sample, samples)
 
     reference, reference_kind, layout_converted = _reference(spec, out, inputs, outputs, feed_names, feeds, batch)
     release_memory()  # the reference model (reference cycles): its weights go before the graph's come in
@@ -85,6 +85,10 @@ def verify_model(spec, vspec, out: Path) -> Verdict:
     atol, rtol = vspec.atol_for(graph_precision), vspec.rtol_for(graph_precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)
+    if sample_count(feeds) is None:  # one run, no sample axis: the first dimension's spread says nothing
+        for v in per_output.values():
+            v.pop("spread", None)
+            v["constant"] = None
     with progress.step("running optimized.pb in TensorFlow's default configuration (a child process)"):
         default_got, default_error = run_default_tf(out / layout.OPTIMIZED, feeds, outputs, batch)
     default_cmp = None if default_got is None else compare(reference, default_got, probability, atol, rtol)
@@ -197,7 +201,7 @@ def _counted(fn, step):
     """``fn`` for run_batched, counting the samples done on ``step``."""
     def run(chunk):
         result = fn(chunk)
-        step.advance(len(next(iter(chunk.values()))))
+        step.advance(sample_count(chunk) or 1)
         return result
     return run
 

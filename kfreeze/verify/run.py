@@ -26,8 +26,8 @@ def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str
     A last chunk shorter than the batch is padded by repeating its rows, and only
     the rows fed are kept: a graph with a fixed batch of 100 still checks 16 samples.
     """
-    n = len(next(iter(feeds.values())))
-    if batch is None or batch == n:
+    n = sample_count(feeds)
+    if batch is None or n is None or batch == n:
         return fn(feeds)
     parts = []
     for i in range(0, n, batch):
@@ -38,6 +38,14 @@ def run_batched(fn, feeds: dict[str, np.ndarray], batch: int | None) -> dict[str
         result = fn(chunk)
         parts.append({k: np.asarray(v)[:rows] for k, v in result.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def sample_count(feeds: dict[str, np.ndarray]) -> int | None:
+    """The rows fed (the first dimension), or None when the feeds have no batch axis: a graph with
+    no inputs, or one with a scalar input, is run once on what it is given."""
+    if not feeds or any(np.ndim(v) == 0 for v in feeds.values()):
+        return None
+    return len(next(iter(feeds.values())))
 
 
 def run_graph(graph: graph_pb2.GraphDef, feeds: dict[str, np.ndarray], outputs: list[str],

@@ -31,15 +31,18 @@ def main(graph_path: str, inputs_path: str, outputs_path: str, outputs: str, bat
     with tf.compat.v1.Session(graph=g) as sess:
         if not int(batch):  # one run of every row (inputs with fixed batches of their own differ in rows)
             parts.append(sess.run(fetches, {_tensor(k): v for k, v in feeds.items()}))
-        n, step = len(next(iter(feeds.values()))), int(batch)
-        for start in range(0, n if step else 0, step or 1):
+        step = int(batch)
+        n = len(next(iter(feeds.values()))) if step else 0  # batch 0 for no inputs or a scalar one
+        for start in range(0, n, step or 1):
             chunk = {k: v[start:start + step] for k, v in feeds.items()}
             rows = len(next(iter(chunk.values())))
             if rows < step:  # a fixed-batch graph: pad by repeating rows, keep the rows fed
                 chunk = {k: np.resize(v, (step, *v.shape[1:])) for k, v in chunk.items()}
             values = sess.run(fetches, {_tensor(k): v for k, v in chunk.items()})
             parts.append([np.asarray(v)[:rows] for v in values])
-    np.savez(outputs_path, **{o: np.concatenate([p[i] for p in parts]) for i, o in enumerate(names)})
+    # one run: its values as they are (a scalar output cannot be concatenated)
+    np.savez(outputs_path, **{o: parts[0][i] if len(parts) == 1 else np.concatenate([p[i] for p in parts])
+                              for i, o in enumerate(names)})
     return 0
 
 

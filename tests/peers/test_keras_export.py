@@ -126,8 +126,6 @@ def test_model_with_rng_is_refused(rng_run):
     assert "changes its variables at inference" in line and "AssignVariableOp" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="the refusal names layer 'random_layer' (the class's default name, from the "
-                   "SeedGenerator's variable path), not the model's layer 'noise'")
 def test_model_with_rng_refusal_names_the_layer(rng_run):
     assert "layer 'noise'" in _refused(rng_run), rng_run.output
 

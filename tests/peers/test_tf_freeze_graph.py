@@ -1,9 +1,8 @@
 """tensorflow/python/tools/freeze_graph_test.py, rebuilt and fed through ``kfreeze run --graph``.
 
 The peer's graph: a variable holding 1.0, times 2 ('output_node'); frozen, it must hold no
-Variable/VariableV2 op and still answer 2.0. The peer's graph has no input; kfreeze needs one
-to verify against (graphs with no inputs are a known gap, xfail below), so the main cases
-multiply by an input fed 1.0 as well.
+Variable/VariableV2 op and still answer 2.0. The peer's graph has no input (a case below, run
+with nothing fed); the main cases multiply by an input fed 1.0 as well, so verify has an input to vary.
 """
 
 from __future__ import annotations
@@ -147,8 +146,6 @@ def _no_input_graph():
     tf.math.multiply(v, 2.0, name="output_node")
 
 
-@pytest.mark.xfail(strict=True, reason="graphs with no inputs are a known gap (being fixed): "
-                   "'error: --inputs: no likely inputs found'")
 def test_freeze_graph_the_peers_graph_with_no_input(tmp_path):
     """The peer's graph as it is: 4 nodes once frozen, answering 2.0 with nothing fed."""
     graph, ckpt = write_tf1(tmp_path / "src", _no_input_graph)
@@ -174,12 +171,12 @@ def test_freeze_meta_graph(tmp_path):
     np.testing.assert_allclose(r.run({"x:0": np.float32([1.0])}, "output_node:0"), [2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="SavedModel input is a known gap (being fixed): 'saved_model_dir: model file "
-                   "is a directory, expected a file'")
 @pytest.mark.parametrize("tags", [[], ["serve"]], ids=["empty_tags_set", "default_tags_set"])
 def test_freeze_saved_model(tmp_path, tags):
     """testFreezeSavedModel: a TF1 SavedModel (builder) with tf.Example input; the frozen graph
-    answers feature * variable (1.0) = 2.0 for feature 2.0."""
+    answers feature * variable (1.0) = 2.0 for feature 2.0. kfreeze runs no tf.Example parsing
+    (not an inference op it knows), so the graph is cut at the parsed feature; frozen.pb is the
+    whole signature, and answers the peer's serialized example."""
     path = tmp_path / "saved_model_dir"
     with tf.Graph().as_default():
         examples = tf.compat.v1.placeholder(tf.string, name="input_node")
@@ -193,8 +190,14 @@ def test_freeze_saved_model(tmp_path, tags):
             builder = tf.compat.v1.saved_model.Builder(str(path))
             builder.add_meta_graph_and_variables(sess, tags, signature_def_map={"serving_default": sig})
             builder.save(as_text=True)
-    r = invoke([path, "--out", tmp_path / "out", *flags(outputs="output_node", samples=2)], tmp_path / "out")
+    cut = "ParseExample/ParseExampleV2"
+    r = invoke([path, *flags(inputs=cut, outputs="scores", input_shape=[-1], samples=2)], tmp_path / "out")
     assert r.ok, r.output
+    assert not NO_VARIABLES & {n.op for n in r.frozen.node}
+    example = tf.train.Example(features=tf.train.Features(
+        feature={"feature": tf.train.Feature(float_list=tf.train.FloatList(value=[2.0]))}))
+    assert r.run({"examples:0": [example.SerializeToString()]}, "scores:0", graph=r.frozen) == pytest.approx([2.0])
+    assert r.run({f"{cut}:0": np.float32([2.0])}, "scores:0") == pytest.approx([2.0])
 
 
 def _resource_graph():

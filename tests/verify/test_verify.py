@@ -96,6 +96,20 @@ def test_run_batched_pads_to_a_fixed_batch_and_keeps_the_rows_fed():
     np.testing.assert_array_equal(out["y"], np.arange(5.0) * 2)
 
 
+def test_run_batched_runs_scalar_or_no_feeds_once():
+    """No batch axis to split (a scalar input, or no input at all): one call, whatever the batch."""
+    assert verify.sample_count({}) is None and verify.sample_count({"x": np.float32(3)}) is None
+    assert verify.sample_count({"x": np.zeros((5, 2))}) == 5
+    calls = []
+
+    def fn(feeds):
+        calls.append(sorted(feeds))
+        return {"y": np.float32(2) * feeds.get("x", np.float32(1))}
+    assert verify.run_batched(fn, {"x": np.float32(3)}, batch=4)["y"] == 6
+    assert verify.run_batched(fn, {}, batch=4)["y"] == 2
+    assert calls == [["x"], []]
+
+
 def _npz_infos():
     return [verify.TensorInfo("image", "float32", (None, 2, 2, 1))]
 
