@@ -107,7 +107,8 @@ def freeze(folder: Path, key: str) -> Frozen:
     loaded, fn = load_signature(folder, key)
     inputs = sorted(fn.structured_input_signature[1])
     outputs = sorted(fn.structured_outputs)
-    variables = len(fn.graph.variables)
+    # A TF1 SavedModel's reference variables stay VariableV2 ops inside the function, not captured.
+    variables = len(fn.graph.variables) + sum(n.op in ("VariableV2", "Variable") for n in fn.graph.as_graph_def().node)
     frozen_fn = convert_variables_to_constants_v2(fn)
     graph = frozen_fn.graph.as_graph_def()
     # convert_variables_to_constants_v2 keeps the input order of the signature (its keys, sorted)

@@ -82,6 +82,7 @@ def test_a_tf1_saved_model_cut_after_its_example_parsing(tmp_path):
     sm.check(folder, "serving_default", "w", None, False, cut=["ParseExample/ParseExampleV2"])
     frozen = sm.freeze(folder, "serving_default")
     assert frozen.outputs == ["scores"] and frozen.renamed["output_node"] == "scores"
+    assert frozen.converted == 1  # the reference variable, frozen inside the signature function
     assert not {n.op for n in frozen.graph.node} & {"VariableV2", "RestoreV2"}
     example = tf.train.Example(features=tf.train.Features(
         feature={"feature": tf.train.Feature(float_list=tf.train.FloatList(value=[2.0]))})).SerializeToString()
