@@ -106,13 +106,13 @@ def _run_stages(project, quiet: bool, stages=STAGES):
 
 @pytest.mark.slow
 def test_stages_show_progress_and_write_the_same_artifacts_when_quiet(tmp_path):
-    """Every stage loud; then freeze, optimize and verify again, quiet, from the same inputs: the
-    files they write (frozen.pb, optimized.pb, the metrics) are byte for byte the loud run's."""
+    """Every stage loud; then optimize and verify again, quiet, from the same inputs: the files they
+    write (optimized.pb, the metrics) are byte for byte the loud run's."""
     tiny_project(tmp_path, samples=4)
     loud_err, loud_files = _run_stages(tmp_path, quiet=False)
-    again = ("freeze", "optimize", "verify")
+    again = ("optimize", "verify")
     for path in loud_files:
-        if path.parts[0] == "metrics" or path.name in ("frozen.pb", "optimized.pb", "names.json"):
+        if path.parts[0] == "metrics" or path.name == "optimized.pb":
             (tmp_path / path).unlink()
     quiet_err, quiet_files = _run_stages(tmp_path, quiet=True, stages=again)
     for stage, err in loud_err.items():

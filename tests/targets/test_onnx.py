@@ -65,6 +65,7 @@ def test_an_op_without_conversion_is_refused_by_name():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # converter processes with other hash seeds: make test-e2e
 def test_same_bytes_whatever_the_hash_seed():
     """tf2onnx's made-up names followed set order; each conversion here runs in its own process."""
     import hashlib
