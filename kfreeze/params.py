@@ -532,7 +532,7 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
     if entry.get("precision") == "int8":
         others = [t for t in _targets(entry.get("targets", ["tf"])) if t in NO_INT8]
         if "tflite" not in entry.get("targets", []) or others:
-            problem = (f"int8 quantizes only the tflite target, and targets has no tflite" if not others else
+            problem = ("int8 quantizes only the tflite target, and targets has no tflite" if not others else
                        f"int8 quantizes only the tflite target; {', '.join(others)} cannot be int8 here")
             raise KfreezeError(origin.where("precision"), problem, "use targets: [tf, tflite] with precision: int8 "
                                "(optimized.pb stays float32), or precision float32/float16 for the other targets")
