@@ -217,8 +217,9 @@ KEYS: dict[str, dict[str, Key]] = {
         "trust_code": Key((bool,), False, ("convert", "export", _FREEZE_K, _VERIFY_K)),  # Lambda layers, any op
         "inputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
         "outputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
-        "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
-        "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
+        # convert reads both: with opencv, recurrent layers are unrolled over the fixed time axis (kfreeze.unroll)
+        "input_shape": Key(_SHAPE, None, ("convert", _OPT_K, _VERIFY_K), check=_check_shape),
+        "opencv": Key((bool,), False, ("convert", _OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
         "precision": Key((str,), "float32", (_OPT_K, *_PRECISION_K, _VERIFY_K),
                          check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...

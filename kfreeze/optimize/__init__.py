@@ -109,6 +109,8 @@ PASSES: list[Pass] = [
     Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
     # TimeDistributed(Conv2D), unrolled over its steps, as one Conv3D with a kernel one step deep.
     Pass("opencv_time_distributed", p.opencv_time_distributed, enabled=lambda ctx: ctx.opencv),
+    # An unrolled recurrent layer's Unpack of its time-major input as a Split of the input itself.
+    Pass("opencv_unstack", p.opencv_unstack, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
@@ -129,6 +131,11 @@ PASSES: list[Pass] = [
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
     # 4-D model inputs concatenated directly: a zero BiasAdd (NHWC) each, so OpenCV maps the axis.
     Pass("opencv_concat_layout", p.opencv_concat_layout, enabled=lambda ctx: ctx.opencv),
+    # A constant minus a tensor (a GRU's 1 - z), which OpenCV reads as the tensor minus the constant.
+    Pass("opencv_const_sub", p.opencv_const_sub, enabled=lambda ctx: ctx.opencv),
+    # After the rewrites that add MatMuls: a MatMul + computed tensor (an unrolled RNN step) as AddN,
+    # not the Add OpenCV takes for the MatMul's constant bias.
+    Pass("opencv_matmul_sum", p.opencv_matmul_sum, enabled=lambda ctx: ctx.opencv),
     # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
     Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
     # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.

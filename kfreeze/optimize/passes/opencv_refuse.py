@@ -25,7 +25,9 @@ LOOPS = ("While", "StatelessWhile", "Enter", "Exit", "NextIteration", "LoopCond"
          "TensorListReserve", "TensorListFromTensor", "TensorListStack", "TensorListGetItem", "TensorListSetItem",
          "TensorArrayV3", "TensorArrayReadV3", "TensorArrayWriteV3", "TensorArrayGatherV3", "TensorArrayScatterV3")
 LACKING = {
-    **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM)" for op in LOOPS},
+    **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM): convert unrolls "
+           "it only over a fixed time axis, so fix that with input_shape (e.g. [1, 20, 8])" for op in LOOPS},
+    "Unpack": "an unstack that is not a recurrent layer's 3-D steps (ConvLSTM unrolled)",
     "BatchMatMulV2": "a batched matmul of two tensors (attention layers, Dot)",
     "BatchMatMulV3": "a batched matmul of two tensors (attention layers, Dot)",
     "BatchMatMul": "a batched matmul of two tensors (attention layers, Dot)",
