@@ -103,6 +103,8 @@ PASSES: list[Pass] = [
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
     # Dot(axes=1) of two vectors (a BatchMatMulV2) as an element-wise product and a MatMul by ones.
     Pass("opencv_dot", p.opencv_dot, enabled=lambda ctx: ctx.opencv),
+    # Masking (NotEqual, Any, SelectV2) as 2-D arithmetic: an indicator clipped from |x - v|, MatMul sums.
+    Pass("opencv_masking", p.opencv_masking, enabled=lambda ctx: ctx.opencv),
     # A Reshape Grappler merged from Dense's image shape and UpSampling's ExpandDims, split again.
     Pass("opencv_split_reshape", p.opencv_split_reshape, enabled=lambda ctx: ctx.opencv),
     # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.

@@ -35,6 +35,7 @@ from kfreeze.optimize.passes.opencv_global_pool1d import opencv_global_pool1d
 from kfreeze.optimize.passes.opencv_global_pool3d import opencv_global_pool3d
 from kfreeze.optimize.passes.opencv_identity_reshape import opencv_identity_reshape
 from kfreeze.optimize.passes.opencv_input_feed import opencv_input_feed
+from kfreeze.optimize.passes.opencv_masking import opencv_masking
 from kfreeze.optimize.passes.opencv_matmul_sum import opencv_matmul_sum
 from kfreeze.optimize.passes.opencv_min_max import opencv_min_max
 from kfreeze.optimize.passes.opencv_norm import opencv_norm
@@ -62,7 +63,7 @@ __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "
            "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze",
            "opencv_compat", "opencv_concat_layout", "opencv_const_sub", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot",
            "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape",
-           "opencv_input_feed", "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
+           "opencv_input_feed", "opencv_masking", "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
            "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose",
            "opencv_unstack", "opencv_upsampling", "placeholder_defaults", "remove_dropout", "remove_noops", "restore_bias_add",
            "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused", "transform_graph"]
