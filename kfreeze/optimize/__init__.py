@@ -105,6 +105,8 @@ PASSES: list[Pass] = [
     Pass("opencv_dot", p.opencv_dot, enabled=lambda ctx: ctx.opencv),
     # Masking (NotEqual, Any, SelectV2) as 2-D arithmetic: an indicator clipped from |x - v|, MatMul sums.
     Pass("opencv_masking", p.opencv_masking, enabled=lambda ctx: ctx.opencv),
+    # After opencv_dot: other batched matmuls of two 3-D tensors (Attention) as 2-D MatMuls by 0/1 constants.
+    Pass("opencv_batch_matmul", p.opencv_batch_matmul, enabled=lambda ctx: ctx.opencv),
     # A Reshape Grappler merged from Dense's image shape and UpSampling's ExpandDims, split again.
     Pass("opencv_split_reshape", p.opencv_split_reshape, enabled=lambda ctx: ctx.opencv),
     # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.

@@ -23,6 +23,7 @@ from kfreeze.optimize.passes.loop_bias_adds import loop_bias_adds
 from kfreeze.optimize.passes.merge_duplicates import merge_duplicates
 from kfreeze.optimize.passes.name_outputs import name_outputs
 from kfreeze.optimize.passes.opencv_adaptive_pool import opencv_adaptive_pool
+from kfreeze.optimize.passes.opencv_batch_matmul import opencv_batch_matmul
 from kfreeze.optimize.passes.opencv_bias_before_squeeze import opencv_bias_before_squeeze
 from kfreeze.optimize.passes.opencv_compat import opencv_compat
 from kfreeze.optimize.passes.opencv_concat_layout import opencv_concat_layout
@@ -60,7 +61,7 @@ from kfreeze.optimize.passes.transform_graph import transform_graph
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "channels_last", "check_portable",
            "constant_conditions", "cut_inputs", "dedupe_constants", "dense_constants", "float16_weights",
            "fold_affine", "fold_input_scale", "fold_pad_into_conv", "frame_constants", "grappler", "keepdims_mean",
-           "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_bias_before_squeeze",
+           "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_batch_matmul", "opencv_bias_before_squeeze",
            "opencv_compat", "opencv_concat_layout", "opencv_const_sub", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot",
            "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape",
            "opencv_input_feed", "opencv_masking", "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
