@@ -59,12 +59,14 @@ from kfreeze.optimize.passes.strip_unused import strip_unused
 from kfreeze.optimize.passes.transform_graph import transform_graph
 
 __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "channels_last", "check_portable",
-           "constant_conditions", "cut_inputs", "dedupe_constants", "dense_constants", "float16_weights",
-           "fold_affine", "fold_input_scale", "fold_pad_into_conv", "frame_constants", "grappler", "keepdims_mean",
-           "loop_bias_adds", "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_batch_matmul", "opencv_bias_before_squeeze",
-           "opencv_compat", "opencv_concat_layout", "opencv_const_sub", "opencv_dense3d", "opencv_dense_reshape", "opencv_dot",
-           "opencv_explicit_constants", "opencv_global_pool1d", "opencv_global_pool3d", "opencv_identity_reshape",
-           "opencv_input_feed", "opencv_masking", "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
+           "constant_conditions", "cut_inputs", "dedupe_constants", "dense_constants", "float16_weights", "fold_affine",
+           "fold_input_scale", "fold_pad_into_conv", "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds",
+           "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_batch_matmul",
+           "opencv_bias_before_squeeze", "opencv_compat", "opencv_concat_layout", "opencv_const_sub", "opencv_dense3d",
+           "opencv_dense_reshape", "opencv_dot", "opencv_explicit_constants", "opencv_global_pool1d",
+           "opencv_global_pool3d", "opencv_identity_reshape", "opencv_input_feed", "opencv_masking",
+           "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
            "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose",
-           "opencv_unstack", "opencv_upsampling", "placeholder_defaults", "remove_dropout", "remove_noops", "restore_bias_add",
-           "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused", "transform_graph"]
+           "opencv_unstack", "opencv_upsampling", "placeholder_defaults", "remove_dropout", "remove_noops",
+           "restore_bias_add", "sort_by_execution_order", "static_reshape", "static_shapes", "strip_unused",
+           "transform_graph"]
