@@ -36,7 +36,9 @@ def _fixed_inputs(config: dict, shapes: dict[str, list]) -> dict:
         given = shapes.get(layer.get("config", {}).get("name"))
         batch = layer.get("config", {}).get("batch_shape")
         if layer.get("class_name") == "InputLayer" and given and batch and len(given) == len(batch):
-            fixed = [d if d is not None or i == 0 or g is None or g < 1 else g for i, (d, g) in enumerate(zip(batch, given))]
+            # the batch stays as the model has it; a free dim takes the given size (not -1 or null)
+            fixed = [g if d is None and i > 0 and g is not None and g > 0 else d
+                     for i, (d, g) in enumerate(zip(batch, given))]
             layer = {**layer, "config": {**layer["config"], "batch_shape": fixed}}
         layers.append(layer)
     return {**config, "layers": layers}

@@ -1,7 +1,8 @@
 """Real model kinds that OpenCV users bring, with opencv: true: a U-Net, a GAN generator, a Conv1D audio
 classifier and an LSTM + GRU sequence classifier (time axis fixed by --input-shape, unrolled at convert) load
 and match in OpenCV (verify judges OpenCV when it is asked for); the sequence classifier with a free time axis,
-and a text model with an Embedding, are refused at optimize with the reason. Trained-looking weights: biases and BatchNorm statistics random."""
+and a text model with an Embedding, are refused at optimize with the reason. Trained-looking weights: biases and
+BatchNorm statistics random."""
 
 from __future__ import annotations
 

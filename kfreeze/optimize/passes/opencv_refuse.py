@@ -117,8 +117,8 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
             a, b = (shape_of(shapes, i) for i in node.input)
             if a and b and len(a) == len(b) and None not in a + b and \
                     any(x == 1 < y for x, y in zip(a, b)) and any(y == 1 < x for x, y in zip(a, b)):
-                return (f"OpenCV's TensorFlow importer adds and multiplies two tensors only of one shape, and {node.name} "
-                        f"broadcasts {a} against {b} (an outer sum: AdditiveAttention's scores)")
+                return (f"OpenCV's TensorFlow importer adds and multiplies two tensors only of one shape, and "
+                        f"{node.name} broadcasts {a} against {b} (an outer sum: AdditiveAttention's scores)")
         if node.op == "Pack" and node.attr["axis"].i != 0:
             return f"OpenCV's TensorFlow importer reads Pack only on axis 0, and {node.name} stacks on axis {node.attr['axis'].i}"
     return None
