@@ -69,6 +69,8 @@ class Key:
     what: str = ""
     convert: Callable[[Any], Any] = lambda v: list(v) if isinstance(v, list) else v
     per_stage: Optional[Callable[[Any, str], Any]] = None  # (value, stage) -> what that stage's settings hold
+    # (value, stage, spec) -> what that stage's settings hold, when it depends on another key of the entry
+    per_spec: Optional[Callable[[Any, str, Any], Any]] = None
 
 
 def _is_type(value, types: tuple) -> bool:
@@ -217,8 +219,11 @@ KEYS: dict[str, dict[str, Key]] = {
         "trust_code": Key((bool,), False, ("convert", "export", _FREEZE_K, _VERIFY_K)),  # Lambda layers, any op
         "inputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
         "outputs": Key((list,), [], (_FREEZE_K, _OPT_K, _VERIFY_K), **_NAMES),
-        "input_shape": Key(_SHAPE, None, (_OPT_K, _VERIFY_K), check=_check_shape),
-        "opencv": Key((bool,), False, (_OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
+        # convert reads both: with opencv, recurrent layers are unrolled over the fixed time axis (kfreeze.unroll);
+        # without opencv its settings hold no shape, so a shape edit reruns no convert
+        "input_shape": Key(_SHAPE, None, ("convert", _OPT_K, _VERIFY_K), check=_check_shape,
+                           per_spec=lambda v, stage, spec: None if stage == "convert" and not spec.opencv else v),
+        "opencv": Key((bool,), False, ("convert", _OPT_K, _VERIFY_K)),  # rewrite to forms OpenCV dnn imports
         "precision": Key((str,), "float32", (_OPT_K, *_PRECISION_K, _VERIFY_K),
                          check=_one_of(PRECISIONS, " or ".join(PRECISIONS)), per_stage=_precision_stage),
         "targets": Key((list,), ["tf"], (*_TARGETS_K, _VERIFY_K), **_TARGETS),  # tf, onnx, tflite...

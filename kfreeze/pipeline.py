@@ -77,6 +77,11 @@ def convert(spec, out: Path, warn: Callable[[str], None] = _warn) -> str:
             model = keras_io.load_model(spec.source, **keras_io.load_options(spec))
     from kfreeze.resources import release_memory
     release_memory()  # what loading the source left behind, before tracing and saving copy the weights
+    if spec.opencv:  # OpenCV cannot read a while loop: recurrent layers one cell per step (kfreeze.unroll)
+        from kfreeze import unroll
+        with progress.step("unrolling recurrent layers over a fixed time axis (opencv: true)"):
+            options = keras_io.load_options(spec)
+            model = unroll.unroll(model, spec.input_shape, options["custom_objects"], not spec.trust_code)
     with progress.step("tracing the model (what export will do)"):
         export_lib.check_convertible(model, spec.source)  # what cannot work fails here
     with progress.step(f"writing {Path(out) / 'model' / 'model.keras'}"), \

@@ -50,9 +50,10 @@ def stage_settings(name: str, path: str | Path = PARAMS_FILE) -> dict[str, dict]
 
 def _for_stage(spec: ModelSpec, key: str, stage: str):
     """The key's value as ``stage`` sees it (``Key.per_stage``: a target's stage sees only its own target)."""
-    per_stage = KEYS[spec.section][key].per_stage
+    key_ = KEYS[spec.section][key]
     value = getattr(spec, key)
-    return value if per_stage is None else per_stage(value, stage)
+    value = value if key_.per_stage is None else key_.per_stage(value, stage)
+    return value if key_.per_spec is None else key_.per_spec(value, stage, spec)
 
 
 def settings_bytes(settings: dict) -> bytes:

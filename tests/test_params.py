@@ -336,3 +336,13 @@ def test_a_model_entry_overrides_the_projects_verify_keys(tmp_path):
     bad = write(tmp_path, "graphs: {}\nmodels:\n  m:\n    source: models/m/m.keras\n    verify: {samles: 3}\n")
     with pytest.raises(KfreezeError, match=r"models.m.verify: unknown key 'samles' \(did you mean 'samples'\?\)"):
         params.model_spec("m", bad)
+
+
+def test_convert_sees_input_shape_only_with_opencv(tmp_path):
+    """convert unrolls recurrent layers over input_shape's time axis for OpenCV only: without opencv a
+    shape edit must not rerun it (its settings hold no shape)."""
+    entry = "graphs: {}\nmodels:\n  m:\n    source: models/m/a.keras\n    input_shape: [1, 12, 8]\n"
+    plain = settings.stage_settings("m", write(tmp_path, entry))
+    assert plain["convert"]["model"]["input_shape"] is None and plain["optimize"]["model"]["input_shape"] == [1, 12, 8]
+    opencv = settings.stage_settings("m", write(tmp_path, entry + "    opencv: true\n"))
+    assert opencv["convert"]["model"]["input_shape"] == [1, 12, 8] and opencv["convert"]["model"]["opencv"] is True

@@ -103,12 +103,18 @@ PASSES: list[Pass] = [
     Pass("opencv_dense3d", p.opencv_dense3d, enabled=lambda ctx: ctx.opencv),
     # Dot(axes=1) of two vectors (a BatchMatMulV2) as an element-wise product and a MatMul by ones.
     Pass("opencv_dot", p.opencv_dot, enabled=lambda ctx: ctx.opencv),
+    # Masking (NotEqual, Any, SelectV2) as 2-D arithmetic: an indicator clipped from |x - v|, MatMul sums.
+    Pass("opencv_masking", p.opencv_masking, enabled=lambda ctx: ctx.opencv),
+    # After opencv_dot: other batched matmuls of two 3-D tensors (Attention) as 2-D MatMuls by 0/1 constants.
+    Pass("opencv_batch_matmul", p.opencv_batch_matmul, enabled=lambda ctx: ctx.opencv),
     # A Reshape Grappler merged from Dense's image shape and UpSampling's ExpandDims, split again.
     Pass("opencv_split_reshape", p.opencv_split_reshape, enabled=lambda ctx: ctx.opencv),
     # Dense -> Reshape to an image (GAN generators) with the features in channel-major order.
     Pass("opencv_dense_reshape", p.opencv_dense_reshape, enabled=lambda ctx: ctx.opencv),
     # TimeDistributed(Conv2D), unrolled over its steps, as one Conv3D with a kernel one step deep.
     Pass("opencv_time_distributed", p.opencv_time_distributed, enabled=lambda ctx: ctx.opencv),
+    # An unrolled recurrent layer's Unpack of its time-major input as a Split of the input itself.
+    Pass("opencv_unstack", p.opencv_unstack, enabled=lambda ctx: ctx.opencv),
     # Keras' ExpandDims/Tile/Reshape repeats (UpSampling1D/2D, RepeatVector) as Resize or Concat.
     Pass("opencv_upsampling", p.opencv_upsampling, enabled=lambda ctx: ctx.opencv),
     # GlobalAverage/MaxPooling1D as the 2-D pooling over a unit axis.
@@ -129,6 +135,11 @@ PASSES: list[Pass] = [
     Pass("opencv_input_feed", p.opencv_input_feed, enabled=lambda ctx: ctx.opencv),
     # 4-D model inputs concatenated directly: a zero BiasAdd (NHWC) each, so OpenCV maps the axis.
     Pass("opencv_concat_layout", p.opencv_concat_layout, enabled=lambda ctx: ctx.opencv),
+    # A constant minus a tensor (a GRU's 1 - z), which OpenCV reads as the tensor minus the constant.
+    Pass("opencv_const_sub", p.opencv_const_sub, enabled=lambda ctx: ctx.opencv),
+    # After the rewrites that add MatMuls: a MatMul + computed tensor (an unrolled RNN step) as AddN,
+    # not the Add OpenCV takes for the MatMul's constant bias.
+    Pass("opencv_matmul_sum", p.opencv_matmul_sum, enabled=lambda ctx: ctx.opencv),
     # After every rewrite that adds constants: zeros written out, not implied (OpenCV asserts on none).
     Pass("opencv_explicit_constants", p.opencv_explicit_constants, enabled=lambda ctx: ctx.opencv),
     # What OpenCV's importer lacks after the rewrites above: refused, with one line, not written.

@@ -33,11 +33,13 @@ def test_runner_reports_a_graph_it_cannot_read(tmp_path: Path):
 
 @pytest.mark.slow
 def test_measure_one_class_each_way(tmp_path, monkeypatch):
-    """Dense loads and matches; an LSTM is refused with its reason (about 10 s)."""
+    """Dense and an LSTM (unrolled at convert) load and match; a ConvLSTM2D is refused with its reason."""
     from tests.opencv.zoo import MODELS
 
     monkeypatch.setenv("KFREEZE_DEBUG", "1")
     dense = coverage.measure("Dense", *MODELS["Dense"], tmp_path)
     assert dense.passed and dense.opencv_rel <= coverage.REL_TOL
     lstm = coverage.measure("LSTM", *MODELS["LSTM"], tmp_path)
-    assert lstm.refused and "recurrent" in lstm.reason
+    assert lstm.passed and lstm.opencv_rel <= coverage.REL_TOL
+    conv_lstm = coverage.measure("ConvLSTM2D", *MODELS["ConvLSTM2D"], tmp_path)
+    assert conv_lstm.refused and "Unpack" in conv_lstm.reason

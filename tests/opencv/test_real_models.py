@@ -1,6 +1,8 @@
 """Real model kinds that OpenCV users bring, with opencv: true: a U-Net, a GAN generator, a Conv1D audio
-classifier load and match in OpenCV (verify judges OpenCV when it is asked for); a text model with an
-Embedding is refused at optimize with the reason. Trained-looking weights: biases and BatchNorm statistics random."""
+classifier and an LSTM + GRU sequence classifier (time axis fixed by --input-shape, unrolled at convert) load
+and match in OpenCV (verify judges OpenCV when it is asked for); the sequence classifier with a free time axis,
+and a text model with an Embedding, are refused at optimize with the reason. Trained-looking weights: biases and
+BatchNorm statistics random."""
 
 from __future__ import annotations
 
@@ -75,11 +77,19 @@ def text_classifier():
     return keras.Model(inp, L.Dense(3, name="logits")(x), name="text")
 
 
-def _run(tmp_path, model):
+def sequence_classifier():
+    """A free time axis (any length when trained): input_shape fixes it, and convert unrolls the LSTM."""
+    inp = keras.Input((None, 8), name="frames")
+    x = L.LSTM(16, return_sequences=True)(inp)
+    x = L.GRU(8)(x)
+    return keras.Model(inp, L.Dense(3, activation="softmax", name="probs")(x), name="sequences")
+
+
+def _run(tmp_path, model, shape=None):
     """As an OpenCV user runs it: opencv on and the input's shape fixed (batch 1)."""
     _randomize(model)
     model.save(tmp_path / f"{model.name}.keras")
-    shape = [1, *model.inputs[0].shape[1:]]
+    shape = shape or [1, *model.inputs[0].shape[1:]]
     return CliRunner().invoke(app, ["run", str(tmp_path / f"{model.name}.keras"), "--out", str(tmp_path / "out"),
                                     "--opencv", "--samples", "4", "--input-shape", json.dumps(shape)])
 
@@ -97,6 +107,22 @@ def test_the_model_loads_and_matches_in_opencv(tmp_path, build):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["opencv_mode"] and metrics["opencv_passed"] and metrics["opencv_error"] is None
     assert metrics["constant_outputs"] == []
+
+
+def test_a_sequence_model_with_its_time_axis_fixed_is_unrolled_and_matches(tmp_path):
+    keras.utils.set_random_seed(0)
+    result = _run(tmp_path, sequence_classifier(), [1, 12, 8])
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["opencv_passed"] and metrics["opencv_error"] is None and metrics["constant_outputs"] == []
+
+
+def test_a_sequence_model_with_a_free_time_axis_is_refused_saying_to_fix_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    result = _run(tmp_path, sequence_classifier(), [1, None, 8])
+    line = result.stderr.strip()
+    assert result.exit_code == 1 and len(line.splitlines()) == 1, result.stderr
+    assert "while loop" in line and "input_shape" in line, line
 
 
 def test_a_text_model_with_an_embedding_is_refused_with_the_reason(tmp_path):

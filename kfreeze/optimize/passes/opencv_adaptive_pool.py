@@ -4,7 +4,8 @@ Keras 3 writes AdaptiveAverage/MaxPooling1D/2D as pools over two window sizes, c
 and re-ordered by a ``GatherV2`` with constant indices; OpenCV's importer has no ``GatherV2``
 (``Can't create layer ... of type "GatherV2"``). When the input size is a multiple of the
 output size, every window has the same size and stride, and the whole subgraph is a plain
-``MaxPool``/``AvgPool`` (with ``ExpandDims``/``Squeeze`` around it for 1-D), which OpenCV
+``MaxPool``/``AvgPool`` (with ``ExpandDims``/``Squeeze`` around it for 1-D; ``MaxPool3D``/``AvgPool3D``
+for 3-D, whose gathers run per axis), which OpenCV
 imports. The subgraph is only replaced after TF ran it on a random probe and gave exactly
 that pooling. TF's tools do not rewrite a gather into a pool.
 """
@@ -20,7 +21,9 @@ from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
 # Ops the adaptive-pooling subgraph is made of: data movement and the pools themselves.
-REGION = ("GatherV2", "ConcatV2", "MaxPool", "AvgPool", "ExpandDims", "Squeeze", "Reshape", "StridedSlice")
+REGION = ("GatherV2", "ConcatV2", "MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D", "ExpandDims", "Squeeze", "Reshape",
+          "StridedSlice")
+POOLS = ("MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D")
 
 
 
@@ -48,7 +51,7 @@ def _pooled(x, out_shape, kind):
 
 def opencv_adaptive_pool(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
     """Each float32 ``GatherV2`` whose GatherV2/ConcatV2/pool subgraph reads one tensor ``x``
-    (rank 3 or 4) and computes, on a probe, exactly max or mean pooling of ``x`` over equal
+    (rank 3, 4 or 5) and computes, on a probe, exactly max or mean pooling of ``x`` over equal
     windows becomes that ``MaxPool``/``AvgPool`` (VALID, stride = window), under its name."""
     by_name = {n.name: n for n in graph.node}
     found = []
@@ -57,13 +60,13 @@ def opencv_adaptive_pool(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.G
         if node.op != "GatherV2" or node.attr["Tparams"].type != tf.float32.as_datatype_enum:
             continue
         region = subgraph_region(by_name, node, REGION)
-        if region is None or len(region[2]) != 1 or not any(n.op in ("MaxPool", "AvgPool") for n in region[0]):
+        if region is None or len(region[2]) != 1 or not any(n.op in POOLS for n in region[0]):
             continue
         if shapes is None:
             shapes = static_shapes(graph)
         (x_tensor,) = region[2]
         xs, ys = shape_of(shapes, x_tensor), shape_of(shapes, node.name)
-        if not xs or not ys or None in xs or None in ys or len(xs) not in (3, 4) or len(ys) != len(xs):
+        if not xs or not ys or None in xs or None in ys or len(xs) not in (3, 4, 5) or len(ys) != len(xs):
             continue
         x, y = _probe(graph, region[0], region[1], x_tensor, xs, node.name)
         for kind in ("max", "mean"):
@@ -81,8 +84,8 @@ def opencv_adaptive_pool(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.G
         node = by_name[name]
         op = "MaxPool" if kind == "max" else "AvgPool"
         src = x_tensor[:-2] if x_tensor.endswith(":0") else x_tensor
-        if len(window) == 2:
-            _pool(node, op, src, [1, *window, 1])
+        if len(window) >= 2:  # 3-D: AvgPool3D/MaxPool3D, which OpenCV imports on its NCDHW blob
+            _pool(node, op + ("3D" if len(window) == 3 else ""), src, [1, *window, 1])
             continue
         axis = make_const(unique_name(names, f"{name}/opencv_axis"), np.int32(1))
         expand = node_def_pb2.NodeDef(name=unique_name(names, f"{name}/opencv_expand"), op="ExpandDims",
@@ -107,5 +110,5 @@ def _pool(node, op: str, src: str, ksize: list[int]) -> None:
     node.attr["ksize"].list.i[:] = ksize
     node.attr["strides"].list.i[:] = ksize
     node.attr["padding"].s = b"VALID"
-    node.attr["data_format"].s = b"NHWC"
+    node.attr["data_format"].s = b"NDHWC" if len(ksize) == 5 else b"NHWC"
     node.input[:] = [src]

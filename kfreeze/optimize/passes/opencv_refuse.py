@@ -25,7 +25,9 @@ LOOPS = ("While", "StatelessWhile", "Enter", "Exit", "NextIteration", "LoopCond"
          "TensorListReserve", "TensorListFromTensor", "TensorListStack", "TensorListGetItem", "TensorListSetItem",
          "TensorArrayV3", "TensorArrayReadV3", "TensorArrayWriteV3", "TensorArrayGatherV3", "TensorArrayScatterV3")
 LACKING = {
-    **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM)" for op in LOOPS},
+    **{op: "a recurrent layer's while loop (LSTM, GRU, SimpleRNN, RNN, Bidirectional, ConvLSTM): convert unrolls "
+           "it only over a fixed time axis, so fix that with input_shape (e.g. [1, 20, 8])" for op in LOOPS},
+    "Unpack": "an unstack that is not a recurrent layer's 3-D steps (ConvLSTM unrolled)",
     "BatchMatMulV2": "a batched matmul of two tensors (attention layers, Dot)",
     "BatchMatMulV3": "a batched matmul of two tensors (attention layers, Dot)",
     "BatchMatMul": "a batched matmul of two tensors (attention layers, Dot)",
@@ -49,6 +51,7 @@ LACKING = {
     "Rsqrt": "a reciprocal square root on a tensor: a normalization opencv_norm does not recognise",
 }
 REDUCTIONS = ("Mean", "Sum", "Max", "Min", "Prod")
+OUTER = ("Add", "AddV2", "Sub", "Mul", "RealDiv")  # element-wise ops OpenCV reads as Eltwise (one shape)
 # 4-D perms parseTranspose follows (from NHWC: [0,3,1,2], [0,1,2,3], [0,3,2,1]; from NCHW: [0,2,3,1]).
 TRANSPOSES = ([0, 3, 1, 2], [0, 1, 2, 3], [0, 3, 2, 1], [0, 2, 3, 1])
 
@@ -76,7 +79,8 @@ def opencv_refuse(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef
 
 def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
     """Ops OpenCV has, in a form its parser rejects: a reduction on a tensor that is not 4-D,
-    a 4-D transpose it cannot track, a Pack on an axis other than 0."""
+    a 4-D transpose it cannot track, a Pack on an axis other than 0, an element-wise op of two tensors
+    that broadcast each other."""
     consts = const_values(graph)
     shapes = None
     for node in graph.node:
@@ -107,6 +111,14 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
         if node.op == "ConcatV2" and _concat_of_inputs(graph, node):
             return (f"OpenCV's TensorFlow importer cannot tell the layout of 4-D inputs concatenated before any "
                     f"layer that has one ({node.name} concatenates model inputs directly; it joins them on the wrong axis)")
+        if node.op in OUTER and len(node.input) == 2 and not any(split_tensor(i)[0] in consts for i in node.input):
+            if shapes is None:
+                shapes = static_shapes(graph)
+            a, b = (shape_of(shapes, i) for i in node.input)
+            if a and b and len(a) == len(b) and None not in a + b and \
+                    any(x == 1 < y for x, y in zip(a, b)) and any(y == 1 < x for x, y in zip(a, b)):
+                return (f"OpenCV's TensorFlow importer adds and multiplies two tensors only of one shape, and "
+                        f"{node.name} broadcasts {a} against {b} (an outer sum: AdditiveAttention's scores)")
         if node.op == "Pack" and node.attr["axis"].i != 0:
             return f"OpenCV's TensorFlow importer reads Pack only on axis 0, and {node.name} stacks on axis {node.attr['axis'].i}"
     return None

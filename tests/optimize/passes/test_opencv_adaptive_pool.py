@@ -52,3 +52,20 @@ def test_adaptive_pool_leaves_a_gather_that_is_no_pooling(rng):
         tf.gather(y, tf.constant([3, 2, 1, 0], tf.int32), axis=1, name="out")  # reversed: not a pooling
     graph = g.as_graph_def()
     assert passes.opencv_adaptive_pool(graph, ctx(opencv=True)) is graph
+
+
+@pytest.mark.parametrize("pool", [tf.nn.max_pool3d, tf.nn.avg_pool3d])
+def test_adaptive_pool_3d_becomes_one_3d_pool(rng, pool):
+    """AdaptiveAverage/MaxPooling3D, (4, 4, 4) -> (2, 2, 2): 3-D pools re-ordered by a GatherV2."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 4, 2], name="x")
+        a = pool(x, [1, 2, 2, 2, 1], [1, 2, 2, 2, 1], "VALID")
+        b = pool(x, [1, 2, 2, 2, 1], [1, 2, 2, 2, 1], "VALID")
+        tf.gather(tf.concat([a, b], 1), tf.constant([0, 1], tf.int32), axis=1, name="out")
+    graph = g.as_graph_def()
+    out = passes.opencv_adaptive_pool(graph, ctx(opencv=True))
+    assert "GatherV2" not in ops(out) and by_name(out)["out"].op in ("MaxPool3D", "AvgPool3D")
+    x = rng.normal(size=(1, 4, 4, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"x:0": x}), run(graph, {"x:0": x}), rtol=1e-6, atol=1e-6)
+    assert "GatherV2" in opencv_fails(graph, {"x": x})
+    assert_opencv_matches(out, {"x": x}, run(graph, {"x:0": x}))

@@ -99,3 +99,16 @@ def test_refuse_a_concat_of_model_inputs():
     assert "Inconsistent shape" in opencv_fails(graph, feeds)
     with pytest.raises(KfreezeError, match="concatenates model inputs"):
         passes.opencv_refuse(graph, ctx(inputs=("a", "b"), opencv=True))
+
+
+def test_refuse_an_outer_sum_of_two_tensors():
+    """AdditiveAttention's scores: [1, m, 1, k] + [1, 1, n, k], which OpenCV's Eltwise cannot broadcast."""
+    with tf.Graph().as_default() as g:
+        q = tf.compat.v1.placeholder(tf.float32, [1, 4, 6], name="q")
+        v = tf.compat.v1.placeholder(tf.float32, [1, 5, 6], name="v")
+        tf.tanh(tf.expand_dims(q, 2) + tf.expand_dims(v, 1), name="out")
+    graph = g.as_graph_def()
+    feeds = {"q": np.ones((1, 4, 6), np.float32), "v": np.ones((1, 5, 6), np.float32)}
+    assert opencv_fails(graph, feeds)
+    with pytest.raises(KfreezeError, match=r"broadcasts \[1, 4, 1, 6\] against \[1, 1, 5, 6\]"):
+        passes.opencv_refuse(graph, ctx(inputs=("q", "v"), opencv=True))
