@@ -52,6 +52,7 @@ LACKING = {
 }
 REDUCTIONS = ("Mean", "Sum", "Max", "Min", "Prod")
 OUTER = ("Add", "AddV2", "Sub", "Mul", "RealDiv")  # element-wise ops OpenCV reads as Eltwise (one shape)
+PADS_SLICES = ("Pad", "PadV2", "MirrorPad", "Slice", "StridedSlice")
 # 4-D perms parseTranspose follows (from NHWC: [0,3,1,2], [0,1,2,3], [0,3,2,1]; from NCHW: [0,2,3,1]).
 TRANSPOSES = ([0, 3, 1, 2], [0, 1, 2, 3], [0, 3, 2, 1], [0, 2, 3, 1])
 
@@ -80,10 +81,18 @@ def opencv_refuse(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef
 def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
     """Ops OpenCV has, in a form its parser rejects: a reduction on a tensor that is not 4-D,
     a 4-D transpose it cannot track, a Pack on an axis other than 0, an element-wise op of two tensors
-    that broadcast each other."""
+    that broadcast each other, a pad or slice of a 5-D tensor."""
     consts = const_values(graph)
     shapes = None
     for node in graph.node:
+        if node.op in PADS_SLICES:
+            if shapes is None:
+                shapes = static_shapes(graph)
+            if len(shape_of(shapes, node.input[0]) or []) == 5:
+                # OpenCV keeps 5-D blobs NCDHW but applies the graph's NDHWC paddings and begins to them
+                # unchanged: a wrong shape (ZeroPadding3D) or an empty blob (Cropping3D).
+                return (f"OpenCV's TensorFlow importer applies a 5-D tensor's NDHWC {node.op} to its NCDHW blob, "
+                        f"and {node.name} pads or slices one (ZeroPadding3D, Cropping3D)")
         if node.op in REDUCTIONS or (node.op == "Transpose" and len(node.input) > 1):
             if shapes is None:
                 shapes = static_shapes(graph)

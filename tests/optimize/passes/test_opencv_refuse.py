@@ -10,7 +10,7 @@ from kfreeze.optimize import optimize, passes, passes_for
 from kfreeze.optimize.passes.opencv_refuse import LACKING
 from kfreeze.tfenv import tf
 from tests.optimize.helpers import ctx
-from tests.optimize.opencv_check import opencv_fails
+from tests.optimize.opencv_check import opencv_fails, opencv_output, run
 
 
 def test_refuse_a_recurrent_loop_with_one_line(gru_frozen):
@@ -112,3 +112,25 @@ def test_refuse_an_outer_sum_of_two_tensors():
     assert opencv_fails(graph, feeds)
     with pytest.raises(KfreezeError, match=r"broadcasts \[1, 4, 1, 6\] against \[1, 1, 5, 6\]"):
         passes.opencv_refuse(graph, ctx(inputs=("q", "v"), opencv=True))
+
+
+@pytest.mark.parametrize("layer", ["pad", "slice"])
+def test_refuse_a_pad_or_slice_of_a_5d_tensor(layer):
+    """ZeroPadding3D and Cropping3D: OpenCV applies the NDHWC paddings/begins to its NCDHW blob."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 4, 2], name="x")
+        y = tf.nn.conv3d(x, tf.constant(np.ones((1, 1, 1, 2, 2), np.float32)), [1] * 5, "VALID")
+        if layer == "pad":
+            tf.pad(y, [[0, 0], [1, 1], [1, 1], [1, 1], [0, 0]], name="out")
+        else:
+            tf.identity(y[:, 1:3, 1:3, 1:3, :], name="out")
+    graph = g.as_graph_def()
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 4, 2)).astype(np.float32)
+    ref = run(graph, {"x:0": x}, "out:0")
+    try:
+        got = opencv_output(graph, {"x": x})
+    except AssertionError:
+        got = None  # OpenCV did not load or run it
+    assert got is None or got.shape != ref.shape or not np.allclose(got, ref, atol=1e-4)  # what the refusal spares
+    with pytest.raises(KfreezeError, match="5-D tensor's NDHWC"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
