@@ -339,19 +339,22 @@ def target(target: str, spec, vspec, out: Path) -> str:
 
 
 # The steps a DVC stage runs, by the settings file it reads (its name; '<stage>_tf1.json' for 'graphs:').
-STEPS = ("convert", "export", "freeze", "optimize", "verify")
-
-
 def from_settings(stage: str, name: str, build: Path, metrics: Path = Path("metrics"),
                   warn: Callable[[str], None] = _warn) -> str:
     """A DVC stage: BUILD/<name>/settings/<stage>.json read (and nothing else), then the step run on
     BUILD/<name>/. ``stage``: a step of ``STEPS`` or a target (kfreeze.targets.registry)."""
     spec, vspec = settings.read(build, name, stage)
     out = Path(build) / name
-    if stage == "verify":
-        return verify(spec, vspec, out, Path(metrics) / f"{name}.json", warn=warn)
-    if stage in ("convert", "freeze"):
-        return globals()[stage](spec, out, warn=warn)
     if stage in STEPS:
-        return globals()[stage](spec, out)
+        return STEPS[stage](spec, vspec, out, Path(metrics) / f"{name}.json", warn)
     return target(stage, spec, vspec, out)
+
+
+# Each step from what from_settings holds: (spec, vspec, out, metrics file, warn).
+STEPS = {
+    "convert": lambda spec, vspec, out, metrics, warn: convert(spec, out, warn=warn),
+    "export": lambda spec, vspec, out, metrics, warn: export(spec, out),
+    "freeze": lambda spec, vspec, out, metrics, warn: freeze(spec, out, warn=warn),
+    "optimize": lambda spec, vspec, out, metrics, warn: optimize(spec, out),
+    "verify": lambda spec, vspec, out, metrics, warn: verify(spec, vspec, out, metrics, warn=warn),
+}
