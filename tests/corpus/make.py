@@ -1,0 +1,172 @@
+"""The corpus: one small model file per old API / file layout users bring, written once and committed.
+
+    python -m tests.corpus.make [ROW ...] [--force]
+
+Each row's folder under tests/corpus/files/ holds the file(s) and ``golden.npz``: fixed inputs ``x`` (as
+the source framework takes them) and the outputs ``y`` the source framework computed when the file was
+made. Existing rows are left alone unless --force: the test compares against these numbers, never
+against numbers computed in the test run. The writers are the test suite's own (tests/legacy,
+tests/frozen_graphs.py, tests/conformance/zoo.py); this file only calls them and records the outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+FILES = HERE / "files"
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str  # relative to the row's folder
+    args: tuple = ()  # kfreeze run flags; "{dir}" is the row's folder
+    nchw: bool = False  # the source takes NCHW; the converted graph takes NHWC
+    what: str = ""
+
+
+ROWS = {
+    "keras1_theano": Row("weights.h5", ("--arch", "{dir}/model.json"), nchw=True,
+                         what="Keras 1.2.2 JSON + save_weights .h5 from the Theano backend: `th` dim ordering, "
+                              "kernels (filters, channels, rows, cols), weight names without ':0', no backend "
+                              "attribute (kfreeze flips the kernels by default)"),
+    "tfkeras215_keras": Row("model.keras", what="tf.keras 2.15 `.keras` zip (keras.src.engine module names, "
+                                                "keras_version 2.15.0): timeseries transformer with TF ops"),
+    "savedmodel_export": Row("exported", what="Keras 3 `model.export()` SavedModel folder"),
+    "frozen_tfdata_pb": Row("frozen_graph.pb", ("--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
+                                                "--input-shape", "[1, 20, 20, 1]"),
+                            what="TF1 frozen GraphDef fed by tf.data (IteratorGetNext), cut at IteratorGetNext"),
+    "h5_named_model": Row("net.model", what="tf.keras 2 HDF5 full model saved as `net.model`"),
+    "stateful_gru": Row("model.h5", what="tf.keras 2 HDF5 Sequential with GRU(stateful=True, "
+                                         "batch_input_shape=(2, 5, 3))"),
+    "transformer_custom_layer": Row("model.keras", ("--custom-objects",
+                                                    "[tests.corpus.custom_layers:PositionEmbedding]"),
+                                    what="Keras 3 `.keras` transformer block with a registered custom layer "
+                                         "(tests/corpus/custom_layers.py)"),
+}
+
+
+def _legacy_path():
+    if str(ROOT / "tests" / "legacy") not in sys.path:  # the legacy helpers import each other by bare name
+        sys.path.insert(0, str(ROOT / "tests" / "legacy"))
+
+
+def keras1_theano(d: Path):
+    _legacy_path()
+    import keras1_rnn as k1
+    import test_legacy_theano as th
+    k1.write_keras1(d / "weights.h5", th.CONFIG, th._weights(), arch=d / "model.json", backend=None)
+    x = np.random.default_rng(11).random((4, 2, 6, 5), dtype=np.float32)
+    # No Keras 1 / Theano to run: the reference is the numpy forward pass convolving as Theano did.
+    return x, th.forward(x, th._weights(), flipped=True)
+
+
+def tfkeras215_keras(d: Path):
+    _legacy_path()
+    from test_keras2_archive import tf215, timeseries_transformer
+    m = timeseries_transformer(seed=5)
+    with tempfile.TemporaryDirectory() as tmp:
+        m.save(Path(tmp) / "tfk.keras")
+        tf215(Path(tmp) / "tfk.keras", d / "model.keras")
+    x = np.random.default_rng(12).normal(size=(4, 10, 8)).astype(np.float32)
+    return x, m.predict(x, verbose=0)  # the tf_keras model that wrote the file
+
+
+def savedmodel_export(d: Path):
+    from kfreeze.tfenv import tf
+    from tests.conformance.zoo import L, keras, randomize
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2), name="image")
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inp)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(L.ReLU(name="relu")(x))
+    model = randomize(keras.Model(inp, L.Dense(3, name="logits")(x), name="exported"), 6)
+    model.export(d / "exported", verbose=False)
+    x = np.random.default_rng(13).random((3, 8, 8, 2), dtype=np.float32)
+    fn = tf.saved_model.load(str(d / "exported")).signatures["serving_default"]
+    out = fn(tf.constant(x))
+    assert len(out) == 1
+    return x, next(iter(out.values())).numpy()
+
+
+def frozen_tfdata_pb(d: Path):
+    from kfreeze.tfenv import tf
+    from tests.frozen_graphs import build
+    build("seed", d / "frozen_graph.pb")
+    x = np.random.default_rng(14).random((1, 20, 20, 1), dtype=np.float32)
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString((d / "frozen_graph.pb").read_bytes())
+    with tf.Graph().as_default() as g:  # the original graph, its tf.data input fed directly
+        tf.graph_util.import_graph_def(graph, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            return x, sess.run("softmax_tensor:0", {"IteratorGetNext:0": x})
+
+
+def h5_named_model(d: Path):
+    _legacy_path()
+    import tf_keras
+    from legacy_helpers import randomize
+    L = tf_keras.layers
+    inp = tf_keras.Input((10, 10, 3), name="image")
+    x = L.Conv2D(6, 3, name="conv")(inp)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.MaxPooling2D(name="pool")(L.Activation("relu", name="relu")(x))
+    x = L.Dense(4, name="probs", activation="softmax")(L.Flatten(name="flat")(x))
+    randomize(tf_keras.Model(inp, x, name="net"), 7).save(d / "net.model", save_format="h5")
+    x = np.random.default_rng(15).random((3, 10, 10, 3), dtype=np.float32)
+    return x, tf_keras.models.load_model(d / "net.model", compile=False).predict(x, verbose=0)
+
+
+def stateful_gru(d: Path):
+    _legacy_path()
+    import tf_keras
+    from legacy_helpers import randomize
+    L = tf_keras.layers
+    m = tf_keras.Sequential([L.GRU(4, stateful=True, batch_input_shape=(2, 5, 3), name="gru"),
+                             L.Dense(2, name="out")], name="stateful")
+    randomize(m, 8).save(d / "model.h5")
+    x = np.random.default_rng(16).normal(size=(2, 5, 3)).astype(np.float32)
+    loaded = tf_keras.models.load_model(d / "model.h5", compile=False)
+    loaded.reset_states()  # the first batch after a reset: zero states, what a frozen graph computes
+    return x, loaded.predict(x, batch_size=2, verbose=0)
+
+
+def transformer_custom_layer(d: Path):
+    from tests.conformance.zoo import L, keras, randomize
+    from tests.corpus.custom_layers import PositionEmbedding
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 6), name="tokens")
+    x = PositionEmbedding(8, name="pos")(inp)
+    a = L.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(x, x)
+    x = L.LayerNormalization(name="ln1")(x + a)
+    f = L.Dense(6, name="ffn2")(L.Dense(12, activation="relu", name="ffn1")(x))
+    x = L.LayerNormalization(name="ln2")(x + f)
+    x = L.Dense(3, name="logits")(L.GlobalAveragePooling1D(name="gap")(x))
+    randomize(keras.Model(inp, x, name="transformer"), 9).save(d / "model.keras")
+    x = np.random.default_rng(17).normal(size=(3, 8, 6)).astype(np.float32)
+    return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
+
+
+def make(name: str, force: bool = False) -> bool:
+    d = FILES / name
+    if d.exists() and not force:
+        return False
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    x, y = globals()[name](d)
+    np.savez(d / "golden.npz", x=np.asarray(x, np.float32), y=np.asarray(y, np.float32))
+    return True
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    for row in args or ROWS:
+        print(row, "written" if make(row, "--force" in sys.argv) else "exists (--force rewrites)")
