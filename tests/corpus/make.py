@@ -30,10 +30,12 @@ class Row:
     args: tuple = ()  # kfreeze run flags; "{dir}" is the row's folder
     nchw: bool = False  # the source takes NCHW; the converted graph takes NHWC
     what: str = ""
+    says: tuple = ()  # lines kfreeze run must print for this row
 
 
 ROWS = {
     "keras1_theano": Row("weights.h5", ("--arch", "{dir}/model.json"), nchw=True,
+                         says=("weights saved by Theano",),
                          what="Keras 1.2.2 JSON + save_weights .h5 from the Theano backend: `th` dim ordering, "
                               "kernels (filters, channels, rows, cols), weight names without ':0', no backend "
                               "attribute (kfreeze flips the kernels by default)"),
@@ -42,10 +44,16 @@ ROWS = {
     "savedmodel_export": Row("exported", what="Keras 3 `model.export()` SavedModel folder"),
     "frozen_tfdata_pb": Row("frozen_graph.pb", ("--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
                                                 "--input-shape", "[1, 20, 20, 1]"),
+                            says=("is frozen already (no checkpoint)",),
                             what="TF1 frozen GraphDef fed by tf.data (IteratorGetNext), cut at IteratorGetNext"),
     "h5_named_model": Row("net.model", what="tf.keras 2 HDF5 full model saved as `net.model`"),
     "stateful_gru": Row("model.h5", what="tf.keras 2 HDF5 Sequential with GRU(stateful=True, "
                                          "batch_input_shape=(2, 5, 3))"),
+    "keras1_rnn_h5": Row("model.h5", what="Keras 1.2.2 full model .h5 (model_config) from the TensorFlow backend: "
+                                          "Embedding(mask_zero) -> LSTM (per-gate weights) -> GRU(go_backwards), "
+                                          "int32 token input"),
+    "tfkeras2_savedmodel": Row("saved", what="tf.keras 2 `model.save(folder)` SavedModel (keras_metadata.pb beside "
+                                             "saved_model.pb)"),
     "transformer_custom_layer": Row("model.keras", ("--custom-objects",
                                                     "[tests.corpus.custom_layers:PositionEmbedding]"),
                                     what="Keras 3 `.keras` transformer block with a registered custom layer "
@@ -154,6 +162,31 @@ def transformer_custom_layer(d: Path):
     return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
 
 
+def keras1_rnn_h5(d: Path):
+    _legacy_path()
+    import keras1_rnn as k1
+    from test_legacy_rnn import keras1_sequential
+    config, stored, forward = keras1_sequential(seed=4)
+    k1.write_keras1(d / "model.h5", config, stored)
+    x = np.random.default_rng(18).integers(0, 12, (4, 7)).astype(np.int32)
+    x[0, 5:] = 0  # padded ends: the mask matters
+    # No Keras 1 to run: the reference is the numpy forward pass of Keras 1.2.2's step functions.
+    return x, forward(x)
+
+
+def tfkeras2_savedmodel(d: Path):
+    _legacy_path()
+    import tf_keras
+    from legacy_helpers import randomize
+    L = tf_keras.layers
+    inp = tf_keras.Input((6, 6, 2), name="image")
+    x = L.BatchNormalization(name="bn")(L.Conv2D(3, 3, name="conv")(inp))
+    x = L.Dense(3, name="out")(L.Flatten(name="flat")(L.Activation("tanh", name="tanh")(x)))
+    randomize(tf_keras.Model(inp, x, name="tfk_sm"), 10).save(d / "saved", save_format="tf")
+    x = np.random.default_rng(19).random((3, 6, 6, 2), dtype=np.float32)
+    return x, tf_keras.models.load_model(d / "saved", compile=False).predict(x, verbose=0)
+
+
 def make(name: str, force: bool = False) -> bool:
     d = FILES / name
     if d.exists() and not force:
@@ -162,7 +195,8 @@ def make(name: str, force: bool = False) -> bool:
         shutil.rmtree(d)
     d.mkdir(parents=True)
     x, y = globals()[name](d)
-    np.savez(d / "golden.npz", x=np.asarray(x, np.float32), y=np.asarray(y, np.float32))
+    x = np.asarray(x, np.int32 if np.issubdtype(np.asarray(x).dtype, np.integer) else np.float32)
+    np.savez(d / "golden.npz", x=x, y=np.asarray(y, np.float32))
     return True
 
 
