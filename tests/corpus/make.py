@@ -49,6 +49,13 @@ ROWS = {
     "h5_named_model": Row("net.model", what="tf.keras 2 HDF5 full model saved as `net.model`"),
     "stateful_gru": Row("model.h5", what="tf.keras 2 HDF5 Sequential with GRU(stateful=True, "
                                          "batch_input_shape=(2, 5, 3))"),
+    "keras2_theano_json": Row("weights.h5", ("--arch", "{dir}/model.json"), nchw=True,
+                              says=("weights saved by Theano",),
+                              what="Keras 2 on Theano: `to_json` + `save_weights` (backend 'theano', "
+                                   "keras_version 2.0.8), channels_first, BatchNormalization(axis=1), flipped "
+                                   "kernels (models/digits_th/make_th.py's network, untrained)"),
+    "keras3_json_weights": Row("model.weights.h5", ("--arch", "{dir}/model.json"),
+                               what="Keras 3 `to_json` + `save_weights` (`.weights.h5`)"),
     "keras1_rnn_h5": Row("model.h5", what="Keras 1.2.2 full model .h5 (model_config) from the TensorFlow backend: "
                                           "Embedding(mask_zero) -> LSTM (per-gate weights) -> GRU(go_backwards), "
                                           "int32 token input"),
@@ -160,6 +167,44 @@ def transformer_custom_layer(d: Path):
     randomize(keras.Model(inp, x, name="transformer"), 9).save(d / "model.keras")
     x = np.random.default_rng(17).normal(size=(3, 8, 6)).astype(np.float32)
     return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
+
+
+def keras2_theano_json(d: Path):
+    import importlib.util
+
+    import h5py
+    spec = importlib.util.spec_from_file_location("make_th", ROOT / "models" / "digits_th" / "make_th.py")
+    make_th = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_th)
+    twin = make_th.build("channels_last")
+    rng = np.random.default_rng(20)
+    for layer in twin.layers:  # kernels scaled by fan-in so the softmax is not saturated; BN statistics random
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name or "gamma" in w.name
+                           else rng.normal(0, 1 / np.sqrt(np.prod(w.shape[:-1])) if len(w.shape) > 1 else 0.3,
+                                           w.shape) for w in layer.weights])
+    model = make_th.to_theano_channels_first(twin)
+    (d / "model.json").write_text(model.to_json())
+    model.save_weights(d / "weights.h5")
+    with h5py.File(d / "weights.h5", "r+") as f:  # as Keras 2.0 on Theano wrote the attributes
+        f.attrs["backend"] = b"theano"
+        f.attrs["keras_version"] = b"2.0.8"
+    x = np.random.default_rng(21).random((3, 1, 20, 20), dtype=np.float32)
+    # TensorFlow has no NCHW convolution on CPU: the reference is the channels_last twin the file was made from.
+    return x, twin.predict(np.transpose(x, (0, 2, 3, 1)), verbose=0)
+
+
+def keras3_json_weights(d: Path):
+    from tests.conformance.zoo import L, keras, randomize
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((12,), name="x")
+    x = L.BatchNormalization(name="bn")(L.Dense(8, activation="relu", name="hidden")(inp))
+    model = randomize(keras.Model(inp, L.Dense(3, name="out")(x), name="k3json"), 3)
+    (d / "model.json").write_text(model.to_json())
+    model.save_weights(d / "model.weights.h5")
+    loaded = keras.models.model_from_json((d / "model.json").read_text())
+    loaded.load_weights(d / "model.weights.h5")
+    x = np.random.default_rng(22).random((4, 12), dtype=np.float32)
+    return x, loaded.predict(x, verbose=0)
 
 
 def keras1_rnn_h5(d: Path):
