@@ -46,6 +46,8 @@ ROWS = {
                                                 "--input-shape", "[1, 20, 20, 1]"),
                             says=("is frozen already (no checkpoint)",),
                             what="TF1 frozen GraphDef fed by tf.data (IteratorGetNext), cut at IteratorGetNext"),
+    "keras_tf1_frozen_pb": Row("frozen_graph.pb", what="a tf_keras model frozen from its TF1 session: "
+                                                    "keras_learning_phase, BatchNorm and Dropout under Switch/Merge"),
     "h5_named_model": Row("net.model", what="tf.keras 2 HDF5 full model saved as `net.model`"),
     "stateful_gru": Row("model.h5", what="tf.keras 2 HDF5 Sequential with GRU(stateful=True, "
                                          "batch_input_shape=(2, 5, 3))"),
@@ -122,6 +124,19 @@ def frozen_tfdata_pb(d: Path):
         tf.graph_util.import_graph_def(graph, name="")
         with tf.compat.v1.Session(graph=g) as sess:
             return x, sess.run("softmax_tensor:0", {"IteratorGetNext:0": x})
+
+
+def keras_tf1_frozen_pb(d: Path):
+    from kfreeze.tfenv import tf
+    from tests.frozen_graphs import build
+    build("keras_tf1", d / "frozen_graph.pb")
+    x = np.random.default_rng(23).random((3, 8, 8, 2), dtype=np.float32)
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString((d / "frozen_graph.pb").read_bytes())
+    with tf.Graph().as_default() as g:  # the original graph; keras_learning_phase keeps its default (False)
+        tf.graph_util.import_graph_def(graph, name="")
+        with tf.compat.v1.Session(graph=g) as sess:
+            return x, sess.run("probs/Softmax:0", {"conv_input:0": x})
 
 
 def h5_named_model(d: Path):
