@@ -31,6 +31,7 @@ class Row:
     nchw: bool = False  # the source takes NCHW; the converted graph takes NHWC
     what: str = ""
     says: tuple = ()  # lines kfreeze run must print for this row
+    xfail: str = ""  # kfreeze's error line (after the path) while the row fails
 
 
 ROWS = {
@@ -63,6 +64,11 @@ ROWS = {
                                           "int32 token input"),
     "tfkeras2_savedmodel": Row("saved", what="tf.keras 2 `model.save(folder)` SavedModel (keras_metadata.pb beside "
                                              "saved_model.pb)"),
+    "tfkeras215_custom_layer": Row("model.keras", ("--custom-objects",
+                                                   "[tests.corpus.custom_layers:PositionEmbedding]"),
+                                   what="tf.keras 2.15 `.keras` zip with a registered custom layer",
+                                   xfail="the model uses 'PositionEmbedding', a custom class that is not registered; "
+                                         "pass --custom-objects [your.module:PositionEmbedding]"),
     "transformer_custom_layer": Row("model.keras", ("--custom-objects",
                                                     "[tests.corpus.custom_layers:PositionEmbedding]"),
                                     what="Keras 3 `.keras` transformer block with a registered custom layer "
@@ -166,6 +172,41 @@ def stateful_gru(d: Path):
     loaded = tf_keras.models.load_model(d / "model.h5", compile=False)
     loaded.reset_states()  # the first batch after a reset: zero states, what a frozen graph computes
     return x, loaded.predict(x, batch_size=2, verbose=0)
+
+
+def tfkeras215_custom_layer(d: Path):
+    """The custom layer as the user wrote it for tf.keras 2.15 (tf_keras here), registered under the name
+    custom_layers.PositionEmbedding has in Keras 3."""
+    _legacy_path()
+    import tf_keras
+    from legacy_helpers import randomize
+    from test_keras2_archive import tf215
+    L = tf_keras.layers
+
+    @tf_keras.utils.register_keras_serializable(package="corpus")
+    class PositionEmbedding(L.Layer):
+        def __init__(self, length, **kwargs):
+            super().__init__(**kwargs)
+            self.length = length
+
+        def build(self, input_shape):
+            self.positions = self.add_weight(shape=(self.length, input_shape[-1]), initializer="random_normal",
+                                             name="positions")
+
+        def call(self, x):
+            return x + self.positions[None]
+
+        def get_config(self):
+            return {**super().get_config(), "length": self.length}
+
+    inp = tf_keras.Input((8, 6), name="tokens")
+    x = L.LayerNormalization(name="ln")(PositionEmbedding(8, name="pos")(inp))
+    m = randomize(tf_keras.Model(inp, L.Dense(3, name="out")(L.GlobalAveragePooling1D(name="gap")(x)), name="tfkc"), 11)
+    with tempfile.TemporaryDirectory() as tmp:
+        m.save(Path(tmp) / "tfk.keras")
+        tf215(Path(tmp) / "tfk.keras", d / "model.keras")
+    x = np.random.default_rng(24).normal(size=(3, 8, 6)).astype(np.float32)
+    return x, m.predict(x, verbose=0)
 
 
 def transformer_custom_layer(d: Path):
