@@ -32,6 +32,7 @@ class Row:
     what: str = ""
     says: tuple = ()  # lines kfreeze run must print for this row
     xfail: str = ""  # kfreeze's error line (after the path) while the row fails
+    rtol: float = 1e-4  # max|diff| / max|golden|
 
 
 ROWS = {
@@ -69,6 +70,9 @@ ROWS = {
                                    what="tf.keras 2.15 `.keras` zip with a registered custom layer",
                                    xfail="the model uses 'PositionEmbedding', a custom class that is not registered; "
                                          "pass --custom-objects [your.module:PositionEmbedding]"),
+    "keras3_mixed_float16": Row("model.keras", rtol=5e-3,  # float16 compute: kfreeze's atol_float16 scale
+                                what="Keras 3 `.keras` trained under the mixed_float16 policy (float16 compute, "
+                                     "float32 output layer)"),
     "transformer_custom_layer": Row("model.keras", ("--custom-objects",
                                                     "[tests.corpus.custom_layers:PositionEmbedding]"),
                                     what="Keras 3 `.keras` transformer block with a registered custom layer "
@@ -207,6 +211,22 @@ def tfkeras215_custom_layer(d: Path):
         tf215(Path(tmp) / "tfk.keras", d / "model.keras")
     x = np.random.default_rng(24).normal(size=(3, 8, 6)).astype(np.float32)
     return x, m.predict(x, verbose=0)
+
+
+def keras3_mixed_float16(d: Path):
+    from tests.conformance.zoo import L, keras, randomize
+    keras.utils.set_random_seed(3)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inp = keras.Input((8, 8, 2), name="image")
+        x = L.BatchNormalization(name="bn")(L.Conv2D(4, 3, name="conv")(inp))
+        x = L.GlobalAveragePooling2D(name="gap")(L.ReLU(name="relu")(x))
+        randomize(keras.Model(inp, L.Dense(3, name="out", dtype="float32")(x), name="mixed"), 12).save(
+            d / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(25).random((3, 8, 8, 2), dtype=np.float32)
+    return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
 
 
 def transformer_custom_layer(d: Path):
