@@ -60,6 +60,9 @@ ROWS = {
                                    "kernels (models/digits_th/make_th.py's network, untrained)"),
     "keras3_json_weights": Row("model.weights.h5", ("--arch", "{dir}/model.json"),
                                what="Keras 3 `to_json` + `save_weights` (`.weights.h5`)"),
+    "keras1_tf_bn": Row("model.h5", what="Keras 1.2.2 full model .h5 from the TensorFlow backend, `tf` dim ordering: "
+                                         "Convolution2D -> BatchNormalization (mode 0; running_std holding the "
+                                         "variance) -> relu -> MaxPooling2D -> Flatten -> Dense softmax"),
     "keras1_rnn_h5": Row("model.h5", what="Keras 1.2.2 full model .h5 (model_config) from the TensorFlow backend: "
                                           "Embedding(mask_zero) -> LSTM (per-gate weights) -> GRU(go_backwards), "
                                           "int32 token input"),
@@ -281,6 +284,52 @@ def keras3_json_weights(d: Path):
     loaded.load_weights(d / "model.weights.h5")
     x = np.random.default_rng(22).random((4, 12), dtype=np.float32)
     return x, loaded.predict(x, verbose=0)
+
+
+K1_CONV = {"init": "glorot_uniform", "W_regularizer": None, "b_regularizer": None, "activity_regularizer": None,
+           "W_constraint": None, "b_constraint": None, "bias": True, "trainable": True}
+KERAS1_TF_BN = {"class_name": "Sequential", "keras_version": "1.2.2", "config": [
+    {"class_name": "Convolution2D", "config": {
+        **K1_CONV, "name": "convolution2d_1", "nb_filter": 4, "nb_row": 3, "nb_col": 3, "activation": "linear",
+        "border_mode": "same", "subsample": [1, 1], "dim_ordering": "tf", "batch_input_shape": [None, 6, 6, 2],
+        "input_dtype": "float32"}},
+    {"class_name": "BatchNormalization", "config": {
+        "name": "batchnormalization_1", "epsilon": 0.001, "mode": 0, "axis": -1, "momentum": 0.99,
+        "gamma_regularizer": None, "beta_regularizer": None, "trainable": True}},
+    {"class_name": "Activation", "config": {"name": "activation_1", "activation": "relu", "trainable": True}},
+    {"class_name": "MaxPooling2D", "config": {"name": "maxpooling2d_1", "pool_size": [2, 2], "strides": [2, 2],
+                                              "border_mode": "valid", "dim_ordering": "tf", "trainable": True}},
+    {"class_name": "Flatten", "config": {"name": "flatten_1", "trainable": True}},
+    {"class_name": "Dense", "config": {**K1_CONV, "name": "dense_1", "output_dim": 3, "activation": "softmax",
+                                       "input_dim": None}},
+]}
+
+
+def keras1_tf_bn(d: Path):
+    _legacy_path()
+    import keras1_rnn as k1
+    rng = np.random.default_rng(26)
+    w = {"W": rng.normal(0, 0.4, (3, 3, 2, 4)), "b": rng.normal(0, 0.3, 4), "gamma": rng.uniform(0.5, 1.5, 4),
+         "beta": rng.normal(0, 0.3, 4), "mean": rng.normal(0, 0.3, 4), "var": rng.uniform(0.5, 1.5, 4),
+         "D": rng.normal(0, 0.3, (3 * 3 * 4, 3)), "c": rng.normal(0, 0.3, 3)}
+    w = {k: v.astype(np.float32) for k, v in w.items()}
+    stored = {"convolution2d_1": {"convolution2d_1_W:0": w["W"], "convolution2d_1_b:0": w["b"]},
+              "batchnormalization_1": {"batchnormalization_1_gamma:0": w["gamma"], "batchnormalization_1_beta:0":
+                                       w["beta"], "batchnormalization_1_running_mean:0": w["mean"],
+                                       "batchnormalization_1_running_std:0": w["var"]},
+              "dense_1": {"dense_1_W:0": w["D"], "dense_1_b:0": w["c"]}}
+    k1.write_keras1(d / "model.h5", KERAS1_TF_BN, stored)
+    x = np.random.default_rng(27).random((4, 6, 6, 2), dtype=np.float32)
+    # No Keras 1 to run: numpy as Keras 1.2.2's TensorFlow backend computed it (K.batch_normalization takes
+    # running_std as the variance; correlation; 'same' padding of a 3x3 kernel is one pixel each side).
+    p = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    y = np.einsum("nhwuvc,uvco->nhwo", np.lib.stride_tricks.sliding_window_view(p, (3, 3), axis=(1, 2))
+                  .transpose(0, 1, 2, 4, 5, 3), w["W"]) + w["b"]
+    y = (y - w["mean"]) / np.sqrt(w["var"] + 0.001) * w["gamma"] + w["beta"]
+    y = np.maximum(y, 0).reshape(4, 3, 2, 3, 2, 4).max(axis=(2, 4))
+    logits = y.reshape(4, -1) @ w["D"] + w["c"]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return x, e / e.sum(axis=1, keepdims=True)
 
 
 def keras1_rnn_h5(d: Path):
