@@ -21,3 +21,9 @@ class PositionEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "length": self.length}
+
+
+@keras.saving.register_keras_serializable(package="corpus")
+def scaled_swish(x):
+    """A user's own activation function (registered, referred to by name in the file)."""
+    return 1.5 * x * keras.ops.sigmoid(x)

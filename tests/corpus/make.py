@@ -44,6 +44,8 @@ ROWS = {
     "tfkeras215_keras": Row("model.keras", what="tf.keras 2.15 `.keras` zip (keras.src.engine module names, "
                                                 "keras_version 2.15.0): timeseries transformer with TF ops"),
     "savedmodel_export": Row("exported", what="Keras 3 `model.export()` SavedModel folder"),
+    "keras3_tf_saved_model": Row("saved", what="a Keras 3 model written by `tf.saved_model.save(model, folder)` "
+                                               "(not model.export)"),
     "frozen_tfdata_pb": Row("frozen_graph.pb", ("--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
                                                 "--input-shape", "[1, 20, 20, 1]"),
                             says=("is frozen already (no checkpoint)",),
@@ -76,6 +78,8 @@ ROWS = {
     "keras3_mixed_float16": Row("model.keras", rtol=5e-3,  # float16 compute: kfreeze's atol_float16 scale
                                 what="Keras 3 `.keras` trained under the mixed_float16 policy (float16 compute, "
                                      "float32 output layer)"),
+    "custom_activation": Row("model.keras", ("--custom-objects", "[tests.corpus.custom_layers:scaled_swish]"),
+                             what="Keras 3 `.keras` with a registered custom activation function"),
     "transformer_custom_layer": Row("model.keras", ("--custom-objects",
                                                     "[tests.corpus.custom_layers:PositionEmbedding]"),
                                     what="Keras 3 `.keras` transformer block with a registered custom layer "
@@ -122,6 +126,19 @@ def savedmodel_export(d: Path):
     x = np.random.default_rng(13).random((3, 8, 8, 2), dtype=np.float32)
     fn = tf.saved_model.load(str(d / "exported")).signatures["serving_default"]
     out = fn(tf.constant(x))
+    assert len(out) == 1
+    return x, next(iter(out.values())).numpy()
+
+
+def keras3_tf_saved_model(d: Path):
+    from kfreeze.tfenv import tf
+    from tests.conformance.zoo import L, keras, randomize
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((6,), name="v")
+    x = L.BatchNormalization(name="bn")(L.Dense(4, activation="tanh", name="hidden")(inp))
+    tf.saved_model.save(randomize(keras.Model(inp, L.Dense(2, name="out")(x), name="tfsaved"), 13), str(d / "saved"))
+    x = np.random.default_rng(28).random((4, 6), dtype=np.float32)
+    out = tf.saved_model.load(str(d / "saved")).signatures["serving_default"](tf.constant(x))
     assert len(out) == 1
     return x, next(iter(out.values())).numpy()
 
@@ -229,6 +246,17 @@ def keras3_mixed_float16(d: Path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     x = np.random.default_rng(25).random((3, 8, 8, 2), dtype=np.float32)
+    return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
+
+
+def custom_activation(d: Path):
+    from tests.conformance.zoo import L, keras, randomize
+    from tests.corpus.custom_layers import scaled_swish
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((6,), name="v")
+    x = L.Dense(5, activation=scaled_swish, name="hidden")(inp)
+    randomize(keras.Model(inp, L.Dense(2, name="out")(x), name="act"), 14).save(d / "model.keras")
+    x = np.random.default_rng(29).normal(size=(4, 6)).astype(np.float32)
     return x, keras.saving.load_model(d / "model.keras").predict(x, verbose=0)
 
 
@@ -367,6 +395,8 @@ def make(name: str, force: bool = False) -> bool:
     x, y = globals()[name](d)
     x = np.asarray(x, np.int32 if np.issubdtype(np.asarray(x).dtype, np.integer) else np.float32)
     np.savez(d / "golden.npz", x=x, y=np.asarray(y, np.float32))
+    for empty in sorted((p for p in d.rglob("*") if p.is_dir() and not any(p.iterdir())), reverse=True):
+        empty.rmdir()  # a SavedModel's empty assets/: git keeps no empty folder, so the row is what is committed
     return True
 
 
