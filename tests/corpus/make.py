@@ -53,6 +53,9 @@ ROWS = {
     "keras_tf1_frozen_pb": Row("frozen_graph.pb", what="a tf_keras model frozen from its TF1 session: "
                                                     "keras_learning_phase, BatchNorm and Dropout under Switch/Merge"),
     "h5_named_model": Row("net.model", what="tf.keras 2 HDF5 full model saved as `net.model`"),
+    "h5_segmentation": Row("model.h5", what="tf.keras 2 HDF5 segmentation net: SeparableConv2D, DepthwiseConv2D "
+                                             "(stride 2), Conv2DTranspose, bilinear UpSampling2D, Concatenate, "
+                                             "softmax over the channels of a 4-D output"),
     "stateful_gru": Row("model.h5", what="tf.keras 2 HDF5 Sequential with GRU(stateful=True, "
                                          "batch_input_shape=(2, 5, 3))"),
     "keras2_theano_json": Row("weights.h5", ("--arch", "{dir}/model.json"), nchw=True,
@@ -182,6 +185,23 @@ def h5_named_model(d: Path):
     randomize(tf_keras.Model(inp, x, name="net"), 7).save(d / "net.model", save_format="h5")
     x = np.random.default_rng(15).random((3, 10, 10, 3), dtype=np.float32)
     return x, tf_keras.models.load_model(d / "net.model", compile=False).predict(x, verbose=0)
+
+
+def h5_segmentation(d: Path):
+    _legacy_path()
+    import tf_keras
+    from legacy_helpers import randomize
+    L = tf_keras.layers
+    inp = tf_keras.Input((16, 16, 3), name="image")
+    a = L.SeparableConv2D(4, 3, padding="same", activation="relu", name="sep")(inp)
+    b = L.BatchNormalization(name="bn")(L.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(a))
+    b = L.Conv2D(8, 1, activation="relu", name="pw")(b)
+    u = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(b)
+    u2 = L.UpSampling2D(2, interpolation="bilinear", name="bil")(L.AveragePooling2D(name="avg")(a))
+    x = L.Conv2D(2, 1, activation="softmax", name="mask")(L.Concatenate(name="cat")([a, u, u2]))
+    randomize(tf_keras.Model(inp, x, name="seg"), 15).save(d / "model.h5")
+    x = np.random.default_rng(30).random((2, 16, 16, 3), dtype=np.float32)
+    return x, tf_keras.models.load_model(d / "model.h5", compile=False).predict(x, verbose=0)
 
 
 def stateful_gru(d: Path):
