@@ -85,3 +85,15 @@ def test_the_files_are_small_and_each_row_has_its_golden_outputs():
         folder = FILES / row
         assert (folder / spec.source).exists() and (folder / "golden.npz").is_file(), row
         assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 200_000, row
+
+
+def test_the_segmentation_net_is_refused_for_opencv_in_one_line(tmp_path):
+    """Its 4-D softmax is one OpenCV takes along the wrong axis: refused at optimize, naming it, rather
+    than failed at verify by a number."""
+    from kfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(FILES / "h5_segmentation" / "model.h5"), "--opencv",
+                                      "--input-shape", "[1, 16, 16, 3]", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert "takes a Softmax over a feature map along its width" in line and "onnx" in line
