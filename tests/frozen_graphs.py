@@ -5,6 +5,9 @@ whole process, so the test process never calls it (and never forks a process tha
 
 - ``seed``: the seeds' step-4 input: a tf.data pipeline (IteratorGetNext) feeding a small conv net,
   frozen with ``tf.compat.v1.graph_util.convert_variables_to_constants``; output ``softmax_tensor``.
+- ``keras_tf1``: a tf_keras model frozen from its TF1 session (the classic Keras-on-TF1 .pb): the
+  keras_learning_phase PlaceholderWithDefault, BatchNorm and Dropout under Switch/Merge; input
+  ``conv_input``, output ``probs/Softmax``.
 - ``reads_file``: a frozen graph whose output depends on a ReadFile op (the op policy refuses it).
 """
 
@@ -36,6 +39,21 @@ def _seed(tf, np):
     return ["softmax_tensor"]
 
 
+def _keras_tf1(tf, np):
+    import tf_keras
+    from tf_keras.src import backend
+
+    L = tf_keras.layers
+    m = tf_keras.Sequential([L.Conv2D(4, 3, input_shape=(8, 8, 2), name="conv"), L.BatchNormalization(name="bn"),
+                             L.Activation("relu", name="relu"), L.Dropout(0.5, name="drop"), L.Flatten(name="flat"),
+                             L.Dense(3, activation="softmax", name="probs")])
+    rng = np.random.RandomState(0)
+    for layer in m.layers:  # BN statistics random (variances positive), so the outputs depend on the inputs
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name or "gamma" in w.name
+                           else rng.normal(0, 0.5, w.shape) for w in layer.weights])
+    return [m.outputs[0].op.name], backend.get_session()  # the session Keras holds the weights in
+
+
 def _reads_file(tf, np):
     x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
     n = tf.cast(tf.strings.length(tf.io.read_file("/etc/hostname", name="read")), tf.float32)
@@ -52,9 +70,12 @@ if __name__ == "__main__":
     g = tf.Graph()
     with g.as_default():
         tf.compat.v1.set_random_seed(0)
-        outputs = {"seed": _seed, "reads_file": _reads_file}[kind](tf, np)
-        with tf.compat.v1.Session() as sess:
+        outputs = {"seed": _seed, "reads_file": _reads_file, "keras_tf1": _keras_tf1}[kind](tf, np)
+        outputs, sess = outputs if isinstance(outputs, tuple) else (outputs, None)
+        if sess is None:
+            sess = tf.compat.v1.Session()
             sess.run(tf.compat.v1.global_variables_initializer())
+        with sess:
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), outputs)
     if fmt == "text":
         Path(out).write_text(str(frozen))

@@ -269,11 +269,16 @@ def _layer_error(src: SourceFile, error: Exception) -> KfreezeError:
     cfg = src.config["config"]
     for layer in cfg["layers"] if isinstance(cfg, dict) else cfg:
         try:
-            tf_keras.layers.deserialize({"class_name": layer["class_name"], "config": layer["config"]})
+            built = tf_keras.layers.deserialize({"class_name": layer["class_name"], "config": layer["config"]})
         except Exception as e:
             reason = " ".join(str(e).split())[:200]
             return KfreezeError(src.weights, f"layer '{layer['config'].get('name')}' ({layer['class_name']}) "
                                 f"cannot be built: {reason}", "check the architecture file")
+        if not isinstance(built, tf_keras.layers.Layer):  # tf_keras hands back an unknown class's name
+            return KfreezeError(src.weights, f"layer '{layer['config'].get('name')}' is of class "
+                                f"'{layer['class_name']}', which is no built-in Keras layer (a custom layer); kfreeze "
+                                "reads Keras 1/2 files with built-in layers only", "re-save the model as a Keras 3 "
+                                ".keras file and set custom_objects to the layer's Keras 3 class")
     reason = " ".join(str(error).split())[:300]
     return KfreezeError(src.weights, f"the architecture cannot be built ({reason})", "check the architecture file")
 

@@ -8,14 +8,15 @@ from pathlib import Path
 from kfreeze import layout
 from kfreeze import progress
 from kfreeze.tfenv import tf
-from kfreeze.verify.compare import PROBABILITY_OPS, compare, probability_outputs
+from kfreeze.verify.compare import PROBABILITY_OPS, compare, computes_in_half, probability_outputs
 from kfreeze.verify.inputs import TensorInfo, data_file, data_path, index_limits, load_data, make_inputs, placeholder_infos
 from kfreeze.verify.run import (OPENCV_TIMEOUT_S, OpenCVResult, fixed_batch, fixed_batches, graph_session, opencv_failure,
                                 opencv_layer, opencv_problem, run_batched, run_checkpoint_graph, run_default_tf,
                                 run_graph, run_keras, run_opencv, sample_count, session_config)
 
 # The names above are this package's public API (kfreeze.verify.X); the modules hold them.
-__all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "probability_outputs", "TensorInfo",
+__all__ = ["Verdict", "verify_model", "PROBABILITY_OPS", "compare", "computes_in_half", "probability_outputs",
+           "TensorInfo",
            "data_file", "data_path", "index_limits", "load_data", "make_inputs", "placeholder_infos", "OPENCV_TIMEOUT_S",
            "OpenCVResult", "fixed_batch", "fixed_batches", "graph_session", "opencv_failure", "opencv_layer",
            "opencv_problem", "output_failures",
@@ -82,6 +83,8 @@ def verify_model(spec, vspec, out: Path) -> Verdict:
                           str(out / layout.OPTIMIZED)) as run:
         got = run_batched(_counted(run, step), feeds, batch)
     graph_precision = "float32" if spec.precision == "int8" else spec.precision  # int8: model.tflite only
+    if computes_in_half(optimized):  # a mixed_float16 source: float16 rounding, judged as precision float16
+        graph_precision = "float16"
     atol, rtol = vspec.atol_for(graph_precision), vspec.rtol_for(graph_precision)
     probability = probability_outputs(optimized, outputs)
     per_output = compare(reference, got, probability, atol, rtol)

@@ -12,6 +12,13 @@ PROBABILITY_OPS = {"Softmax", "Sigmoid", "LogSoftmax"}
 _PASS_THROUGH = {"Identity", "IdentityN", "Snapshot", "Reshape", "Squeeze", "ExpandDims", "Cast", "StopGradient"}
 
 
+def computes_in_half(graph: graph_pb2.GraphDef) -> bool:
+    """An op other than a Cast computes in float16: a Keras mixed_float16 model (or precision float16).
+    Its outputs carry float16 rounding, which TF's defaults (oneDNN) round otherwise than the session."""
+    from tensorflow.core.framework import types_pb2
+    return any(n.op != "Cast" and n.attr["T"].type == types_pb2.DT_HALF for n in graph.node if "T" in n.attr)
+
+
 def probability_outputs(graph: graph_pb2.GraphDef, outputs: list[str]) -> dict[str, bool]:
     """Which outputs are class probabilities: the op computing them (through Identity,
     Reshape and the like) is a Softmax, Sigmoid or LogSoftmax. Only those get top1_agree."""

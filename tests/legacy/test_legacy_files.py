@@ -189,6 +189,36 @@ def test_keras1_what_cannot_load_names_layer_and_key(tmp_path, config, message):
         legacy.load_source(path, arch)
 
 
+class Scale(L.Layer):
+    """A user's own layer, saved in a Keras 2 file; unknown to tf_keras when the file is read."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_custom_layer_in_a_keras2_file_is_named_in_one_line(tmp_path, full):
+    """tf_keras hands back the unknown class's name as a string: the error used to be
+    "the architecture cannot be built ('str' object is not callable)" (found by tests/corpus)."""
+    inp = tf_keras.Input((4,), name="x")
+    m = tf_keras.Model(inp, L.Dense(2, name="out")(Scale(name="scale")(inp)), name="custom")
+    if full:
+        m.save(tmp_path / "m.h5")
+        args = (tmp_path / "m.h5",)
+    else:
+        (tmp_path / "m.json").write_text(m.to_json())
+        m.save_weights(tmp_path / "w.h5")
+        args = (tmp_path / "w.h5", tmp_path / "m.json")
+    with pytest.raises(KfreezeError) as e:
+        legacy.load_source(*args)
+    line = e.value.line()
+    assert "layer 'scale' is of class 'Scale', which is no built-in Keras layer (a custom layer)" in line
+    assert "custom_objects" in line and "\n" not in line
+
+
 # --- mismatched pairs and bad settings ------------------------------------------------------------
 
 def _pair(tmp_path, arch_model, weights_model):

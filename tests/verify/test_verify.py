@@ -328,3 +328,16 @@ def test_a_graph_tensorflow_refuses_to_run_is_one_line_naming_the_node():
     graph.node[0].attr["shape"].shape.CopyFrom(tf.TensorShape([2, 3]).as_proto())
     with pytest.raises(KfreezeError, match=r"^g: TensorFlow cannot import the graph: .*6 elements.*shape \[7\]"):
         run_graph(graph, feeds, ["y"], where="g")
+
+
+def test_a_graph_computing_in_float16_is_told_from_a_float32_one():
+    """A Keras mixed_float16 model freezes to float16 ops between Casts: verify judges it by the float16
+    tolerances (TF's defaults, oneDNN, round float16 otherwise than the session; found by tests/corpus)."""
+    def graph(half):
+        with tf.Graph().as_default() as g:
+            x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+            w = tf.constant(np.ones((3, 2)), tf.float16 if half else tf.float32)
+            y = tf.matmul(tf.cast(x, tf.float16), w) if half else tf.matmul(x, w)
+            tf.cast(y, tf.float32, name="y")
+        return g.as_graph_def()
+    assert verify.computes_in_half(graph(True)) and not verify.computes_in_half(graph(False))

@@ -128,9 +128,30 @@ def _unreadable_forms(graph: graph_pb2.GraphDef) -> str | None:
                     any(x == 1 < y for x, y in zip(a, b)) and any(y == 1 < x for x, y in zip(a, b)):
                 return (f"OpenCV's TensorFlow importer adds and multiplies two tensors only of one shape, and "
                         f"{node.name} broadcasts {a} against {b} (an outer sum: AdditiveAttention's scores)")
+        if node.op == "Softmax" and _after_conv(graph, node):
+            return (f"OpenCV's TensorFlow importer takes a Softmax over a feature map along its width, not its "
+                    f"channels, and {node.name} is the softmax of a convolution's 4-D output (Conv2D(activation="
+                    f"'softmax'), a segmentation head)")
         if node.op == "Pack" and node.attr["axis"].i != 0:
             return f"OpenCV's TensorFlow importer reads Pack only on axis 0, and {node.name} stacks on axis {node.attr['axis'].i}"
     return None
+
+
+_CONVS = ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput")
+
+
+def _after_conv(graph: graph_pb2.GraphDef, node) -> bool:
+    """The node's input comes from a 2-D convolution through elementwise ops: a 4-D NHWC feature map,
+    which OpenCV holds as NCHW (measured with 4.14: a Softmax there normalises the width axis)."""
+    by_name = {n.name: n for n in graph.node}
+    src = by_name.get(split_tensor(node.input[0])[0])
+    for _ in range(8):
+        if src is None or src.op in _CONVS:
+            return src is not None
+        if src.op not in ("BiasAdd", "Identity", "Add", "AddV2", "Mul", "Relu", "Relu6"):
+            return False
+        src = by_name.get(split_tensor(src.input[0])[0])
+    return False
 
 
 def _concat_of_inputs(graph: graph_pb2.GraphDef, node) -> bool:

@@ -9,8 +9,8 @@ from kfreeze.errors import KfreezeError
 from kfreeze.optimize import optimize, passes, passes_for
 from kfreeze.optimize.passes.opencv_refuse import LACKING
 from kfreeze.tfenv import tf
-from tests.optimize.helpers import ctx
-from tests.optimize.opencv_check import opencv_fails, opencv_output, run
+from tests.optimize.helpers import ctx, run
+from tests.optimize.opencv_check import opencv_fails, opencv_output, rel
 
 
 def test_refuse_a_recurrent_loop_with_one_line(gru_frozen):
@@ -134,3 +134,21 @@ def test_refuse_a_pad_or_slice_of_a_5d_tensor(layer):
     assert got is None or got.shape != ref.shape or not np.allclose(got, ref, atol=1e-4)  # what the refusal spares
     with pytest.raises(KfreezeError, match="5-D tensor's NDHWC"):
         passes.opencv_refuse(graph, ctx(opencv=True))
+def test_refuse_a_softmax_over_a_feature_map():
+    """Conv2D(activation='softmax'): OpenCV normalises the width of its NCHW blob, not the channels
+    (found by tests/corpus's segmentation net); a softmax of a Dense output stays."""
+    with tf.Graph().as_default() as g:
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 5, 3], name="x")
+        y = tf.nn.conv2d(x, tf.constant(np.random.default_rng(0).normal(size=(1, 1, 3, 2)), tf.float32), 1, "VALID")
+        tf.nn.softmax(tf.nn.bias_add(y, tf.constant([0.1, -0.2])), name="out")
+    graph = g.as_graph_def()
+    feeds = {"x": np.random.default_rng(1).random((1, 4, 5, 3), dtype=np.float32)}
+    ref = run(graph, {"x:0": feeds["x"]}, "out:0")
+    assert rel(ref, np.transpose(opencv_output(graph, feeds), (0, 2, 3, 1))) > 0.1  # OpenCV is wrong here
+    with pytest.raises(KfreezeError, match="Softmax over a feature map"):
+        passes.opencv_refuse(graph, ctx(opencv=True))
+    with tf.Graph().as_default() as g:
+        v = tf.compat.v1.placeholder(tf.float32, [1, 3], name="x")
+        tf.nn.softmax(tf.matmul(v, tf.ones((3, 2))), name="out")
+    dense = g.as_graph_def()
+    assert passes.opencv_refuse(dense, ctx(opencv=True)) is dense
