@@ -181,12 +181,47 @@ def _archive_model(path: Path, layout: str | None, trust_code: bool, plan_only: 
     return model, config, layout_lib.analyse(model, config, path)
 
 
+def archive_custom_classes(path: Path) -> list[str]:
+    """The custom classes a Keras 2 ``.keras`` archive's config.json names (``registered_name``
+    'package>Class', no Keras module), in order."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found: list[str] = []
+
+    def walk(item):
+        if isinstance(item, dict):
+            registered, module = item.get("registered_name"), item.get("module")
+            if isinstance(registered, str) and ">" in registered and not module and registered not in found:
+                found.append(registered)
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list):
+            for value in item:
+                walk(value)
+    walk(config)
+    return found
+
+
 def convert_archive(path: Path, trust_code: bool = False, custom_objects: dict | None = None,
                     layout: str | None = None, param=None) -> Converted:
     """A tf.keras 2.13-2.15 (or tf_keras) ``.keras`` archive as a Keras 3 model: loaded by tf_keras, then
-    rebuilt as the .h5 sources are (TFOpLambda layers become ``kfreeze.tfop.TFOp``)."""
+    rebuilt as the .h5 sources are (TFOpLambda layers become ``kfreeze.tfop.TFOp``).
+
+    A custom class is refused up front: tf_keras loads it only as a tf_keras class, and the Keras 3
+    rebuild needs it as a Keras 3 class; one ``custom_objects`` entry cannot be both. A SavedModel
+    the user exports from tf.keras carries the computation without the class, and kfreeze takes it."""
     from kfreeze import tfop
 
+    custom = archive_custom_classes(Path(path))
+    if custom:
+        raise KfreezeError(path, f"a tf.keras 2 .keras file with the custom class '{custom[0].split('>')[-1]}' "
+                           "(kfreeze rebuilds tf.keras 2 models in Keras 3, which needs the class in Keras 3)",
+                           "in tf.keras, save the model as a SavedModel (model.export(folder) or "
+                           "tf.saved_model.save) and give kfreeze that folder; or port the class to Keras 3 and "
+                           "save the model with Keras 3")
     model, config, plan = _archive_model(Path(path), layout, trust_code, custom_objects=custom_objects,
                                          param=param)
     keras3.check_activations(config, path)

@@ -31,7 +31,7 @@ class Row:
     nchw: bool = False  # the source takes NCHW; the converted graph takes NHWC
     what: str = ""
     says: tuple = ()  # lines kfreeze run must print for this row
-    xfail: str = ""  # kfreeze's error line (after the path) while the row fails
+    refused: str = ""  # a row kfreeze refuses up front: its one error line says this
     rtol: float = 1e-4  # max|diff| / max|golden|
 
 
@@ -76,8 +76,9 @@ ROWS = {
     "tfkeras215_custom_layer": Row("model.keras", ("--custom-objects",
                                                    "[tests.corpus.custom_layers:PositionEmbedding]"),
                                    what="tf.keras 2.15 `.keras` zip with a registered custom layer",
-                                   xfail="the model uses 'PositionEmbedding', a custom class that is not registered; "
-                                         "pass --custom-objects [your.module:PositionEmbedding]"),
+                                   refused="a tf.keras 2 .keras file with the custom class 'PositionEmbedding' "
+                                           "(kfreeze rebuilds tf.keras 2 models in Keras 3, which needs the class in "
+                                           "Keras 3); in tf.keras, save the model as a SavedModel"),
     "keras3_mixed_float16": Row("model.keras", rtol=5e-3,  # float16 compute: kfreeze's atol_float16 scale
                                 what="Keras 3 `.keras` trained under the mixed_float16 policy (float16 compute, "
                                      "float32 output layer)"),

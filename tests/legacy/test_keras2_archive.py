@@ -193,3 +193,11 @@ def test_models_inside_a_keras2_h5(save):
             randomize(layer, 6)
     x = np.random.default_rng(2).normal(size=(4, 6)).astype(np.float32)
     assert relative_error(legacy.convert_source(save(m).full, None).model(x), m(x).numpy()) <= 1e-6
+
+
+def test_the_custom_classes_of_an_archive_are_found_from_its_config():
+    """What convert refuses up front (tf_keras needs a tf_keras class, the Keras 3 rebuild a Keras 3 one)."""
+    from kfreeze.legacy import archive_custom_classes
+    from tests.corpus.make import FILES
+    assert archive_custom_classes(FILES / "tfkeras215_custom_layer" / "model.keras") == ["corpus>PositionEmbedding"]
+    assert archive_custom_classes(FILES / "tfkeras215_keras" / "model.keras") == []
