@@ -155,12 +155,12 @@ def index_limits(graph: graph_pb2.GraphDef, names: list[str]) -> dict[str, int]:
                     shape = const_shape(node.input[0])
                     if shape and axis is not None and int(axis) == 0 and shape[0] > 0:
                         found.append(shape[0])
-                elif node.op == "MatMul" and i == 0 and not node.attr["transpose_b"].b:
-                    # opencv_embedding's lookup: float ids times ones[1, V] (then minus arange(V), a one-hot)
-                    ones = const_value(node.input[1])
-                    if ones is not None and ones.ndim == 2 and ones.shape[0] == 1 and ones.shape[1] > 0 \
-                            and (ones == 1).all() and "opencv_spread" in node.name:
-                        found.append(int(ones.shape[1]))
+                elif node.op == "MatMul" and i == 0 and "/opencv_spread" in node.name:
+                    # opencv_embedding's lookup: float ids times ones[1, V] (then minus arange(V), a one-hot);
+                    # by shape, as verify reads a light graph (kfreeze.optimize.graph.light_graph)
+                    shape = const_shape(node.input[1])
+                    if shape and len(shape) == 2 and shape[0] == 1 and shape[1] > 0:
+                        found.append(int(shape[1]))
                 elif node.op == "OneHot" and i == 0:
                     depth = const_value(node.input[1])
                     if depth is not None and int(depth) > 0:

@@ -9,6 +9,7 @@ import pytest
 
 from kfreeze.errors import KfreezeError
 from kfreeze.optimize import passes, passes_for
+from kfreeze.optimize.graph import light_graph
 from kfreeze.tfenv import tf
 from kfreeze.verify import index_limits, make_inputs, placeholder_infos
 from tests.optimize.helpers import by_name, ctx, ops, run
@@ -47,6 +48,18 @@ def test_an_embedding_lookup_is_a_one_hot_matmul_with_the_same_numbers(wrap):
     np.testing.assert_array_equal(run(out, {"x:0": ids.astype(np.float32)}), ref)  # exact: 0/1 picks a row
     assert opencv_fails(graph, {"x": ids.astype(np.float32)})
     assert_opencv_matches(out, {"x": ids.astype(np.float32)}, ref)
+
+
+def test_a_large_vocabulary_is_still_exact():
+    """Above 4096 rows ``d * d`` rounds in float32, but stays >= 1 where ``d != 0``: the one-hot is exact."""
+    graph, table = _lookup(rows=20000)
+    out = passes.opencv_embedding(graph, ctx(opencv=True))
+    ids = np.array([[19999, 0, 4097, 12345, -1, 8191]], np.int32)
+    ref = run(graph, {"x:0": ids})
+    np.testing.assert_array_equal(ref[0], table[ids[0] % 20000])
+    np.testing.assert_array_equal(run(out, {"x:0": ids.astype(np.float32)}), ref)
+    assert_opencv_matches(out, {"x": ids.astype(np.float32)}, ref)
+    assert index_limits(light_graph(out), ["x"]) == {"x": 20000}  # verify reads a light graph
 
 
 def test_float_ids_cast_to_int_lose_the_cast():
