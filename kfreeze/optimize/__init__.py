@@ -91,6 +91,9 @@ PASSES: list[Pass] = [
     # Spelling changes for OpenCV, on the final op set.
     Pass("opencv_compat", p.opencv_compat, enabled=lambda ctx: ctx.opencv),
     # -- OpenCV dnn (4.x) importer patterns, opencv mode only (docs/opencv-coverage.md) --
+    # Embedding lookups (GatherV2 of a constant table) as a one-hot MatMul, their ids fed as floats (first:
+    # the later passes see plain MatMuls, Reshapes and arithmetic).
+    Pass("opencv_embedding", p.opencv_embedding, enabled=lambda ctx: ctx.opencv),
     # Adaptive pooling whose sizes divide (a GatherV2 subgraph) as one MaxPool/AvgPool (first: it
     # reads a 1-D layer's 3-D input as Keras wrote it).
     Pass("opencv_adaptive_pool", p.opencv_adaptive_pool, enabled=lambda ctx: ctx.opencv),

@@ -28,7 +28,8 @@ def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
     Integers: with the default range, every id the input's first layer takes
     (``index_limits``: an Embedding's input_dim, a one-hot depth; see ``index_limits``),
     else small integers 0..9; with an explicit range, integers in [low, high) clipped to
-    the dtype. Booleans: 0/1.
+    the dtype. Booleans: 0/1. A float input with an index limit (Embedding ids that opencv: true
+    feeds as floats): drawn as int32 ids are, as floats.
     """
     rng = np.random.default_rng(seed)
     low, high = input_range
@@ -36,16 +37,19 @@ def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
     for info in infos:
         dims = _sample_dims(info, samples)
         dtype = np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype)
-        if np.issubdtype(dtype, np.floating):
+        # Embedding ids fed as floats (opencv: true, kfreeze.optimize.passes.opencv_embedding): drawn as int32
+        draw_as = dtype if not np.issubdtype(dtype, np.floating) or info.name not in (index_limits or {}) \
+            else np.dtype(np.int32)
+        if np.issubdtype(draw_as, np.floating):
             u = rng.random(dims, dtype=np.float32) if (low, high) == (0.0, 1.0) else \
                 (low + (high - low) * rng.random(dims)).astype(np.float32)
             feeds[info.name] = u.astype(dtype)
-        elif dtype == np.bool_:
+        elif draw_as == np.bool_:
             feeds[info.name] = rng.integers(0, 2, dims).astype(dtype)
         else:
             default = (0, (index_limits or {}).get(info.name, 10))
             lo, hi = default if (low, high) == (0.0, 1.0) else (int(np.ceil(low)), int(np.ceil(high)))
-            limits = np.iinfo(dtype)
+            limits = np.iinfo(draw_as)
             lo, hi = max(lo, int(limits.min)), min(hi, int(limits.max) + 1)
             feeds[info.name] = rng.integers(lo, max(hi, lo + 1), dims).astype(dtype)
     return feeds
@@ -108,14 +112,15 @@ def load_data(path: Path, infos: list[TensorInfo], names: list[str], samples: in
     return feeds
 
 
-_THROUGH = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StopGradient", "Snapshot"}
+_THROUGH = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StopGradient", "Snapshot", "Transpose"}
 
 
 def index_limits(graph: graph_pb2.GraphDef, names: list[str]) -> dict[str, int]:
     """{integer input: how many ids it indexes}, for inputs that feed (through casts and
     reshapes) the indices of a Gather over a constant table (an Embedding: its input_dim) or a
-    OneHot (its depth). Ids 0..9 into a 10000-word embedding check ten rows of it; a text model
-    fed zeros gives a constant output that proves nothing."""
+    OneHot (its depth); and float ids that opencv_embedding's one-hot MatMul reads (its V). Ids
+    0..9 into a 10000-word embedding check ten rows of it; a text model fed zeros gives a
+    constant output that proves nothing."""
     by_name = {n.name: n for n in graph.node}
     users: dict[str, list] = {}
     for node in graph.node:
@@ -150,6 +155,12 @@ def index_limits(graph: graph_pb2.GraphDef, names: list[str]) -> dict[str, int]:
                     shape = const_shape(node.input[0])
                     if shape and axis is not None and int(axis) == 0 and shape[0] > 0:
                         found.append(shape[0])
+                elif node.op == "MatMul" and i == 0 and "/opencv_spread" in node.name:
+                    # opencv_embedding's lookup: float ids times ones[1, V] (then minus arange(V), a one-hot);
+                    # by shape, as verify reads a light graph (kfreeze.optimize.graph.light_graph)
+                    shape = const_shape(node.input[1])
+                    if shape and len(shape) == 2 and shape[0] == 1 and shape[1] > 0:
+                        found.append(int(shape[1]))
                 elif node.op == "OneHot" and i == 0:
                     depth = const_value(node.input[1])
                     if depth is not None and int(depth) > 0:

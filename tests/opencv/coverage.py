@@ -103,7 +103,7 @@ def run_opencv(graph: Path, feeds: dict, outputs: list[str], tmp: Path) -> tuple
 def measure(cls: str, family: str, build, tmp: Path) -> Row:
     from kfreeze import graphio
     from kfreeze.errors import KfreezeError
-    from kfreeze.verify import run as verify_run
+    from kfreeze.verify import inputs as verify_inputs, run as verify_run
     from tests.conformance import harness, zoo as conformance_zoo
 
     row = Row(cls, family)
@@ -144,7 +144,9 @@ def measure(cls: str, family: str, build, tmp: Path) -> Row:
     graph = graphio.read_graph(build_dir / "optimized.pb")
     names = graphio.read_json(build_dir / "names.json")
     placeholders = [n.split(":")[0] for n in names["inputs"]]
-    graph_feeds = dict(zip(placeholders, (feeds[t.name] for t in model.inputs)))
+    # in the placeholders' dtypes: opencv_embedding makes an int32 ids input float32
+    dtypes = {i.name: i.dtype for i in verify_inputs.placeholder_infos(graph, placeholders)}
+    graph_feeds = {p: feeds[t.name].astype(dtypes[p]) for p, t in zip(placeholders, model.inputs)}
     got = verify_run.run_graph(graph, graph_feeds, names["outputs"])
     row.tf_rel = max(rel_err(r, got[o]) for r, o in zip(ref, names["outputs"]))
     row.tf_ok = row.tf_rel <= REL_TOL

@@ -31,6 +31,7 @@ from kfreeze.optimize.passes.opencv_const_sub import opencv_const_sub
 from kfreeze.optimize.passes.opencv_dense3d import opencv_dense3d
 from kfreeze.optimize.passes.opencv_dense_reshape import opencv_dense_reshape
 from kfreeze.optimize.passes.opencv_dot import opencv_dot
+from kfreeze.optimize.passes.opencv_embedding import opencv_embedding
 from kfreeze.optimize.passes.opencv_explicit_constants import opencv_explicit_constants
 from kfreeze.optimize.passes.opencv_global_pool1d import opencv_global_pool1d
 from kfreeze.optimize.passes.opencv_global_pool3d import opencv_global_pool3d
@@ -63,7 +64,7 @@ __all__ = ["GRAPPLER_OPTIMIZERS", "batch_norm_to_affine", "cancel_transposes", "
            "fold_input_scale", "fold_pad_into_conv", "frame_constants", "grappler", "keepdims_mean", "loop_bias_adds",
            "merge_duplicates", "name_outputs", "opencv_adaptive_pool", "opencv_batch_matmul",
            "opencv_bias_before_squeeze", "opencv_compat", "opencv_concat_layout", "opencv_const_sub", "opencv_dense3d",
-           "opencv_dense_reshape", "opencv_dot", "opencv_explicit_constants", "opencv_global_pool1d",
+           "opencv_dense_reshape", "opencv_dot", "opencv_embedding", "opencv_explicit_constants", "opencv_global_pool1d",
            "opencv_global_pool3d", "opencv_identity_reshape", "opencv_input_feed", "opencv_masking",
            "opencv_matmul_sum", "opencv_min_max", "opencv_norm", "opencv_refuse", "opencv_sink_squeeze",
            "opencv_split_reshape", "opencv_squeeze_expand", "opencv_time_distributed", "opencv_transpose",
