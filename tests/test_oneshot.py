@@ -187,13 +187,15 @@ def seed_graph(tmp_path_factory):
 @pytest.mark.slow
 def test_run_a_frozen_graph_cut_at_its_tf_data_input(seed_graph, tmp_path):
     """The seeds' flow in one command: a frozen graph fed by tf.data, cut at IteratorGetNext to a fixed
-    [1, 20, 20, 1], optimized and verified against the frozen graph itself."""
+    [1, 20, 20, 1], optimized, verified against the frozen graph itself, and loaded in OpenCV (judged:
+    --opencv)."""
     result = invoke(seed_graph, "--inputs", "IteratorGetNext", "--outputs", "softmax_tensor",
-                    "--input-shape", "[1, 20, 20, 1]", "--samples", "4", "--out", tmp_path / "o")
+                    "--input-shape", "[1, 20, 20, 1]", "--opencv", "--samples", "4", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert "is frozen already (no checkpoint)" in result.output
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["passed"] and metrics["max_abs_diff"] < 1e-5
+    assert metrics["opencv_error"] is None and metrics["opencv_max_abs_diff"] <= 1e-4
     assert "import/IteratorGetNext:0" in result.output and "import/softmax_tensor:0" in result.output
     from kfreeze import graphio
     optimized = graphio.read_graph(tmp_path / "o" / "optimized.pb")
