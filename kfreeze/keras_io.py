@@ -571,24 +571,26 @@ def _write_canonical(model: keras.Model, file) -> None:
                 dst.writestr(info, data)
 
 
+def config_dicts(item):
+    """Every mapping in a nested Keras config (mappings and lists), each before the ones inside it."""
+    if isinstance(item, dict):
+        yield item
+        for value in item.values():
+            yield from config_dicts(value)
+    elif isinstance(item, list):
+        for value in item:
+            yield from config_dicts(value)
+
+
 def _renumber_shared_objects(data: bytes) -> bytes:
     """Keras writes ``shared_object_id`` as Python ``id()`` of an object that several layers
     share (Bidirectional's initializers): a memory address, new in every process. Numbered
     in order of appearance they match the same objects and repeat exactly."""
     config = json.loads(data)
     numbers: dict = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "shared_object_id" in node:
-                node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in config_dicts(config):
+        if "shared_object_id" in node:
+            node["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
     if not numbers:
         return data
     return json.dumps(config).encode()

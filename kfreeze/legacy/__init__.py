@@ -187,21 +187,14 @@ def archive_custom_classes(path: Path) -> list[str]:
     import json
     import zipfile
 
+    from kfreeze import keras_io
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
     found: list[str] = []
-
-    def walk(item):
-        if isinstance(item, dict):
-            registered, module = item.get("registered_name"), item.get("module")
-            if isinstance(registered, str) and ">" in registered and not module and registered not in found:
-                found.append(registered)
-            for value in item.values():
-                walk(value)
-        elif isinstance(item, list):
-            for value in item:
-                walk(value)
-    walk(config)
+    for item in keras_io.config_dicts(config):
+        registered, module = item.get("registered_name"), item.get("module")
+        if isinstance(registered, str) and ">" in registered and not module and registered not in found:
+            found.append(registered)
     return found
 
 
