@@ -84,7 +84,7 @@ def opencv_dense3d(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDe
         ms, rs = shape_of(shapes, reshape.input[0]), shape_of(shapes, reshape.name)
         if not ms or not rs or len(rs) != 3 or ms[-1] is None or ms[-1] != rs[-1]:
             continue
-        bias, shape_in, reshape_name, bias_name = node.input[1], reshape.input[1], reshape.name, node.name
+        bias, shape_in, reshape_name = node.input[1], reshape.input[1], reshape.name
         reshape.op = "Add"  # the node named like the Reshape adds the bias to the MatMul
         tshape = reshape.attr["Tshape"].type
         reshape.ClearField("attr")
