@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,15 +182,10 @@ def steps(section: str) -> tuple[str, ...]:
     return (("convert", "export") if section == KERAS else ()) + ("freeze", "optimize", *EXTRA, "verify")
 
 
-def _clear(out: Path) -> None:
-    """--out's own files from an earlier run, before any is written: a failed run never leaves
-    another run's verdict (metrics.json) beside its files."""
-    for name in sorted(OUT_FILES | set(TARGET_FOLDERS) | set(OUT_FOLDERS)):
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+def _relocated(e: KfreezeError, work: Path, out: Path) -> KfreezeError:
+    """The error as the user must read it: about ``--out``, not the temp folder that is gone."""
+    swap = lambda text: text.replace(str(work), str(out))
+    return KfreezeError(swap(e.where), swap(e.problem), swap(e.fix))
 
 
 def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optional[Path] = None,
@@ -234,21 +228,40 @@ def run(source: Optional[Path], out: Optional[Path], settings: dict, arch: Optio
     if settings.get("data") is not None:
         settings = {**settings, "data": _given_file(Path(settings["data"]), "--data file", folder_ok=False)}
     spec, vspec = spec_from_flags(section, name, files, settings)
-    _clear(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Built in a temp folder beside --out and renamed into place whole: a kill, a full disk or a failed
+    # step leaves --out as it was, never one run's files beside another's metrics.json.
+    from kfreeze import atomic
+
+    failed, work = None, out
+    try:
+        with atomic.directory(out) as work:
+            for step in steps(section):
+                if step in EXTRA and step not in spec.targets:
+                    continue  # dvc repro writes a 'not requested' marker, as its stage must have an output
+                if step == "verify":
+                    try:
+                        line = pipeline.verify(spec, vspec, work, work / METRICS, warn=warn)
+                    except KfreezeError as e:
+                        if not (work / layout.FAILED).exists():
+                            raise
+                        failed = e  # a verdict (verify_failed.json): published with the files it judged
+                        break
+                elif step in ("convert", "freeze"):
+                    line = getattr(pipeline, step)(spec, work, warn=warn)
+                elif step in EXTRA:
+                    line = pipeline.target(step, spec, vspec, work)
+                else:
+                    line = getattr(pipeline, step)(spec, work)
+                echo(line.replace(str(work), str(out)))
+    except KfreezeError as e:
+        raise _relocated(e, work, out) from e
+    except OSError as e:  # a full disk: name --out, not the temp file that is gone
+        if work != out and e.filename:
+            e.filename = str(e.filename).replace(str(work), str(out))
+        raise
+    if failed is not None:
+        raise _relocated(failed, work, out) from failed
     metrics_file = out / METRICS
-    for step in steps(section):
-        if step in EXTRA and step not in spec.targets:
-            continue  # dvc repro writes a 'not requested' marker, as its stage must have an output
-        if step == "verify":
-            line = pipeline.verify(spec, vspec, out, metrics_file, warn=warn)
-        elif step in ("convert", "freeze"):
-            line = getattr(pipeline, step)(spec, out, warn=warn)
-        elif step in EXTRA:
-            line = pipeline.target(step, spec, vspec, out)
-        else:
-            line = getattr(pipeline, step)(spec, out)
-        echo(line)
     from kfreeze import graphio
     from kfreeze.verify.run import opencv_failure
     names = graphio.read_json(out / layout.NAMES)
