@@ -328,10 +328,15 @@ def target(target: str, spec, vspec, out: Path) -> str:
     if target not in spec.targets:
         targets.write(out, target, None)
         return f"{name}: {target} not requested (params targets)"
-    _import_tf()
-    with progress.step(f"converting optimized.pb to {targets.FILES[target]}"):
-        sibling = targets.build(target, out, spec.where("targets"), _calibration(target, spec, vspec),
-                                **targets.options(target, spec))
+    from kfreeze import child
+    # The converters (tf2onnx, the TFLite converter, OpenVINO's) run in a fresh child bounded in time and
+    # memory: a graph that makes one allocate without bound becomes one line, and their own output stays there.
+    size = (out / layout.OPTIMIZED).stat().st_size if (out / layout.OPTIMIZED).is_file() else 0
+    with progress.step(f"converting optimized.pb to {targets.FILES[target]} in a child process"):
+        sibling = child.call(targets.build_with_options, target, out, spec.where("targets"),
+                             _calibration(target, spec, vspec), targets.options(target, spec),
+                             what=f"the {target} converter", where=str(out / layout.OPTIMIZED),
+                             memory=child.memory_bound(size))
     targets.write(out, target, sibling)
     sig = sibling.signature
     return (f"{name}: wrote {target}/{targets.FILES[target]} ({len(sibling.data)} bytes; inputs "

@@ -102,6 +102,11 @@ def build(target: str, out: Path, where: str, calibration: tuple[Path, int] | No
     return sibling
 
 
+def build_with_options(target: str, out: Path, where: str, calibration, options: dict) -> Sibling:
+    """``build`` with the options as one dict: what ``kfreeze.child.call`` sends a child."""
+    return build(target, out, where, calibration, **options)
+
+
 CALIBRATION_MAX = 500  # rows of verify.data the int8 converter runs the float model on
 
 
