@@ -42,7 +42,9 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     from google.protobuf.message import DecodeError
 
     # RecursionError: a config nested 100,000 deep, which json and Keras' deserializers recurse into.
-    return OSError, EOFError, zipfile.BadZipFile, DecodeError, ValueError, KeyError, TypeError, RecursionError
+    # SystemError: h5py on some malformed attributes ("error return without exception set").
+    return (OSError, EOFError, zipfile.BadZipFile, DecodeError, ValueError, KeyError, TypeError, RecursionError,
+            SystemError)
 
 
 def _raised_by_kfreeze(e: BaseException) -> bool:

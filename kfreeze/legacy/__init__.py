@@ -144,6 +144,7 @@ def check_archive_ops(path: Path, trust_code: bool) -> None:
     from kfreeze import tfop
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
+    files.reject_file_references(config, path)
     for layer in files.walk_layers(config):
         if isinstance(layer, dict) and layer.get("class_name") in tfop.TF_OP_CLASSES:
             tfop.tf_function((layer.get("config") or {}).get("function"), path, trust_code)

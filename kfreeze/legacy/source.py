@@ -142,7 +142,27 @@ def read_arch(path: Path, what: str = "architecture file") -> dict:
     suffix = path.suffix.lower()
     if suffix not in ARCH_SUFFIXES:
         raise KfreezeError(path, f"'{suffix}' is not an architecture file", "give a .json, .yaml or .yml file as 'arch'")
-    return _read_yaml(path, what) if suffix in (".yaml", ".yml") else _read_json(path, what)
+    config = _read_yaml(path, what) if suffix in (".yaml", ".yml") else _read_json(path, what)
+    reject_file_references(config, path)
+    return config
+
+
+def reject_file_references(config, where) -> None:
+    """Refuse a layer that reads a file named in its config when it is built: a StringLookup,
+    IntegerLookup or TextVectorization whose ``vocabulary`` is a path. tf_keras (and Keras 3 outside
+    its safe mode, as ``model_from_json`` runs) opens that path, anywhere on the machine, and bakes
+    its lines into the model: a shared model file would read the user's files."""
+    from kfreeze.errors import printable
+    from kfreeze.keras_io import config_dicts
+
+    for item in config_dicts(config):
+        cfg = item.get("config")
+        if isinstance(cfg, dict) and isinstance(cfg.get("vocabulary"), str):
+            raise KfreezeError(where, f"refused for safety: layer '{printable(str(cfg.get('name')), 80)}' "
+                               f"({printable(str(item.get('class_name')), 80)}) reads its vocabulary from the file "
+                               f"'{printable(cfg['vocabulary'], 200)}' when it is built, and a model file never "
+                               "makes kfreeze read other files", "adapt the layer or pass the vocabulary as a list "
+                               "before saving (a Keras 3 .keras file stores it inside)")
 
 
 def is_keras3_config(config: dict) -> bool:
@@ -198,12 +218,13 @@ def read_source(source: str | Path, arch: str | Path | None) -> SourceFile:
             version = _attr(group, "keras_version") or _attr(f, "keras_version")
             backend = _attr(group, "backend") or _attr(f, "backend")
             embedded = _attr(f, "model_config")
-    except OSError as e:
+    except (OSError, SystemError) as e:  # SystemError: h5py on some malformed attributes
         raise KfreezeError(source, f"not a readable HDF5 file ({e})", "re-save it with model.save() or save_weights()") from None
     if arch is not None:
         config = read_arch(check_file(arch, "architecture file"))
     elif embedded:
         config = json.loads(embedded)
+        reject_file_references(config, source)
     else:
         raise KfreezeError(source, "a weights-only file (no model_config)",
                            "set 'arch' to the model's JSON architecture (model.to_json())")

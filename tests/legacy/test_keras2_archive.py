@@ -201,3 +201,32 @@ def test_the_custom_classes_of_an_archive_are_found_from_its_config():
     from tests.corpus.make import FILES
     assert archive_custom_classes(FILES / "tfkeras215_custom_layer" / "model.keras") == ["corpus>PositionEmbedding"]
     assert archive_custom_classes(FILES / "tfkeras215_keras" / "model.keras") == []
+
+
+def test_a_vocabulary_file_named_in_a_config_is_refused_before_anything_reads_it(tmp_path, monkeypatch):
+    """Issue #25: tf_keras builds a StringLookup by opening the path its config names, anywhere on the
+    machine. The refusal comes from the config, in the JSON architecture, the .h5 and the archive."""
+    vocab = tmp_path / "secret" / "words.txt"
+    vocab.parent.mkdir()
+    vocab.write_text("alpha\nbeta\n")
+    inp = tf_keras.Input((1,), dtype="string", name="words")
+    model = tf_keras.Model(inp, L.StringLookup(vocabulary=str(vocab), name="lookup")(inp), name="vocab")
+    arch = tmp_path / "arch.json"
+    arch.write_text(model.to_json())
+    model.save_weights(tmp_path / "w.h5")
+    forged = tmp_path / "forged.keras"  # a Keras 2 archive whose config.json names the file
+    config = {"class_name": "Functional", "config": json.loads(model.to_json())["config"],
+              "keras_version": "2.15.0"}
+    with zipfile.ZipFile(forged, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "2.15.0"}))
+        z.writestr("model.weights.h5", b"")
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
+    for call in (lambda: legacy.convert_source(tmp_path / "w.h5", arch), lambda: legacy.check_archive_ops(forged, True)):
+        with pytest.raises(KfreezeError) as err:
+            call()
+        line = err.value.line()
+        assert "refused for safety" in line and "'lookup' (StringLookup)" in line and str(vocab) in line, line
+    assert str(vocab) not in opened
