@@ -86,3 +86,16 @@ def test_markdown_from_results():
     assert "status_s ≤ 10.0 s: 12.0 s, missed (200 models)" in text
     assert "noop_repro_s ≤ 10.0 s: 9.0 s, met (200 models)" in text
     assert "`build/NAME/signature.json` (name)" in text
+
+
+def test_move_code_dep_replaces_the_folder_dep_of_per_model_stages_only():
+    folder = {"path": "kfreeze", "hash": "md5", "md5": "x.dir", "size": 9, "nfiles": 3}
+    settings = {"path": "build/settings/m000/convert.json", "hash": "md5", "md5": "s", "size": 1}
+    lock = {"schema": "2.0", "stages": {
+        "resolve": {"deps": [folder, {"path": "params.yaml"}]},
+        "convert@m000": {"deps": [settings, folder]},
+        "summary": {"deps": [{"path": "metrics"}]}}}
+    assert scale.move_code_dep(lock, "abc", 42) == 1
+    assert lock["stages"]["convert@m000"]["deps"] == [  # by path, as DVC writes them
+        {"path": "build/settings/kfreeze.json", "hash": "md5", "md5": "abc", "size": 42}, settings]
+    assert lock["stages"]["resolve"]["deps"][0] == folder  # resolve still hashes the folder
