@@ -23,6 +23,7 @@ OPTIMIZED = "optimized.pb"  # optimize
 PASSES = "passes.json"  # each pass's op counts
 FAILED = "verify_failed.json"  # a failed verify's report (no metrics then)
 SETTINGS = "settings"  # build/settings/<name>/<stage>.json: what resolve wrote for each stage
+CODE = "kfreeze.json"  # build/settings/kfreeze.json: resolve's hash of the kfreeze package (no name has a dot)
 METRICS = "metrics.json"  # kfreeze run's copy of metrics/<name>.json
 
 
@@ -82,6 +83,9 @@ _HEADER = """\
 # every model; one whose target is not requested writes only build/<name>/<target>/signature.json
 # ({requested: false}, no TensorFlow import). A target stage's settings file holds only its own
 # target, so adding tflite to a model reruns exactly its tflite stage and verify.
+# The per-model stages depend on build/settings/kfreeze.json, resolve's hash of the kfreeze folder,
+# not on the folder: an edit of kfreeze still reruns every stage (through resolve), and `dvc status`
+# hashes the folder once instead of once per stage (issue 24: 1800 times with 200 models).
 stages:
   # Every model name checked first, with no name on its command line: the per-model stages put
   # names into shell commands, so a name with a ';' would run before kfreeze saw it.
@@ -135,7 +139,7 @@ def dvc_yaml(plots: str) -> str:
                       f"      cmd: python stages/{stage.script}.py -- ${{key}}", "      deps:",
                       f"        - build/{SETTINGS}/${{key}}/{stage.name}{sfx}.json"]
             lines += [f"        - build/${{key}}/{r}" + (f"  # {notes[r]}" if r in notes else "") for r in reads]
-            lines.append("        - kfreeze")
+            lines.append(f"        - build/{SETTINGS}/{CODE}")
             if stage.writes:
                 lines += ["      outs:"] + [f"        - build/${{key}}/{w}" for w in stage.writes]
             if stage.metrics:

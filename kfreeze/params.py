@@ -402,11 +402,25 @@ def _type_name(types) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
+_LOADED: dict = {}  # the last file parsed: {(path, text): data}
+
+
 def load(path: str | Path = PARAMS_FILE) -> dict:
+    """The params file, parsed and checked. The file is read on every call, its parse kept for the
+    same path and text: resolve asks once per model and per section, and parsing a 200-model file
+    200 times took most of its minute (issue 24). A copy is returned: callers may change it."""
+    import copy
+
     path = Path(path)
     if not path.is_file():
         raise KfreezeError(path, "params file not found", "run from the project root, next to params.yaml")
-    return load_text(path.read_text(), path)
+    text = path.read_text()
+    key = (str(path), text)
+    if key not in _LOADED:
+        data = load_text(text, path)
+        _LOADED.clear()
+        _LOADED[key] = data
+    return copy.deepcopy(_LOADED[key])
 
 
 def load_text(text: str, path: str | Path = PARAMS_FILE, require_models: bool = True) -> dict:

@@ -164,6 +164,9 @@ def test_dvc_yaml_stages_depend_on_their_settings_files():
             assert stages[stage]["foreach"] == f"${{{section}}}", stage
             assert stages[stage]["do"]["deps"][0] == f"build/settings/${{key}}/{stage}.json", stage
             assert "models/${key}" not in stages[stage]["do"]["deps"], stage  # its files' hashes are in settings
+            # the package's hash resolve writes, not the folder: one folder hash per `dvc status` (issue 24)
+            assert "build/settings/kfreeze.json" in stages[stage]["do"]["deps"], stage
+            assert "kfreeze" not in stages[stage]["do"]["deps"], stage
     assert not [s for s, v in stages.items() if "params" in v or "params" in v.get("do", {})]
     per_model = {s for per_stage in params.STAGE_PARAMS.values() for s in per_stage}
     assert set(stages) - per_model == {"summary", "resolve"}
@@ -179,10 +182,29 @@ def test_resolve_writes_every_model_and_drops_the_removed(tmp_path, monkeypatch)
     assert sorted(written) == ["a", "b"] and written["a"] == list(params.STAGE_PARAMS["models"])
     path = write(tmp_path, "graphs: {}\nmodels:\n  a: {source: models/a/m.keras, outputs: [p]}\n")
     assert {n: sorted(w) for n, w in settings.write_all(path, "build").items()} == {"a": ["freeze", "optimize", "verify"]}
-    assert sorted(p.name for p in (tmp_path / "build" / "settings").iterdir()) == ["a"]
+    # and the kfreeze package's hash, which every per-model stage depends on (not on the folder)
+    assert sorted(p.name for p in (tmp_path / "build" / "settings").iterdir()) == ["a", "kfreeze.json"]
     with pytest.raises(KfreezeError, match="reserved"):
         settings.write_all(write(tmp_path, "graphs: {}\nmodels:\n  settings: {source: models/settings/m}\n"),
                            "build")
+
+
+def test_code_digest_follows_the_package_files_not_caches(tmp_path):
+    """build/settings/kfreeze.json: what every per-model stage depends on instead of the kfreeze folder."""
+    pkg = tmp_path / "kfreeze"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    first = settings.code_digest(pkg)
+    assert first["files"] == 2
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / ".a.py.tmp").write_text("partial")
+    assert settings.code_digest(pkg) == first  # what .dvcignore skips
+    target = tmp_path / "build" / "settings" / "kfreeze.json"
+    assert settings.write_code_digest(target, pkg) and not settings.write_code_digest(target, pkg)
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert settings.code_digest(pkg) != first and settings.write_code_digest(target, pkg)
 
 
 def test_a_stage_reads_its_settings_file_and_nothing_else(tmp_path):
