@@ -1,9 +1,9 @@
 """Keras model -> TF1-style inference graph + checkpoint, as the seed's tools expect.
 
 Keras 3 traces to resource variables inside a tf.function, which TensorFlow's
-``freeze_graph`` cannot restore from a checkpoint. So the traced graph is
-frozen with ``convert_variables_to_constants_v2`` and each weight constant is
-turned back into a classic ``VariableV2`` named by its Keras path
+``freeze_graph`` cannot restore from a checkpoint. So the traced graph goes through
+``convert_variables_to_constants_v2``'s rewrite (without the weights: ``_WeightlessConversion``)
+and each variable becomes a classic ``VariableV2`` named by its Keras path
 (``conv1/kernel``), with a ``save/`` Saver and a V2 checkpoint keyed by the
 same names. The result is what TF1 users have always fed to ``freeze_graph``.
 """
@@ -23,7 +23,7 @@ from kfreeze.errors import KfreezeError
 from kfreeze.keras_io import input_structure, keras, output_structure
 from kfreeze.tfenv import tf
 from tensorflow.core.framework import graph_pb2
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+from tensorflow.python.framework import convert_to_constants
 
 CKPT_NAME = "model.ckpt"
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.\-/]")
@@ -33,7 +33,7 @@ _COUNTER = re.compile(r"^(.+)_(\d+)$")
 @dataclass
 class Exported:
     graph: graph_pb2.GraphDef          # VariableV2 graph with a save/ Saver
-    values: dict[str, np.ndarray]      # variable name -> value
+    values: dict                       # variable name -> its tf.Variable (np.asarray reads it)
     signature: dict                    # inputs/outputs: name, dtype, shape
 
 
@@ -257,18 +257,45 @@ def strip_name_counters(graph: graph_pb2.GraphDef, scopes: set[str]) -> dict[str
     return {k: v for k, v in mapping.items() if k != v}
 
 
+class _WeightlessConversion(convert_to_constants._FunctionConverterDataInEager):
+    """TensorFlow's ``convert_variables_to_constants_v2`` data, with each model variable's value
+    replaced by a scalar of its dtype.
+
+    Why not the function itself: it copies every weight into the GraphDef, then into a new
+    function graph, and export turns those constants back into VariableV2 nodes anyway; VGG16's
+    export peaked near 11 copies of its weights. Here the Const nodes hold one number, the
+    VariableV2 nodes take their shapes from the variables, and the checkpoint reads the variables
+    themselves. Everything else (function inlining, control-flow lowering, the rewrite of resource
+    reads) is TensorFlow's own code. The While rewrite is the one place that reads a value's shape;
+    loops are lowered first, so none is left to read it."""
+
+    def __init__(self, func, weightless: set[int]):
+        self._weightless = weightless
+        super().__init__(func=func, lower_control_flow=True, aggressive_inlining=False)
+
+    def _eval(self, tensor):
+        if id(getattr(tensor, "handle", None)) in self._weightless:
+            return np.zeros((), tensor.dtype.as_numpy_dtype)
+        return super()._eval(tensor)
+
+
 def export_model(model) -> Exported:
     concrete = trace(model)
-    handle_to_path = {id(v.value.handle): v.path for v in model.variables}
+    by_handle = {id(v.value.handle): v for v in model.variables}
     placeholder_to_var = {}
     for external, internal in concrete.graph.captures:
-        if id(external) in handle_to_path:
-            placeholder_to_var[internal.op.name] = handle_to_path[id(external)]
-    frozen = convert_variables_to_constants_v2(concrete)
-    graph = frozen.graph.as_graph_def()
-    out_ops = [t.op.name for t in frozen.outputs]
-    model_inputs = {t.op.name for t in frozen.inputs}
-    del frozen, concrete  # each holds another copy of every weight
+        if id(external) in by_handle:
+            placeholder_to_var[internal.op.name] = by_handle[id(external)]
+    data = _WeightlessConversion(concrete, set(by_handle))
+    graph, converted = convert_to_constants._replace_variables_by_constants(converter_data=data)
+    out_ops = [t.op.name for t in concrete.outputs]
+    model_inputs = {t.op.name for i, t in enumerate(concrete.inputs) if i not in converted}
+    del data, concrete
+    # What the outputs need, and every input (TF's path pruned so when it re-imported the function).
+    needed = tf.compat.v1.graph_util.extract_sub_graph(graph, out_ops)
+    kept = {n.name for n in needed.node}
+    needed.node.extend(n for n in graph.node if n.name in model_inputs and n.name not in kept)
+    graph = needed
 
     in_names = input_names(model)
     out_names = output_layer_names(model)
@@ -295,12 +322,20 @@ def export_model(model) -> Exported:
         # every process); TensorFlow does not read it from a GraphDef.
         if "_has_manual_control_dependencies" in node.attr:
             del node.attr["_has_manual_control_dependencies"]
+        # Colocation hints name nodes by their traced names, which the renaming below changes
+        # (TF's own path dropped them, and the debug info, when it re-imported the function).
+        for hint in ("_class", "_user_specified_name"):
+            if hint in node.attr:
+                del node.attr[hint]
+        node.ClearField("experimental_debug_info")  # traced names with process-wide counters
     _check_no_function_calls(graph, model)
     for field in ("library", "version", "debug_info"):  # nodes and versions only, as the graph was written before
         graph.ClearField(field)
+    graph.versions.ClearField("min_consumer")  # as TF's re-import wrote it: the artifacts keep their bytes
 
     mapping = strip_name_counters(graph, _layer_names(model))
-    var_names = dict(zip(sorted(placeholder_to_var), _unique([tf_name(placeholder_to_var[k]) for k in sorted(placeholder_to_var)])))
+    var_names = dict(zip(sorted(placeholder_to_var),
+                         _unique([tf_name(placeholder_to_var[k].path) for k in sorted(placeholder_to_var)])))
     mapping.update(var_names)
     mapping.update(dict(zip(out_ops, out_names)))
     taken = set(var_names.values()) | set(out_names) | set(in_names)
@@ -311,15 +346,14 @@ def export_model(model) -> Exported:
 
     values = {}
     by_name = {n.name: n for n in graph.node}
-    for var in var_names.values():
+    for placeholder, var in var_names.items():
         node = by_name[var]
-        value = tf.make_ndarray(node.attr["value"].tensor)
-        values[var] = value
+        values[var] = placeholder_to_var[placeholder].value  # the tf.Variable: no copy until SaveV2 reads it
         dtype = node.attr["dtype"].type
         node.Clear()
         node.name, node.op = var, "VariableV2"
         node.attr["dtype"].type = dtype
-        node.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+        node.attr["shape"].shape.CopyFrom(tf.TensorShape(values[var].shape).as_proto())
         node.attr["container"].s = b""
         node.attr["shared_name"].s = b""
 

@@ -314,15 +314,36 @@ def file_kind(path: Path) -> str:
 @contextlib.contextmanager
 def named_for_keras(path: Path, kind: str):
     """``path``, or a link to it whose suffix tells Keras' loader the format (it goes by the name:
-    an HDF5 model named ``net.model`` is read through ``<tmp>/net.h5``)."""
+    an HDF5 model named ``net.model`` is read through ``<tmp>/net.h5``).
+
+    A .keras archive is always read through a link in a private temp folder, with its weights file
+    extracted there (``weights_on_disk``), never into the model's own folder."""
     wanted = (".keras",) if kind == "zip" else (".h5", ".hdf5")
-    if path.suffix.lower() in wanted:
+    if path.suffix.lower() in wanted and kind != "zip":
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="kfreeze-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kfreeze-load-") as tmp, weights_on_disk(kind):
         link = Path(tmp) / f"model{wanted[0]}"
         link.symlink_to(Path(path).resolve())
         yield link
+
+
+@contextlib.contextmanager
+def weights_on_disk(kind: str):
+    """Keras 3 reads a .keras archive's weights file into memory whole when it judges there is room,
+    then copies each weight out of it: a 494 MB model peaked 2.1 GiB over its imports. Told there is no
+    room, it extracts the file beside the archive (the link's temp folder) and reads it from there:
+    1.6 GiB, the variables plus one weight in transit."""
+    if kind != "zip":
+        yield
+        return
+    from keras.src.saving import saving_lib
+    saved = saving_lib.is_memory_sufficient
+    saving_lib.is_memory_sufficient = lambda model: False
+    try:
+        yield
+    finally:
+        saving_lib.is_memory_sufficient = saved
 
 
 def _check_h5_sizes(path: Path, custom_objects: dict | None, trust_code: bool, param: str) -> None:

@@ -40,7 +40,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_checkpoint_lacking_a_variable_names_it(exported, tmp_path):
     result, _ = exported
-    values = {k: v for k, v in result.values.items() if k != "bn/gamma"}
+    values = {k: np.asarray(v) for k, v in result.values.items() if k != "bn/gamma"}
     partial = export.Exported(result.graph, values, result.signature)
     save_checkpoint(values, tmp_path / "model.ckpt")
     with pytest.raises(KfreezeError, match="no value for variable 'bn/gamma'"):
@@ -49,7 +49,7 @@ def test_checkpoint_lacking_a_variable_names_it(exported, tmp_path):
 
 def test_checkpoint_with_a_wrong_shape_names_the_variable(exported, tmp_path):
     result, _ = exported
-    values = dict(result.values, **{"probs/bias": np.zeros([5], np.float32)})
+    values = {k: np.asarray(v) for k, v in result.values.items()} | {"probs/bias": np.zeros([5], np.float32)}
     save_checkpoint(values, tmp_path / "model.ckpt")
     with pytest.raises(KfreezeError, match=r"variable 'probs/bias' has shape \[5\] in the checkpoint but \[3\]"):
         freeze.freeze(result.graph, str(tmp_path / "model.ckpt"), ["probs"], "t")

@@ -32,7 +32,7 @@ def gru_frozen():
     cell = model.get_layer("gru").cell
     cell.bias.assign(np.random.default_rng(0).normal(0, 0.5, cell.bias.shape).astype("float32"))
     ex = export.export_model(model)
-    values = {k: v for k, v in ex.values.items()}
+    values = {k: np.asarray(v) for k, v in ex.values.items()}
     graph = graph_pb2.GraphDef()
     graph.CopyFrom(ex.graph)
     for node in graph.node:  # the checkpoint's values as constants, as freeze makes them

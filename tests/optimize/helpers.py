@@ -265,7 +265,7 @@ def keras_frozen(model) -> tuple[graph_pb2.GraphDef, list[str], list[str]]:
     graph.CopyFrom(ex.graph)
     for node in graph.node:
         if node.name in ex.values:
-            value = ex.values[node.name]
+            value = np.asarray(ex.values[node.name])
             node.op = "Const"
             node.ClearField("attr")
             node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
