@@ -193,3 +193,13 @@ def test_a_string_input_is_one_line_at_verify():
     with pytest.raises(KfreezeError, match="input 's': is a string tensor, for which verify makes no inputs"):
         make_inputs([TensorInfo("s", "string", ())], 2, 0)
     assert make_inputs([TensorInfo("x", "float32", (None, 3))], 2, 0)["x"].shape == (2, 3)
+
+
+# -- case 16: a loop that never ends -----------------------------------------------------------
+
+def test_the_default_session_bound_keeps_a_looping_run_under_ten_minutes():
+    """At 600 s a batch, kfreeze run of a 2**62-step while loop stopped after 639 s in all (measured);
+    the stop itself is tested at a 2 s bound in test_untrusted."""
+    from kfreeze.verify import run
+
+    assert run.RUN_TIMEOUT_S + 120 < 600  # freeze and optimize before it took 40 s on shared cores
