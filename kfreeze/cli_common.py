@@ -71,6 +71,7 @@ _OS_FIXES = {
     errno.ENOSPC: "free some disk space and re-run",
     errno.EDQUOT: "free some disk space (you are over quota) and re-run",
     errno.EROFS: "the file system is read-only; use a writable --build/--metrics folder",
+    errno.ENAMETOOLONG: "use a shorter name (a file name holds at most 255 bytes)",
 }
 
 

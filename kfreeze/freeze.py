@@ -41,7 +41,7 @@ def resolve_checkpoint(path: str | Path) -> str:
         latest = tf.train.latest_checkpoint(str(path))
         if latest is None:
             raise KfreezeError(path, "directory holds no checkpoint (no 'checkpoint' state file or index)",
-                               "point 'checkpoint' at a prefix such as model.ckpt-2000")
+                               "give the checkpoint prefix itself, such as model.ckpt-2000")
         _check_files_inside(Path(latest), path)
         return latest
     if path.is_file() and not Path(str(path) + ".index").is_file():  # a V1 checkpoint: one file, the prefix
@@ -217,7 +217,7 @@ def check_size(graph: graph_pb2.GraphDef, needed: set[str], shapes: dict, where:
     if total > PROTOBUF_LIMIT:
         raise KfreezeError(where, f"the frozen graph would hold {total / 2**30:.2f} GiB of constants, over protobuf's "
                            "2 GiB limit for one GraphDef", "freeze a smaller model, or store weights as float16 "
-                           "(precision: float16) if that brings it under the limit; a SavedModel has no such limit")
+                           "(precision float16) if that brings it under the limit; a SavedModel has no such limit")
 
 
 _NOISE = ("File ", "Detected at node", "Node:", "[[", "Original stack trace", "Graph execution error",

@@ -70,6 +70,7 @@ def model_name(path: Path) -> str:
 
 
 COPY_LIMIT = 8 * 2**30  # a model, graph or checkpoint bigger than this is refused before it is read
+FILE_LIMIT = 10000  # a SavedModel or checkpoint folder holds tens of files; /usr holds 10^5
 
 
 # What kfreeze run writes to --out: what 'dvc repro' writes to build/<name>/ (its settings aside), and
@@ -141,13 +142,19 @@ def _given_file(path: Path, what: str, folder_ok: bool = True) -> str:
     special_file(path.resolve())
     if path.is_dir() and not folder_ok:
         raise KfreezeError(path, f"{what} is a folder, expected a file", "give the file itself")
-    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
-    for f in files:
-        special_file(f.resolve())
-    size = sum(f.stat().st_size for f in files)
-    if size > COPY_LIMIT:
-        raise KfreezeError(path, f"{what} holds {size / 2**30:.1f} GiB, over the {COPY_LIMIT / 2**30:.0f} GiB "
-                           "kfreeze run reads", "point at the model's own file or folder")
+    size, count = 0, 0
+    for f in path.rglob("*") if path.is_dir() else [path]:
+        if f.resolve().exists():  # a FIFO inside a folder too (is_file() says False for one)
+            special_file(f.resolve())
+        if not f.is_file():
+            continue
+        size, count = size + f.stat().st_size, count + 1
+        if count > FILE_LIMIT:  # stop walking: --checkpoint /usr took 35 s to sum 5 GiB
+            raise KfreezeError(path, f"{what} holds over {FILE_LIMIT} files, not one model's",
+                               "point at the model's own file or folder")
+        if size > COPY_LIMIT:
+            raise KfreezeError(path, f"{what} holds over {COPY_LIMIT / 2**30:.0f} GiB, more than kfreeze run "
+                               "reads", "point at the model's own file or folder")
     return str(path)
 
 

@@ -553,8 +553,10 @@ def parse_model(name: str, entry: Any, path: str | Path = PARAMS_FILE, section: 
         if "tflite" not in entry.get("targets", []) or others:
             problem = ("int8 quantizes only the tflite target, and targets has no tflite" if not others else
                        f"int8 quantizes only the tflite target; {', '.join(others)} cannot be int8 here")
-            raise KfreezeError(origin.where("precision"), problem, "use targets: [tf, tflite] with precision: int8 "
-                               "(optimized.pb stays float32), or precision float32/float16 for the other targets")
+            both = "[tf, tflite]" if origin.params else "'[tf, tflite]'"  # quoted for the shell
+            raise KfreezeError(origin.where("precision"), problem, f"{origin.setting('targets', both)} "
+                               "with int8 (optimized.pb stays float32), or use precision float32/float16 for the "
+                               "other targets")
     return ModelSpec(name=name, section=section, origin=origin,
                      **{k: key.convert(entry[k] if k in entry else key.default) for k, key in keys.items()})
 

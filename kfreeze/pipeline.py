@@ -227,7 +227,7 @@ def optimize(spec, out: Path) -> str:
                 spec.where("input_shape"), what="optimize", where="Grappler",
                 memory=child.memory_bound((out / layout.FROZEN).stat().st_size))
         except KfreezeError as e:
-            if e.where == spec.where("inputs"):  # names the key already
+            if e.where in (spec.where("inputs"), spec.where("input_shape")):  # names the key already
                 raise
             raise KfreezeError(f"{out / layout.FROZEN}: {e.where}", e.problem, e.fix) from None
     graph = graphio.read_graph(out / layout.OPTIMIZED)
@@ -250,7 +250,13 @@ def optimize_file(frozen_path: Path, ctx, out_path: Path, inputs_where: str, sha
     nodes.require(frozen, [i.name for i in ctx.inputs], "input", inputs_where)
     # computed sizes at the cut's shapes, before the cut imports the graph (TF's import evaluates shapes)
     bounds.check(frozen, shape_where, shapes={i.name.split(":")[0]: i.shape for i in ctx.inputs if i.shape is not None})
-    resources.check_activations(opt.passes.cut_inputs(frozen, ctx), "optimize", shape_where)
+    try:
+        cut = opt.passes.cut_inputs(frozen, ctx)
+    except KfreezeError as e:
+        if "does not fit the graph's shape" not in e.problem:
+            raise
+        raise KfreezeError(shape_where, f"{e.where}: {e.problem}", e.fix) from None  # the flag or key to edit
+    resources.check_activations(cut, "optimize", shape_where)
     ops_frozen = len(frozen.node)
     graph, stats = opt.optimize(frozen, ctx)
     del frozen

@@ -127,6 +127,11 @@ def add(name: str, source: Optional[Path], settings: dict, arch: Optional[Path] 
     Returns the paths the caller might 'dvc add' and the entry written.
     """
     path = Path(params_file)
+    if (path.exists() and not path.is_file()) or path.resolve() in (Path("models").resolve(),
+                                                                    (Path("models") / name).resolve()):
+        # else the entry's write fails renaming onto the folder add makes
+        raise KfreezeError("--params", f"{path} is a folder (or the one add makes), not a params file",
+                           "give the params file, e.g. --params params.yaml")
     where = f"{path}: {name}"
     if not NAME_RE.match(name):
         raise KfreezeError(where, "a model name may only use a-z, 0-9, '_' and '-' (DVC stage names)",

@@ -74,7 +74,11 @@ def check_activations(graph, where: str, param: str) -> None:
     before the import below, whose shape inference evaluates constant subgraphs)."""
     from kfreeze import bounds
     bounds.check(graph, where)
-    total, largest, largest_bytes = activation_bytes(graph)
+    try:
+        total, largest, largest_bytes = activation_bytes(graph)
+    except ValueError as e:  # TF's import infers shapes: a Reshape that this input shape cannot take
+        raise KfreezeError(param, f"the graph cannot take this shape ({' '.join(str(e).split())[:300]})",
+                           f"check {param} against the shapes the model's inputs take") from None
     free = available_memory()
     if total > free:
         raise KfreezeError(where, f"at this input_shape the activations need about {total / 2**30:.1f} GiB "

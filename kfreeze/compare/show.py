@@ -121,6 +121,10 @@ def to_dot(graph: graph_pb2.GraphDef, against: Optional[graph_pb2.GraphDef] = No
     return "\n".join(lines) + "\n"
 
 
+# a chain of 30,000 nodes overflows the wasm Graphviz's stack; real models have a few thousand
+PICTURE_NODES = 10000
+
+
 def _px(svg: str) -> str:
     """Graphviz sizes its SVG in pt, which resvg rejects: give the size in px (1 pt = 4/3 px)."""
     def repl(m):
@@ -135,6 +139,9 @@ def render(dot: str, fmt: str) -> bytes:
         svg = wasm_render(dot, format="svg", engine="dot")
     except ImportError:
         svg = None
+    except Exception as e:  # a wasm trap (its stack overflows on a very deep graph)
+        raise KfreezeError("kfreeze show", f"Graphviz could not lay the graph out ({type(e).__name__})",
+                           "write a .dot file instead (--out graph.dot)") from None
     if svg is None:
         binary = shutil.which("dot")
         if binary is None:
@@ -163,6 +170,9 @@ def write_picture(graph: graph_pb2.GraphDef, out: Path, against: Optional[graph_
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise KfreezeError(out, f"unknown picture type '{suffix}'", "use .svg, .png or .dot")
+    if suffix != ".dot" and len(graph.node) > PICTURE_NODES:
+        raise KfreezeError(out, f"the graph has {len(graph.node)} nodes, over the {PICTURE_NODES} Graphviz can "
+                           "lay out in a picture", "write a .dot file instead (--out graph.dot)")
     dot = to_dot(graph, against, title)
     data = dot.encode("utf-8") if suffix == ".dot" else render(dot, suffix[1:])
     out.parent.mkdir(parents=True, exist_ok=True)

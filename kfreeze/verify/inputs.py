@@ -37,6 +37,9 @@ def make_inputs(infos: list[TensorInfo], samples: int, seed: int,
     for info in infos:
         dims = _sample_dims(info, samples)
         dtype = np.dtype(tf.as_dtype(info.dtype).as_numpy_dtype)
+        if dtype.kind not in "biuf":  # a string (image bytes) or complex input: no random value means anything
+            raise KfreezeError(f"input '{info.name}'", f"is a {info.dtype} tensor, for which verify makes no inputs",
+                               "cut the graph at a numeric tensor after it (--inputs, or inputs in params.yaml)")
         # Embedding ids fed as floats (opencv: true, kfreeze.optimize.passes.opencv_embedding): drawn as int32
         draw_as = dtype if not np.issubdtype(dtype, np.floating) or info.name not in (index_limits or {}) \
             else np.dtype(np.int32)
@@ -197,8 +200,9 @@ def _check_npz(path: Path) -> None:
                     raise KfreezeError(path, f"array '{info.filename[:-4]}' declares shape {list(shape)} "
                                        f"({count * dtype.itemsize / 2**30:.1f} GiB); the arrays may hold at most "
                                        f"{DATA_LIMIT / 2**30:.0f} GiB", "save only the samples verify needs")
-    except zipfile.BadZipFile:
-        return  # not a zip: np.load says what it is below
+    except zipfile.BadZipFile:  # a lone .npy would be loaded whole, whatever its header declares
+        raise KfreezeError(path, "is not an .npz (a zip of .npy arrays)",
+                           "write it with numpy.savez(path, input_name=array, ...)") from None
     except (ValueError, OSError, EOFError) as e:
         raise KfreezeError(path, f"has an unreadable array header ({' '.join(str(e).split())[:160]})",
                            "write it with numpy.savez(path, input_name=array, ...)") from None

@@ -149,11 +149,11 @@ def _restore_ops(g, variables: dict, reader) -> tuple[list, dict]:
         return restore_ops({n: op for n, op in variables.items() if n in stored or n in parts}, reader, parts)
 
 
-RUN_TIMEOUT_S = 600.0
+RUN_TIMEOUT_S = 300.0  # a batch of a real model takes seconds; 600 s made a looping graph's run 10.7 min
 
 
 def bounded_run(sess, fetches, feeds, where: str):
-    """``sess.run`` with a deadline (``KFREEZE_TIME_LIMIT_S``, default 600 s a batch): a graph whose
+    """``sess.run`` with a deadline (``KFREEZE_TIME_LIMIT_S``, default 300 s a batch): a graph whose
     loop does not end (a while loop of allowed ops counting to 2^62) stops with one line."""
     from kfreeze import child
     from kfreeze.errors import KfreezeError

@@ -33,7 +33,7 @@ def cut_inputs(graph: graph_pb2.GraphDef, ctx: Context) -> graph_pb2.GraphDef:
         shape = tf.TensorShape(None if spec.shape is None else [None if d in (None, -1) else d for d in spec.shape]) \
             if spec.shape is not None else tensor.shape
         if spec.shape is not None and tensor.shape.rank is not None and not _fits(tensor.shape, shape):
-            raise KfreezeError(f"input '{spec.name}'", f"input_shape {list(spec.shape)} does not fit the graph's "
+            raise KfreezeError(f"input '{spec.name}'", f"shape {list(spec.shape)} does not fit the graph's "
                                f"shape {tensor.shape.as_list()}",
                                f"give a shape of rank {tensor.shape.rank} that matches the known dimensions")
         name = placeholder_name(spec.name)
