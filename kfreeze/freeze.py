@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import glob
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +150,8 @@ def partitions(shapes: dict[str, list[int] | None], stored: dict) -> dict[str, t
 
 def restore_ops(variables: dict, reader, parts: dict) -> tuple[list, dict]:
     """In the current graph, one assign per variable (name -> its op, VariableV2 or VarHandleOp)
-    from a placeholder, and the feeds that give each placeholder the checkpoint's value."""
+    from a placeholder, and the feeds: each placeholder -> a call that reads the checkpoint's value
+    (``run_restore`` reads one at a time: all values read up front held every weight twice)."""
     assigns, feeds = [], {}
     with tf.name_scope("kfreeze_restore"):
         for name, op in sorted(variables.items()):
@@ -160,8 +161,14 @@ def restore_ops(variables: dict, reader, parts: dict) -> tuple[list, dict]:
             else:
                 value = tf.compat.v1.placeholder(op.outputs[0].dtype.base_dtype)
                 assigns.append(tf.compat.v1.assign(op.outputs[0], value, validate_shape=False))
-            feeds[value] = checkpoint_value(reader, name, parts)
+            feeds[value] = functools.partial(checkpoint_value, reader, name, parts)
     return assigns, feeds
+
+
+def run_restore(sess, assigns: list, feeds: dict) -> None:
+    """``restore_ops``' assigns, each with its value read just before it runs."""
+    for assign, (placeholder, read) in zip(assigns, feeds.items()):
+        sess.run(assign, {placeholder: read()})
 
 
 def checkpoint_value(reader, name: str, parts: dict):
@@ -199,8 +206,7 @@ def _restore_and_convert(graph: graph_pb2.GraphDef, reader, needed: set[str], ou
         assigns, feeds = restore_ops({name: g.get_operation_by_name(name) for name in needed}, reader, parts or {})
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         with tf.compat.v1.Session(graph=g, config=config) as sess:
-            sess.run(assigns, feeds)
-            del feeds
+            run_restore(sess, assigns, feeds)
             return tf.compat.v1.graph_util.convert_variables_to_constants(
                 sess, graph, [o.split(":")[0] for o in outputs], variable_names_whitelist=sorted(needed))
 

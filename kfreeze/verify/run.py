@@ -122,8 +122,8 @@ def run_checkpoint_graph(graph: graph_pb2.GraphDef, checkpoint: str | None, feed
     batch = fixed_batch(t.shape for t in tensors.values())
     with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
         if restore:
-            sess.run(restore, restore_feeds)
-            del restore_feeds
+            from kfreeze.freeze import run_restore
+            run_restore(sess, restore, restore_feeds)
 
         def run(chunk):
             values = bounded_run(sess, fetches, {**constant, **{tensors[k]: v for k, v in chunk.items()}}, where)
