@@ -100,7 +100,7 @@ def test_cut_inputs_port_tensor_gives_node_underscore_port(rng):
 @pytest.mark.parametrize("shape", [(None, 4, 1), (4,), (None, 5)])
 def test_cut_inputs_rejects_a_shape_that_does_not_fit(shape):
     graph = mid_relu_graph(np.random.default_rng(0))
-    with pytest.raises(KfreezeError, match="input_shape"):
+    with pytest.raises(KfreezeError, match=r"shape \[.*\] does not fit the graph.s shape"):
         passes.cut_inputs(graph, ctx([InputSpec("mid", shape=shape)]))
 
 
@@ -142,5 +142,5 @@ def test_cut_inputs_allows_a_smaller_batch_than_the_graphs_fixed_batch(rng):
     xv = rng.normal(size=[100, 4, 4, 1]).astype(np.float32)
     np.testing.assert_allclose(run(out, {"reshape:0": xv[:1]}), run(g.as_graph_def(), {"reshape:0": xv})[:1],
                                rtol=RTOL, atol=ATOL)
-    with pytest.raises(KfreezeError, match="input_shape"):  # the other dimensions must still fit
+    with pytest.raises(KfreezeError, match=r"shape \[1, 4, 5, 1\] does not fit the graph.s shape \[100, 4, 4, 1\]"):  # the other dimensions must still fit
         passes.cut_inputs(g.as_graph_def(), ctx([InputSpec("reshape", shape=(1, 4, 5, 1))]))
